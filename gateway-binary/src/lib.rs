@@ -1,0 +1,1 @@
+//! SBE order entry over TCP with a FIXP-style session, for market makers. Not built yet.

@@ -1,0 +1,1 @@
+//! End-to-end tests across processes live in `tests/tests/`; this library holds their shared helpers.
