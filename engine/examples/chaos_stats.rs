@@ -4,10 +4,7 @@ use castle_engine::{EventKind, FastEngine, Limits};
 use std::collections::BTreeMap;
 
 fn main() {
-    let seed = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1);
+    let seed = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(1);
     let mut e = FastEngine::new(Limits::small());
     let mut out = Vec::new();
     let mut chaos = Chaos::new(seed);
@@ -29,11 +26,7 @@ fn main() {
                 EventKind::OrderReplaced { priority_kept, .. } => {
                     format!("Replaced::kept={priority_kept}")
                 }
-                k => format!("{k:?}")
-                    .split([' ', '{'])
-                    .next()
-                    .unwrap()
-                    .to_string(),
+                k => format!("{k:?}").split([' ', '{']).next().unwrap().to_string(),
             };
             *counts.entry(key).or_default() += 1;
         }

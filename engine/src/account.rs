@@ -67,10 +67,7 @@ impl Accounts {
         let ix = self.ids.len() as AccountIx;
         self.index.insert(account, ix);
         self.ids.push(account);
-        self.balances.extend(std::iter::repeat_n(
-            Balance::default(),
-            self.max_assets as usize,
-        ));
+        self.balances.extend(std::iter::repeat_n(Balance::default(), self.max_assets as usize));
         self.stp.push(StpMode::CancelNewest);
         self.killed.push(false);
         Ok(ix)
@@ -122,12 +119,7 @@ impl Accounts {
         self.killed[ix as usize] = killed;
     }
 
-    pub fn deposit(
-        &mut self,
-        ix: AccountIx,
-        asset: AssetId,
-        amount: Amount,
-    ) -> Result<(), RejectReason> {
+    pub fn deposit(&mut self, ix: AccountIx, asset: AssetId, amount: Amount) -> Result<(), RejectReason> {
         debug_assert!(amount > 0);
         let supply = self.supply[asset as usize];
         if supply > MAX_VALUE - amount {
@@ -138,12 +130,7 @@ impl Accounts {
         Ok(())
     }
 
-    pub fn withdraw(
-        &mut self,
-        ix: AccountIx,
-        asset: AssetId,
-        amount: Amount,
-    ) -> Result<(), RejectReason> {
+    pub fn withdraw(&mut self, ix: AccountIx, asset: AssetId, amount: Amount) -> Result<(), RejectReason> {
         let b = self.balance_mut(ix, asset);
         if b.available < amount {
             return Err(RejectReason::InsufficientBalance);
@@ -154,12 +141,7 @@ impl Accounts {
     }
 
     /// Moves `amount` from available to locked.
-    pub fn lock(
-        &mut self,
-        ix: AccountIx,
-        asset: AssetId,
-        amount: Amount,
-    ) -> Result<(), RejectReason> {
+    pub fn lock(&mut self, ix: AccountIx, asset: AssetId, amount: Amount) -> Result<(), RejectReason> {
         let b = self.balance_mut(ix, asset);
         if b.available < amount {
             return Err(RejectReason::InsufficientBalance);

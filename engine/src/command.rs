@@ -3,9 +3,7 @@
 //! the time (the engine never reads a clock).
 
 use crate::instrument::{InstrumentSpec, TradingStatus};
-use crate::types::{
-    AccountId, Amount, AssetId, ClientOrderId, InstrumentId, OrderId, Price, Qty, Side, Timestamp,
-};
+use crate::types::{AccountId, Amount, AssetId, ClientOrderId, InstrumentId, OrderId, Price, Qty, Side, Timestamp};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
@@ -111,9 +109,7 @@ pub struct Replace {
 #[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
 pub enum Command {
     /// Admin: list an instrument. Its id must be free and below the limit.
-    AddInstrument(
-        #[cfg_attr(feature = "fuzzing", arbitrary(with = arbitrary_spec))] InstrumentSpec,
-    ),
+    AddInstrument(#[cfg_attr(feature = "fuzzing", arbitrary(with = arbitrary_spec))] InstrumentSpec),
     /// Admin: open, halt or close trading.
     SetTradingStatus {
         instrument: InstrumentId,

@@ -20,8 +20,8 @@ use crate::instrument::{InstrumentSpec, TradingStatus};
 use crate::order::{Order, StopOrder};
 use crate::risk::Scale;
 use crate::types::{
-    AccountId, Amount, AssetId, ClientOrderId, InstrumentId, OrderId, Price, Seq, Side, Timestamp,
-    FEE_ACCOUNT, MAX_VALUE,
+    AccountId, Amount, AssetId, ClientOrderId, InstrumentId, OrderId, Price, Seq, Side, Timestamp, FEE_ACCOUNT,
+    MAX_VALUE,
 };
 
 /// Explicit bounds on everything the engine holds. Memory for books, the
@@ -102,9 +102,7 @@ impl<B: OrderBook> Engine<B> {
     pub fn new(limits: Limits) -> Self {
         assert!(limits.max_assets > 0 && limits.max_instruments > 0 && limits.max_accounts > 0);
         let mut accounts = Accounts::new(limits.max_accounts, limits.max_assets);
-        accounts
-            .ix_or_create(FEE_ACCOUNT)
-            .expect("room for the fee account");
+        accounts.ix_or_create(FEE_ACCOUNT).expect("room for the fee account");
         Engine {
             limits,
             seq: 0,
@@ -114,10 +112,7 @@ impl<B: OrderBook> Engine<B> {
             next_priority: 1,
             markets: (0..limits.max_instruments).map(|_| None).collect(),
             accounts,
-            client_ids: FxHashMap::with_capacity_and_hasher(
-                limits.max_open_orders,
-                Default::default(),
-            ),
+            client_ids: FxHashMap::with_capacity_and_hasher(limits.max_open_orders, Default::default()),
             expiries: BinaryHeap::with_capacity(limits.max_timed_orders),
             scratch: Vec::new(),
         }
@@ -141,32 +136,14 @@ impl<B: OrderBook> Engine<B> {
         self.expire_due(out);
         match *cmd {
             Command::AddInstrument(spec) => self.add_instrument(spec, out),
-            Command::SetTradingStatus { instrument, status } => {
-                self.set_status(instrument, status, out)
-            }
-            Command::Deposit {
-                account,
-                asset,
-                amount,
-            } => self.deposit(account, asset, amount, out),
-            Command::Withdraw {
-                account,
-                asset,
-                amount,
-            } => self.withdraw(account, asset, amount, out),
+            Command::SetTradingStatus { instrument, status } => self.set_status(instrument, status, out),
+            Command::Deposit { account, asset, amount } => self.deposit(account, asset, amount, out),
+            Command::Withdraw { account, asset, amount } => self.withdraw(account, asset, amount, out),
             Command::SetAccountStp { account, mode } => self.set_account_stp(account, mode, out),
             Command::PlaceOrder(ref o) => self.place(o, out),
-            Command::Cancel {
-                account,
-                instrument,
-                target,
-            } => self.cancel_request(account, instrument, target, out),
+            Command::Cancel { account, instrument, target } => self.cancel_request(account, instrument, target, out),
             Command::Replace(ref r) => self.replace(r, out),
-            Command::MassCancel {
-                account,
-                instrument,
-                side,
-            } => {
+            Command::MassCancel { account, instrument, side } => {
                 if self.accounts.ix(account).is_some() {
                     self.cancel_matching(
                         Some(account),
@@ -188,25 +165,16 @@ impl<B: OrderBook> Engine<B> {
                 }
             }
             Command::KillSwitch { account, engaged } => self.kill_switch(account, engaged, out),
-            Command::EndOfDay { instrument } => self.cancel_matching(
-                None,
-                instrument,
-                None,
-                true,
-                crate::event::CancelReason::EndOfDay,
-                out,
-            ),
+            Command::EndOfDay { instrument } => {
+                self.cancel_matching(None, instrument, None, true, crate::event::CancelReason::EndOfDay, out)
+            }
             Command::Tick => {}
         }
         self.seq
     }
 
     pub(crate) fn emit(&self, out: &mut Vec<Event>, kind: EventKind) {
-        out.push(Event {
-            seq: self.seq,
-            ts: self.now,
-            kind,
-        });
+        out.push(Event { seq: self.seq, ts: self.now, kind });
     }
 
     pub(crate) fn reject(
@@ -218,30 +186,13 @@ impl<B: OrderBook> Engine<B> {
         order_id: OrderId,
         reason: RejectReason,
     ) {
-        self.emit(
-            out,
-            EventKind::Rejected {
-                account,
-                instrument,
-                client_order_id,
-                order_id,
-                reason,
-            },
-        );
+        self.emit(out, EventKind::Rejected { account, instrument, client_order_id, order_id, reason });
     }
 
     pub(crate) fn emit_balance(&self, out: &mut Vec<Event>, ix: AccountIx, asset: AssetId) {
         let b = self.accounts.balance(ix, asset);
         let account = self.accounts.id(ix);
-        self.emit(
-            out,
-            EventKind::BalanceChanged {
-                account,
-                asset,
-                available: b.available,
-                locked: b.locked,
-            },
-        );
+        self.emit(out, EventKind::BalanceChanged { account, asset, available: b.available, locked: b.locked });
     }
 
     pub(crate) fn market(&self, id: InstrumentId) -> Option<&Market<B>> {
@@ -249,21 +200,12 @@ impl<B: OrderBook> Engine<B> {
     }
 
     pub(crate) fn market_mut(&mut self, id: InstrumentId) -> &mut Market<B> {
-        self.markets[id as usize]
-            .as_mut()
-            .expect("instrument checked by caller")
+        self.markets[id as usize].as_mut().expect("instrument checked by caller")
     }
 
     fn add_instrument(&mut self, spec: InstrumentSpec, out: &mut Vec<Event>) {
         let fail = |e: &Self, out: &mut Vec<Event>, reason| {
-            e.reject(
-                out,
-                FEE_ACCOUNT,
-                spec.id,
-                ClientOrderId::default(),
-                0,
-                reason,
-            )
+            e.reject(out, FEE_ACCOUNT, spec.id, ClientOrderId::default(), 0, reason)
         };
         if spec.id >= self.limits.max_instruments {
             return fail(self, out, RejectReason::InvalidInstrument);
@@ -301,20 +243,10 @@ impl<B: OrderBook> Engine<B> {
             book: B::with_capacity(self.limits.max_orders_per_instrument),
             stops: Vec::with_capacity(self.limits.max_stops_per_instrument),
         });
-        self.emit(
-            out,
-            EventKind::InstrumentAdded {
-                instrument: spec.id,
-            },
-        );
+        self.emit(out, EventKind::InstrumentAdded { instrument: spec.id });
     }
 
-    fn set_status(
-        &mut self,
-        instrument: InstrumentId,
-        status: TradingStatus,
-        out: &mut Vec<Event>,
-    ) {
+    fn set_status(&mut self, instrument: InstrumentId, status: TradingStatus, out: &mut Vec<Event>) {
         if self.market(instrument).is_none() {
             return self.reject(
                 out,
@@ -329,12 +261,7 @@ impl<B: OrderBook> Engine<B> {
         self.emit(out, EventKind::TradingStatusChanged { instrument, status });
     }
 
-    fn check_transfer(
-        &self,
-        account: AccountId,
-        asset: AssetId,
-        amount: Amount,
-    ) -> Result<(), RejectReason> {
+    fn check_transfer(&self, account: AccountId, asset: AssetId, amount: Amount) -> Result<(), RejectReason> {
         if asset >= self.limits.max_assets {
             return Err(RejectReason::UnknownAsset);
         }
@@ -345,13 +272,7 @@ impl<B: OrderBook> Engine<B> {
         Ok(())
     }
 
-    fn deposit(
-        &mut self,
-        account: AccountId,
-        asset: AssetId,
-        amount: Amount,
-        out: &mut Vec<Event>,
-    ) {
+    fn deposit(&mut self, account: AccountId, asset: AssetId, amount: Amount, out: &mut Vec<Event>) {
         let r = self.check_transfer(account, asset, amount).and_then(|_| {
             if account == FEE_ACCOUNT {
                 return Err(RejectReason::ReservedAccount);
@@ -362,45 +283,22 @@ impl<B: OrderBook> Engine<B> {
         });
         match r {
             Ok(ix) => {
-                self.emit(
-                    out,
-                    EventKind::Transfer {
-                        account,
-                        asset,
-                        amount,
-                    },
-                );
+                self.emit(out, EventKind::Transfer { account, asset, amount });
                 self.emit_balance(out, ix, asset);
             }
             Err(reason) => self.reject(out, account, 0, ClientOrderId::default(), 0, reason),
         }
     }
 
-    fn withdraw(
-        &mut self,
-        account: AccountId,
-        asset: AssetId,
-        amount: Amount,
-        out: &mut Vec<Event>,
-    ) {
+    fn withdraw(&mut self, account: AccountId, asset: AssetId, amount: Amount, out: &mut Vec<Event>) {
         let r = self.check_transfer(account, asset, amount).and_then(|_| {
-            let ix = self
-                .accounts
-                .ix(account)
-                .ok_or(RejectReason::UnknownAccount)?;
+            let ix = self.accounts.ix(account).ok_or(RejectReason::UnknownAccount)?;
             self.accounts.withdraw(ix, asset, amount)?;
             Ok(ix)
         });
         match r {
             Ok(ix) => {
-                self.emit(
-                    out,
-                    EventKind::Transfer {
-                        account,
-                        asset,
-                        amount: -amount,
-                    },
-                );
+                self.emit(out, EventKind::Transfer { account, asset, amount: -amount });
                 self.emit_balance(out, ix, asset);
             }
             Err(reason) => self.reject(out, account, 0, ClientOrderId::default(), 0, reason),
@@ -413,39 +311,18 @@ impl<B: OrderBook> Engine<B> {
                 self.accounts.set_stp(ix, mode);
                 self.emit(out, EventKind::AccountStpChanged { account, mode });
             }
-            None => self.reject(
-                out,
-                account,
-                0,
-                ClientOrderId::default(),
-                0,
-                RejectReason::UnknownAccount,
-            ),
+            None => self.reject(out, account, 0, ClientOrderId::default(), 0, RejectReason::UnknownAccount),
         }
     }
 
     fn kill_switch(&mut self, account: AccountId, engaged: bool, out: &mut Vec<Event>) {
         let Some(ix) = self.accounts.ix(account) else {
-            return self.reject(
-                out,
-                account,
-                0,
-                ClientOrderId::default(),
-                0,
-                RejectReason::UnknownAccount,
-            );
+            return self.reject(out, account, 0, ClientOrderId::default(), 0, RejectReason::UnknownAccount);
         };
         self.accounts.set_killed(ix, engaged);
         self.emit(out, EventKind::KillSwitchChanged { account, engaged });
         if engaged {
-            self.cancel_matching(
-                Some(account),
-                None,
-                None,
-                false,
-                crate::event::CancelReason::KillSwitch,
-                out,
-            );
+            self.cancel_matching(Some(account), None, None, false, crate::event::CancelReason::KillSwitch, out);
         }
     }
 
@@ -470,9 +347,7 @@ impl<B: OrderBook> Engine<B> {
 
     pub fn order(&self, instrument: InstrumentId, id: OrderId) -> Option<&Order> {
         let m = self.market(instrument)?;
-        m.book
-            .get(id)
-            .or_else(|| m.stops.iter().find(|s| s.order.id == id).map(|s| &s.order))
+        m.book.get(id).or_else(|| m.stops.iter().find(|s| s.order.id == id).map(|s| &s.order))
     }
 
     pub fn best_price(&self, instrument: InstrumentId, side: Side) -> Option<Price> {
@@ -480,12 +355,7 @@ impl<B: OrderBook> Engine<B> {
     }
 
     /// Visits one side of a book in priority order until `f` returns false.
-    pub fn visit_book(
-        &self,
-        instrument: InstrumentId,
-        side: Side,
-        f: &mut dyn FnMut(&Order) -> bool,
-    ) {
+    pub fn visit_book(&self, instrument: InstrumentId, side: Side, f: &mut dyn FnMut(&Order) -> bool) {
         if let Some(m) = self.market(instrument) {
             m.book.visit(side, f);
         }

@@ -4,8 +4,7 @@
 
 use crate::command::TimeInForce;
 use crate::types::{
-    AccountId, Amount, AssetId, ClientOrderId, InstrumentId, OrderId, Price, Qty, Seq, Side,
-    Timestamp,
+    AccountId, Amount, AssetId, ClientOrderId, InstrumentId, OrderId, Price, Qty, Seq, Side, Timestamp,
 };
 
 /// Why a command was refused. Stable codes: the gateways map them to their

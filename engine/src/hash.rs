@@ -51,9 +51,7 @@ impl Writer {
         self.u64(o.account as u64);
         self.bytes(&o.client_order_id.0);
         self.u64(o.side as u64);
-        for v in [
-            o.price, o.visible, o.hidden, o.display, o.qty, o.filled, o.hold, o.budget,
-        ] {
+        for v in [o.price, o.visible, o.hidden, o.display, o.qty, o.filled, o.hold, o.budget] {
             self.i64(v);
         }
         self.tif(o.tif);
@@ -69,13 +67,7 @@ impl<B: OrderBook> Engine<B> {
     pub fn state_hash(&self) -> StateHash {
         let mut w = Writer(blake3::Hasher::new());
         w.bytes(b"castle-engine-state-v1");
-        for v in [
-            self.seq,
-            self.now,
-            self.next_order_id,
-            self.next_trade_id,
-            self.next_priority,
-        ] {
+        for v in [self.seq, self.now, self.next_order_id, self.next_trade_id, self.next_priority] {
             w.u64(v);
         }
         for (id, m) in self.markets.iter().enumerate() {
@@ -83,23 +75,12 @@ impl<B: OrderBook> Engine<B> {
             w.u64(id as u64);
             let s = &m.spec;
             w.bytes(&s.symbol.0);
-            for v in [
-                s.base as u64,
-                s.quote as u64,
-                s.band_bps as u64,
-                s.maker_fee_bps as u64,
-                s.taker_fee_bps as u64,
-            ] {
+            for v in [s.base as u64, s.quote as u64, s.band_bps as u64, s.maker_fee_bps as u64, s.taker_fee_bps as u64]
+            {
                 w.u64(v);
             }
-            for v in [
-                s.min_qty,
-                s.min_notional,
-                s.reference_price,
-                m.scale.lot_units,
-                m.scale.tick_value,
-                m.last_price,
-            ] {
+            for v in [s.min_qty, s.min_notional, s.reference_price, m.scale.lot_units, m.scale.tick_value, m.last_price]
+            {
                 w.i64(v);
             }
             w.bytes(&s.scaling.tick_size.serialize());

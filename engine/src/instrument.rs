@@ -154,20 +154,11 @@ impl InstrumentSpec {
     pub fn units(&self) -> Result<Units, ConversionError> {
         let lot_units = self.scaling.lot_units()?;
         let tick_value = self.scaling.tick_value()?;
-        Ok(Units {
-            lot_units,
-            tick_value,
-        })
+        Ok(Units { lot_units, tick_value })
     }
 
     /// A BTC-USDT style demo instrument: tick 0.01, lot 0.00001, 8 decimals on both assets.
-    pub fn demo(
-        id: InstrumentId,
-        symbol: &str,
-        base: AssetId,
-        quote: AssetId,
-        reference_price: Price,
-    ) -> Self {
+    pub fn demo(id: InstrumentId, symbol: &str, base: AssetId, quote: AssetId, reference_price: Price) -> Self {
         InstrumentSpec {
             id,
             symbol: Symbol::new(symbol).unwrap_or_default(),
@@ -202,41 +193,23 @@ mod tests {
     fn conversions_are_exact_and_refuse_off_grid_values() {
         let s = InstrumentSpec::demo(1, "BTC-USDT", 1, 2, 6_000_000).scaling;
         assert_eq!(s.price_to_ticks(d("60000.01")), Ok(6_000_001));
-        assert_eq!(
-            s.price_to_ticks(d("60000.015")),
-            Err(ConversionError::OffGrid)
-        );
+        assert_eq!(s.price_to_ticks(d("60000.015")), Err(ConversionError::OffGrid));
         assert_eq!(s.price_to_ticks(d("0")), Err(ConversionError::NotPositive));
         assert_eq!(s.price_to_ticks(d("-1")), Err(ConversionError::NotPositive));
         assert_eq!(s.qty_to_lots(d("1.5")), Ok(150_000));
         assert_eq!(s.qty_to_lots(d("0.000001")), Err(ConversionError::OffGrid));
         assert_eq!(s.ticks_to_price(6_000_001), d("60000.01"));
         assert_eq!(s.lots_to_qty(150_000), d("1.5"));
-        assert_eq!(
-            Scaling::amount_to_units(d("1.23456789"), 8),
-            Ok(123_456_789)
-        );
-        assert_eq!(
-            Scaling::amount_to_units(d("1.234567891"), 8),
-            Err(ConversionError::OffGrid)
-        );
-        assert_eq!(
-            s.price_to_ticks(d("79228162514264337593543950335")),
-            Err(ConversionError::TooLarge)
-        );
+        assert_eq!(Scaling::amount_to_units(d("1.23456789"), 8), Ok(123_456_789));
+        assert_eq!(Scaling::amount_to_units(d("1.234567891"), 8), Err(ConversionError::OffGrid));
+        assert_eq!(s.price_to_ticks(d("79228162514264337593543950335")), Err(ConversionError::TooLarge));
     }
 
     #[test]
     fn units_are_derived_exactly() {
         let spec = InstrumentSpec::demo(1, "BTC-USDT", 1, 2, 6_000_000);
         // lot 0.00001 BTC = 1000 sat; tick 0.01 * lot 0.00001 * 1e8 = 10 quote units.
-        assert_eq!(
-            spec.units(),
-            Ok(Units {
-                lot_units: 1_000,
-                tick_value: 10
-            })
-        );
+        assert_eq!(spec.units(), Ok(Units { lot_units: 1_000, tick_value: 10 }));
         let mut bad = spec;
         bad.scaling.quote_decimals = 2; // 0.01 * 0.00001 * 100 is not whole
         assert_eq!(bad.units(), Err(ConversionError::InexactScaling));

@@ -15,47 +15,26 @@ impl<B: OrderBook> Engine<B> {
         let mut open = 0usize;
         for (id, m) in self.markets.iter().enumerate() {
             let Some(m) = m else { continue };
-            if let (Some(bid), Some(ask)) =
-                (m.book.best_price(Side::Buy), m.book.best_price(Side::Sell))
-            {
+            if let (Some(bid), Some(ask)) = (m.book.best_price(Side::Buy), m.book.best_price(Side::Sell)) {
                 if bid >= ask {
-                    return Err(format!(
-                        "instrument {id}: crossed book at rest, bid {bid} >= ask {ask}"
-                    ));
+                    return Err(format!("instrument {id}: crossed book at rest, bid {bid} >= ask {ask}"));
                 }
             }
             let mut problem: Option<String> = None;
             let mut check = |o: &Order, resting: bool, problem: &mut Option<String>| {
-                let asset = if o.side == Side::Buy {
-                    m.spec.quote
-                } else {
-                    m.spec.base
-                };
+                let asset = if o.side == Side::Buy { m.spec.quote } else { m.spec.base };
                 *holds.entry((o.account, asset)).or_default() += o.hold;
                 open += 1;
                 let required = m.scale.required_hold(o);
                 let bad = if o.hold != required {
                     Some(format!("hold {} != required {}", o.hold, required))
                 } else if resting && (o.visible <= 0 || o.hidden < 0) {
-                    Some(format!(
-                        "resting with visible {} hidden {}",
-                        o.visible, o.hidden
-                    ))
+                    Some(format!("resting with visible {} hidden {}", o.visible, o.hidden))
                 } else if resting && o.display > 0 && o.visible > o.display {
-                    Some(format!(
-                        "iceberg shows {} > display {}",
-                        o.visible, o.display
-                    ))
+                    Some(format!("iceberg shows {} > display {}", o.visible, o.display))
                 } else if o.budget == 0 && o.filled + o.leaves() != o.qty {
-                    Some(format!(
-                        "filled {} + leaves {} != qty {}",
-                        o.filled,
-                        o.leaves(),
-                        o.qty
-                    ))
-                } else if self.client_ids.get(&(o.account, o.client_order_id))
-                    != Some(&(id as u32, o.id))
-                {
+                    Some(format!("filled {} + leaves {} != qty {}", o.filled, o.leaves(), o.qty))
+                } else if self.client_ids.get(&(o.account, o.client_order_id)) != Some(&(id as u32, o.id)) {
                     Some("client order id index does not point at the order".to_string())
                 } else {
                     None
@@ -88,11 +67,7 @@ impl<B: OrderBook> Engine<B> {
             }
         }
         if open != self.client_ids.len() {
-            return Err(format!(
-                "{} open orders but {} client ids indexed",
-                open,
-                self.client_ids.len()
-            ));
+            return Err(format!("{} open orders but {} client ids indexed", open, self.client_ids.len()));
         }
         let assets = self.accounts.max_assets();
         let mut totals = vec![0i128; assets as usize];
@@ -101,9 +76,7 @@ impl<B: OrderBook> Engine<B> {
             for asset in 0..assets {
                 let b = self.accounts.balance(ix, asset);
                 if b.available < 0 || b.locked < 0 {
-                    return Err(format!(
-                        "account {account} asset {asset}: negative balance {b:?}"
-                    ));
+                    return Err(format!("account {account} asset {asset}: negative balance {b:?}"));
                 }
                 let held = holds.get(&(account, asset)).copied().unwrap_or(0);
                 if b.locked != held {

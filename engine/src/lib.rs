@@ -31,9 +31,7 @@ pub mod workload;
 
 pub use account::Balance;
 pub use book::{LadderBook, OrderBook, ReferenceBook};
-pub use command::{
-    Command, NewOrder, OrderRef, OrderSize, OrderType, Replace, StpMode, TimeInForce,
-};
+pub use command::{Command, NewOrder, OrderRef, OrderSize, OrderType, Replace, StpMode, TimeInForce};
 pub use engine::{Engine, Limits};
 pub use event::{CancelReason, Event, EventKind, OrderKind, RejectReason};
 pub use hash::StateHash;

@@ -22,8 +22,7 @@ use crate::instrument::TradingStatus;
 use crate::order::{Order, StopOrder};
 use crate::risk::{band, Scale};
 use crate::types::{
-    AccountId, Amount, AssetId, ClientOrderId, InstrumentId, OrderId, Price, Qty, Side,
-    FEE_ACCOUNT, MAX_VALUE,
+    AccountId, Amount, AssetId, ClientOrderId, InstrumentId, OrderId, Price, Qty, Side, FEE_ACCOUNT, MAX_VALUE,
 };
 
 /// Index of the fee account: it is the first account the engine creates.
@@ -52,10 +51,7 @@ struct Admission {
 }
 
 const fn rests(tif: TimeInForce) -> bool {
-    matches!(
-        tif,
-        TimeInForce::Gtc | TimeInForce::Gtd(_) | TimeInForce::Day
-    )
+    matches!(tif, TimeInForce::Gtc | TimeInForce::Gtd(_) | TimeInForce::Day)
 }
 
 impl<B: OrderBook> Engine<B> {
@@ -94,10 +90,7 @@ impl<B: OrderBook> Engine<B> {
         if o.client_order_id.is_empty() {
             return Err(R::InvalidOrderOptions);
         }
-        if self
-            .client_ids
-            .contains_key(&(o.account, o.client_order_id))
-        {
+        if self.client_ids.contains_key(&(o.account, o.client_order_id)) {
             return Err(R::DuplicateClientOrderId);
         }
         let s = m.scale;
@@ -122,12 +115,7 @@ impl<B: OrderBook> Engine<B> {
                 }
                 (p, None, OrderKind::Limit, p)
             }
-            OrderType::Market => (
-                protection(m.last_price),
-                None,
-                OrderKind::Market,
-                m.last_price,
-            ),
+            OrderType::Market => (protection(m.last_price), None, OrderKind::Market, m.last_price),
             OrderType::StopMarket { stop } => {
                 let st = Self::check_price(stop)?;
                 if would_trigger(st) {
@@ -173,9 +161,7 @@ impl<B: OrderBook> Engine<B> {
             (_, TimeInForce::Gtd(t)) if t <= self.now => return Err(R::ExpireTimeInPast),
             (OrderKind::Market, TimeInForce::Ioc | TimeInForce::Fok) => {}
             (OrderKind::Market, _) => return Err(R::InvalidTimeInForce),
-            (OrderKind::StopMarket, TimeInForce::Ioc | TimeInForce::Fok) => {
-                return Err(R::InvalidTimeInForce)
-            }
+            (OrderKind::StopMarket, TimeInForce::Ioc | TimeInForce::Fok) => return Err(R::InvalidTimeInForce),
             _ => {}
         }
         if o.post_only && (kind != OrderKind::Limit || !rests(o.tif)) {
@@ -211,11 +197,7 @@ impl<B: OrderBook> Engine<B> {
         if self.accounts.balance(ix, asset).available < hold {
             return Err(R::InsufficientBalance);
         }
-        if o.post_only
-            && m.book
-                .best_price(o.side.opposite())
-                .is_some_and(|b| o.side.crosses(price, b))
-        {
+        if o.post_only && m.book.best_price(o.side.opposite()).is_some_and(|b| o.side.crosses(price, b)) {
             return Err(R::PostOnlyWouldCross);
         }
         if self.client_ids.len() >= self.limits.max_open_orders {
@@ -228,9 +210,7 @@ impl<B: OrderBook> Engine<B> {
         } else if rests(o.tif) && m.book.is_full() {
             return Err(R::BookFull);
         }
-        if matches!(o.tif, TimeInForce::Gtd(_))
-            && self.expiries.len() >= self.limits.max_timed_orders
-        {
+        if matches!(o.tif, TimeInForce::Gtd(_)) && self.expiries.len() >= self.limits.max_timed_orders {
             return Err(R::TooManyTimedOrders);
         }
         let order = Order {
@@ -252,36 +232,24 @@ impl<B: OrderBook> Engine<B> {
             is_market,
             priority: 0,
         };
-        Ok(Admission {
-            ix,
-            order,
-            kind,
-            stop,
-        })
+        Ok(Admission { ix, order, kind, stop })
     }
 
     pub(crate) fn place(&mut self, o: &NewOrder, out: &mut Vec<Event>) {
-        if matches!(o.tif, TimeInForce::Gtd(_))
-            && self.expiries.len() >= self.limits.max_timed_orders
-        {
+        if matches!(o.tif, TimeInForce::Gtd(_)) && self.expiries.len() >= self.limits.max_timed_orders {
             self.sweep_expiries();
         }
         let a = match self.admit(o) {
             Ok(a) => a,
-            Err(reason) => {
-                return self.reject(out, o.account, o.instrument, o.client_order_id, 0, reason)
-            }
+            Err(reason) => return self.reject(out, o.account, o.instrument, o.client_order_id, 0, reason),
         };
         let inst = o.instrument;
         let mut order = a.order;
         order.id = self.next_order_id;
         self.next_order_id += 1;
         let asset = self.hold_asset(inst, order.side);
-        self.accounts
-            .lock(a.ix, asset, order.hold)
-            .expect("balance checked at admission");
-        self.client_ids
-            .insert((order.account, order.client_order_id), (inst, order.id));
+        self.accounts.lock(a.ix, asset, order.hold).expect("balance checked at admission");
+        self.client_ids.insert((order.account, order.client_order_id), (inst, order.id));
         self.emit(
             out,
             EventKind::OrderAccepted {
@@ -291,11 +259,7 @@ impl<B: OrderBook> Engine<B> {
                 client_order_id: order.client_order_id,
                 side: order.side,
                 kind: a.kind,
-                price: if a.kind == OrderKind::Market {
-                    0
-                } else {
-                    order.price
-                },
+                price: if a.kind == OrderKind::Market { 0 } else { order.price },
                 stop_price: a.stop.unwrap_or(0),
                 qty: order.qty,
                 tif: order.tif,
@@ -307,11 +271,7 @@ impl<B: OrderBook> Engine<B> {
         }
         if let Some(stop_price) = a.stop {
             let is_limit = a.kind == OrderKind::StopLimit;
-            self.market_mut(inst).stops.push(StopOrder {
-                stop_price,
-                is_limit,
-                order,
-            });
+            self.market_mut(inst).stops.push(StopOrder { stop_price, is_limit, order });
             return;
         }
         self.take(inst, a.ix, order, out);
@@ -338,9 +298,7 @@ impl<B: OrderBook> Engine<B> {
             MatchEnd::BudgetSpent if order.filled > 0 => None,
             MatchEnd::BudgetSpent => Some(CancelReason::ProtectionLimit),
             MatchEnd::SelfTrade => Some(CancelReason::SelfTrade),
-            MatchEnd::NoLiquidity | MatchEnd::PriceLimit
-                if rests(order.tif) && order.budget == 0 =>
-            {
+            MatchEnd::NoLiquidity | MatchEnd::PriceLimit if rests(order.tif) && order.budget == 0 => {
                 if self.market(inst).expect("known").book.is_full() {
                     Some(CancelReason::BookFull)
                 } else {
@@ -356,11 +314,7 @@ impl<B: OrderBook> Engine<B> {
     fn rest(&mut self, inst: InstrumentId, mut order: Order, out: &mut Vec<Event>) {
         let leaves = order.visible;
         debug_assert!(order.hidden == 0 && leaves > 0);
-        order.visible = if order.display > 0 {
-            order.display.min(leaves)
-        } else {
-            leaves
-        };
+        order.visible = if order.display > 0 { order.display.min(leaves) } else { leaves };
         order.hidden = leaves - order.visible;
         order.priority = self.next_priority;
         self.next_priority += 1;
@@ -389,23 +343,10 @@ impl<B: OrderBook> Engine<B> {
     ) {
         let (order_id, account) = (order.id, order.account);
         match reason {
-            None => self.emit(
-                out,
-                EventKind::OrderFilled {
-                    order_id,
-                    account,
-                    instrument: inst,
-                },
-            ),
+            None => self.emit(out, EventKind::OrderFilled { order_id, account, instrument: inst }),
             Some(reason) => self.emit(
                 out,
-                EventKind::OrderCancelled {
-                    order_id,
-                    account,
-                    instrument: inst,
-                    leaves: order.leaves(),
-                    reason,
-                },
+                EventKind::OrderCancelled { order_id, account, instrument: inst, leaves: order.leaves(), reason },
             ),
         }
         self.client_ids.remove(&(account, order.client_order_id));
@@ -449,13 +390,7 @@ impl<B: OrderBook> Engine<B> {
         fillable >= need
     }
 
-    fn match_order(
-        &mut self,
-        inst: InstrumentId,
-        tix: AccountIx,
-        t: &mut Order,
-        out: &mut Vec<Event>,
-    ) -> MatchEnd {
+    fn match_order(&mut self, inst: InstrumentId, tix: AccountIx, t: &mut Order, out: &mut Vec<Event>) -> MatchEnd {
         let opp = t.side.opposite();
         let by_budget = t.budget > 0;
         loop {
@@ -470,9 +405,7 @@ impl<B: OrderBook> Engine<B> {
                 return MatchEnd::PriceLimit;
             }
             let q = if by_budget {
-                let a = m
-                    .scale
-                    .affordable(t.budget, maker.price, m.scale.taker_fee_bps);
+                let a = m.scale.affordable(t.budget, maker.price, m.scale.taker_fee_bps);
                 if a == 0 {
                     return MatchEnd::BudgetSpent;
                 }
@@ -483,9 +416,7 @@ impl<B: OrderBook> Engine<B> {
             if maker.account == t.account && t.stp != StpMode::None {
                 match t.stp {
                     StpMode::CancelNewest => return MatchEnd::SelfTrade,
-                    StpMode::CancelOldest => {
-                        self.cancel_resting(inst, maker.id, CancelReason::SelfTrade, out)
-                    }
+                    StpMode::CancelOldest => self.cancel_resting(inst, maker.id, CancelReason::SelfTrade, out),
                     StpMode::CancelBoth => {
                         self.cancel_resting(inst, maker.id, CancelReason::SelfTrade, out);
                         return MatchEnd::SelfTrade;
@@ -514,22 +445,10 @@ impl<B: OrderBook> Engine<B> {
     }
 
     /// Unlocks whatever an order holds beyond what its open quantity needs.
-    fn release_excess(
-        &mut self,
-        inst: InstrumentId,
-        ix: AccountIx,
-        o: &mut Order,
-        out: &mut Vec<Event>,
-    ) {
+    fn release_excess(&mut self, inst: InstrumentId, ix: AccountIx, o: &mut Order, out: &mut Vec<Event>) {
         let required = self.market(inst).expect("known").scale.required_hold(o);
         let excess = o.hold - required;
-        assert!(
-            excess >= 0,
-            "hold below requirement: order {} hold {} required {}",
-            o.id,
-            o.hold,
-            required
-        );
+        assert!(excess >= 0, "hold below requirement: order {} hold {} required {}", o.id, o.hold, required);
         if excess > 0 {
             o.hold = required;
             let asset = self.hold_asset(inst, o.side);
@@ -607,11 +526,7 @@ impl<B: OrderBook> Engine<B> {
         for (o, ix) in [(&mut *t, tix), (&mut mk, mix)] {
             let required = s.required_hold(o);
             let excess = o.hold - required;
-            assert!(
-                excess >= 0,
-                "hold below requirement after fill: order {}",
-                o.id
-            );
+            assert!(excess >= 0, "hold below requirement after fill: order {}", o.id);
             if excess > 0 {
                 o.hold = required;
                 let asset = if o.side == Side::Buy { quote } else { base };
@@ -622,14 +537,7 @@ impl<B: OrderBook> Engine<B> {
             debug_assert_eq!(mk.hold, 0);
             self.market_mut(inst).book.remove(mk.id);
             self.client_ids.remove(&(mk.account, mk.client_order_id));
-            self.emit(
-                out,
-                EventKind::OrderFilled {
-                    order_id: mk.id,
-                    account: mk.account,
-                    instrument: inst,
-                },
-            );
+            self.emit(out, EventKind::OrderFilled { order_id: mk.id, account: mk.account, instrument: inst });
         } else if mk.visible == 0 {
             // Iceberg refresh: the next slice goes to the back of the level.
             let book = &mut self.market_mut(inst).book;
@@ -641,20 +549,10 @@ impl<B: OrderBook> Engine<B> {
             self.market_mut(inst).book.insert(mk);
             self.emit(
                 out,
-                EventKind::BookAdd {
-                    instrument: inst,
-                    order_id: mk.id,
-                    side: mk.side,
-                    price,
-                    qty: mk.visible,
-                },
+                EventKind::BookAdd { instrument: inst, order_id: mk.id, side: mk.side, price, qty: mk.visible },
             );
         } else {
-            *self
-                .market_mut(inst)
-                .book
-                .get_mut(mk.id)
-                .expect("maker on book") = mk;
+            *self.market_mut(inst).book.get_mut(mk.id).expect("maker on book") = mk;
         }
         self.emit_balance(out, bix, quote);
         self.emit_balance(out, bix, base);
@@ -664,18 +562,8 @@ impl<B: OrderBook> Engine<B> {
     }
 
     /// Removes a resting order and returns its hold.
-    fn cancel_resting(
-        &mut self,
-        inst: InstrumentId,
-        id: OrderId,
-        reason: CancelReason,
-        out: &mut Vec<Event>,
-    ) {
-        let o = self
-            .market_mut(inst)
-            .book
-            .remove(id)
-            .expect("resting order");
+    fn cancel_resting(&mut self, inst: InstrumentId, id: OrderId, reason: CancelReason, out: &mut Vec<Event>) {
+        let o = self.market_mut(inst).book.remove(id).expect("resting order");
         let ix = self.accounts.ix(o.account).expect("owner exists");
         self.emit(
             out,
@@ -687,13 +575,7 @@ impl<B: OrderBook> Engine<B> {
                 reason,
             },
         );
-        self.emit(
-            out,
-            EventKind::BookRemove {
-                instrument: inst,
-                order_id: id,
-            },
-        );
+        self.emit(out, EventKind::BookRemove { instrument: inst, order_id: id });
         self.client_ids.remove(&(o.account, o.client_order_id));
         let asset = self.hold_asset(inst, o.side);
         self.accounts.unlock(ix, asset, o.hold);
@@ -703,12 +585,7 @@ impl<B: OrderBook> Engine<B> {
     /// Self-trade decrement of a resting order by `d` lots (less than its
     /// open quantity): reserve first, so the shown part keeps its priority.
     fn decrement_resting(&mut self, inst: InstrumentId, id: OrderId, d: Qty, out: &mut Vec<Event>) {
-        let mut o = *self
-            .market(inst)
-            .expect("known")
-            .book
-            .get(id)
-            .expect("resting order");
+        let mut o = *self.market(inst).expect("known").book.get(id).expect("resting order");
         debug_assert!(d < o.leaves());
         let from_hidden = o.hidden.min(d);
         let from_shown = d - from_hidden;
@@ -717,31 +594,14 @@ impl<B: OrderBook> Engine<B> {
         o.qty -= d;
         let ix = self.accounts.ix(o.account).expect("owner exists");
         if from_shown > 0 {
-            self.emit(
-                out,
-                EventKind::BookReduce {
-                    instrument: inst,
-                    order_id: id,
-                    by: from_shown,
-                },
-            );
+            self.emit(out, EventKind::BookReduce { instrument: inst, order_id: id, by: from_shown });
         }
         self.release_excess(inst, ix, &mut o, out);
-        *self
-            .market_mut(inst)
-            .book
-            .get_mut(id)
-            .expect("resting order") = o;
+        *self.market_mut(inst).book.get_mut(id).expect("resting order") = o;
     }
 
     /// Cancels an open order wherever it waits (book or stop list).
-    pub(crate) fn cancel_any(
-        &mut self,
-        inst: InstrumentId,
-        id: OrderId,
-        reason: CancelReason,
-        out: &mut Vec<Event>,
-    ) {
+    pub(crate) fn cancel_any(&mut self, inst: InstrumentId, id: OrderId, reason: CancelReason, out: &mut Vec<Event>) {
         let m = self.market_mut(inst);
         if m.book.get(id).is_some() {
             return self.cancel_resting(inst, id, reason, out);
@@ -780,14 +640,7 @@ impl<B: OrderBook> Engine<B> {
             let Some(i) = pick else { return };
             let stop = self.market_mut(inst).stops.remove(i);
             let mut order = stop.order;
-            self.emit(
-                out,
-                EventKind::OrderTriggered {
-                    order_id: order.id,
-                    account: order.account,
-                    instrument: inst,
-                },
-            );
+            self.emit(out, EventKind::OrderTriggered { order_id: order.id, account: order.account, instrument: inst });
             if !stop.is_limit {
                 order.tif = TimeInForce::Ioc;
             }
@@ -811,10 +664,7 @@ impl<B: OrderBook> Engine<B> {
 
     fn resolve(&self, account: AccountId, inst: InstrumentId, target: OrderRef) -> Option<OrderId> {
         match target {
-            OrderRef::Id(id) => self
-                .order(inst, id)
-                .filter(|o| o.account == account)
-                .map(|o| o.id),
+            OrderRef::Id(id) => self.order(inst, id).filter(|o| o.account == account).map(|o| o.id),
             OrderRef::Client(c) => match self.client_ids.get(&(account, c)) {
                 Some(&(i, id)) if i == inst => Some(id),
                 _ => None,
@@ -876,12 +726,7 @@ impl<B: OrderBook> Engine<B> {
                     true
                 });
             }
-            scratch.extend(
-                m.stops
-                    .iter()
-                    .filter(|s| wanted(&s.order))
-                    .map(|s| (s.order.id, inst)),
-            );
+            scratch.extend(m.stops.iter().filter(|s| wanted(&s.order)).map(|s| (s.order.id, inst)));
         }
         scratch.sort_unstable();
         for &(id, inst) in &scratch {
@@ -898,16 +743,11 @@ impl<B: OrderBook> Engine<B> {
         }
     }
 
-    fn check_replace(
-        &self,
-        r: &Replace,
-    ) -> Result<(OrderId, AccountIx, Amount), (OrderId, RejectReason)> {
+    fn check_replace(&self, r: &Replace) -> Result<(OrderId, AccountIx, Amount), (OrderId, RejectReason)> {
         use RejectReason as R;
         let m = self.market(r.instrument).ok_or((0, R::UnknownInstrument))?;
         let ix = self.accounts.ix(r.account).ok_or((0, R::UnknownAccount))?;
-        let id = self
-            .resolve(r.account, r.instrument, r.target)
-            .ok_or((0, R::UnknownOrder))?;
+        let id = self.resolve(r.account, r.instrument, r.target).ok_or((0, R::UnknownOrder))?;
         let e = |reason| (id, reason);
         match m.status {
             TradingStatus::Open => {}
@@ -940,10 +780,7 @@ impl<B: OrderBook> Engine<B> {
                 return Err(e(R::DuplicateClientOrderId));
             }
         }
-        let n = m
-            .scale
-            .notional(price, r.qty)
-            .ok_or(e(R::InvalidQuantity))?;
+        let n = m.scale.notional(price, r.qty).ok_or(e(R::InvalidQuantity))?;
         if n < m.spec.min_notional {
             return Err(e(R::BelowMinNotional));
         }
@@ -957,31 +794,15 @@ impl<B: OrderBook> Engine<B> {
         if new_hold - o.hold > self.accounts.balance(ix, asset).available {
             return Err(e(R::InsufficientBalance));
         }
-        if o.post_only
-            && m.book
-                .best_price(o.side.opposite())
-                .is_some_and(|b| o.side.crosses(price, b))
-        {
+        if o.post_only && m.book.best_price(o.side.opposite()).is_some_and(|b| o.side.crosses(price, b)) {
             return Err(e(R::PostOnlyWouldCross));
         }
         Ok((id, ix, new_hold))
     }
 
-    fn apply_replace(
-        &mut self,
-        r: &Replace,
-        id: OrderId,
-        ix: AccountIx,
-        new_hold: Amount,
-        out: &mut Vec<Event>,
-    ) {
+    fn apply_replace(&mut self, r: &Replace, id: OrderId, ix: AccountIx, new_hold: Amount, out: &mut Vec<Event>) {
         let inst = r.instrument;
-        let mut o = *self
-            .market(inst)
-            .expect("checked")
-            .book
-            .get(id)
-            .expect("checked");
+        let mut o = *self.market(inst).expect("checked").book.get(id).expect("checked");
         let asset = self.hold_asset(inst, o.side);
         if let Some(c) = r.new_client_order_id {
             self.client_ids.remove(&(o.account, o.client_order_id));
@@ -1019,25 +840,12 @@ impl<B: OrderBook> Engine<B> {
             o.visible -= from_shown;
             *self.market_mut(inst).book.get_mut(id).expect("checked") = o;
             if from_shown > 0 {
-                self.emit(
-                    out,
-                    EventKind::BookReduce {
-                        instrument: inst,
-                        order_id: id,
-                        by: from_shown,
-                    },
-                );
+                self.emit(out, EventKind::BookReduce { instrument: inst, order_id: id, by: from_shown });
             }
             self.emit_balance(out, ix, asset);
         } else {
             self.market_mut(inst).book.remove(id);
-            self.emit(
-                out,
-                EventKind::BookRemove {
-                    instrument: inst,
-                    order_id: id,
-                },
-            );
+            self.emit(out, EventKind::BookRemove { instrument: inst, order_id: id });
             self.emit_balance(out, ix, asset);
             o.price = r.price;
             o.visible = leaves;

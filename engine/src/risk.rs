@@ -51,9 +51,7 @@ impl Scale {
         match o.side {
             Side::Sell => self.base_units(o.leaves()).expect("bounded at admission"),
             Side::Buy if o.budget > 0 || o.qty == 0 => o.budget,
-            Side::Buy => self
-                .buy_hold(o.price, o.leaves())
-                .expect("bounded at admission"),
+            Side::Buy => self.buy_hold(o.price, o.leaves()).expect("bounded at admission"),
         }
     }
 
@@ -71,10 +69,7 @@ impl Scale {
         }
         let mut q = (budget as i128 * BPS / (unit * (BPS + bps as i128))) as Qty;
         // The floor in the fee may leave room for one more lot.
-        while self
-            .buy_cost(price, q + 1, bps)
-            .is_some_and(|c| c <= budget)
-        {
+        while self.buy_cost(price, q + 1, bps).is_some_and(|c| c <= budget) {
             q += 1;
         }
         q
@@ -84,22 +79,14 @@ impl Scale {
 /// Symmetric price band around `reference`: (low, high), low at least one tick.
 pub fn band(reference: Price, band_bps: u32) -> (Price, Price) {
     let delta = (reference as i128 * band_bps as i128 / BPS) as Price;
-    (
-        (reference - delta).max(1),
-        reference.saturating_add(delta).min(MAX_VALUE),
-    )
+    ((reference - delta).max(1), reference.saturating_add(delta).min(MAX_VALUE))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const S: Scale = Scale {
-        lot_units: 1_000,
-        tick_value: 10,
-        taker_fee_bps: 20,
-        maker_fee_bps: 10,
-    };
+    const S: Scale = Scale { lot_units: 1_000, tick_value: 10, taker_fee_bps: 20, maker_fee_bps: 10 };
 
     #[test]
     fn fees_round_down_and_holds_cover_the_taker_fee() {
@@ -127,12 +114,7 @@ mod tests {
                 for q in 1..=q0 {
                     for p in 1..=l {
                         for bps in [0, 10, 20] {
-                            let s = Scale {
-                                lot_units: 1,
-                                tick_value: 7,
-                                taker_fee_bps: 20,
-                                maker_fee_bps: 10,
-                            };
+                            let s = Scale { lot_units: 1, tick_value: 7, taker_fee_bps: 20, maker_fee_bps: 10 };
                             let left = s.buy_hold(l, q0).unwrap() - s.buy_cost(p, q, bps).unwrap();
                             assert!(left >= s.buy_hold(l, q0 - q).unwrap());
                         }

@@ -162,10 +162,7 @@ mod tests {
     fn client_order_id_round_trips_and_rejects_bad_input() {
         assert_eq!(ClientOrderId::new("abc-1").unwrap().as_str(), "abc-1");
         assert_eq!(ClientOrderId::from_u64(0).as_str(), "0");
-        assert_eq!(
-            ClientOrderId::from_u64(u64::MAX).as_str(),
-            "18446744073709551615"
-        );
+        assert_eq!(ClientOrderId::from_u64(u64::MAX).as_str(), "18446744073709551615");
         assert!(ClientOrderId::new("").is_none());
         assert!(ClientOrderId::new("has space").is_none());
         assert!(ClientOrderId::new(&"x".repeat(37)).is_none());

@@ -13,9 +13,7 @@
 
 use rustc_hash::FxHashMap;
 
-use crate::command::{
-    Command, NewOrder, OrderRef, OrderSize, OrderType, Replace, StpMode, TimeInForce,
-};
+use crate::command::{Command, NewOrder, OrderRef, OrderSize, OrderType, Replace, StpMode, TimeInForce};
 use crate::engine::{Engine, Limits};
 use crate::event::{Event, EventKind};
 use crate::instrument::{InstrumentSpec, TradingStatus};
@@ -132,21 +130,12 @@ impl Workload {
 
     /// The instrument and the deposits: apply these first.
     pub fn setup(&mut self) -> Vec<Command> {
-        let mut spec =
-            InstrumentSpec::demo(Self::INSTRUMENT, "BTC-USDT", BASE, QUOTE, self.cfg.mid);
+        let mut spec = InstrumentSpec::demo(Self::INSTRUMENT, "BTC-USDT", BASE, QUOTE, self.cfg.mid);
         spec.band_bps = 5_000;
         let mut cmds = vec![Command::AddInstrument(spec)];
         for a in 1..=self.cfg.accounts {
-            cmds.push(Command::Deposit {
-                account: a,
-                asset: BASE,
-                amount: 1 << 50,
-            });
-            cmds.push(Command::Deposit {
-                account: a,
-                asset: QUOTE,
-                amount: 1 << 58,
-            });
+            cmds.push(Command::Deposit { account: a, asset: BASE, amount: 1 << 50 });
+            cmds.push(Command::Deposit { account: a, asset: QUOTE, amount: 1 << 58 });
         }
         for c in &cmds {
             self.feed(c);
@@ -219,11 +208,7 @@ impl Workload {
     /// A resting price on `side`; with `may_cross`, 5% of them cross the mid.
     fn passive_price(&mut self, side: Side, may_cross: bool) -> Price {
         let off = self.rng.range(1, self.cfg.spread_ticks);
-        let off = if may_cross && self.rng.chance(5) {
-            -self.rng.range(0, 3)
-        } else {
-            off
-        };
+        let off = if may_cross && self.rng.chance(5) { -self.rng.range(0, 3) } else { off };
         match side {
             Side::Buy => self.mid - off,
             Side::Sell => self.mid + off,
@@ -255,11 +240,7 @@ impl Workload {
 
     fn cancel(&mut self) -> Command {
         let o = self.pick();
-        Command::Cancel {
-            account: o.account,
-            instrument: Self::INSTRUMENT,
-            target: OrderRef::Id(o.id),
-        }
+        Command::Cancel { account: o.account, instrument: Self::INSTRUMENT, target: OrderRef::Id(o.id) }
     }
 
     fn replace(&mut self) -> Command {
@@ -287,16 +268,10 @@ impl Workload {
                 EventKind::BookAdd { order_id, side, .. } if !self.pos.contains_key(&order_id) => {
                     if let Some(o) = self.shadow.order(Self::INSTRUMENT, order_id) {
                         self.pos.insert(order_id, self.open.len());
-                        self.open.push(Open {
-                            id: order_id,
-                            account: o.account,
-                            side,
-                            qty: o.qty,
-                        });
+                        self.open.push(Open { id: order_id, account: o.account, side, qty: o.qty });
                     }
                 }
-                EventKind::OrderFilled { order_id, .. }
-                | EventKind::OrderCancelled { order_id, .. } => {
+                EventKind::OrderFilled { order_id, .. } | EventKind::OrderCancelled { order_id, .. } => {
                     if let Some(i) = self.pos.remove(&order_id) {
                         self.open.swap_remove(i);
                         if i < self.open.len() {
@@ -329,25 +304,13 @@ impl Chaos {
     pub const ACCOUNTS: u32 = 5;
 
     pub fn new(seed: u64) -> Self {
-        Chaos {
-            rng: Rng::new(seed),
-            ts: 1_000,
-            next_order_guess: 1,
-            recent: [(0, 0, 0, 0); 16],
-        }
+        Chaos { rng: Rng::new(seed), ts: 1_000, next_order_guess: 1, recent: [(0, 0, 0, 0); 16] }
     }
 
     /// Learns order ids from the engine's output (optional feedback).
     pub fn observe(&mut self, events: &[Event]) {
         for e in events {
-            if let EventKind::OrderAccepted {
-                order_id,
-                account,
-                price,
-                qty,
-                ..
-            } = e.kind
-            {
+            if let EventKind::OrderAccepted { order_id, account, price, qty, .. } = e.kind {
                 self.recent[(order_id % 16) as usize] = (order_id, account, price, qty);
             }
         }
@@ -365,11 +328,7 @@ impl Chaos {
         let mut cmds = vec![Command::AddInstrument(a), Command::AddInstrument(b)];
         for acct in 1..=Self::ACCOUNTS {
             for (asset, amount) in [(1, 2_000_000), (2, 3_000_000_000), (3, 5_000_000)] {
-                cmds.push(Command::Deposit {
-                    account: acct,
-                    asset,
-                    amount,
-                });
+                cmds.push(Command::Deposit { account: acct, asset, amount });
             }
         }
         cmds
@@ -377,11 +336,8 @@ impl Chaos {
 
     /// Time of the next command: mostly small steps, sometimes a jump past GTD expiries.
     pub fn next_ts(&mut self) -> Timestamp {
-        self.ts += if self.rng.chance(5) {
-            self.rng.range(1_000, 50_000) as u64
-        } else {
-            self.rng.range(0, 100) as u64
-        };
+        self.ts +=
+            if self.rng.chance(5) { self.rng.range(1_000, 50_000) as u64 } else { self.rng.range(0, 100) as u64 };
         self.ts
     }
 
@@ -418,11 +374,7 @@ impl Chaos {
     }
 
     pub fn next_command(&mut self) -> Command {
-        let mut account = if self.rng.chance(3) {
-            0
-        } else {
-            self.rng.range(1, Self::ACCOUNTS as i64) as AccountId
-        };
+        let mut account = if self.rng.chance(3) { 0 } else { self.rng.range(1, Self::ACCOUNTS as i64) as AccountId };
         let instrument = match self.rng.below(100) {
             0..=79 => 0,
             80..=97 => 1,
@@ -437,19 +389,10 @@ impl Chaos {
                 let order_type = match self.rng.below(20) {
                     0..=13 => OrderType::Limit { price },
                     14..=15 => OrderType::Market,
-                    16..=17 => OrderType::StopMarket {
-                        stop: self.price(instrument),
-                    },
-                    _ => OrderType::StopLimit {
-                        stop: self.price(instrument),
-                        price,
-                    },
+                    16..=17 => OrderType::StopMarket { stop: self.price(instrument) },
+                    _ => OrderType::StopLimit { stop: self.price(instrument), price },
                 };
-                let qty = if self.rng.chance(3) {
-                    self.rng.range(-2, 0)
-                } else {
-                    self.rng.range(1, 60)
-                };
+                let qty = if self.rng.chance(3) { self.rng.range(-2, 0) } else { self.rng.range(1, 60) };
                 let size = if side == Side::Buy && self.rng.chance(15) {
                     OrderSize::QuoteBudget(self.rng.range(0, 400_000))
                 } else {
@@ -479,21 +422,13 @@ impl Chaos {
                     size,
                     tif,
                     post_only: self.rng.chance(10),
-                    display_qty: if self.rng.chance(15) {
-                        self.rng.range(0, 20)
-                    } else {
-                        0
-                    },
+                    display_qty: if self.rng.chance(15) { self.rng.range(0, 20) } else { 0 },
                     stp,
                 })
             }
             580..=729 => {
                 let target = self.target(&mut account);
-                Command::Cancel {
-                    account,
-                    instrument,
-                    target,
-                }
+                Command::Cancel { account, instrument, target }
             }
             730..=869 => {
                 let (id, owner, price, qty) = self.recent[self.rng.below(16) as usize];
@@ -502,52 +437,29 @@ impl Chaos {
                     account = owner;
                     (OrderRef::Id(id), price, self.rng.range(1, qty.max(1)))
                 } else {
-                    (
-                        self.target(&mut account),
-                        self.price(instrument),
-                        self.rng.range(0, 70),
-                    )
+                    (self.target(&mut account), self.price(instrument), self.rng.range(0, 70))
                 };
                 Command::Replace(Replace {
                     account,
                     instrument,
                     target,
-                    new_client_order_id: if self.rng.chance(30) {
-                        Some(self.client())
-                    } else {
-                        None
-                    },
+                    new_client_order_id: if self.rng.chance(30) { Some(self.client()) } else { None },
                     price,
                     qty,
                 })
             }
-            870..=899 => Command::Deposit {
-                account,
-                asset: self.rng.range(1, 3) as u32,
-                amount: self.rng.range(-5, 500_000),
-            },
-            900..=929 => Command::Withdraw {
-                account,
-                asset: self.rng.range(1, 3) as u32,
-                amount: self.rng.range(-5, 500_000),
-            },
+            870..=899 => {
+                Command::Deposit { account, asset: self.rng.range(1, 3) as u32, amount: self.rng.range(-5, 500_000) }
+            }
+            900..=929 => {
+                Command::Withdraw { account, asset: self.rng.range(1, 3) as u32, amount: self.rng.range(-5, 500_000) }
+            }
             930..=944 => Command::MassCancel {
                 account,
-                instrument: if self.rng.chance(50) {
-                    Some(instrument)
-                } else {
-                    None
-                },
-                side: if self.rng.chance(50) {
-                    Some(self.pick_side())
-                } else {
-                    None
-                },
+                instrument: if self.rng.chance(50) { Some(instrument) } else { None },
+                side: if self.rng.chance(50) { Some(self.pick_side()) } else { None },
             },
-            945..=954 => Command::KillSwitch {
-                account,
-                engaged: self.rng.chance(20),
-            },
+            945..=954 => Command::KillSwitch { account, engaged: self.rng.chance(20) },
             955..=964 => Command::SetAccountStp {
                 account,
                 mode: [
@@ -568,13 +480,7 @@ impl Chaos {
                     TradingStatus::Closed
                 },
             },
-            980..=989 => Command::EndOfDay {
-                instrument: if self.rng.chance(50) {
-                    Some(instrument)
-                } else {
-                    None
-                },
-            },
+            980..=989 => Command::EndOfDay { instrument: if self.rng.chance(50) { Some(instrument) } else { None } },
             _ => Command::Tick,
         }
     }

@@ -25,14 +25,9 @@ fn run(seed: u64, commands: usize) -> Result<(), TestCaseError> {
         prop_assert_eq!(&a, &b, "events differ at command {} {:?}", i, cmd);
         chaos.observe(&a);
         if let Err(e) = fast.check_invariants() {
-            return Err(TestCaseError::fail(format!(
-                "seed {seed} command {i} {cmd:?}: {e}"
-            )));
+            return Err(TestCaseError::fail(format!("seed {seed} command {i} {cmd:?}: {e}")));
         }
-        trades += a
-            .iter()
-            .filter(|e| matches!(e.kind, castle_engine::EventKind::Trade { .. }))
-            .count();
+        trades += a.iter().filter(|e| matches!(e.kind, castle_engine::EventKind::Trade { .. })).count();
     }
     prop_assert_eq!(fast.state_hash(), reference.state_hash());
     prop_assert!(reference.check_invariants().is_ok());

@@ -80,10 +80,7 @@ impl LadderBook {
 
 impl OrderBook for LadderBook {
     fn with_capacity(capacity: usize) -> Self {
-        assert!(
-            capacity < NIL as usize,
-            "book capacity must fit a u32 slot index"
-        );
+        assert!(capacity < NIL as usize, "book capacity must fit a u32 slot index");
         LadderBook {
             nodes: Vec::with_capacity(capacity),
             free: Vec::with_capacity(capacity),
@@ -104,11 +101,7 @@ impl OrderBook for LadderBook {
 
     fn insert(&mut self, order: Order) {
         assert!(!self.is_full(), "insert into a full book");
-        let node = Node {
-            order,
-            prev: NIL,
-            next: NIL,
-        };
+        let node = Node { order, prev: NIL, next: NIL };
         let slot = match self.free.pop() {
             Some(s) => {
                 self.nodes[s as usize] = node;
@@ -131,14 +124,7 @@ impl OrderBook for LadderBook {
                 self.levels_mut(side)[i].tail = slot;
             }
             Err(i) => {
-                self.levels_mut(side).insert(
-                    i,
-                    Level {
-                        price: order.price,
-                        head: slot,
-                        tail: slot,
-                    },
-                );
+                self.levels_mut(side).insert(i, Level { price: order.price, head: slot, tail: slot });
             }
         }
     }
@@ -168,8 +154,7 @@ impl OrderBook for LadderBook {
         }
         if prev == NIL || next == NIL {
             let side = order.side;
-            let i = Self::find(self.levels(side), side, order.price)
-                .expect("resting order has a level");
+            let i = Self::find(self.levels(side), side, order.price).expect("resting order has a level");
             let levels = self.levels_mut(side);
             if prev == NIL && next == NIL {
                 levels.remove(i);
@@ -184,9 +169,7 @@ impl OrderBook for LadderBook {
     }
 
     fn best(&self, side: Side) -> Option<&Order> {
-        self.levels(side)
-            .last()
-            .map(|l| &self.nodes[l.head as usize].order)
+        self.levels(side).last().map(|l| &self.nodes[l.head as usize].order)
     }
 
     fn best_price(&self, side: Side) -> Option<Price> {

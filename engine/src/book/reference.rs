@@ -22,11 +22,7 @@ impl ReferenceBook {
 
 impl OrderBook for ReferenceBook {
     fn with_capacity(capacity: usize) -> Self {
-        ReferenceBook {
-            bids: Vec::with_capacity(capacity),
-            asks: Vec::with_capacity(capacity),
-            capacity,
-        }
+        ReferenceBook { bids: Vec::with_capacity(capacity), asks: Vec::with_capacity(capacity), capacity }
     }
 
     fn len(&self) -> usize {
@@ -46,26 +42,17 @@ impl OrderBook for ReferenceBook {
         // First position holding an order that the new one does not precede.
         let pos = v
             .iter()
-            .position(|o| {
-                side.better(order.price, o.price)
-                    || (o.price == order.price && o.priority > order.priority)
-            })
+            .position(|o| side.better(order.price, o.price) || (o.price == order.price && o.priority > order.priority))
             .unwrap_or(v.len());
         v.insert(pos, order);
     }
 
     fn get(&self, id: OrderId) -> Option<&Order> {
-        self.bids
-            .iter()
-            .chain(self.asks.iter())
-            .find(|o| o.id == id)
+        self.bids.iter().chain(self.asks.iter()).find(|o| o.id == id)
     }
 
     fn get_mut(&mut self, id: OrderId) -> Option<&mut Order> {
-        self.bids
-            .iter_mut()
-            .chain(self.asks.iter_mut())
-            .find(|o| o.id == id)
+        self.bids.iter_mut().chain(self.asks.iter_mut()).find(|o| o.id == id)
     }
 
     fn remove(&mut self, id: OrderId) -> Option<Order> {
