@@ -1,1 +1,33 @@
-fn main() {}
+//! `castle`: one binary, one subcommand per component.
+
+mod bench;
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "castle", version, about = "Castle trading venue")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the whole venue in one process on embedded defaults.
+    Serve(serve::ServeArgs),
+    /// Benchmarks and load generators.
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Cmd::Serve(args) => serve::run(args),
+        Cmd::Bench(cmd) => bench::run(cmd),
+    }
+}

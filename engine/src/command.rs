@@ -6,7 +6,7 @@ use crate::instrument::{InstrumentSpec, TradingStatus};
 use crate::types::{AccountId, Amount, AssetId, ClientOrderId, InstrumentId, OrderId, Price, Qty, Side, Timestamp};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
+#[derive(arbitrary::Arbitrary)]
 pub enum TimeInForce {
     /// Good till cancelled.
     Gtc,
@@ -23,7 +23,7 @@ pub enum TimeInForce {
 /// Self-trade prevention: what happens when an order would trade against a
 /// resting order of the same account.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
+#[derive(arbitrary::Arbitrary)]
 pub enum StpMode {
     /// Self-trades are allowed.
     None,
@@ -38,7 +38,7 @@ pub enum StpMode {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
+#[derive(arbitrary::Arbitrary)]
 pub enum OrderType {
     Limit {
         price: Price,
@@ -57,7 +57,7 @@ pub enum OrderType {
 
 /// How much an order is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
+#[derive(arbitrary::Arbitrary)]
 pub enum OrderSize {
     /// A base quantity in lots (every order type).
     Base(Qty),
@@ -67,7 +67,7 @@ pub enum OrderSize {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
+#[derive(arbitrary::Arbitrary)]
 pub struct NewOrder {
     pub account: AccountId,
     pub instrument: InstrumentId,
@@ -86,14 +86,14 @@ pub struct NewOrder {
 
 /// Identifies one of an account's orders.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
+#[derive(arbitrary::Arbitrary)]
 pub enum OrderRef {
     Id(OrderId),
     Client(ClientOrderId),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
+#[derive(arbitrary::Arbitrary)]
 pub struct Replace {
     pub account: AccountId,
     pub instrument: InstrumentId,
@@ -106,10 +106,10 @@ pub struct Replace {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
+#[derive(arbitrary::Arbitrary)]
 pub enum Command {
     /// Admin: list an instrument. Its id must be free and below the limit.
-    AddInstrument(#[cfg_attr(feature = "fuzzing", arbitrary(with = arbitrary_spec))] InstrumentSpec),
+    AddInstrument(#[arbitrary(with = arbitrary_spec)] InstrumentSpec),
     /// Admin: open, halt or close trading.
     SetTradingStatus {
         instrument: InstrumentId,
@@ -158,7 +158,6 @@ pub enum Command {
     Tick,
 }
 
-#[cfg(feature = "fuzzing")]
 fn arbitrary_spec(u: &mut arbitrary::Unstructured<'_>) -> arbitrary::Result<InstrumentSpec> {
     use crate::instrument::Scaling;
     use crate::types::Symbol;

@@ -16,7 +16,7 @@ use rust_decimal::Decimal;
 use crate::types::{Amount, AssetId, InstrumentId, Price, Qty, Symbol, MAX_VALUE};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
+#[derive(arbitrary::Arbitrary)]
 pub enum TradingStatus {
     Open,
     Halted,

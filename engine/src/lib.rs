@@ -17,6 +17,7 @@
 
 pub mod account;
 pub mod book;
+pub mod check;
 pub mod command;
 pub mod engine;
 pub mod event;
@@ -43,3 +44,13 @@ pub use types::*;
 pub type FastEngine = Engine<LadderBook>;
 /// The oracle: same rules, obviously-correct book.
 pub type ReferenceEngine = Engine<ReferenceBook>;
+
+#[cfg(test)]
+mod size_tests {
+    /// Events are copied into the output buffer by value: keep them small.
+    #[test]
+    fn event_and_order_sizes() {
+        assert!(std::mem::size_of::<crate::Event>() <= 112, "Event is {} bytes", std::mem::size_of::<crate::Event>());
+        assert!(std::mem::size_of::<crate::Order>() <= 144, "Order is {} bytes", std::mem::size_of::<crate::Order>());
+    }
+}

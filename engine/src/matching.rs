@@ -374,6 +374,9 @@ impl<B: OrderBook> Engine<B> {
             if o.price != level_price {
                 done_levels += level_all;
                 (level_price, level_shown, level_all) = (o.price, 0, 0);
+                if done_levels >= need {
+                    return false;
+                }
             }
             if o.account == t.account && t.stp != StpMode::None {
                 if t.stp == StpMode::CancelOldest {
@@ -384,7 +387,8 @@ impl<B: OrderBook> Engine<B> {
             }
             level_shown += o.visible;
             level_all += o.leaves();
-            done_levels + level_all < need
+            // Shown quantities ahead of any later blocker are certainly reachable.
+            done_levels + level_shown < need
         });
         let fillable = done_levels + if blocked { level_shown } else { level_all };
         fillable >= need
@@ -619,6 +623,9 @@ impl<B: OrderBook> Engine<B> {
     pub(crate) fn run_stops(&mut self, inst: InstrumentId, out: &mut Vec<Event>) {
         loop {
             let m = self.market(inst).expect("known");
+            if m.stops.is_empty() {
+                return;
+            }
             let last = m.last_price;
             let triggered = |s: &StopOrder| match s.order.side {
                 Side::Buy => s.stop_price <= last,

@@ -25,12 +25,21 @@ pub struct Scale {
 impl Scale {
     /// Quote minor units for `qty` lots at `price` ticks, if representable.
     pub fn notional(&self, price: Price, qty: Qty) -> Option<Amount> {
+        // i64 fast path; i128 only when the product might not fit.
+        if let Some(n) = price.checked_mul(qty).and_then(|x| x.checked_mul(self.tick_value)) {
+            return (0..=MAX_VALUE).contains(&n).then_some(n);
+        }
         let n = price as i128 * qty as i128 * self.tick_value as i128;
         (0..=MAX_VALUE as i128).contains(&n).then_some(n as Amount)
     }
 
     pub fn fee(notional: Amount, bps: u32) -> Amount {
-        (notional as i128 * bps as i128 / BPS) as Amount
+        // notional < 2^62 and bps <= 10^4 < 2^14 would overflow i64, so use
+        // the i64 path (a multiply-by-reciprocal division) when it fits.
+        match notional.checked_mul(bps as i64) {
+            Some(x) => x / BPS as i64,
+            None => (notional as i128 * bps as i128 / BPS) as Amount,
+        }
     }
 
     /// Base minor units for `qty` lots.
@@ -78,7 +87,10 @@ impl Scale {
 
 /// Symmetric price band around `reference`: (low, high), low at least one tick.
 pub fn band(reference: Price, band_bps: u32) -> (Price, Price) {
-    let delta = (reference as i128 * band_bps as i128 / BPS) as Price;
+    let delta = match reference.checked_mul(band_bps as i64) {
+        Some(x) => x / BPS as i64,
+        None => (reference as i128 * band_bps as i128 / BPS) as Price,
+    };
     ((reference - delta).max(1), reference.saturating_add(delta).min(MAX_VALUE))
 }
 

@@ -31,7 +31,7 @@ pub const FEE_ACCOUNT: AccountId = 0;
 pub const MAX_VALUE: i64 = 1 << 62;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
+#[derive(arbitrary::Arbitrary)]
 pub enum Side {
     Buy,
     Sell,
@@ -67,7 +67,7 @@ impl Side {
 /// Client order id: up to 36 ASCII bytes, stored inline so orders and events
 /// stay `Copy` and allocation free. Unused bytes are zero.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
+#[derive(arbitrary::Arbitrary)]
 pub struct ClientOrderId(pub [u8; ClientOrderId::LEN]);
 
 impl Default for ClientOrderId {
@@ -128,7 +128,7 @@ impl std::fmt::Debug for ClientOrderId {
 
 /// Instrument symbol, up to 16 ASCII bytes inline.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-#[cfg_attr(feature = "fuzzing", derive(arbitrary::Arbitrary))]
+#[derive(arbitrary::Arbitrary)]
 pub struct Symbol(pub [u8; 16]);
 
 impl Symbol {

@@ -134,8 +134,8 @@ impl Workload {
         spec.band_bps = 5_000;
         let mut cmds = vec![Command::AddInstrument(spec)];
         for a in 1..=self.cfg.accounts {
-            cmds.push(Command::Deposit { account: a, asset: BASE, amount: 1 << 50 });
-            cmds.push(Command::Deposit { account: a, asset: QUOTE, amount: 1 << 58 });
+            cmds.push(Command::Deposit { account: a, asset: BASE, amount: 1 << 40 });
+            cmds.push(Command::Deposit { account: a, asset: QUOTE, amount: 1 << 50 });
         }
         for c in &cmds {
             self.feed(c);
@@ -224,7 +224,7 @@ impl Workload {
 
     fn ioc(&mut self) -> Command {
         let side = self.side();
-        let reach = self.rng.range(0, 5);
+        let reach = self.rng.range(0, self.cfg.spread_ticks / 20);
         let price = match side {
             Side::Buy => self.mid + reach,
             Side::Sell => self.mid - reach,

@@ -1,0 +1,152 @@
+//! `castle bench engine`: the engine latency harness.
+//!
+//! Replays a seeded exchange-core style mix (see `castle_engine::workload`)
+//! into the engine on one thread, first flat out (throughput), then paced at
+//! fixed target rates. Latency of each command is measured from the moment
+//! it was *due* (its slot in the fixed-rate schedule), not from when the
+//! loop got round to it, so a stall is charged to every command queued
+//! behind it (no coordinated omission). The reference engine runs the same
+//! commands in the same process as the baseline.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Result};
+use castle_engine::workload::{Workload, WorkloadConfig};
+use castle_engine::{Command, Engine, Event, LadderBook, OrderBook, ReferenceBook};
+use clap::{Args, Subcommand};
+use hdrhistogram::Histogram;
+
+#[derive(Subcommand)]
+pub enum BenchCmd {
+    /// Engine throughput and latency percentiles, fast vs reference engine.
+    Engine(EngineArgs),
+}
+
+#[derive(Args, Clone)]
+pub struct EngineArgs {
+    /// Measured commands per run.
+    #[arg(long, default_value_t = 3_000_000)]
+    commands: usize,
+    /// Resting orders built before measuring.
+    #[arg(long, default_value_t = 100_000)]
+    depth: usize,
+    /// Paced target rates in commands per second (comma separated).
+    #[arg(long, value_delimiter = ',', default_value = "1000000")]
+    rates: Vec<u64>,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Commands given to the (slow) reference engine; 0 skips it.
+    #[arg(long, default_value_t = 20_000)]
+    reference_commands: usize,
+    /// Repeat the whole measurement and report each run (quote the median).
+    #[arg(long, default_value_t = 1)]
+    runs: usize,
+}
+
+pub fn run(cmd: BenchCmd) -> Result<()> {
+    match cmd {
+        BenchCmd::Engine(a) => engine(a),
+    }
+}
+
+struct Prepared {
+    setup: Vec<Command>,
+    mix: Vec<Command>,
+}
+
+fn prepare(a: &EngineArgs) -> Prepared {
+    let cfg = WorkloadConfig { seed: a.seed, book_depth: a.depth, ..WorkloadConfig::default() };
+    let mut w = Workload::new(cfg);
+    let mut setup = w.setup();
+    setup.extend(w.fill_book());
+    let mix = (0..a.commands.max(a.reference_commands)).map(|_| w.next_command()).collect();
+    Prepared { setup, mix }
+}
+
+fn fresh<B: OrderBook>(a: &EngineArgs, p: &Prepared, out: &mut Vec<Event>) -> Engine<B> {
+    let cfg = WorkloadConfig { seed: a.seed, book_depth: a.depth, ..WorkloadConfig::default() };
+    let mut e = Engine::<B>::new(Workload::limits(&cfg));
+    for (i, c) in p.setup.iter().enumerate() {
+        out.clear();
+        e.apply(i as u64 + 1, c, out);
+    }
+    e
+}
+
+/// Flat out: commands per second.
+fn throughput<B: OrderBook>(a: &EngineArgs, p: &Prepared, n: usize) -> f64 {
+    let mut out = Vec::with_capacity(4_096);
+    let mut e = fresh::<B>(a, p, &mut out);
+    let base = p.setup.len() as u64 + 1;
+    let start = Instant::now();
+    for (i, c) in p.mix[..n].iter().enumerate() {
+        out.clear();
+        e.apply(base + i as u64, c, &mut out);
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Paced at `rate`/s; latency from each command's scheduled time to its completion.
+fn paced<B: OrderBook>(a: &EngineArgs, p: &Prepared, n: usize, rate: u64) -> Result<Histogram<u64>> {
+    let mut out = Vec::with_capacity(4_096);
+    let mut e = fresh::<B>(a, p, &mut out);
+    let base = p.setup.len() as u64 + 1;
+    let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
+    let interval = 1e9 / rate as f64;
+    let start = Instant::now();
+    for (i, c) in p.mix[..n].iter().enumerate() {
+        let due = Duration::from_nanos((i as f64 * interval) as u64);
+        let mut now = start.elapsed();
+        while now < due {
+            std::hint::spin_loop();
+            now = start.elapsed();
+        }
+        out.clear();
+        e.apply(base + i as u64, c, &mut out);
+        let done = start.elapsed();
+        h.record((done - due).as_nanos().max(1) as u64)?;
+    }
+    Ok(h)
+}
+
+fn us(ns: u64) -> f64 {
+    ns as f64 / 1_000.0
+}
+
+fn report(name: &str, rate: u64, h: &Histogram<u64>) {
+    println!(
+        "{name:<10} rate {rate:>9}/s  p50 {:>8.3} us  p99 {:>8.3} us  p99.9 {:>8.3} us  p99.99 {:>9.3} us  max {:>10.3} us  (n={})",
+        us(h.value_at_quantile(0.5)),
+        us(h.value_at_quantile(0.99)),
+        us(h.value_at_quantile(0.999)),
+        us(h.value_at_quantile(0.9999)),
+        us(h.max()),
+        h.len()
+    );
+}
+
+fn engine(a: EngineArgs) -> Result<()> {
+    ensure!(a.commands > 0, "--commands must be positive");
+    eprintln!("preparing {} commands on a book of {} resting orders (seed {})", a.commands, a.depth, a.seed);
+    let p = prepare(&a);
+    println!("castle bench engine: depth {} commands {} seed {}", a.depth, a.commands, a.seed);
+    for run in 1..=a.runs {
+        println!("-- run {run}");
+        let fast = throughput::<LadderBook>(&a, &p, a.commands);
+        println!("fast       throughput {:>12.0} commands/s", fast);
+        if a.reference_commands > 0 {
+            let r = throughput::<ReferenceBook>(&a, &p, a.reference_commands);
+            println!("reference  throughput {:>12.0} commands/s  (fast/reference = {:.1}x)", r, fast / r);
+        }
+        for &rate in &a.rates {
+            report("fast", rate, &paced::<LadderBook>(&a, &p, a.commands, rate)?);
+            if a.reference_commands > 0 {
+                // The reference cannot keep up with high rates: pace it at
+                // what it sustains so its percentiles mean something.
+                let r = rate.min(20_000);
+                report("reference", r, &paced::<ReferenceBook>(&a, &p, a.reference_commands, r)?);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,386 @@
+//! The two durable writers behind one trait.
+//!
+//! A writer receives a batch as an ordered list of [`WriteOp`]s (one per segment the batch
+//! touches). For each op in order it writes the bytes at the offset and then `fdatasync`s the file;
+//! op *n + 1* is not started before op *n*'s sync has completed, so a batch that spans two
+//! segments never leaves later data durable behind a torn earlier part. Exactly one batch is in
+//! flight at a time; [`BatchWriter::submit`] starts it and [`BatchWriter::wait`] waits for it, so
+//! the caller can fill its next buffer in between.
+//!
+//! * [`UringWriter`]: io_uring with the journal's two buffers registered
+//!   (`IORING_OP_WRITE_FIXED`), each write linked (`IOSQE_IO_LINK`) to an `IORING_OP_FSYNC` with
+//!   `IORING_FSYNC_DATASYNC`, the whole chain submitted with one syscall.
+//! * [`PortableWriter`]: `pwrite` + `fdatasync` on a dedicated I/O thread.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::os::unix::io::AsRawFd;
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use io_uring::{opcode, squeue, types, IoUring, Probe};
+
+use crate::error::{JournalError, Result};
+
+/// Which writer implementation runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WriterKind {
+    IoUring,
+    Portable,
+}
+
+impl std::fmt::Display for WriterKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WriterKind::IoUring => "io_uring",
+            WriterKind::Portable => "portable (pwrite + fdatasync)",
+        })
+    }
+}
+
+/// One write of a batch: `len` bytes from `ptr` at `offset` of `file`, then fdatasync.
+#[derive(Debug)]
+pub struct WriteOp {
+    pub(crate) file: Arc<File>,
+    pub(crate) path: Arc<PathBuf>,
+    pub(crate) offset: u64,
+    pub(crate) ptr: *const u8,
+    pub(crate) len: usize,
+    /// Index of the registered buffer `ptr` lies in.
+    pub(crate) buf_index: u16,
+}
+
+// SAFETY: the pointer refers to a journal buffer that the `BatchWriter::submit` contract keeps
+// alive and unmodified until the batch completes.
+unsafe impl Send for WriteOp {}
+
+impl WriteOp {
+    /// # Safety
+    /// `ptr..ptr+len` must be valid for reads for as long as the op is alive.
+    unsafe fn bytes(&self) -> &[u8] {
+        std::slice::from_raw_parts(self.ptr, self.len)
+    }
+}
+
+/// A durable batch writer (see the module docs).
+pub trait BatchWriter: Send {
+    fn kind(&self) -> WriterKind;
+
+    /// Start writing and syncing `ops`, in order. Must not be called while a batch is in flight.
+    ///
+    /// # Safety
+    /// Every op's memory must stay valid and unmodified until [`wait`](Self::wait) has returned
+    /// (either way) or the writer has been dropped.
+    unsafe fn submit(&mut self, ops: Vec<WriteOp>) -> Result<()>;
+
+    /// Block until the batch in flight (if any) is durable.
+    fn wait(&mut self) -> Result<()>;
+
+    /// Non-blocking: `Ok(true)` when nothing is in flight any more (the batch, if any, is durable).
+    fn try_wait(&mut self) -> Result<bool>;
+}
+
+fn sync_ops(ops: &[WriteOp]) -> Result<()> {
+    for op in ops {
+        // SAFETY: submit's contract.
+        let bytes = unsafe { op.bytes() };
+        op.file.write_all_at(bytes, op.offset).map_err(|e| JournalError::io("pwrite", op.path.as_path(), e))?;
+        op.file.sync_data().map_err(|e| JournalError::io("fdatasync", op.path.as_path(), e))?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Portable writer
+
+type Job = Vec<WriteOp>;
+
+/// pwrite + fdatasync on a background thread.
+pub struct PortableWriter {
+    tx: Option<SyncSender<Job>>,
+    done: Receiver<Result<()>>,
+    thread: Option<JoinHandle<()>>,
+    in_flight: bool,
+}
+
+impl PortableWriter {
+    pub fn new() -> Result<Self> {
+        let (tx, rx) = mpsc::sync_channel::<Job>(1);
+        let (dtx, done) = mpsc::sync_channel::<Result<()>>(1);
+        let thread = std::thread::Builder::new()
+            .name("journal-io".into())
+            .spawn(move || {
+                while let Ok(ops) = rx.recv() {
+                    let r = sync_ops(&ops);
+                    drop(ops);
+                    if dtx.send(r).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| JournalError::io("spawn journal-io thread", "", e))?;
+        Ok(PortableWriter { tx: Some(tx), done, thread: Some(thread), in_flight: false })
+    }
+
+    fn thread_gone() -> JournalError {
+        JournalError::io("journal-io thread", "", io::Error::other("I/O thread exited"))
+    }
+}
+
+impl BatchWriter for PortableWriter {
+    fn kind(&self) -> WriterKind {
+        WriterKind::Portable
+    }
+
+    unsafe fn submit(&mut self, ops: Vec<WriteOp>) -> Result<()> {
+        assert!(!self.in_flight, "submit while a batch is in flight");
+        let tx = self.tx.as_ref().ok_or_else(Self::thread_gone)?;
+        tx.send(ops).map_err(|_| Self::thread_gone())?;
+        self.in_flight = true;
+        Ok(())
+    }
+
+    fn wait(&mut self) -> Result<()> {
+        if !self.in_flight {
+            return Ok(());
+        }
+        self.in_flight = false;
+        self.done.recv().map_err(|_| Self::thread_gone())?
+    }
+
+    fn try_wait(&mut self) -> Result<bool> {
+        if !self.in_flight {
+            return Ok(true);
+        }
+        match self.done.try_recv() {
+            Ok(r) => {
+                self.in_flight = false;
+                r.map(|_| true)
+            }
+            Err(mpsc::TryRecvError::Empty) => Ok(false),
+            Err(mpsc::TryRecvError::Disconnected) => {
+                self.in_flight = false;
+                Err(Self::thread_gone())
+            }
+        }
+    }
+}
+
+impl Drop for PortableWriter {
+    fn drop(&mut self) {
+        // The thread may still be reading the caller's buffer: finish the batch first.
+        let _ = self.wait();
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// io_uring writer
+
+const RING_ENTRIES: u32 = 64;
+/// A batch may touch at most this many segments (2 SQEs each).
+pub(crate) const MAX_OPS_PER_BATCH: usize = 16;
+
+/// io_uring writer with registered buffers and linked write + fdatasync chains.
+pub struct UringWriter {
+    ring: IoUring,
+    /// Buffers registered (WRITE_FIXED) or not (WRITE).
+    fixed: bool,
+    ops: Vec<WriteOp>,
+    /// CQEs still expected for the batch in flight.
+    outstanding: usize,
+    /// First failure seen in the batch's CQEs.
+    failure: Option<(usize, i32)>,
+    /// A write was short or the chain was cancelled: redo with pwrite + fdatasync.
+    redo: bool,
+}
+
+impl UringWriter {
+    /// Create a ring and register `bufs` (address, length) as fixed buffers 0, 1, ...
+    ///
+    /// # Safety
+    /// The buffers must stay allocated (at the same address) for the life of the writer.
+    pub(crate) unsafe fn new(bufs: &[(*const u8, usize)]) -> io::Result<Self> {
+        let ring = IoUring::builder().build(RING_ENTRIES)?;
+        let mut probe = Probe::new();
+        ring.submitter().register_probe(&mut probe)?;
+        if !probe.is_supported(opcode::WriteFixed::CODE) || !probe.is_supported(opcode::Fsync::CODE) {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "kernel lacks IORING_OP_WRITE_FIXED or IORING_OP_FSYNC",
+            ));
+        }
+        let iovecs: Vec<libc::iovec> =
+            bufs.iter().map(|&(p, l)| libc::iovec { iov_base: p as *mut libc::c_void, iov_len: l }).collect();
+        // Registration pins the buffers and counts against RLIMIT_MEMLOCK; without it the
+        // writer still uses io_uring, with plain IORING_OP_WRITE.
+        let fixed = match ring.submitter().register_buffers(&iovecs) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "io_uring buffer registration refused (RLIMIT_MEMLOCK?); using unregistered buffers");
+                if !probe.is_supported(opcode::Write::CODE) {
+                    return Err(e);
+                }
+                false
+            }
+        };
+        Ok(UringWriter { ring, fixed, ops: Vec::new(), outstanding: 0, failure: None, redo: false })
+    }
+
+    fn reap(&mut self) {
+        for cqe in self.ring.completion() {
+            self.outstanding -= 1;
+            let idx = cqe.user_data() as usize;
+            let res = cqe.result();
+            let op = &self.ops[idx / 2];
+            if idx % 2 == 0 {
+                // write
+                if (res >= 0 && (res as usize) < op.len) || res == -libc::ECANCELED {
+                    self.redo = true;
+                } else if res < 0 && res != -libc::ECANCELED && self.failure.is_none() {
+                    self.failure = Some((idx, res));
+                }
+            } else if res == -libc::ECANCELED {
+                self.redo = true;
+            } else if res < 0 && self.failure.is_none() {
+                self.failure = Some((idx, res));
+            }
+        }
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        let ops = std::mem::take(&mut self.ops);
+        let failure = self.failure.take();
+        let redo = std::mem::take(&mut self.redo);
+        if let Some((idx, res)) = failure {
+            let op = &ops[idx / 2];
+            let what = if idx % 2 == 0 { "io_uring write" } else { "io_uring fdatasync" };
+            return Err(JournalError::io(what, op.path.as_path(), io::Error::from_raw_os_error(-res)));
+        }
+        if redo {
+            tracing::debug!("short io_uring write; redoing batch with pwrite + fdatasync");
+            sync_ops(&ops)?;
+        }
+        Ok(())
+    }
+}
+
+impl BatchWriter for UringWriter {
+    fn kind(&self) -> WriterKind {
+        WriterKind::IoUring
+    }
+
+    unsafe fn submit(&mut self, ops: Vec<WriteOp>) -> Result<()> {
+        assert_eq!(self.outstanding, 0, "submit while a batch is in flight");
+        assert!(ops.len() <= MAX_OPS_PER_BATCH);
+        let n = ops.len();
+        {
+            let mut sq = self.ring.submission();
+            for (i, op) in ops.iter().enumerate() {
+                let fd = types::Fd(op.file.as_raw_fd());
+                let w = if self.fixed {
+                    opcode::WriteFixed::new(fd, op.ptr, op.len as u32, op.buf_index).offset(op.offset).build()
+                } else {
+                    opcode::Write::new(fd, op.ptr, op.len as u32).offset(op.offset).build()
+                };
+                let w = w.flags(squeue::Flags::IO_LINK).user_data((2 * i) as u64);
+                let mut s =
+                    opcode::Fsync::new(fd).flags(types::FsyncFlags::DATASYNC).build().user_data((2 * i + 1) as u64);
+                if i + 1 < n {
+                    s = s.flags(squeue::Flags::IO_LINK);
+                }
+                // SAFETY: buffers and fds stay alive until wait() (caller's contract; we hold
+                // the Arc<File>s in self.ops).
+                sq.push(&w).and_then(|_| sq.push(&s)).expect("ring has room for MAX_OPS_PER_BATCH ops");
+            }
+        }
+        self.ops = ops;
+        self.outstanding = 2 * n;
+        if let Err(e) = self.ring.submit() {
+            // Nothing was consumed by the kernel only if submit failed outright.
+            self.outstanding = 0;
+            self.ops.clear();
+            return Err(JournalError::io("io_uring submit", "", e));
+        }
+        Ok(())
+    }
+
+    fn wait(&mut self) -> Result<()> {
+        while self.outstanding > 0 {
+            match self.ring.submit_and_wait(1) {
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
+                Err(e) => return Err(JournalError::io("io_uring wait", "", e)),
+            }
+            self.reap();
+        }
+        if self.ops.is_empty() {
+            return Ok(());
+        }
+        self.finish()
+    }
+
+    fn try_wait(&mut self) -> Result<bool> {
+        if self.outstanding > 0 {
+            self.reap();
+        }
+        if self.outstanding > 0 {
+            return Ok(false);
+        }
+        if !self.ops.is_empty() {
+            self.finish()?;
+        }
+        Ok(true)
+    }
+}
+
+impl Drop for UringWriter {
+    fn drop(&mut self) {
+        // The kernel may still be reading the buffers: drain before they can be freed.
+        while self.outstanding > 0 {
+            if self.ring.submit_and_wait(1).is_err() {
+                break;
+            }
+            self.reap();
+        }
+    }
+}
+
+/// Writer choice in [`JournalOptions`](crate::JournalOptions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WriterChoice {
+    /// io_uring when the kernel allows it, else the portable writer.
+    #[default]
+    Auto,
+    /// io_uring or an error.
+    IoUring,
+    /// pwrite + fdatasync.
+    Portable,
+}
+
+/// Build the writer for `choice`; logs which one runs.
+///
+/// # Safety
+/// `bufs` must outlive the writer at a fixed address.
+pub(crate) unsafe fn make_writer(choice: WriterChoice, bufs: &[(*const u8, usize)]) -> Result<Box<dyn BatchWriter>> {
+    let w: Box<dyn BatchWriter> = match choice {
+        WriterChoice::Portable => Box::new(PortableWriter::new()?),
+        WriterChoice::IoUring => Box::new(UringWriter::new(bufs).map_err(JournalError::UringUnavailable)?),
+        WriterChoice::Auto => match UringWriter::new(bufs) {
+            Ok(w) => Box::new(w),
+            Err(e) => {
+                tracing::warn!(error = %e, "io_uring unavailable; falling back to the portable writer");
+                Box::new(PortableWriter::new()?)
+            }
+        },
+    };
+    tracing::info!(writer = %w.kind(), "journal writer selected");
+    Ok(w)
+}
