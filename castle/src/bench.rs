@@ -134,16 +134,21 @@ fn engine(a: EngineArgs) -> Result<()> {
         println!("-- run {run}");
         let fast = throughput::<LadderBook>(&a, &p, a.commands);
         println!("fast       throughput {:>12.0} commands/s", fast);
+        let mut reference_tp = 0.0;
         if a.reference_commands > 0 {
-            let r = throughput::<ReferenceBook>(&a, &p, a.reference_commands);
-            println!("reference  throughput {:>12.0} commands/s  (fast/reference = {:.1}x)", r, fast / r);
+            reference_tp = throughput::<ReferenceBook>(&a, &p, a.reference_commands);
+            println!(
+                "reference  throughput {:>12.0} commands/s  (fast/reference = {:.1}x)",
+                reference_tp,
+                fast / reference_tp
+            );
         }
         for &rate in &a.rates {
             report("fast", rate, &paced::<LadderBook>(&a, &p, a.commands, rate)?);
             if a.reference_commands > 0 {
                 // The reference cannot keep up with high rates: pace it at
-                // what it sustains so its percentiles mean something.
-                let r = rate.min(20_000);
+                // half of what it sustains so its percentiles mean something.
+                let r = rate.min((reference_tp / 2.0) as u64).max(1);
                 report("reference", r, &paced::<ReferenceBook>(&a, &p, a.reference_commands, r)?);
             }
         }
