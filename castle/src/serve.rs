@@ -85,4 +85,3 @@ pub fn run(args: ServeArgs) -> Result<()> {
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
-

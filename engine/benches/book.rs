@@ -1,8 +1,11 @@
 //! Criterion benchmarks of the engine on books of 1k and 100k resting orders,
 //! fast book vs reference book in the same run.
 //!
-//! Each iteration leaves the book as it found it, so the depth stays fixed:
-//! - `place_cancel`: a passive GTC limit order placed and cancelled (2 commands);
+//! The book depth stays fixed: every benchmark undoes what it did.
+//! - `add`: a passive GTC limit order on an existing level (timed in chunks of
+//!   1000; the chunk's orders are then cancelled untimed);
+//! - `cancel`: cancelling such an order (placed untimed);
+//! - `place_cancel`: both, back to back (2 commands);
 //! - `match_one_level`: a sell placed inside the spread, then an IOC buy that
 //!   takes it (2 commands, 1 fill);
 //! - `sweep_ten_levels`: ten sells placed on ten new levels inside the spread,
@@ -30,8 +33,8 @@ impl<B: OrderBook> Bench<B> {
             max_instruments: 2,
             max_assets: 4,
             max_accounts: 64,
-            max_orders_per_instrument: depth + 64,
-            max_open_orders: depth + 64,
+            max_orders_per_instrument: depth + 2_048,
+            max_open_orders: depth + 2_048,
             max_stops_per_instrument: 4,
             max_timed_orders: 4,
         };
@@ -84,6 +87,21 @@ impl<B: OrderBook> Bench<B> {
         self.cmd(Command::Cancel { account: 5, instrument: I, target: OrderRef::Id(id) });
     }
 
+    /// Places `n` passive orders, returning their ids.
+    fn add_many(&mut self, n: u64, ids: &mut Vec<OrderId>) {
+        for i in 0..n {
+            let price = MID - GAP - (i as i64 * 7) % LEVELS;
+            ids.push(self.place(5, Side::Buy, price, TimeInForce::Gtc));
+        }
+    }
+
+    fn cancel_many(&mut self, ids: &mut Vec<OrderId>) {
+        for &id in ids.iter() {
+            self.cmd(Command::Cancel { account: 5, instrument: I, target: OrderRef::Id(id) });
+        }
+        ids.clear();
+    }
+
     fn match_one_level(&mut self) {
         self.place(5, Side::Sell, MID, TimeInForce::Gtc);
         self.place(6, Side::Buy, MID, TimeInForce::Ioc);
@@ -114,6 +132,39 @@ fn run<B: OrderBook>(c: &mut Criterion, name: &str, depths: &[usize]) {
     for &depth in depths {
         let mut g = c.benchmark_group(format!("{name}/{depth}"));
         let mut b = Bench::<B>::new(depth);
+        const CHUNK: u64 = 1_000;
+        let mut ids = Vec::with_capacity(CHUNK as usize);
+        g.throughput(Throughput::Elements(1));
+        g.bench_function(BenchmarkId::from_parameter("add"), |x| {
+            x.iter_custom(|iters| {
+                let mut spent = std::time::Duration::ZERO;
+                let mut left = iters;
+                while left > 0 {
+                    let n = left.min(CHUNK);
+                    let t = std::time::Instant::now();
+                    b.add_many(n, &mut ids);
+                    spent += t.elapsed();
+                    b.cancel_many(&mut ids);
+                    left -= n;
+                }
+                spent
+            })
+        });
+        g.bench_function(BenchmarkId::from_parameter("cancel"), |x| {
+            x.iter_custom(|iters| {
+                let mut spent = std::time::Duration::ZERO;
+                let mut left = iters;
+                while left > 0 {
+                    let n = left.min(CHUNK);
+                    b.add_many(n, &mut ids);
+                    let t = std::time::Instant::now();
+                    b.cancel_many(&mut ids);
+                    spent += t.elapsed();
+                    left -= n;
+                }
+                spent
+            })
+        });
         g.throughput(Throughput::Elements(2));
         let mut i = 0u64;
         g.bench_function(BenchmarkId::from_parameter("place_cancel"), |x| {

@@ -18,7 +18,10 @@ pub struct Coverage {
 }
 
 /// Applies `stream` to both engines; the first disagreement or broken invariant is the error.
-pub fn differential(limits: Limits, stream: impl IntoIterator<Item = (Timestamp, Command)>) -> Result<Coverage, String> {
+pub fn differential(
+    limits: Limits,
+    stream: impl IntoIterator<Item = (Timestamp, Command)>,
+) -> Result<Coverage, String> {
     let mut fast = FastEngine::new(limits);
     let mut reference = ReferenceEngine::new(limits);
     let (mut a, mut b): (Vec<Event>, Vec<Event>) = (Vec::new(), Vec::new());

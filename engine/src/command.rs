@@ -5,8 +5,7 @@
 use crate::instrument::{InstrumentSpec, TradingStatus};
 use crate::types::{AccountId, Amount, AssetId, ClientOrderId, InstrumentId, OrderId, Price, Qty, Side, Timestamp};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[derive(arbitrary::Arbitrary)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, arbitrary::Arbitrary)]
 pub enum TimeInForce {
     /// Good till cancelled.
     Gtc,
@@ -22,8 +21,7 @@ pub enum TimeInForce {
 
 /// Self-trade prevention: what happens when an order would trade against a
 /// resting order of the same account.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[derive(arbitrary::Arbitrary)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, arbitrary::Arbitrary)]
 pub enum StpMode {
     /// Self-trades are allowed.
     None,
@@ -37,8 +35,7 @@ pub enum StpMode {
     DecrementAndCancel,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[derive(arbitrary::Arbitrary)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, arbitrary::Arbitrary)]
 pub enum OrderType {
     Limit {
         price: Price,
@@ -56,8 +53,7 @@ pub enum OrderType {
 }
 
 /// How much an order is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[derive(arbitrary::Arbitrary)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, arbitrary::Arbitrary)]
 pub enum OrderSize {
     /// A base quantity in lots (every order type).
     Base(Qty),
@@ -66,8 +62,7 @@ pub enum OrderSize {
     QuoteBudget(Amount),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[derive(arbitrary::Arbitrary)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, arbitrary::Arbitrary)]
 pub struct NewOrder {
     pub account: AccountId,
     pub instrument: InstrumentId,
@@ -85,15 +80,13 @@ pub struct NewOrder {
 }
 
 /// Identifies one of an account's orders.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[derive(arbitrary::Arbitrary)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, arbitrary::Arbitrary)]
 pub enum OrderRef {
     Id(OrderId),
     Client(ClientOrderId),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[derive(arbitrary::Arbitrary)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, arbitrary::Arbitrary)]
 pub struct Replace {
     pub account: AccountId,
     pub instrument: InstrumentId,
@@ -105,8 +98,7 @@ pub struct Replace {
     pub qty: Qty,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[derive(arbitrary::Arbitrary)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, arbitrary::Arbitrary)]
 pub enum Command {
     /// Admin: list an instrument. Its id must be free and below the limit.
     AddInstrument(#[arbitrary(with = arbitrary_spec)] InstrumentSpec),

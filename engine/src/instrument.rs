@@ -15,8 +15,7 @@ use rust_decimal::Decimal;
 
 use crate::types::{Amount, AssetId, InstrumentId, Price, Qty, Symbol, MAX_VALUE};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[derive(arbitrary::Arbitrary)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, arbitrary::Arbitrary)]
 pub enum TradingStatus {
     Open,
     Halted,
@@ -102,7 +101,8 @@ impl Scaling {
     /// Base minor units per lot.
     pub fn lot_units(&self) -> Result<Amount, ConversionError> {
         let scale = Decimal::from_i128_with_scale(10i128.pow(self.base_decimals.min(18)), 0);
-        Self::whole(self.lot_size * scale)
+        // Checked: a decoded spec may carry any decimal, and `*` panics on overflow.
+        Self::whole(self.lot_size.checked_mul(scale).ok_or(ConversionError::InexactScaling)?)
     }
 
     /// Quote minor units per tick per lot.

@@ -30,8 +30,7 @@ pub const FEE_ACCOUNT: AccountId = 0;
 /// below 2^62 means sums of two never overflow an i64 and products fit an i128.
 pub const MAX_VALUE: i64 = 1 << 62;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[derive(arbitrary::Arbitrary)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, arbitrary::Arbitrary)]
 pub enum Side {
     Buy,
     Sell,
@@ -66,8 +65,7 @@ impl Side {
 
 /// Client order id: up to 36 ASCII bytes, stored inline so orders and events
 /// stay `Copy` and allocation free. Unused bytes are zero.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[derive(arbitrary::Arbitrary)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, arbitrary::Arbitrary)]
 pub struct ClientOrderId(pub [u8; ClientOrderId::LEN]);
 
 impl Default for ClientOrderId {
@@ -127,8 +125,7 @@ impl std::fmt::Debug for ClientOrderId {
 }
 
 /// Instrument symbol, up to 16 ASCII bytes inline.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-#[derive(arbitrary::Arbitrary)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, arbitrary::Arbitrary)]
 pub struct Symbol(pub [u8; 16]);
 
 impl Symbol {

@@ -2,8 +2,8 @@
 //! streams: identical events for every command, identical state hashes, and
 //! every invariant holding after every command.
 
-use castle_engine::workload::Chaos;
 use castle_engine::check::differential;
+use castle_engine::workload::Chaos;
 use castle_engine::{Command, Event, FastEngine, Limits};
 use proptest::prelude::*;
 

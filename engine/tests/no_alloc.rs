@@ -67,6 +67,9 @@ fn order_path_does_not_allocate_after_warm_up() {
     }
     COUNTING.store(false, Ordering::SeqCst);
     let n = ALLOCATIONS.load(Ordering::SeqCst);
-    assert!(trades > 1_000 && replaces > 50_000, "the mix must match and replace: {trades} trades, {replaces} replaces");
+    assert!(
+        trades > 1_000 && replaces > 50_000,
+        "the mix must match and replace: {trades} trades, {replaces} replaces"
+    );
     assert_eq!(n, 0, "{n} allocations on the order path");
 }

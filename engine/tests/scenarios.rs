@@ -36,7 +36,13 @@ impl V {
     }
 
     fn with_spec(spec: InstrumentSpec) -> V {
-        let mut v = V { fast: FastEngine::new(Limits::small()), reference: ReferenceEngine::new(Limits::small()), out: Vec::new(), ts: 1, next_client: 1 };
+        let mut v = V {
+            fast: FastEngine::new(Limits::small()),
+            reference: ReferenceEngine::new(Limits::small()),
+            out: Vec::new(),
+            ts: 1,
+            next_client: 1,
+        };
         v.cmd(Command::AddInstrument(spec));
         for a in 1..=4 {
             v.cmd(Command::Deposit { account: a, asset: QUOTE, amount: 10_000_000 });
@@ -63,7 +69,14 @@ impl V {
         self.out.iter().map(|e| e.kind).collect()
     }
 
-    fn new_order(&mut self, account: AccountId, side: Side, order_type: OrderType, size: OrderSize, tif: TimeInForce) -> NewOrder {
+    fn new_order(
+        &mut self,
+        account: AccountId,
+        side: Side,
+        order_type: OrderType,
+        size: OrderSize,
+        tif: TimeInForce,
+    ) -> NewOrder {
         self.next_client += 1;
         NewOrder {
             account,
@@ -88,7 +101,14 @@ impl V {
         self.place(o)
     }
 
-    fn limit_tif(&mut self, account: AccountId, side: Side, price: Price, qty: Qty, tif: TimeInForce) -> Vec<EventKind> {
+    fn limit_tif(
+        &mut self,
+        account: AccountId,
+        side: Side,
+        price: Price,
+        qty: Qty,
+        tif: TimeInForce,
+    ) -> Vec<EventKind> {
         let o = self.new_order(account, side, OrderType::Limit { price }, OrderSize::Base(qty), tif);
         self.place(o)
     }
@@ -103,7 +123,14 @@ impl V {
     }
 
     fn replace(&mut self, account: AccountId, id: OrderId, price: Price, qty: Qty) -> Vec<EventKind> {
-        self.cmd(Command::Replace(Replace { account, instrument: I, target: OrderRef::Id(id), new_client_order_id: None, price, qty }))
+        self.cmd(Command::Replace(Replace {
+            account,
+            instrument: I,
+            target: OrderRef::Id(id),
+            new_client_order_id: None,
+            price,
+            qty,
+        }))
     }
 
     fn bal(&self, account: AccountId, asset: AssetId) -> (Amount, Amount) {
@@ -114,7 +141,11 @@ impl V {
     fn book(&self, side: Side) -> Vec<String> {
         let mut v = Vec::new();
         self.fast.visit_book(I, side, &mut |o| {
-            v.push(if o.hidden > 0 { format!("#{} {}x{}+{}", o.id, o.price, o.visible, o.hidden) } else { format!("#{} {}x{}", o.id, o.price, o.visible) });
+            v.push(if o.hidden > 0 {
+                format!("#{} {}x{}+{}", o.id, o.price, o.visible, o.hidden)
+            } else {
+                format!("#{} {}x{}", o.id, o.price, o.visible)
+            });
             true
         });
         v
@@ -130,7 +161,9 @@ fn summary(events: &[EventKind]) -> Vec<String> {
                 EventKind::OrderAccepted { order_id, .. } => format!("accepted #{order_id}"),
                 EventKind::Rejected { reason, .. } => format!("rejected {reason:?}"),
                 EventKind::Trade { price, qty, maker_order, .. } => format!("trade {qty}@{price} maker #{maker_order}"),
-                EventKind::OrderCancelled { order_id, reason, leaves, .. } => format!("cancelled #{order_id} {reason:?} leaves {leaves}"),
+                EventKind::OrderCancelled { order_id, reason, leaves, .. } => {
+                    format!("cancelled #{order_id} {reason:?} leaves {leaves}")
+                }
                 EventKind::OrderReplaced { order_id, priority_kept, .. } => {
                     format!("replaced #{order_id}{}", if priority_kept { " keeps priority" } else { "" })
                 }
@@ -160,7 +193,15 @@ fn price_time_priority_and_fills_at_the_makers_price() {
     v.limit(3, Sell, 1005, 5); // #3: same price, later
     assert_eq!(
         summary(&v.limit(4, Buy, 1010, 12)),
-        s(&["accepted #4", "trade 5@1005 maker #2", "filled #2", "trade 5@1005 maker #3", "filled #3", "trade 2@1010 maker #1", "filled #4"])
+        s(&[
+            "accepted #4",
+            "trade 5@1005 maker #2",
+            "filled #2",
+            "trade 5@1005 maker #3",
+            "filled #3",
+            "trade 2@1010 maker #1",
+            "filled #4"
+        ])
     );
     assert_eq!(v.book(Sell), s(&["#1 1010x3"]));
     assert_eq!(v.fast.last_price(I), Some(1010));
@@ -188,12 +229,22 @@ fn holds_fees_and_settlement_move_exact_amounts() {
     // It trades at the maker's 1000: notional 50_000, taker fee 100, maker fee 50.
     let ev = v.limit(2, Buy, 1001, 5);
     assert_eq!(summary(&ev), s(&["accepted #2", "trade 5@1000 maker #1", "filled #1", "filled #2"]));
-    assert_eq!(v.bal(2, QUOTE), (10_000_000 - 50_000 - 100, 0), "buyer pays notional + taker fee, the rest of the hold is released");
+    assert_eq!(
+        v.bal(2, QUOTE),
+        (10_000_000 - 50_000 - 100, 0),
+        "buyer pays notional + taker fee, the rest of the hold is released"
+    );
     assert_eq!(v.bal(2, BASE), (1_005_000, 0));
     assert_eq!(v.bal(1, BASE), (995_000, 0));
     assert_eq!(v.bal(1, QUOTE), (10_000_000 + 50_000 - 50, 0), "seller receives notional minus maker fee");
     assert_eq!(v.bal(FEES, QUOTE), (150, 0));
-    let trade = ev.iter().find_map(|e| if let EventKind::Trade { maker_fee, taker_fee, aggressor, .. } = e { Some((*maker_fee, *taker_fee, *aggressor)) } else { None });
+    let trade = ev.iter().find_map(|e| {
+        if let EventKind::Trade { maker_fee, taker_fee, aggressor, .. } = e {
+            Some((*maker_fee, *taker_fee, *aggressor))
+        } else {
+            None
+        }
+    });
     assert_eq!(trade, Some((50, 100, Buy)));
 }
 
@@ -229,16 +280,28 @@ fn insufficient_balance_is_rejected_before_anything_happens() {
 fn deposits_and_withdrawals_only_from_available() {
     let mut v = V::new();
     v.limit(1, Sell, 1050, 1_000); // locks all base
-    assert_eq!(summary(&v.cmd(Command::Withdraw { account: 1, asset: BASE, amount: 1 })), s(&["rejected InsufficientBalance"]));
+    assert_eq!(
+        summary(&v.cmd(Command::Withdraw { account: 1, asset: BASE, amount: 1 })),
+        s(&["rejected InsufficientBalance"])
+    );
     assert_eq!(
         summary(&v.cmd(Command::Withdraw { account: 1, asset: QUOTE, amount: 4_000_000 })),
         s(&["Transfer { account: 1, asset: 2, amount: -4000000 }"])
     );
     assert_eq!(v.bal(1, QUOTE), (6_000_000, 0));
-    assert_eq!(summary(&v.cmd(Command::Deposit { account: 1, asset: QUOTE, amount: 0 })), s(&["rejected InvalidAmount"]));
+    assert_eq!(
+        summary(&v.cmd(Command::Deposit { account: 1, asset: QUOTE, amount: 0 })),
+        s(&["rejected InvalidAmount"])
+    );
     assert_eq!(summary(&v.cmd(Command::Deposit { account: 1, asset: 99, amount: 5 })), s(&["rejected UnknownAsset"]));
-    assert_eq!(summary(&v.cmd(Command::Deposit { account: FEES, asset: QUOTE, amount: 5 })), s(&["rejected ReservedAccount"]));
-    assert_eq!(summary(&v.cmd(Command::Withdraw { account: 77, asset: QUOTE, amount: 5 })), s(&["rejected UnknownAccount"]));
+    assert_eq!(
+        summary(&v.cmd(Command::Deposit { account: FEES, asset: QUOTE, amount: 5 })),
+        s(&["rejected ReservedAccount"])
+    );
+    assert_eq!(
+        summary(&v.cmd(Command::Withdraw { account: 77, asset: QUOTE, amount: 5 })),
+        s(&["rejected UnknownAccount"])
+    );
 }
 
 // ----- order types -----
@@ -250,11 +313,20 @@ fn market_buy_by_base_quantity_sweeps_within_the_band() {
     v.limit(1, Sell, 1050, 2);
     v.limit(1, Sell, 1100, 2); // the band's top (1000 + 10%)
     v.limit(2, Buy, 900, 1); // irrelevant bid
-    // Band is measured from the last trade; no trade yet, so from the reference 1000: protection 1100.
+                             // Band is measured from the last trade; no trade yet, so from the reference 1000: protection 1100.
     let ev = v.market(3, Buy, OrderSize::Base(10));
     assert_eq!(
         summary(&ev),
-        s(&["accepted #5", "trade 2@1000 maker #1", "filled #1", "trade 2@1050 maker #2", "filled #2", "trade 2@1100 maker #3", "filled #3", "cancelled #5 Unfilled leaves 4"])
+        s(&[
+            "accepted #5",
+            "trade 2@1000 maker #1",
+            "filled #1",
+            "trade 2@1050 maker #2",
+            "filled #2",
+            "trade 2@1100 maker #3",
+            "filled #3",
+            "cancelled #5 Unfilled leaves 4"
+        ])
     );
     assert_eq!(v.bal(3, QUOTE).1, 0, "nothing stays locked after a market order");
 }
@@ -281,7 +353,10 @@ fn market_buy_by_quote_budget_spends_at_most_the_budget() {
     v.limit(1, Sell, 1010, 5);
     // Budget 50_000: 3 lots at 1000 cost 30_060 with fee; then 1010*10 = 10_100 + 20 per lot -> 1 more lot (10_120); 9_820 left < one lot.
     let ev = v.market(2, Buy, OrderSize::QuoteBudget(50_000));
-    assert_eq!(summary(&ev), s(&["accepted #3", "trade 3@1000 maker #1", "filled #1", "trade 1@1010 maker #2", "filled #3"]));
+    assert_eq!(
+        summary(&ev),
+        s(&["accepted #3", "trade 3@1000 maker #1", "filled #1", "trade 1@1010 maker #2", "filled #3"])
+    );
     assert_eq!(v.bal(2, QUOTE), (10_000_000 - 30_060 - 10_120, 0));
     assert_eq!(v.bal(2, BASE), (1_004_000, 0));
 }
@@ -299,8 +374,8 @@ fn stop_orders_trigger_on_the_last_trade_price() {
     assert!(v.book(Buy).is_empty(), "stops wait outside the book");
     v.limit(3, Sell, 1025, 5); // #3
     v.limit(2, Sell, 1010, 1); // #4
-    // A trade at 1010 triggers the stop-market (1010 <= 1010) but not the 1020 stop yet.
-    // The stop-market lifts 1025, which then triggers the stop-limit, which buys the rest at 1025.
+                               // A trade at 1010 triggers the stop-market (1010 <= 1010) but not the 1020 stop yet.
+                               // The stop-market lifts 1025, which then triggers the stop-limit, which buys the rest at 1025.
     let ev = v.limit(4, Buy, 1010, 1);
     assert_eq!(
         summary(&ev),
@@ -331,7 +406,10 @@ fn iceberg_shows_a_slice_and_refreshes_at_the_back() {
     assert_eq!(v.book(Sell), s(&["#1 1000x3+7", "#2 1000x2"]));
     // Taking 4: 3 from the iceberg slice, the refreshed slice goes behind #2, then 1 from #2.
     let ev = v.limit(3, Buy, 1000, 4);
-    assert_eq!(summary(&ev), s(&["accepted #3", "trade 3@1000 maker #1", "book add #1 3@1000", "trade 1@1000 maker #2", "filled #3"]));
+    assert_eq!(
+        summary(&ev),
+        s(&["accepted #3", "trade 3@1000 maker #1", "book add #1 3@1000", "trade 1@1000 maker #2", "filled #3"])
+    );
     assert_eq!(v.book(Sell), s(&["#2 1000x1", "#1 1000x3+4"]));
     // An incoming iceberg uses its whole quantity as a taker.
     let mut big = v.new_order(4, Buy, OrderType::Limit { price: 1000 }, OrderSize::Base(20), TimeInForce::Gtc);
@@ -362,7 +440,10 @@ fn ioc_cancels_the_remainder() {
     let mut v = V::new();
     v.limit(1, Sell, 1000, 2);
     let ev = v.limit_tif(2, Buy, 1000, 5, TimeInForce::Ioc);
-    assert_eq!(summary(&ev), s(&["accepted #2", "trade 2@1000 maker #1", "filled #1", "cancelled #2 Unfilled leaves 3"]));
+    assert_eq!(
+        summary(&ev),
+        s(&["accepted #2", "trade 2@1000 maker #1", "filled #1", "cancelled #2 Unfilled leaves 3"])
+    );
     assert!(v.book(Buy).is_empty());
 }
 
@@ -371,10 +452,16 @@ fn fok_fills_completely_or_not_at_all() {
     let mut v = V::new();
     v.limit(1, Sell, 1000, 2);
     v.limit(1, Sell, 1001, 2);
-    assert_eq!(summary(&v.limit_tif(2, Buy, 1001, 5, TimeInForce::Fok)), s(&["accepted #3", "cancelled #3 FillOrKill leaves 5"]));
+    assert_eq!(
+        summary(&v.limit_tif(2, Buy, 1001, 5, TimeInForce::Fok)),
+        s(&["accepted #3", "cancelled #3 FillOrKill leaves 5"])
+    );
     assert_eq!(v.book(Sell).len(), 2, "a killed FOK leaves the book untouched");
     let ev = v.limit_tif(2, Buy, 1001, 4, TimeInForce::Fok);
-    assert_eq!(summary(&ev), s(&["accepted #4", "trade 2@1000 maker #1", "filled #1", "trade 2@1001 maker #2", "filled #2", "filled #4"]));
+    assert_eq!(
+        summary(&ev),
+        s(&["accepted #4", "trade 2@1000 maker #1", "filled #1", "trade 2@1001 maker #2", "filled #2", "filled #4"])
+    );
 }
 
 #[test]
@@ -405,7 +492,10 @@ fn gtd_expires_at_its_time_and_day_at_end_of_day() {
     v.limit_tif(1, Buy, 991, 1, TimeInForce::Day); // #2
     assert_eq!(summary(&v.cmd_at(t - 1, Command::Tick)), Vec::<String>::new());
     assert_eq!(summary(&v.cmd_at(t, Command::Tick)), s(&["cancelled #1 Expired leaves 1", "book remove #1"]));
-    assert_eq!(summary(&v.cmd(Command::EndOfDay { instrument: None })), s(&["cancelled #2 EndOfDay leaves 1", "book remove #2"]));
+    assert_eq!(
+        summary(&v.cmd(Command::EndOfDay { instrument: None })),
+        s(&["cancelled #2 EndOfDay leaves 1", "book remove #2"])
+    );
     assert_eq!(v.bal(1, QUOTE), (10_000_000, 0));
 }
 
@@ -428,21 +518,90 @@ fn post_only_is_rejected_when_it_would_take() {
 fn every_rejection_has_a_reason() {
     let mut v = V::new();
     let cases: Vec<(NewOrder, RejectReason)> = vec![
-        ({ let mut o = v.new_order(1, Buy, OrderType::Limit { price: 1000 }, OrderSize::Base(1), TimeInForce::Gtc); o.instrument = 7; o }, RejectReason::UnknownInstrument),
-        (v.new_order(1, Buy, OrderType::Limit { price: 0 }, OrderSize::Base(1), TimeInForce::Gtc), RejectReason::InvalidPrice),
-        (v.new_order(1, Buy, OrderType::Limit { price: 1101 }, OrderSize::Base(1), TimeInForce::Gtc), RejectReason::PriceOutsideBand),
-        (v.new_order(1, Buy, OrderType::Limit { price: 899 }, OrderSize::Base(1), TimeInForce::Gtc), RejectReason::PriceOutsideBand),
-        (v.new_order(1, Buy, OrderType::Limit { price: 1000 }, OrderSize::Base(0), TimeInForce::Gtc), RejectReason::InvalidQuantity),
-        (v.new_order(1, Buy, OrderType::Market, OrderSize::Base(1), TimeInForce::Gtc), RejectReason::InvalidTimeInForce),
-        (v.new_order(1, Sell, OrderType::Market, OrderSize::QuoteBudget(100), TimeInForce::Ioc), RejectReason::InvalidOrderOptions),
-        (v.new_order(1, Buy, OrderType::Limit { price: 1000 }, OrderSize::QuoteBudget(100), TimeInForce::Gtc), RejectReason::InvalidOrderOptions),
-        ({ let mut o = v.new_order(1, Buy, OrderType::Limit { price: 1000 }, OrderSize::Base(5), TimeInForce::Ioc); o.post_only = true; o }, RejectReason::InvalidOrderOptions),
-        ({ let mut o = v.new_order(1, Buy, OrderType::Limit { price: 1000 }, OrderSize::Base(5), TimeInForce::Gtc); o.display_qty = 5; o }, RejectReason::InvalidDisplayQuantity),
-        ({ let mut o = v.new_order(1, Buy, OrderType::Limit { price: 1000 }, OrderSize::Base(5), TimeInForce::Ioc); o.display_qty = 2; o }, RejectReason::InvalidDisplayQuantity),
-        ({ let mut o = v.new_order(0, Buy, OrderType::Limit { price: 1000 }, OrderSize::Base(5), TimeInForce::Gtc); o.account = FEES; o }, RejectReason::ReservedAccount),
-        ({ let mut o = v.new_order(1, Buy, OrderType::Limit { price: 1000 }, OrderSize::Base(5), TimeInForce::Gtc); o.client_order_id = ClientOrderId::default(); o }, RejectReason::InvalidOrderOptions),
-        (v.new_order(1, Buy, OrderType::StopLimit { stop: 1100, price: 1300 }, OrderSize::Base(1), TimeInForce::Gtc), RejectReason::PriceOutsideBand),
-        (v.new_order(1, Buy, OrderType::StopMarket { stop: 1100 }, OrderSize::Base(1), TimeInForce::Ioc), RejectReason::InvalidTimeInForce),
+        (
+            {
+                let mut o = v.new_order(1, Buy, OrderType::Limit { price: 1000 }, OrderSize::Base(1), TimeInForce::Gtc);
+                o.instrument = 7;
+                o
+            },
+            RejectReason::UnknownInstrument,
+        ),
+        (
+            v.new_order(1, Buy, OrderType::Limit { price: 0 }, OrderSize::Base(1), TimeInForce::Gtc),
+            RejectReason::InvalidPrice,
+        ),
+        (
+            v.new_order(1, Buy, OrderType::Limit { price: 1101 }, OrderSize::Base(1), TimeInForce::Gtc),
+            RejectReason::PriceOutsideBand,
+        ),
+        (
+            v.new_order(1, Buy, OrderType::Limit { price: 899 }, OrderSize::Base(1), TimeInForce::Gtc),
+            RejectReason::PriceOutsideBand,
+        ),
+        (
+            v.new_order(1, Buy, OrderType::Limit { price: 1000 }, OrderSize::Base(0), TimeInForce::Gtc),
+            RejectReason::InvalidQuantity,
+        ),
+        (
+            v.new_order(1, Buy, OrderType::Market, OrderSize::Base(1), TimeInForce::Gtc),
+            RejectReason::InvalidTimeInForce,
+        ),
+        (
+            v.new_order(1, Sell, OrderType::Market, OrderSize::QuoteBudget(100), TimeInForce::Ioc),
+            RejectReason::InvalidOrderOptions,
+        ),
+        (
+            v.new_order(1, Buy, OrderType::Limit { price: 1000 }, OrderSize::QuoteBudget(100), TimeInForce::Gtc),
+            RejectReason::InvalidOrderOptions,
+        ),
+        (
+            {
+                let mut o = v.new_order(1, Buy, OrderType::Limit { price: 1000 }, OrderSize::Base(5), TimeInForce::Ioc);
+                o.post_only = true;
+                o
+            },
+            RejectReason::InvalidOrderOptions,
+        ),
+        (
+            {
+                let mut o = v.new_order(1, Buy, OrderType::Limit { price: 1000 }, OrderSize::Base(5), TimeInForce::Gtc);
+                o.display_qty = 5;
+                o
+            },
+            RejectReason::InvalidDisplayQuantity,
+        ),
+        (
+            {
+                let mut o = v.new_order(1, Buy, OrderType::Limit { price: 1000 }, OrderSize::Base(5), TimeInForce::Ioc);
+                o.display_qty = 2;
+                o
+            },
+            RejectReason::InvalidDisplayQuantity,
+        ),
+        (
+            {
+                let mut o = v.new_order(0, Buy, OrderType::Limit { price: 1000 }, OrderSize::Base(5), TimeInForce::Gtc);
+                o.account = FEES;
+                o
+            },
+            RejectReason::ReservedAccount,
+        ),
+        (
+            {
+                let mut o = v.new_order(1, Buy, OrderType::Limit { price: 1000 }, OrderSize::Base(5), TimeInForce::Gtc);
+                o.client_order_id = ClientOrderId::default();
+                o
+            },
+            RejectReason::InvalidOrderOptions,
+        ),
+        (
+            v.new_order(1, Buy, OrderType::StopLimit { stop: 1100, price: 1300 }, OrderSize::Base(1), TimeInForce::Gtc),
+            RejectReason::PriceOutsideBand,
+        ),
+        (
+            v.new_order(1, Buy, OrderType::StopMarket { stop: 1100 }, OrderSize::Base(1), TimeInForce::Ioc),
+            RejectReason::InvalidTimeInForce,
+        ),
     ];
     for (o, reason) in cases {
         assert_eq!(summary(&v.place(o)), vec![format!("rejected {reason:?}")], "{o:?}");
@@ -486,19 +645,37 @@ fn stp_case(mode: StpMode) -> (Vec<String>, Vec<String>) {
 fn self_trade_prevention_modes() {
     assert_eq!(
         stp_case(StpMode::CancelNewest),
-        (s(&["accepted #4", "trade 2@1000 maker #1", "filled #1", "cancelled #4 SelfTrade leaves 3"]), s(&["#2 1000x3", "#3 1000x4"]))
+        (
+            s(&["accepted #4", "trade 2@1000 maker #1", "filled #1", "cancelled #4 SelfTrade leaves 3"]),
+            s(&["#2 1000x3", "#3 1000x4"])
+        )
     );
     assert_eq!(
         stp_case(StpMode::CancelOldest),
         (
-            s(&["accepted #4", "trade 2@1000 maker #1", "filled #1", "cancelled #2 SelfTrade leaves 3", "book remove #2", "trade 3@1000 maker #3", "filled #4"]),
+            s(&[
+                "accepted #4",
+                "trade 2@1000 maker #1",
+                "filled #1",
+                "cancelled #2 SelfTrade leaves 3",
+                "book remove #2",
+                "trade 3@1000 maker #3",
+                "filled #4"
+            ]),
             s(&["#3 1000x1"])
         )
     );
     assert_eq!(
         stp_case(StpMode::CancelBoth),
         (
-            s(&["accepted #4", "trade 2@1000 maker #1", "filled #1", "cancelled #2 SelfTrade leaves 3", "book remove #2", "cancelled #4 SelfTrade leaves 3"]),
+            s(&[
+                "accepted #4",
+                "trade 2@1000 maker #1",
+                "filled #1",
+                "cancelled #2 SelfTrade leaves 3",
+                "book remove #2",
+                "cancelled #4 SelfTrade leaves 3"
+            ]),
             s(&["#3 1000x4"])
         )
     );
@@ -506,7 +683,14 @@ fn self_trade_prevention_modes() {
     assert_eq!(
         stp_case(StpMode::DecrementAndCancel),
         (
-            s(&["accepted #4", "trade 2@1000 maker #1", "filled #1", "cancelled #2 SelfTrade leaves 3", "book remove #2", "cancelled #4 SelfTrade leaves 0"]),
+            s(&[
+                "accepted #4",
+                "trade 2@1000 maker #1",
+                "filled #1",
+                "cancelled #2 SelfTrade leaves 3",
+                "book remove #2",
+                "cancelled #4 SelfTrade leaves 0"
+            ]),
             s(&["#3 1000x4"])
         )
     );
@@ -531,7 +715,10 @@ fn account_default_stp_applies_when_the_order_names_none() {
     let mut v = V::new();
     v.cmd(Command::SetAccountStp { account: 1, mode: StpMode::CancelOldest });
     v.limit(1, Sell, 1000, 1); // #1
-    assert_eq!(summary(&v.limit(1, Buy, 1000, 1)), s(&["accepted #2", "cancelled #1 SelfTrade leaves 1", "book remove #1", "book add #2 1@1000"]));
+    assert_eq!(
+        summary(&v.limit(1, Buy, 1000, 1)),
+        s(&["accepted #2", "cancelled #1 SelfTrade leaves 1", "book remove #1", "book add #2 1@1000"])
+    );
 }
 
 // ----- cancel-replace -----
@@ -558,7 +745,10 @@ fn replace_can_cross_and_checks_filled_quantity() {
     assert_eq!(summary(&v.replace(1, 1, 990, 2)), s(&["rejected ReplaceQuantityBelowFilled"]));
     v.limit(3, Sell, 995, 1); // #3
     let ev = v.replace(1, 1, 995, 5);
-    assert_eq!(summary(&ev), s(&["replaced #1", "book remove #1", "trade 1@995 maker #3", "filled #3", "book add #1 2@995"]));
+    assert_eq!(
+        summary(&ev),
+        s(&["replaced #1", "book remove #1", "trade 1@995 maker #3", "filled #3", "book add #1 2@995"])
+    );
     assert_eq!(summary(&v.replace(1, 1, 2_000, 5)), s(&["rejected PriceOutsideBand"]));
     assert_eq!(summary(&v.replace(2, 1, 990, 5)), s(&["rejected UnknownOrder"]));
 }
@@ -573,7 +763,15 @@ fn mass_cancel_by_account_instrument_and_side() {
     v.limit(1, Buy, 991, 1); // #3
     v.limit(2, Buy, 992, 1); // #4
     let ev = v.cmd(Command::MassCancel { account: 1, instrument: Some(I), side: Some(Buy) });
-    assert_eq!(summary(&ev), s(&["cancelled #1 MassCancel leaves 1", "book remove #1", "cancelled #3 MassCancel leaves 1", "book remove #3"]));
+    assert_eq!(
+        summary(&ev),
+        s(&[
+            "cancelled #1 MassCancel leaves 1",
+            "book remove #1",
+            "cancelled #3 MassCancel leaves 1",
+            "book remove #3"
+        ])
+    );
     let ev = v.cmd(Command::MassCancel { account: 1, instrument: None, side: None });
     assert_eq!(summary(&ev), s(&["cancelled #2 MassCancel leaves 1", "book remove #2"]));
     assert_eq!(v.book(Buy), s(&["#4 992x1"]));
@@ -588,7 +786,12 @@ fn kill_switch_cancels_everything_and_blocks_until_released() {
     let ev = v.cmd(Command::KillSwitch { account: 1, engaged: true });
     assert_eq!(
         summary(&ev),
-        s(&["KillSwitchChanged { account: 1, engaged: true }", "cancelled #1 KillSwitch leaves 1", "book remove #1", "cancelled #2 KillSwitch leaves 1"])
+        s(&[
+            "KillSwitchChanged { account: 1, engaged: true }",
+            "cancelled #1 KillSwitch leaves 1",
+            "book remove #1",
+            "cancelled #2 KillSwitch leaves 1"
+        ])
     );
     assert_eq!(summary(&v.limit(1, Buy, 990, 1)), s(&["rejected AccountKilled"]));
     v.cmd(Command::KillSwitch { account: 1, engaged: false });

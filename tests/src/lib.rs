@@ -60,7 +60,8 @@ impl Proc {
 
     /// Sends a signal by number through `kill(1)` (no libc binding needed).
     pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status().expect("run kill");
+        let ok =
+            Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status().expect("run kill");
         assert!(ok.success(), "kill -{sig} failed");
     }
 }
