@@ -3,15 +3,19 @@
 //! - Orders live in a fixed arena (`Vec<Node>` allocated once) with a free
 //!   list; each price level is an intrusive doubly linked FIFO through the
 //!   nodes, so insert at the back and removal anywhere are O(1).
-//! - Each side keeps its non-empty levels in a `Vec` sorted so that the best
-//!   price is the LAST element: the top of the book, where nearly all
-//!   activity happens, is reached without a search, and adding or removing a
-//!   level near the top moves only the few entries above it.
+//! - Levels near the action sit in a **price window** per side: an array
+//!   indexed by `price - base` (no search, no shifting) with a two-level
+//!   bitmap of non-empty levels, so the best price is a couple of
+//!   leading/trailing-zero counts away. The window is placed around the first
+//!   price that arrives while it is empty.
+//! - Levels outside the window (far from the top, or after the market moved
+//!   away) go to a `Vec` sorted so the best is last; it is only searched for
+//!   those far prices.
 //! - An id -> slot hash map (Fx: ids are engine-assigned, not attacker-chosen
 //!   keys, so a fast non-DoS-resistant hasher is fine) serves cancels.
 //!
-//! Nothing allocates after `with_capacity`: the arena, the map and both level
-//! vectors are sized for `capacity` orders up front.
+//! Nothing allocates after `with_capacity`: the arena, the map, the windows
+//! and the far vectors are sized up front.
 
 use rustc_hash::FxHashMap;
 
@@ -20,6 +24,10 @@ use crate::order::Order;
 use crate::types::{OrderId, Price, Side};
 
 const NIL: u32 = u32::MAX;
+/// Ticks covered by each side's window.
+const WINDOW: usize = 1 << 14;
+const WORDS: usize = WINDOW / 64;
+const SUMMARY: usize = WORDS.div_ceil(64);
 
 struct Node {
     order: Order,
@@ -29,51 +37,275 @@ struct Node {
 
 #[derive(Clone, Copy)]
 struct Level {
+    head: u32,
+    tail: u32,
+}
+
+const EMPTY: Level = Level { head: NIL, tail: NIL };
+
+#[derive(Clone, Copy)]
+struct FarLevel {
     price: Price,
     head: u32,
     tail: u32,
+}
+
+/// Where a price level lives.
+#[derive(Clone, Copy)]
+enum At {
+    Window(usize),
+    Far(usize),
+}
+
+struct Ladder {
+    side: Side,
+    /// Price of window slot 0.
+    base: Price,
+    window: Box<[Level]>,
+    bits: Box<[u64]>,
+    summary: [u64; SUMMARY],
+    window_levels: usize,
+    /// Levels outside the window, sorted so the best is last.
+    far: Vec<FarLevel>,
+}
+
+impl Ladder {
+    fn new(side: Side, capacity: usize) -> Self {
+        Ladder {
+            side,
+            base: 0,
+            window: vec![EMPTY; WINDOW].into_boxed_slice(),
+            bits: vec![0u64; WORDS].into_boxed_slice(),
+            summary: [0; SUMMARY],
+            window_levels: 0,
+            far: Vec::with_capacity(capacity),
+        }
+    }
+
+    fn in_window(&self, price: Price) -> Option<usize> {
+        let off = price.wrapping_sub(self.base);
+        (0..WINDOW as i64).contains(&off).then_some(off as usize)
+    }
+
+    fn set_bit(&mut self, i: usize) {
+        let w = i / 64;
+        self.bits[w] |= 1 << (i % 64);
+        self.summary[w / 64] |= 1 << (w % 64);
+    }
+
+    fn clear_bit(&mut self, i: usize) {
+        let w = i / 64;
+        self.bits[w] &= !(1 << (i % 64));
+        if self.bits[w] == 0 {
+            self.summary[w / 64] &= !(1 << (w % 64));
+        }
+    }
+
+    fn highest(&self) -> Option<usize> {
+        let s = (0..SUMMARY).rev().find(|&s| self.summary[s] != 0)?;
+        let w = s * 64 + 63 - self.summary[s].leading_zeros() as usize;
+        Some(w * 64 + 63 - self.bits[w].leading_zeros() as usize)
+    }
+
+    fn lowest(&self) -> Option<usize> {
+        let s = (0..SUMMARY).find(|&s| self.summary[s] != 0)?;
+        let w = s * 64 + self.summary[s].trailing_zeros() as usize;
+        Some(w * 64 + self.bits[w].trailing_zeros() as usize)
+    }
+
+    /// Best slot in the window.
+    fn window_best(&self) -> Option<usize> {
+        if self.window_levels == 0 {
+            return None;
+        }
+        match self.side {
+            Side::Buy => self.highest(),
+            Side::Sell => self.lowest(),
+        }
+    }
+
+    /// Next non-empty slot after `i` in priority order.
+    fn window_next(&self, i: usize) -> Option<usize> {
+        match self.side {
+            Side::Buy => {
+                let mut w = i / 64;
+                let mut word = self.bits[w] & ((1u64 << (i % 64)) - 1);
+                loop {
+                    if word != 0 {
+                        return Some(w * 64 + 63 - word.leading_zeros() as usize);
+                    }
+                    if w == 0 {
+                        return None;
+                    }
+                    w -= 1;
+                    word = self.bits[w];
+                }
+            }
+            Side::Sell => {
+                let mut w = i / 64;
+                let mut word = if i % 64 == 63 { 0 } else { self.bits[w] & !((2u64 << (i % 64)) - 1) };
+                loop {
+                    if word != 0 {
+                        return Some(w * 64 + word.trailing_zeros() as usize);
+                    }
+                    w += 1;
+                    if w == WORDS {
+                        return None;
+                    }
+                    word = self.bits[w];
+                }
+            }
+        }
+    }
+
+    fn far_find(&self, price: Price) -> Result<usize, usize> {
+        match self.side {
+            Side::Buy => self.far.binary_search_by(|l| l.price.cmp(&price)),
+            Side::Sell => self.far.binary_search_by(|l| price.cmp(&l.price)),
+        }
+    }
+
+    fn find(&self, price: Price) -> Option<At> {
+        match self.in_window(price) {
+            Some(i) => (self.window[i].head != NIL).then_some(At::Window(i)),
+            None => self.far_find(price).ok().map(At::Far),
+        }
+    }
+
+    fn ends(&self, at: At) -> (u32, u32) {
+        match at {
+            At::Window(i) => (self.window[i].head, self.window[i].tail),
+            At::Far(i) => (self.far[i].head, self.far[i].tail),
+        }
+    }
+
+    fn set_ends(&mut self, at: At, head: u32, tail: u32) {
+        match at {
+            At::Window(i) => self.window[i] = Level { head, tail },
+            At::Far(i) => {
+                self.far[i].head = head;
+                self.far[i].tail = tail;
+            }
+        }
+    }
+
+    /// Moves the empty window so `price` is in its middle, pulling in far
+    /// levels that now fall inside it.
+    fn recenter(&mut self, price: Price) {
+        debug_assert_eq!(self.window_levels, 0);
+        self.base = price.saturating_sub(WINDOW as i64 / 2);
+        let mut far = std::mem::take(&mut self.far);
+        far.retain(|l| match self.in_window(l.price) {
+            Some(i) => {
+                self.window[i] = Level { head: l.head, tail: l.tail };
+                self.set_bit(i);
+                self.window_levels += 1;
+                false
+            }
+            None => true,
+        });
+        self.far = far;
+    }
+
+    /// The level for `price`, created empty if missing.
+    fn level_for_insert(&mut self, price: Price) -> At {
+        if self.window_levels == 0 && self.in_window(price).is_none() {
+            self.recenter(price);
+        }
+        match self.in_window(price) {
+            Some(i) => {
+                if self.window[i].head == NIL {
+                    self.set_bit(i);
+                    self.window_levels += 1;
+                }
+                At::Window(i)
+            }
+            None => match self.far_find(price) {
+                Ok(i) => At::Far(i),
+                Err(i) => {
+                    self.far.insert(i, FarLevel { price, head: NIL, tail: NIL });
+                    At::Far(i)
+                }
+            },
+        }
+    }
+
+    fn drop_level(&mut self, at: At) {
+        match at {
+            At::Window(i) => {
+                self.window[i] = EMPTY;
+                self.clear_bit(i);
+                self.window_levels -= 1;
+            }
+            At::Far(i) => {
+                self.far.remove(i);
+            }
+        }
+    }
+
+    /// Price and head of the best level.
+    fn best(&self) -> Option<(Price, u32)> {
+        let w = self.window_best().map(|i| (self.base + i as i64, self.window[i].head));
+        let f = self.far.last().map(|l| (l.price, l.head));
+        match (w, f) {
+            (Some(w), Some(f)) => Some(if self.side.better(f.0, w.0) { f } else { w }),
+            (w, f) => w.or(f),
+        }
+    }
+
+    /// Heads of all levels in priority order, until `f` returns false.
+    fn for_each_level(&self, f: &mut dyn FnMut(u32) -> bool) {
+        // Far levels better than the whole window come first, then the
+        // window, then the remaining (worse) far levels; `far` is best-last.
+        let mut k = self.far.len();
+        let window_edge = match self.side {
+            Side::Buy => self.base + WINDOW as i64 - 1,
+            Side::Sell => self.base,
+        };
+        let window_used = self.window_levels > 0;
+        while k > 0 && (!window_used || self.side.better(self.far[k - 1].price, window_edge)) {
+            k -= 1;
+            if !f(self.far[k].head) {
+                return;
+            }
+        }
+        let mut slot = self.window_best();
+        while let Some(i) = slot {
+            if !f(self.window[i].head) {
+                return;
+            }
+            slot = self.window_next(i);
+        }
+        while k > 0 {
+            k -= 1;
+            if !f(self.far[k].head) {
+                return;
+            }
+        }
+    }
 }
 
 pub struct LadderBook {
     nodes: Vec<Node>,
     free: Vec<u32>,
     index: FxHashMap<OrderId, u32>,
-    /// Ascending price: best bid last.
-    bids: Vec<Level>,
-    /// Descending price: best ask last.
-    asks: Vec<Level>,
+    bids: Ladder,
+    asks: Ladder,
     capacity: usize,
 }
 
 impl LadderBook {
-    fn levels(&self, side: Side) -> &Vec<Level> {
+    fn ladder(&self, side: Side) -> &Ladder {
         match side {
             Side::Buy => &self.bids,
             Side::Sell => &self.asks,
         }
     }
 
-    fn levels_mut(&mut self, side: Side) -> &mut Vec<Level> {
+    fn ladder_mut(&mut self, side: Side) -> &mut Ladder {
         match side {
             Side::Buy => &mut self.bids,
             Side::Sell => &mut self.asks,
-        }
-    }
-
-    /// Position of `price` in the side's level vector (Ok: found, Err: insert here).
-    fn find(levels: &[Level], side: Side, price: Price) -> Result<usize, usize> {
-        // Fast path: the best level (the last) is the most likely target.
-        if let Some(last) = levels.last() {
-            if last.price == price {
-                return Ok(levels.len() - 1);
-            }
-            if side.better(price, last.price) {
-                return Err(levels.len());
-            }
-        }
-        match side {
-            Side::Buy => levels.binary_search_by(|l| l.price.cmp(&price)),
-            Side::Sell => levels.binary_search_by(|l| price.cmp(&l.price)),
         }
     }
 }
@@ -85,8 +317,8 @@ impl OrderBook for LadderBook {
             nodes: Vec::with_capacity(capacity),
             free: Vec::with_capacity(capacity),
             index: FxHashMap::with_capacity_and_hasher(capacity, Default::default()),
-            bids: Vec::with_capacity(capacity),
-            asks: Vec::with_capacity(capacity),
+            bids: Ladder::new(Side::Buy, capacity),
+            asks: Ladder::new(Side::Sell, capacity),
             capacity,
         }
     }
@@ -114,18 +346,15 @@ impl OrderBook for LadderBook {
         };
         let previous = self.index.insert(order.id, slot);
         assert!(previous.is_none(), "order id inserted twice");
-        let side = order.side;
-        let pos = Self::find(self.levels(side), side, order.price);
-        match pos {
-            Ok(i) => {
-                let tail = self.levels(side)[i].tail;
-                self.nodes[tail as usize].next = slot;
-                self.nodes[slot as usize].prev = tail;
-                self.levels_mut(side)[i].tail = slot;
-            }
-            Err(i) => {
-                self.levels_mut(side).insert(i, Level { price: order.price, head: slot, tail: slot });
-            }
+        let ladder = self.ladder_mut(order.side);
+        let at = ladder.level_for_insert(order.price);
+        let (head, tail) = ladder.ends(at);
+        if tail == NIL {
+            ladder.set_ends(at, slot, slot);
+        } else {
+            ladder.set_ends(at, head, slot);
+            self.nodes[tail as usize].next = slot;
+            self.nodes[slot as usize].prev = tail;
         }
     }
 
@@ -153,15 +382,13 @@ impl OrderBook for LadderBook {
             self.nodes[next as usize].prev = prev;
         }
         if prev == NIL || next == NIL {
-            let side = order.side;
-            let i = Self::find(self.levels(side), side, order.price).expect("resting order has a level");
-            let levels = self.levels_mut(side);
-            if prev == NIL && next == NIL {
-                levels.remove(i);
-            } else if prev == NIL {
-                levels[i].head = next;
-            } else {
-                levels[i].tail = prev;
+            let ladder = self.ladder_mut(order.side);
+            let at = ladder.find(order.price).expect("resting order has a level");
+            let (head, tail) = ladder.ends(at);
+            match (prev == NIL, next == NIL) {
+                (true, true) => ladder.drop_level(at),
+                (true, false) => ladder.set_ends(at, next, tail),
+                (false, _) => ladder.set_ends(at, head, prev),
             }
         }
         self.free.push(slot);
@@ -169,22 +396,100 @@ impl OrderBook for LadderBook {
     }
 
     fn best(&self, side: Side) -> Option<&Order> {
-        self.levels(side).last().map(|l| &self.nodes[l.head as usize].order)
+        self.ladder(side).best().map(|(_, head)| &self.nodes[head as usize].order)
     }
 
     fn best_price(&self, side: Side) -> Option<Price> {
-        self.levels(side).last().map(|l| l.price)
+        self.ladder(side).best().map(|(p, _)| p)
     }
 
     fn visit(&self, side: Side, f: &mut dyn FnMut(&Order) -> bool) {
-        for level in self.levels(side).iter().rev() {
-            let mut s = level.head;
+        self.ladder(side).for_each_level(&mut |head| {
+            let mut s = head;
             while s != NIL {
                 let n = &self.nodes[s as usize];
                 if !f(&n.order) {
-                    return;
+                    return false;
                 }
                 s = n.next;
+            }
+            true
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::book::ReferenceBook;
+    use crate::command::{StpMode, TimeInForce};
+    use crate::types::ClientOrderId;
+    use crate::workload::Rng;
+
+    fn order(id: OrderId, side: Side, price: Price) -> Order {
+        Order {
+            id,
+            account: 1,
+            client_order_id: ClientOrderId::from_u64(id),
+            side,
+            price,
+            visible: 1,
+            hidden: 0,
+            display: 0,
+            qty: 1,
+            filled: 0,
+            hold: 0,
+            budget: 0,
+            tif: TimeInForce::Gtc,
+            stp: StpMode::None,
+            post_only: false,
+            is_market: false,
+            priority: id,
+        }
+    }
+
+    fn ids<B: OrderBook>(b: &B, side: Side) -> Vec<OrderId> {
+        let mut v = Vec::new();
+        b.visit(side, &mut |o| {
+            v.push(o.id);
+            true
+        });
+        v
+    }
+
+    /// Prices spread far wider than the window, drifting, so orders move
+    /// between window and far levels and the window recentres: the ladder
+    /// must always agree with the reference book.
+    #[test]
+    fn window_and_far_levels_agree_with_the_reference() {
+        for seed in 0..20 {
+            let mut rng = Rng::new(seed);
+            let mut fast = LadderBook::with_capacity(2_000);
+            let mut reference = ReferenceBook::with_capacity(2_000);
+            let mut live: Vec<OrderId> = Vec::new();
+            let mut mid: Price = 1_000_000;
+            for id in 1..20_000u64 {
+                mid += rng.range(-400, 400);
+                if !live.is_empty() && (rng.chance(45) || fast.is_full()) {
+                    let i = rng.below(live.len() as u64) as usize;
+                    let gone = live.swap_remove(i);
+                    assert_eq!(fast.remove(gone), reference.remove(gone));
+                } else {
+                    let side = if rng.chance(50) { Side::Buy } else { Side::Sell };
+                    let spread = if rng.chance(10) { 60_000 } else { 3_000 };
+                    let p = (mid + rng.range(-spread, spread)).max(1);
+                    fast.insert(order(id, side, p));
+                    reference.insert(order(id, side, p));
+                    live.push(id);
+                }
+                for side in [Side::Buy, Side::Sell] {
+                    assert_eq!(fast.best_price(side), reference.best_price(side), "seed {seed} id {id}");
+                    assert_eq!(fast.best(side).map(|o| o.id), reference.best(side).map(|o| o.id));
+                }
+                if id % 997 == 0 {
+                    assert_eq!(ids(&fast, Side::Buy), ids(&reference, Side::Buy));
+                    assert_eq!(ids(&fast, Side::Sell), ids(&reference, Side::Sell));
+                }
             }
         }
     }
