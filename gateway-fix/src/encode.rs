@@ -56,6 +56,14 @@ impl Encoder {
         self
     }
 
+    /// Append pre-encoded `tag=value<SOH>` fields (bodies built by the
+    /// order layer off the session task).
+    #[inline]
+    pub fn raw(&mut self, fields: &[u8]) -> &mut Self {
+        self.buf.extend_from_slice(fields);
+        self
+    }
+
     #[inline]
     pub fn u64(&mut self, tag: u32, v: u64) -> &mut Self {
         self.tag(tag);

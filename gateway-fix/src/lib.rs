@@ -13,16 +13,30 @@
 //!   session-level reject reason.
 //! - [`session`]: the acceptor session state machine.
 //! - [`store`]: outbound message store and sequence numbers (memory, file).
+//! - [`orders`]: the order layer (FIX application messages <-> engine
+//!   commands and events), sans-IO.
+//! - [`link`]: the seam to the engine ([`EngineLink`]) and its in-process
+//!   implementation.
+//! - [`config`]: the session configuration file.
+//! - [`server`]: the tokio transport (TCP, TLS) and [`serve`].
 
+pub mod config;
 pub mod dictionary;
 pub mod encode;
 pub mod field;
 pub mod frame;
+pub mod link;
+pub mod orders;
+pub mod server;
 pub mod session;
 pub mod store;
 pub mod validate;
 
+pub use config::{Config, ConfigError};
 pub use dictionary::Dictionary;
 pub use encode::Encoder;
 pub use field::{Field, Timestamp};
 pub use frame::{next_frame, FrameStatus, Message, Parser};
+pub use link::{EngineBatch, EngineLink, EngineRequest, InProcessEngine, LinkError, Origin};
+pub use orders::{OrderLayer, SessionKind, SessionProfile};
+pub use server::{serve, ServeError, Server};

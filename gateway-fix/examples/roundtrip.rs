@@ -1,0 +1,314 @@
+//! Round trip NewOrderSingle -> ExecutionReport(new) over loopback TCP at
+//! fixed rates, against a raw TCP echo of the same message size in the same
+//! run. Latency is measured from each message's *scheduled* send time, so a
+//! stall delays every message behind it and shows up in the percentiles
+//! (coordinated omission corrected by construction).
+//!
+//! cargo run --release -p castle-gateway-fix --example roundtrip -- [seconds per rate] [rates,comma,separated]
+//!
+//! Everything runs in this process: the engine on its own thread, the
+//! gateway on a tokio runtime, the echo server on the same runtime, the
+//! client on two plain threads (sender, receiver).
+
+use castle_engine::{Command, InstrumentSpec, Limits};
+use castle_gateway_fix::frame::{checksum, next_frame, FrameStatus, NoDataFields, Parser};
+use castle_gateway_fix::{serve, Config, InProcessEngine, Timestamp};
+use hdrhistogram::Histogram;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn now_fix() -> String {
+    Timestamp::from_unix_nanos(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i64
+    )
+    .to_fix_string()
+}
+
+fn frame(body: &str) -> Vec<u8> {
+    let mut v = format!("8=FIX.4.4\x019={}\x01{body}", body.len()).into_bytes();
+    let cs = checksum(&v);
+    v.extend_from_slice(format!("10={cs:03}\x01").as_bytes());
+    v
+}
+
+fn nos(seq: u64, id: u64, sending_time: &str) -> Vec<u8> {
+    // Zero-padded ids keep every message the same size (the echo uses it).
+    frame(&format!(
+        "35=D\x0149=BENCH\x0156=CASTLE\x0134={seq:09}\x0152={sending_time}\x0111={id:012}\x0155=BTC-USDT\x0154=1\x01\
+         60={sending_time}\x0138=0.001\x0140=2\x0144=59000\x0159=1\x01"
+    ))
+}
+
+/// Process CPU time (user + system, all threads), microseconds.
+fn cpu_us() -> f64 {
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 * 1e6 + t.tv_usec as f64;
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+struct Result {
+    /// Process CPU per round trip (client threads included), microseconds.
+    cpu: f64,
+    p50: f64,
+    p99: f64,
+    p999: f64,
+    max: f64,
+    sent: u64,
+}
+
+/// Send `n` messages at `rate`/s built by `make(i)`; `id_of` extracts the
+/// index from a received message (None: not a reply to count).
+fn run<F, G>(mut tx: TcpStream, mut rx: TcpStream, rate: u64, n: u64, make: F, id_of: G, framed: bool) -> Result
+where
+    F: Fn(u64) -> Vec<u8> + Send + 'static,
+    G: Fn(&[u8]) -> Option<u64> + Send + 'static,
+{
+    let sched: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
+    let cpu0 = cpu_us();
+    let origin = Instant::now() + Duration::from_millis(20);
+    let interval = 1e9 / rate as f64;
+    let s2 = sched.clone();
+    let sender = std::thread::spawn(move || {
+        // Sleep precisely instead of spinning: on a small shared machine a
+        // spinning client steals the CPU the gateway needs. Timer slack
+        // (50 us by default) would otherwise round every sleep up.
+        unsafe {
+            libc::prctl(libc::PR_SET_TIMERSLACK, 1u64, 0u64, 0u64, 0u64);
+        }
+        for i in 0..n {
+            let at = (i as f64 * interval) as u64;
+            let msg = make(i);
+            loop {
+                let now = origin.elapsed_nanos_signed();
+                if now >= at as i64 {
+                    break;
+                }
+                let gap = at as i64 - now;
+                if gap > 15_000 {
+                    std::thread::sleep(Duration::from_nanos((gap - 8_000) as u64));
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+            s2[i as usize].store(at, Ordering::Relaxed);
+            if tx.write_all(&msg).is_err() {
+                break;
+            }
+        }
+        tx
+    });
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000_000, 3).unwrap();
+    let mut buf = Vec::with_capacity(1 << 20);
+    let mut chunk = vec![0u8; 1 << 16];
+    let mut got = 0;
+    let deadline = Instant::now() + Duration::from_secs(n / rate + 30);
+    rx.set_read_timeout(Some(Duration::from_millis(200))).ok();
+    let msg_len = make_len();
+    while got < n && Instant::now() < deadline {
+        match rx.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(k) => buf.extend_from_slice(&chunk[..k]),
+            Err(_) => continue,
+        }
+        let mut pos = 0;
+        loop {
+            let len = if framed {
+                match next_frame(&buf[pos..], 1 << 20) {
+                    FrameStatus::Complete { len } => len,
+                    FrameStatus::Incomplete => break,
+                    FrameStatus::Garbled { skip, .. } => {
+                        pos += skip;
+                        continue;
+                    }
+                }
+            } else if buf.len() - pos >= msg_len {
+                msg_len
+            } else {
+                break;
+            };
+            let m = &buf[pos..pos + len];
+            pos += len;
+            if let Some(i) = id_of(m) {
+                if let Some(s) = sched.get(i as usize) {
+                    let lat = origin.elapsed_nanos_signed() - s.load(Ordering::Relaxed) as i64;
+                    hist.saturating_record(lat.max(1) as u64);
+                    got += 1;
+                }
+            }
+        }
+        buf.drain(..pos);
+    }
+    let _ = sender.join();
+    let us = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
+    Result {
+        cpu: (cpu_us() - cpu0) / got.max(1) as f64,
+        p50: us(0.5),
+        p99: us(0.99),
+        p999: us(0.999),
+        max: hist.max() as f64 / 1000.0,
+        sent: got,
+    }
+}
+
+fn make_len() -> usize {
+    nos(1, 0, &now_fix()).len()
+}
+
+trait Elapsed {
+    fn elapsed_nanos_signed(&self) -> i64;
+}
+impl Elapsed for Instant {
+    fn elapsed_nanos_signed(&self) -> i64 {
+        let now = Instant::now();
+        if now >= *self {
+            (now - *self).as_nanos() as i64
+        } else {
+            -((*self - now).as_nanos() as i64)
+        }
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let secs: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(5);
+    let rates: Vec<u64> = args
+        .get(2)
+        .map(|s| s.split(',').filter_map(|r| r.parse().ok()).collect())
+        .unwrap_or_else(|| vec![10_000, 20_000, 50_000]);
+    let dir = tempfile_dir();
+    let total: u64 = rates.iter().map(|r| r * secs).sum::<u64>() + 1000;
+    let mut limits = Limits::default();
+    limits.max_orders_per_instrument = (total as usize).next_power_of_two().max(1 << 18);
+    limits.max_open_orders = limits.max_orders_per_instrument;
+    let setup = [
+        Command::AddInstrument(InstrumentSpec::demo(0, "BTC-USDT", 1, 2, 6_000_000)),
+        Command::Deposit { account: 7, asset: 2, amount: 1 << 61 },
+    ];
+    // CASTLE_ENGINE_SPIN_US: how long the engine thread polls before blocking.
+    let spin = std::env::var("CASTLE_ENGINE_SPIN_US").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let engine = InProcessEngine::start_with_spin(limits, &setup, 1 << 16, Duration::from_micros(spin));
+    let cfg = Config::parse(&format!(
+        "[DEFAULT]\nListenAddress=127.0.0.1:0\nSenderCompID=CASTLE\nStoreDir={}\nSendingTimeTolerance=0\n\
+         [SESSION]\nTargetCompID=BENCH\nAccount=7\nResetOnLogon=Y\n",
+        dir.display()
+    ))
+    .unwrap();
+    // The gateway and the echo server each get one thread with a
+    // current-thread runtime (CASTLE_GATEWAY_THREADS=N for a multi-thread
+    // runtime instead): on a 2-core machine every extra hand-off between
+    // threads is a wake-up that waits for a CPU.
+    let threads: usize = std::env::var("CASTLE_GATEWAY_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    let (atx, arx) = std::sync::mpsc::channel();
+    let eng = engine.clone();
+    std::thread::spawn(move || {
+        let rt = if threads <= 1 {
+            tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+        } else {
+            tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build().unwrap()
+        };
+        rt.block_on(async move {
+            let server = serve(cfg, eng).await.unwrap();
+            atx.send(server.local_addr().unwrap()).unwrap();
+            server.wait().await;
+        });
+    });
+    let (etx, erx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            etx.send(l.local_addr().unwrap()).unwrap();
+            while let Ok((mut s, _)) = l.accept().await {
+                let _ = s.set_nodelay(true);
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let mut b = vec![0u8; 1 << 16];
+                    while let Ok(n) = s.read(&mut b).await {
+                        if n == 0 || s.write_all(&b[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+    });
+    let fix_addr: SocketAddr = arx.recv().unwrap();
+    let echo_addr: SocketAddr = erx.recv().unwrap();
+
+    // One FIX connection for every rate; numbers continue across runs.
+    let mut s = TcpStream::connect(fix_addr).unwrap();
+    s.set_nodelay(true).unwrap();
+    let t = now_fix();
+    s.write_all(&frame(&format!("35=A\x0149=BENCH\x0156=CASTLE\x0134=1\x0152={t}\x0198=0\x01108=30\x01141=Y\x01")))
+        .unwrap();
+    let mut b = [0u8; 4096];
+    let n = s.read(&mut b).unwrap();
+    assert!(String::from_utf8_lossy(&b[..n]).contains("35=A"), "logon refused");
+    let seq = Arc::new(AtomicU64::new(2));
+    let mut next_id = 0u64;
+
+    println!("message size: NewOrderSingle {} bytes; {} s per rate", make_len(), secs);
+    println!("| rate (orders/s) | path | p50 us | p99 us | p99.9 us | max us | replies | CPU us/round trip |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    for &rate in &rates {
+        let n = rate * secs;
+        // Raw echo of the same bytes.
+        let e = TcpStream::connect(echo_addr).unwrap();
+        e.set_nodelay(true).unwrap();
+        let (etx, erx) = (e.try_clone().unwrap(), e);
+        let echo = run(
+            etx,
+            erx,
+            rate,
+            n,
+            |i| nos(1, i, "20240101-00:00:00.000"),
+            |m| std::str::from_utf8(m).ok()?.split("\x0111=").nth(1)?.get(..12)?.parse().ok(),
+            false,
+        );
+        // FIX: ids continue across rates so ClOrdIDs stay unique.
+        let base = next_id;
+        next_id += n;
+        let seq2 = seq.clone();
+        let (ftx, frx) = (s.try_clone().unwrap(), s.try_clone().unwrap());
+        let fix = run(
+            ftx,
+            frx,
+            rate,
+            n,
+            move |i| nos(seq2.fetch_add(1, Ordering::Relaxed), base + i, &now_fix()),
+            move |m| {
+                let mut p = Parser::default();
+                let msg = p.parse(m, &NoDataFields).ok()?;
+                if msg.msg_type() != b"8" || msg.get(150) != Some(b"0") {
+                    return None;
+                }
+                let id: u64 = std::str::from_utf8(msg.get(11)?).ok()?.parse().ok()?;
+                id.checked_sub(base)
+            },
+            true,
+        );
+        for (path, r) in [("raw TCP echo", &echo), ("FIX D -> 8 (new)", &fix)] {
+            println!(
+                "| {rate} | {path} | {:.1} | {:.1} | {:.1} | {:.1} | {}/{n} | {:.1} |",
+                r.p50, r.p99, r.p999, r.max, r.sent, r.cpu
+            );
+        }
+        println!(
+            "| {rate} | ratio FIX/echo | {:.2}x | {:.2}x | {:.2}x | | | |",
+            fix.p50 / echo.p50,
+            fix.p99 / echo.p99,
+            fix.p999 / echo.p999
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("castle-roundtrip-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}

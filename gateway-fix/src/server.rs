@@ -1,0 +1,543 @@
+//! The tokio transport: a thin layer over the sans-IO session and order layer.
+//!
+//! Tasks:
+//! - one acceptor per listener (plain TCP, TLS); each new connection gets a
+//!   short-lived handshake task (TLS handshake, then read until the first
+//!   frame is a Logon, bounded in time and size) that hands it to its
+//!   session by CompIDs;
+//! - one task per configured session owning the [`Session`] and its file
+//!   store for the life of the gateway, and the connection while there is
+//!   one (so messages produced while the client is away are stored and
+//!   recovered by ResendRequest);
+//! - one router task owning the [`OrderLayer`], fed by the sessions and by
+//!   the engine stream, submitting commands through the [`EngineLink`].
+//!
+//! Channels: sessions -> router is bounded (a client that floods us is
+//! slowed down by TCP back-pressure, the throttle rejects the excess);
+//! router -> session is unbounded on purpose: everything on it is produced
+//! by engine output, itself bounded by admission (throttle, open-order limit,
+//! bounded engine queue), and blocking the router on one slow client would
+//! stall every other session.
+
+use crate::config::{Config, SessionSettings};
+use crate::dictionary::Dictionary;
+use crate::field::Timestamp;
+use crate::frame::Parser;
+use crate::link::{EngineLink, EngineRequest, Origin};
+use crate::orders::{OrderLayer, Outbound, Output, SessionId};
+use crate::session::{peek_logon, Action, Authenticator, Peek, Session, SessionConfig, SessionEvent};
+use crate::store::FileStore;
+use crate::validate::UserDefinedTags;
+use castle_engine::EventKind;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_rustls::rustls;
+
+#[derive(Debug, Error)]
+pub enum ServeError {
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("TLS setup: {0}")]
+    Tls(String),
+    #[error("opening the store of session {session}: {source}")]
+    Store {
+        session: String,
+        #[source]
+        source: crate::store::StoreError,
+    },
+    #[error("engine link: {0}")]
+    Link(#[from] crate::link::LinkError),
+}
+
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+struct Connection {
+    stream: Box<dyn Stream>,
+    initial: Vec<u8>,
+    peer: SocketAddr,
+}
+
+enum ToRouter {
+    App { session: SessionId, seq: u64, bytes: Vec<u8> },
+    Disconnected(SessionId),
+}
+
+/// Username/password check against the session's configuration.
+struct PasswordAuth {
+    username: Option<String>,
+    password: Option<String>,
+}
+
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    // Length leaks, content does not.
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl Authenticator for PasswordAuth {
+    fn authenticate(&self, _: &SessionConfig, username: Option<&[u8]>, password: Option<&[u8]>) -> Result<(), String> {
+        if let Some(u) = &self.username {
+            if !username.is_some_and(|x| ct_eq(x, u.as_bytes())) {
+                return Err("Invalid username or password".into());
+            }
+        }
+        if let Some(p) = &self.password {
+            if !password.is_some_and(|x| ct_eq(x, p.as_bytes())) {
+                return Err("Invalid username or password".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_unix_nanos(SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0))
+}
+
+/// A running gateway.
+pub struct Server {
+    local_addr: Option<SocketAddr>,
+    tls_local_addr: Option<SocketAddr>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Address of the plain TCP listener (useful with port 0).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local_addr
+    }
+    pub fn tls_local_addr(&self) -> Option<SocketAddr> {
+        self.tls_local_addr
+    }
+    /// Stop every task (listeners, sessions, router) without logging out,
+    /// as a crash would; session stores are closed when this returns.
+    pub async fn shutdown(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+    /// Wait until the gateway stops (it does not by itself).
+    pub async fn wait(self) {
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+fn session_config(s: &SessionSettings) -> SessionConfig {
+    let mut c = SessionConfig::new(&s.sender_comp_id, &s.target_comp_id);
+    c.begin_string = s.begin_string.clone();
+    c.reset_on_logon = s.reset_on_logon;
+    c.sending_time_tolerance = s.sending_time_tolerance;
+    if s.allow_user_defined_tags {
+        c.validation.user_defined_tags = UserDefinedTags::Allow;
+    }
+    c
+}
+
+fn tls_acceptor(cfg: &Config) -> Result<tokio_rustls::TlsAcceptor, ServeError> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let read = |p: &Path| std::fs::read(p).map_err(|e| ServeError::Tls(format!("{}: {e}", p.display())));
+    let cert_path = cfg.tls_certificate.as_deref().ok_or_else(|| ServeError::Tls("no TlsCertificate".into()))?;
+    let key_path = cfg.tls_private_key.as_deref().ok_or_else(|| ServeError::Tls("no TlsPrivateKey".into()))?;
+    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut &read(cert_path)?[..])
+        .collect::<Result<_, _>>()
+        .map_err(|e| ServeError::Tls(format!("{}: {e}", cert_path.display())))?;
+    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut &read(key_path)?[..])
+        .map_err(|e| ServeError::Tls(format!("{}: {e}", key_path.display())))?
+        .ok_or_else(|| ServeError::Tls(format!("{}: no private key", key_path.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServeError::Tls(e.to_string()))?;
+    let builder = match &cfg.tls_client_ca {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in rustls_pemfile::certs(&mut &read(ca)?[..]) {
+                let c = c.map_err(|e| ServeError::Tls(format!("{}: {e}", ca.display())))?;
+                roots.add(c).map_err(|e| ServeError::Tls(e.to_string()))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| ServeError::Tls(e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let sc = builder.with_single_cert(certs, key).map_err(|e| ServeError::Tls(e.to_string()))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(sc)))
+}
+
+/// Start the gateway: bind the listeners, open the session stores, and run
+/// until [`Server::shutdown`]. Must be called inside a tokio runtime.
+pub async fn serve(config: Config, link: Arc<dyn EngineLink>) -> Result<Server, ServeError> {
+    let mut tasks = Vec::new();
+    let dict = Dictionary::fix44();
+    let mut layer = OrderLayer::new(config.gateway_id, &link.instruments());
+    let (router_tx, router_rx) = mpsc::channel::<ToRouter>(4096);
+    let mut to_sessions = Vec::new();
+    // (our CompID, their CompID) -> (session, require TLS, connection channel)
+    let mut directory: HashMap<(String, String), (SessionId, bool, mpsc::Sender<Connection>)> = HashMap::new();
+    for s in &config.sessions {
+        let store = FileStore::open(&s.store_dir, &format!("{}-{}", s.sender_comp_id, s.target_comp_id), s.fsync)
+            .map_err(|source| ServeError::Store { session: s.target_comp_id.clone(), source })?;
+        let auth = PasswordAuth { username: s.username.clone(), password: s.password.clone() };
+        let session = Session::new(session_config(s), dict, store, Box::new(auth));
+        let sid = layer.add_session(s.profile.clone());
+        let (out_tx, out_rx) = mpsc::unbounded_channel::<Outbound>();
+        let (conn_tx, conn_rx) = mpsc::channel::<Connection>(4);
+        to_sessions.push(out_tx);
+        directory.insert((s.sender_comp_id.clone(), s.target_comp_id.clone()), (sid, s.require_tls, conn_tx));
+        tasks.push(tokio::spawn(session_task(session, sid, conn_rx, out_rx, router_tx.clone())));
+    }
+    let engine_rx = link.subscribe(65_536)?;
+    tasks.push(tokio::spawn(router_task(layer, router_rx, engine_rx, to_sessions, link)));
+    let directory = Arc::new(directory);
+    let mut local_addr = None;
+    let mut tls_local_addr = None;
+    if let Some(addr) = config.listen {
+        let l = TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr, source })?;
+        local_addr = l.local_addr().ok();
+        tracing::info!(addr = ?local_addr, "FIX gateway listening (TCP)");
+        tasks.push(tokio::spawn(accept_task(l, None, directory.clone())));
+    }
+    if let Some(addr) = config.tls_listen {
+        let acceptor = tls_acceptor(&config)?;
+        let l = TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr, source })?;
+        tls_local_addr = l.local_addr().ok();
+        tracing::info!(addr = ?tls_local_addr, client_auth = config.tls_client_ca.is_some(), "FIX gateway listening (TLS)");
+        tasks.push(tokio::spawn(accept_task(l, Some(acceptor), directory.clone())));
+    }
+    Ok(Server { local_addr, tls_local_addr, tasks })
+}
+
+type Directory = Arc<HashMap<(String, String), (SessionId, bool, mpsc::Sender<Connection>)>>;
+
+/// Connections between accept and Logon (TLS handshake, first frame). Each
+/// is bounded in time (10 s) and size; this bounds how many exist at once,
+/// so a connection flood cannot exhaust memory or tasks.
+const MAX_PENDING_CONNECTIONS: usize = 256;
+
+async fn accept_task(listener: TcpListener, tls: Option<tokio_rustls::TlsAcceptor>, directory: Directory) {
+    let pending = Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_CONNECTIONS));
+    loop {
+        let (sock, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = pending.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "too many connections awaiting logon; closed");
+            continue;
+        };
+        let _ = sock.set_nodelay(true);
+        let tls = tls.clone();
+        let directory = directory.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let is_tls = tls.is_some();
+            let stream: Box<dyn Stream> = match tls {
+                None => Box::new(sock),
+                Some(acc) => match tokio::time::timeout(Duration::from_secs(10), acc.accept(sock)).await {
+                    Ok(Ok(s)) => Box::new(s),
+                    Ok(Err(e)) => return tracing::info!(%peer, error = %e, "TLS handshake failed"),
+                    Err(_) => return tracing::info!(%peer, "TLS handshake timed out"),
+                },
+            };
+            if let Err(why) = handshake(stream, peer, is_tls, &directory).await {
+                tracing::info!(%peer, why, "connection refused before logon");
+            }
+        });
+    }
+}
+
+/// Read until the first frame is known, and hand the connection to its
+/// session. Anything but a Logon for a configured session is closed
+/// without an answer (we do not know whom we would be answering).
+async fn handshake(
+    mut stream: Box<dyn Stream>,
+    peer: SocketAddr,
+    is_tls: bool,
+    directory: &Directory,
+) -> Result<(), &'static str> {
+    let max = crate::frame::DEFAULT_MAX_MESSAGE_SIZE;
+    let mut buf = Vec::with_capacity(1024);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut chunk = [0u8; 4096];
+    loop {
+        match peek_logon(&buf, max) {
+            Peek::NeedMore => {}
+            Peek::NotLogon => return Err("first message is not a Logon"),
+            Peek::Logon { begin_string: _, sender_comp_id, target_comp_id } => {
+                let key = (
+                    String::from_utf8_lossy(&target_comp_id).into_owned(),
+                    String::from_utf8_lossy(&sender_comp_id).into_owned(),
+                );
+                let Some((sid, require_tls, tx)) = directory.get(&key) else {
+                    return Err("unknown CompIDs");
+                };
+                if *require_tls && !is_tls {
+                    return Err("session requires TLS");
+                }
+                tracing::debug!(%peer, session = sid, "connection handed to session");
+                return tx.send(Connection { stream, initial: buf, peer }).await.map_err(|_| "session stopped");
+            }
+        }
+        if buf.len() > max {
+            return Err("oversized first message");
+        }
+        let n = match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Err("closed before logon"),
+            Ok(Ok(n)) => n,
+            Err(_) => return Err("no logon within 10 s"),
+        };
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+async fn read_opt(conn: &mut Option<Connection>, buf: &mut [u8]) -> std::io::Result<usize> {
+    match conn {
+        Some(c) => c.stream.read(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+enum Wake {
+    Conn(Option<Connection>),
+    Read(std::io::Result<usize>),
+    App(Option<Outbound>),
+    Timer,
+}
+
+async fn session_task(
+    mut sess: Session<FileStore>,
+    sid: SessionId,
+    mut conn_rx: mpsc::Receiver<Connection>,
+    mut app_rx: mpsc::UnboundedReceiver<Outbound>,
+    router: mpsc::Sender<ToRouter>,
+) {
+    let mut conn: Option<Connection> = None;
+    let mut actions: Vec<Action> = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut wbuf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let name = format!("{}-{}", sess.config().sender_comp_id, sess.config().target_comp_id);
+    loop {
+        let sleep = match sess.next_deadline() {
+            Some(d) => {
+                let wait = d.unix_nanos().saturating_sub(now().unix_nanos()).max(0) as u64;
+                tokio::time::Instant::now() + Duration::from_nanos(wait)
+            }
+            None => tokio::time::Instant::now() + Duration::from_secs(3600),
+        };
+        let wake = tokio::select! {
+            c = conn_rx.recv() => Wake::Conn(c),
+            r = read_opt(&mut conn, &mut buf) => Wake::Read(r),
+            m = app_rx.recv() => Wake::App(m),
+            _ = tokio::time::sleep_until(sleep) => Wake::Timer,
+        };
+        let t = now();
+        match wake {
+            Wake::Conn(None) => return,
+            Wake::Conn(Some(c)) => {
+                if conn.is_some() {
+                    // Duplicate logon: the established connection wins.
+                    tracing::warn!(session = %name, peer = %c.peer, "duplicate logon refused");
+                    continue;
+                }
+                if let Err(e) = sess.on_connect(t) {
+                    tracing::warn!(session = %name, error = %e, "connect refused");
+                    continue;
+                }
+                tracing::info!(session = %name, peer = %c.peer, "connected");
+                let initial = c.initial.clone();
+                conn = Some(c);
+                sess.on_bytes(&initial, t, &mut actions);
+            }
+            Wake::Read(Ok(0)) | Wake::Read(Err(_)) => {
+                tracing::info!(session = %name, "connection closed by peer");
+                conn = None;
+                sess.on_disconnected(t);
+                let _ = router.send(ToRouter::Disconnected(sid)).await;
+                continue;
+            }
+            Wake::Read(Ok(n)) => sess.on_bytes(&buf[..n], t, &mut actions),
+            Wake::App(None) => return,
+            Wake::App(Some(m)) => {
+                let mut next = Some(m);
+                // Drain what is queued so one write carries many reports.
+                while let Some(m) = next {
+                    if let Err(e) = sess.send_app(m.msg_type, t, &mut actions, |e| {
+                        e.raw(&m.body);
+                    }) {
+                        tracing::error!(session = %name, error = %e, "store failure; message not sent");
+                    }
+                    next = if actions.len() < 256 { app_rx.try_recv().ok() } else { None };
+                }
+            }
+            Wake::Timer => sess.on_timer(t, &mut actions),
+        }
+        let mut disconnect = false;
+        for a in actions.drain(..) {
+            match a {
+                Action::Send(b) => wbuf.extend_from_slice(&b),
+                Action::Deliver(m) => {
+                    let _ = router.send(ToRouter::App { session: sid, seq: m.seq, bytes: m.bytes }).await;
+                }
+                Action::Disconnect(r) => {
+                    tracing::info!(session = %name, reason = %r, "disconnecting");
+                    disconnect = true;
+                }
+                Action::Event(SessionEvent::LoggedOn { username, reset_seq_nums }) => {
+                    tracing::info!(session = %name, ?username, reset_seq_nums, "logged on");
+                }
+                Action::Event(e) => tracing::debug!(session = %name, event = ?e, "session event"),
+            }
+        }
+        if let Some(c) = conn.as_mut() {
+            if !wbuf.is_empty() {
+                let r = async {
+                    c.stream.write_all(&wbuf).await?;
+                    c.stream.flush().await
+                }
+                .await;
+                wbuf.clear();
+                if r.is_err() {
+                    disconnect = true;
+                }
+            }
+            if disconnect {
+                let _ = c.stream.shutdown().await;
+                conn = None;
+                sess.on_disconnected(now());
+                let _ = router.send(ToRouter::Disconnected(sid)).await;
+            }
+        } else {
+            wbuf.clear();
+        }
+    }
+}
+
+/// How long the router polls the engine stream after submitting, before
+/// going back to sleep. The reply usually comes within microseconds; polling
+/// saves the thread wake-up, which costs far more than that on a busy VM.
+/// Off by default: on a small shared machine (2 cores here) a polling
+/// thread steals the CPU the rest of the pipeline needs. Set
+/// `CASTLE_FIX_REPLY_SPIN_US` (e.g. 30) on a host with cores to spare.
+fn reply_spin() -> Duration {
+    let us = std::env::var("CASTLE_FIX_REPLY_SPIN_US").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    Duration::from_micros(us)
+}
+
+fn on_batch(
+    layer: &mut OrderLayer,
+    link: &Arc<dyn EngineLink>,
+    batch: &crate::link::EngineBatch,
+    out: &mut Vec<Output>,
+) {
+    if batch.events.iter().any(|e| matches!(e.kind, EventKind::InstrumentAdded { .. })) {
+        layer.set_instruments(&link.instruments());
+    }
+    layer.on_engine(batch, out);
+}
+
+/// Submit commands and hand messages to sessions; true if anything was submitted.
+fn dispatch(
+    layer: &mut OrderLayer,
+    link: &Arc<dyn EngineLink>,
+    sessions: &[mpsc::UnboundedSender<Outbound>],
+    out: &mut Vec<Output>,
+) -> bool {
+    let gateway = layer.gateway();
+    let mut submitted = false;
+    let mut i = 0;
+    while i < out.len() {
+        if let Output::Submit { request, command } = &out[i] {
+            let req = EngineRequest { origin: Origin { gateway, request: *request }, command: *command };
+            match link.submit(req) {
+                Ok(()) => submitted = true,
+                Err(e) => {
+                    let reason = match e {
+                        crate::link::LinkError::Busy => "Engine busy, retry",
+                        crate::link::LinkError::Stopped => "Engine unavailable",
+                    };
+                    let mut extra = Vec::new();
+                    layer.on_submit_failed(*request, reason, &mut extra);
+                    out.extend(extra);
+                }
+            }
+        }
+        i += 1;
+    }
+    for o in out.drain(..) {
+        if let Output::Send(m) = o {
+            if let Some(tx) = sessions.get(m.session) {
+                let _ = tx.send(m);
+            }
+        }
+    }
+    submitted
+}
+
+async fn router_task(
+    mut layer: OrderLayer,
+    mut rx: mpsc::Receiver<ToRouter>,
+    mut engine: mpsc::Receiver<Arc<crate::link::EngineBatch>>,
+    sessions: Vec<mpsc::UnboundedSender<Outbound>>,
+    link: Arc<dyn EngineLink>,
+) {
+    let mut parser = Parser::default();
+    let dict = Dictionary::fix44();
+    let mut out: Vec<Output> = Vec::new();
+    let spin = reply_spin();
+    loop {
+        tokio::select! {
+            m = rx.recv() => match m {
+                None => return,
+                Some(ToRouter::App { session, seq, bytes }) => {
+                    match parser.parse(&bytes, dict) {
+                        Ok(msg) => layer.on_message(session, &msg, seq, now().unix_nanos().max(0) as u64, &mut out),
+                        Err(e) => tracing::warn!(session, error = ?e, "unparsable delivered message"),
+                    }
+                }
+                Some(ToRouter::Disconnected(session)) => layer.on_disconnect(session, &mut out),
+            },
+            b = engine.recv() => match b {
+                None => return tracing::error!("engine stream ended"),
+                Some(batch) => on_batch(&mut layer, &link, &batch, &mut out),
+            },
+        }
+        if dispatch(&mut layer, &link, &sessions, &mut out) && !spin.is_zero() {
+            let t0 = std::time::Instant::now();
+            while t0.elapsed() < spin {
+                match engine.try_recv() {
+                    Ok(batch) => {
+                        on_batch(&mut layer, &link, &batch, &mut out);
+                        dispatch(&mut layer, &link, &sessions, &mut out);
+                        break;
+                    }
+                    Err(mpsc::error::TryRecvError::Empty) => std::hint::spin_loop(),
+                    Err(mpsc::error::TryRecvError::Disconnected) => return,
+                }
+            }
+        }
+    }
+}

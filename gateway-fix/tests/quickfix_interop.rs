@@ -1,0 +1,107 @@
+//! Interop with a real FIX engine: a QuickFIX C++ initiator
+//! (tests/quickfix/initiator.cpp), compiled here with g++ against Debian's
+//! libquickfix-dev, logs on to the gateway, sends orders, a replace and
+//! cancels, and checks the execution reports it receives with QuickFIX's
+//! own FIX 4.4 data dictionary validation switched on (when the XML
+//! dictionary is available).
+
+mod common;
+
+use castle_gateway_fix::{serve, Config};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const HEADER: &str = "/usr/include/quickfix/Application.h";
+
+/// Make sure the QuickFIX headers are there, installing them if we can.
+fn ensure_quickfix() {
+    if Path::new(HEADER).exists() {
+        return;
+    }
+    eprintln!("QuickFIX headers missing: trying apt-get install -y libquickfix-dev");
+    let _ = Command::new("apt-get").args(["update", "-q"]).status();
+    let _ = Command::new("apt-get")
+        .args(["install", "-y", "-q", "libquickfix-dev"])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status();
+    assert!(
+        Path::new(HEADER).exists(),
+        "QuickFIX C++ is required for this test: apt-get install -y libquickfix-dev (and g++)"
+    );
+}
+
+/// QuickFIX's FIX44.xml: the shared reference copy next to the repository
+/// (as laid out for developers and CI), else none (validation off).
+fn fix44_xml() -> Option<PathBuf> {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    [
+        manifest.join("../../shared/reference/fix/FIX44.xml"),
+        manifest.join("../shared/reference/fix/FIX44.xml"),
+        PathBuf::from("/work/shared/reference/fix/FIX44.xml"),
+        PathBuf::from("/usr/share/quickfix/FIX44.xml"),
+    ]
+    .into_iter()
+    .find(|p| p.exists())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quickfix_initiator_orders_cancels_replaces() {
+    ensure_quickfix();
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("initiator");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/quickfix/initiator.cpp");
+    let out = Command::new("g++")
+        .args(["-O1", "-std=gnu++14", "-Wno-deprecated", "-Wno-deprecated-declarations", "-o"])
+        .arg(&exe)
+        .arg(&src)
+        .args(["-lquickfix", "-lpthread"])
+        .output()
+        .expect("g++ is required for this test: apt-get install -y g++");
+    assert!(out.status.success(), "compiling the QuickFIX initiator failed:\n{}", String::from_utf8_lossy(&out.stderr));
+
+    let cfg = Config::parse(&common::config_text(&dir.path().join("store"), "ListenAddress=127.0.0.1:0")).unwrap();
+    let server = serve(cfg, common::engine()).await.unwrap();
+    let port = server.local_addr().unwrap().port();
+    let dd = match fix44_xml() {
+        Some(p) => format!("UseDataDictionary=Y\nDataDictionary={}\nValidateUserDefinedFields=N\n", p.display()),
+        None => {
+            eprintln!("FIX44.xml not found: QuickFIX runs without its data dictionary");
+            "UseDataDictionary=N\n".to_string()
+        }
+    };
+    let settings = format!(
+        "[DEFAULT]\nConnectionType=initiator\nReconnectInterval=1\nFileStorePath={d}/qfstore\nFileLogPath={d}/qflog\n\
+         StartTime=00:00:00\nEndTime=00:00:00\n{dd}ResetOnLogon=Y\nHeartBtInt=30\n\
+         SocketConnectHost=127.0.0.1\nSocketConnectPort={port}\n\
+         [SESSION]\nBeginString=FIX.4.4\nSenderCompID=DESK\nTargetCompID=CASTLE\n",
+        d = dir.path().display()
+    );
+    let settings_path = dir.path().join("initiator.cfg");
+    std::fs::write(&settings_path, settings).unwrap();
+
+    let run = tokio::process::Command::new(&exe).arg(&settings_path).kill_on_drop(true).output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(120), run)
+        .await
+        .expect("initiator finished within 120 s")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    println!("{stdout}");
+    assert!(out.status.success(), "initiator failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("LOGON"));
+    assert!(stdout.contains("DONE OK"), "{stdout}");
+    assert!(!stdout.contains("SESSION-REJECT"), "{stdout}");
+    // Spot checks on the reports QuickFIX decoded.
+    let line = |cl: &str, et: &str| {
+        stdout
+            .lines()
+            .find(|l| l.contains(&format!(" 11={cl} ")) && l.contains(&format!(" 150={et} ")))
+            .unwrap_or_else(|| panic!("no report 11={cl} 150={et} in\n{stdout}"))
+            .to_string()
+    };
+    assert!(line("Q2", "5").contains(" 41=Q1 ") && line("Q2", "5").contains(" 38=0.3 "));
+    let fill = line("Q2", "F");
+    assert!(fill.contains(" 14=0.1 ") && fill.contains(" 151=0.2 ") && fill.contains(" 31=59001 "), "{fill}");
+    assert!(line("Q4", "4").contains(" 41=Q2 "));
+    assert!(stdout.contains("CXLREJ 11=Q5 41=Q4"), "{stdout}");
+    server.shutdown().await;
+}
