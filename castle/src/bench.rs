@@ -20,6 +20,8 @@ use hdrhistogram::Histogram;
 pub enum BenchCmd {
     /// Engine throughput and latency percentiles, fast vs reference engine.
     Engine(EngineArgs),
+    /// Durable path: journaled commands/s and ack latency per writer, replay speed, restart time.
+    Durable(crate::bench_durable::DurableArgs),
 }
 
 #[derive(Args, Clone)]
@@ -46,6 +48,7 @@ pub struct EngineArgs {
 pub fn run(cmd: BenchCmd) -> Result<()> {
     match cmd {
         BenchCmd::Engine(a) => engine(a),
+        BenchCmd::Durable(a) => crate::bench_durable::run(a),
     }
 }
 

@@ -1,6 +1,9 @@
 //! `castle`: one binary, one subcommand per component.
 
 mod bench;
+mod bench_durable;
+mod engine_cmd;
+mod replay;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -16,6 +19,10 @@ struct Cli {
 enum Cmd {
     /// Run the whole venue in one process on embedded defaults.
     Serve(serve::ServeArgs),
+    /// Run the engine server: sequencer, journal, event stream over TCP (or a hot standby with --follow).
+    Engine(engine_cmd::EngineArgs),
+    /// Rebuild the state from a journal directory from scratch; prints the final seq and state hash.
+    Replay(replay::ReplayArgs),
     /// Benchmarks and load generators.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -28,6 +35,8 @@ fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Cmd::Serve(args) => serve::run(args),
+        Cmd::Engine(args) => engine_cmd::run(args),
+        Cmd::Replay(args) => replay::run(args),
         Cmd::Bench(cmd) => bench::run(cmd),
     }
 }

@@ -172,6 +172,16 @@ impl Accounts {
         self.balance_mut(ix, asset).available += amount;
     }
 
+    /// Snapshot restore only: sets a balance and an asset's supply directly (the snapshot's
+    /// state hash check vouches for them).
+    pub(crate) fn restore_raw(&mut self, ix: AccountIx, asset: AssetId, b: Balance) {
+        *self.balance_mut(ix, asset) = b;
+    }
+
+    pub(crate) fn restore_supply(&mut self, asset: AssetId, amount: Amount) {
+        self.supply[asset as usize] = amount;
+    }
+
     /// Account ids in ascending order (for hashing and reports).
     pub fn sorted_ixs(&self) -> Vec<AccountIx> {
         let mut v: Vec<AccountIx> = (0..self.ids.len() as AccountIx).collect();

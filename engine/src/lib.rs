@@ -18,6 +18,7 @@
 pub mod account;
 pub mod book;
 pub mod check;
+pub mod codec;
 pub mod command;
 pub mod engine;
 pub mod event;
@@ -27,6 +28,7 @@ mod invariants;
 mod matching;
 pub mod order;
 pub mod risk;
+pub mod snapshot;
 pub mod types;
 pub mod workload;
 

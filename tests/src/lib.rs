@@ -72,3 +72,5 @@ impl Drop for Proc {
         let _ = self.child.wait();
     }
 }
+
+pub mod durable;

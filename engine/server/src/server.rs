@@ -1,0 +1,1050 @@
+//! The server: recovery, the sequencer thread, TCP connections, the standby follower.
+
+use std::collections::VecDeque;
+use std::io::{BufWriter, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use castle_engine::codec::{decode_command, put_event_kind};
+use castle_engine::{Command, Event, Limits, StateHash};
+use castle_journal::{
+    prune_snapshots, write_snapshot, Journal, JournalError, JournalOptions, JournalReader, RecoveryMode, Verify,
+    WriterChoice,
+};
+
+use crate::payload::Payload;
+use crate::proto::{self, AckStatus, Body, GoodbyeReason, Role};
+use crate::ring::{Entry, Ring};
+use crate::state::{self, Dedup, GatewayMark, Replica};
+use crate::ServerError;
+
+/// Server configuration. Every queue is bounded by one of these.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub journal_dir: PathBuf,
+    pub listen: String,
+    /// Run as a hot standby of the primary at this address.
+    pub follow: Option<String>,
+    pub limits: Limits,
+    pub writer: WriterChoice,
+    pub recovery: RecoveryMode,
+    /// Sequence numbers kept in memory for subscribers.
+    pub ring_capacity: usize,
+    /// Messages waiting for the sequencer, each a batch of at most 256 commands of one gateway
+    /// (gateway readers block when it is full).
+    pub inbox_capacity: usize,
+    /// Distinct gateway ids in the deduplication index.
+    pub max_gateways: usize,
+    /// Acknowledgements queued per gateway connection before it is cut off as too slow.
+    pub gateway_queue: usize,
+    /// Commands between snapshots (0: never).
+    pub snapshot_every: u64,
+    /// Snapshots kept on disk.
+    pub snapshots_kept: usize,
+    /// Most commands taken from the inbox per turn of the sequencer loop.
+    pub max_batch: usize,
+    pub max_connections: usize,
+    pub journal_segment_size: u64,
+}
+
+impl Config {
+    pub fn new(journal_dir: impl Into<PathBuf>, listen: impl Into<String>) -> Self {
+        Config {
+            journal_dir: journal_dir.into(),
+            listen: listen.into(),
+            follow: None,
+            limits: Limits::default(),
+            writer: WriterChoice::Auto,
+            recovery: RecoveryMode::Strict,
+            ring_capacity: 1 << 16,
+            inbox_capacity: 4_096,
+            max_gateways: 1 << 16,
+            gateway_queue: 1 << 16,
+            snapshot_every: 1_000_000,
+            snapshots_kept: 2,
+            max_batch: 8_192,
+            max_connections: 1_024,
+            journal_segment_size: 64 << 20,
+        }
+    }
+}
+
+/// Answer to a Status request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusInfo {
+    pub primary: bool,
+    pub epoch: u64,
+    pub seq: u64,
+    pub hash: StateHash,
+}
+
+/// A gateway connection's outbound queue (bounded).
+struct ConnOut {
+    tx: SyncSender<Vec<u8>>,
+    dead: AtomicBool,
+}
+
+impl ConnOut {
+    fn send(&self, frame: Vec<u8>) {
+        if let Err(TrySendError::Full(_)) = self.tx.try_send(frame) {
+            // Never block the sequencer on a gateway: cut it off; it reconnects and asks.
+            if !self.dead.swap(true, Ordering::Relaxed) {
+                tracing::warn!("gateway acknowledgement queue full: disconnecting the gateway");
+            }
+        }
+    }
+}
+
+enum Inbound {
+    /// Commands of one gateway in request order, batched per read so the channel hand-off
+    /// (a futex wake-up on a busy machine) is paid per batch, not per command.
+    Submit {
+        gateway: u32,
+        cmds: Vec<(u64, Command)>,
+        out: Arc<ConnOut>,
+    },
+    GatewayHello {
+        gateway: u32,
+        reply: SyncSender<(StatusInfo, GatewayMark)>,
+    },
+    Record {
+        seq: u64,
+        ts: u64,
+        payload: Vec<u8>,
+    },
+    Status {
+        reply: SyncSender<StatusInfo>,
+    },
+    Promote {
+        reply: SyncSender<StatusInfo>,
+    },
+}
+
+struct Shared {
+    cfg: Config,
+    ring: Mutex<Ring>,
+    cond: Condvar,
+    shutdown: AtomicBool,
+    primary: AtomicBool,
+    epoch: AtomicU64,
+    /// Last seq appended (standby: what to ask the primary for after a reconnect).
+    applied: AtomicU64,
+    connections: AtomicUsize,
+    /// The standby's connection to its primary, so promotion can cut it.
+    follow_conn: Mutex<Option<TcpStream>>,
+    error: Mutex<Option<String>>,
+}
+
+pub struct Server {
+    shared: Arc<Shared>,
+    inbox: SyncSender<Inbound>,
+    addr: SocketAddr,
+    threads: Vec<JoinHandle<()>>,
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Opens the journal and recovers the state: latest snapshot + replay.
+pub fn recover(cfg: &Config) -> Result<(Replica, Journal), ServerError> {
+    let started = std::time::Instant::now();
+    let mut opts = JournalOptions::new(&cfg.journal_dir);
+    opts.writer = cfg.writer;
+    opts.recovery = cfg.recovery;
+    opts.segment_size = cfg.journal_segment_size;
+    // Strict start-up verifies only the last segment (where a crash leaves a torn tail): the
+    // replay below reads, and CRC-checks, every segment after the snapshot anyway and fails
+    // naming file and offset, and reading gigabytes of older segments would dominate restart
+    // time. Asked to truncate, verify everything so corruption anywhere is cut off.
+    opts.verify = match cfg.recovery {
+        RecoveryMode::Strict => Verify::LastSegment,
+        RecoveryMode::Truncate => Verify::Full,
+    };
+    let (journal, report) = Journal::open(opts)?;
+    for t in &report.truncations {
+        tracing::warn!(file = %t.file.display(), offset = t.offset, reason = %t.reason, corruption = t.corruption, "journal truncated");
+    }
+    let last = report.last_seq.unwrap_or(0);
+    let mut r = state::load_snapshot_at_or_below(&cfg.journal_dir, cfg.limits, cfg.max_gateways, last)?
+        .unwrap_or_else(|| Replica::new(cfg.limits, cfg.max_gateways));
+    let from = r.seq();
+    let n = state::replay_into(&cfg.journal_dir, &mut r, last, |_, _, _, _, _| true, &mut |n, seq| {
+        tracing::info!(records = n, seq, "replaying journal");
+    })?;
+    if r.seq() != last {
+        return Err(ServerError::RecoveryGap { recovered: r.seq(), journal: last });
+    }
+    tracing::info!(
+        snapshot_seq = from, replayed = n, seq = last, epoch = r.epoch, hash = %state::hex(&r.engine.state_hash()),
+        ms = started.elapsed().as_millis() as u64, writer = %report.writer, "recovered"
+    );
+    Ok((r, journal))
+}
+
+impl Server {
+    /// Recovers, binds and starts every thread.
+    pub fn start(cfg: Config) -> Result<Server, ServerError> {
+        let (mut rep, journal) = recover(&cfg)?;
+        let primary = cfg.follow.is_none();
+        if primary && rep.epoch == 0 {
+            rep.epoch = 1;
+        }
+        let listener =
+            TcpListener::bind(&cfg.listen).map_err(|e| ServerError::io(format!("bind {}", cfg.listen), e))?;
+        let addr = listener.local_addr().map_err(|e| ServerError::io("local addr", e))?;
+        listener.set_nonblocking(true).map_err(|e| ServerError::io("nonblocking", e))?;
+        let (tx, rx) = sync_channel(cfg.inbox_capacity);
+        let shared = Arc::new(Shared {
+            ring: Mutex::new(Ring::new(rep.seq() + 1, cfg.ring_capacity)),
+            cond: Condvar::new(),
+            shutdown: AtomicBool::new(false),
+            primary: AtomicBool::new(primary),
+            epoch: AtomicU64::new(rep.epoch),
+            applied: AtomicU64::new(rep.seq()),
+            connections: AtomicUsize::new(0),
+            follow_conn: Mutex::new(None),
+            error: Mutex::new(None),
+            cfg,
+        });
+        tracing::info!(%addr, primary, epoch = rep.epoch, seq = rep.seq(), "engine server listening");
+        let mut threads = Vec::new();
+        let (snap_tx, snap_rx) = sync_channel::<(u64, Vec<u8>)>(1);
+        {
+            let sh = shared.clone();
+            threads.push(spawn("castle-snapshot", move || snapshot_writer(sh, snap_rx)));
+        }
+        {
+            let sh = shared.clone();
+            threads.push(spawn("castle-sequencer", move || {
+                let mut s = Sequencer::new(sh.clone(), rep, journal, snap_tx);
+                if let Err(e) = s.run(rx) {
+                    tracing::error!(error = %e, "sequencer stopped");
+                    *sh.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                }
+                let _ = s.journal.commit();
+                sh.shutdown.store(true, Ordering::SeqCst);
+                sh.cond.notify_all();
+            }));
+        }
+        {
+            let (sh, tx) = (shared.clone(), tx.clone());
+            threads.push(spawn("castle-accept", move || acceptor(sh, listener, tx)));
+        }
+        if let Some(primary_addr) = shared.cfg.follow.clone() {
+            let (sh, tx) = (shared.clone(), tx.clone());
+            threads.push(spawn("castle-follow", move || follower(sh, primary_addr, tx)));
+        }
+        Ok(Server { shared, inbox: tx, addr, threads })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Status from the sequencer (waits for durability of everything applied).
+    pub fn status(&self) -> Result<StatusInfo, ServerError> {
+        let (tx, rx) = sync_channel(1);
+        self.inbox.send(Inbound::Status { reply: tx }).map_err(|_| ServerError::Stopped("inbox closed".into()))?;
+        rx.recv().map_err(|_| ServerError::Stopped("no status reply".into()))
+    }
+
+    /// An in-process gateway: the same sequencer path as a TCP gateway, over channels (for
+    /// `castle serve` and benchmarks). `queue` bounds its acknowledgement queue.
+    pub fn local_gateway(&self, gateway: u32, queue: usize) -> LocalGateway {
+        let (tx, rx) = sync_channel(queue.max(1));
+        LocalGateway {
+            gateway,
+            inbox: self.inbox.clone(),
+            out: Arc::new(ConnOut { tx, dead: AtomicBool::new(false) }),
+            rx,
+        }
+    }
+
+    /// True once the server has stopped (error or shutdown).
+    pub fn stopped(&self) -> bool {
+        self.shared.shutdown.load(Ordering::SeqCst)
+    }
+
+    /// Stops every thread (after committing what is pending) and returns the sequencer's error, if any.
+    pub fn shutdown(self) -> Result<(), ServerError> {
+        self.shared.shutdown.store(true, Ordering::SeqCst);
+        self.shared.cond.notify_all();
+        if let Some(c) = self.shared.follow_conn.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+        drop(self.inbox);
+        for t in self.threads {
+            let _ = t.join();
+        }
+        match self.shared.error.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            Some(e) => Err(ServerError::Stopped(e)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// See [`Server::local_gateway`].
+pub struct LocalGateway {
+    gateway: u32,
+    inbox: SyncSender<Inbound>,
+    out: Arc<ConnOut>,
+    rx: Receiver<Vec<u8>>,
+}
+
+impl LocalGateway {
+    /// A submit-only handle for another thread (acknowledgements still arrive here).
+    pub fn submitter(&self) -> LocalSubmitter {
+        LocalSubmitter { gateway: self.gateway, inbox: self.inbox.clone(), out: self.out.clone() }
+    }
+
+    /// Submits a command (blocks while the sequencer's inbox is full).
+    pub fn submit(&self, request: u64, cmd: Command) -> Result<(), ServerError> {
+        self.inbox
+            .send(Inbound::Submit { gateway: self.gateway, cmds: vec![(request, cmd)], out: self.out.clone() })
+            .map_err(|_| ServerError::Stopped("inbox closed".into()))
+    }
+
+    /// Next batch of acknowledgements, appended to `out` as (request id, seq, status); false on
+    /// timeout or when cut off.
+    pub fn recv_acks(&self, timeout: Duration, out: &mut Vec<(u64, u64, AckStatus)>) -> bool {
+        let Ok(buf) = self.rx.recv_timeout(timeout) else { return false };
+        let mut b = Body(&buf);
+        while let (Some(_len), Some(_ty), Some(req), Some(seq), Some(st)) =
+            (b.u32(), b.u8(), b.u64(), b.u64(), b.u8().and_then(AckStatus::from_u8))
+        {
+            out.push((req, seq, st));
+        }
+        true
+    }
+}
+
+/// See [`LocalGateway::submitter`].
+pub struct LocalSubmitter {
+    gateway: u32,
+    inbox: SyncSender<Inbound>,
+    out: Arc<ConnOut>,
+}
+
+impl LocalSubmitter {
+    /// Submits commands in request order as one inbox message (blocks while the inbox is full).
+    pub fn submit_batch(&self, cmds: Vec<(u64, Command)>) -> Result<(), ServerError> {
+        self.inbox
+            .send(Inbound::Submit { gateway: self.gateway, cmds, out: self.out.clone() })
+            .map_err(|_| ServerError::Stopped("inbox closed".into()))
+    }
+
+    /// Submits a command (blocks while the sequencer's inbox is full).
+    pub fn submit(&self, request: u64, cmd: Command) -> Result<(), ServerError> {
+        self.inbox
+            .send(Inbound::Submit { gateway: self.gateway, cmds: vec![(request, cmd)], out: self.out.clone() })
+            .map_err(|_| ServerError::Stopped("inbox closed".into()))
+    }
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
+    std::thread::Builder::new().name(name.into()).spawn(f).expect("spawning a server thread")
+}
+
+fn snapshot_writer(sh: Arc<Shared>, rx: Receiver<(u64, Vec<u8>)>) {
+    let dir = state::snapshot_dir(&sh.cfg.journal_dir);
+    while let Ok((seq, blob)) = rx.recv() {
+        let t = std::time::Instant::now();
+        match write_snapshot(&dir, seq, &blob) {
+            Ok(path) => {
+                tracing::info!(seq, bytes = blob.len(), ms = t.elapsed().as_millis() as u64, file = %path.display(), "snapshot");
+                if let Err(e) = prune_snapshots(&dir, sh.cfg.snapshots_kept) {
+                    tracing::warn!(error = %e, "pruning snapshots");
+                }
+            }
+            Err(e) => tracing::error!(seq, error = %e, "writing snapshot"),
+        }
+    }
+}
+
+/// Events of one seq as an `Events` frame.
+fn events_frame(seq: u64, ts: u64, events: &[Event]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(25 + events.len() * 64);
+    put_events_frame(&mut f, seq, ts, events);
+    f
+}
+
+/// Appends an `Events` frame to `f`.
+fn put_events_frame(f: &mut Vec<u8>, seq: u64, ts: u64, events: &[Event]) {
+    let at = f.len();
+    f.extend_from_slice(&[0; 5]);
+    f.extend_from_slice(&seq.to_le_bytes());
+    f.extend_from_slice(&ts.to_le_bytes());
+    f.extend_from_slice(&(events.len() as u32).to_le_bytes());
+    for e in events {
+        put_event_kind(f, &e.kind);
+    }
+    let len = (f.len() - at - 4) as u32;
+    f[at..at + 4].copy_from_slice(&len.to_le_bytes());
+    f[at + 4] = proto::EVENTS;
+}
+
+fn ack_frame(request: u64, seq: u64, status: AckStatus) -> Vec<u8> {
+    let mut f = Vec::with_capacity(22);
+    put_ack(&mut f, request, seq, status);
+    f
+}
+
+fn put_ack(f: &mut Vec<u8>, request: u64, seq: u64, status: AckStatus) {
+    proto::frame_header(f, proto::ACK, 17);
+    f.extend_from_slice(&request.to_le_bytes());
+    f.extend_from_slice(&seq.to_le_bytes());
+    f.push(status as u8);
+}
+
+struct Pending {
+    seq: u64,
+    entry: Option<Arc<Entry>>,
+    /// (connection, request id, seq to report, status)
+    ack: Option<(Arc<ConnOut>, u64, u64, AckStatus)>,
+}
+
+struct Sequencer {
+    sh: Arc<Shared>,
+    rep: Replica,
+    journal: Journal,
+    snap_tx: SyncSender<(u64, Vec<u8>)>,
+    pending: VecDeque<Pending>,
+    out: Vec<Event>,
+    payload: Vec<u8>,
+    last_ts: u64,
+    since_snapshot: u64,
+    released: Vec<Arc<Entry>>,
+    acks: Vec<(Arc<ConnOut>, Vec<u8>)>,
+    clock: u64,
+}
+
+impl Sequencer {
+    fn new(sh: Arc<Shared>, rep: Replica, journal: Journal, snap_tx: SyncSender<(u64, Vec<u8>)>) -> Self {
+        Sequencer {
+            sh,
+            rep,
+            journal,
+            snap_tx,
+            pending: VecDeque::new(),
+            out: Vec::with_capacity(4_096),
+            payload: Vec::with_capacity(256),
+            last_ts: 0,
+            since_snapshot: 0,
+            released: Vec::new(),
+            acks: Vec::new(),
+            clock: 0,
+        }
+    }
+
+    fn run(&mut self, rx: Receiver<Inbound>) -> Result<(), ServerError> {
+        let max_batch = self.sh.cfg.max_batch.max(1);
+        loop {
+            if self.sh.shutdown.load(Ordering::Relaxed) {
+                break;
+            }
+            let idle = self.pending.is_empty() && self.journal.pending_records() == 0 && !self.journal.in_flight();
+            let mut msg = if idle {
+                match rx.recv_timeout(Duration::from_millis(50)) {
+                    Ok(m) => Some(m),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                rx.try_recv().ok()
+            };
+            let mut n = 0;
+            // One clock read per turn: every command of a batch gets the same time.
+            self.clock = now_ns();
+            while let Some(m) = msg {
+                // Count commands, not messages: a turn ends after about `max_batch` commands so
+                // acknowledgements are released at least that often.
+                n += self.handle(m)?;
+                if n >= max_batch {
+                    break;
+                }
+                msg = rx.try_recv().ok();
+            }
+            // Pipelined group commit: at most one batch in flight; the next fills meanwhile.
+            if self.journal.in_flight() {
+                self.journal.poll()?;
+                if n == 0 && self.journal.in_flight() {
+                    // Nothing else to do: sleep in the kernel rather than spin on a shared core.
+                    self.journal.wait()?;
+                }
+            }
+            if !self.journal.in_flight() && self.journal.pending_records() > 0 {
+                self.journal.submit()?;
+            }
+            self.release();
+            if self.sh.cfg.snapshot_every > 0 && self.since_snapshot >= self.sh.cfg.snapshot_every {
+                self.snapshot()?;
+            }
+        }
+        self.commit()
+    }
+
+    fn commit(&mut self) -> Result<(), ServerError> {
+        self.journal.commit()?;
+        self.release();
+        Ok(())
+    }
+
+    fn snapshot(&mut self) -> Result<(), ServerError> {
+        // Only durable state may be snapshotted: a snapshot past the journal's end would make
+        // recovery skip records that were never written.
+        self.commit()?;
+        self.since_snapshot = 0;
+        let t = std::time::Instant::now();
+        let blob = self.rep.snapshot();
+        let seq = self.rep.seq();
+        tracing::debug!(seq, us = t.elapsed().as_micros() as u64, "state serialised for a snapshot");
+        if self.snap_tx.try_send((seq, blob)).is_err() {
+            tracing::warn!(seq, "previous snapshot still being written: skipping this one");
+        }
+        Ok(())
+    }
+
+    fn release(&mut self) {
+        let durable = self.journal.durable_seq();
+        while self.pending.front().is_some_and(|p| p.seq <= durable) {
+            let Some(p) = self.pending.pop_front() else { break };
+            if let Some(e) = p.entry {
+                self.released.push(e);
+            }
+            if let Some((out, request, seq, status)) = p.ack {
+                // One message per connection per release, not one per ack: channel wake-ups
+                // and allocations per command were the sequencer's biggest overhead.
+                match self.acks.iter_mut().find(|(o, _)| Arc::ptr_eq(o, &out)) {
+                    Some((_, buf)) => put_ack(buf, request, seq, status),
+                    None => {
+                        let mut buf = Vec::with_capacity(22 * 64);
+                        put_ack(&mut buf, request, seq, status);
+                        self.acks.push((out, buf));
+                    }
+                }
+            }
+        }
+        for (out, buf) in self.acks.drain(..) {
+            if !out.dead.load(Ordering::Relaxed) {
+                out.send(buf);
+            }
+        }
+        if !self.released.is_empty() {
+            let mut ring = self.sh.ring.lock().unwrap_or_else(|p| p.into_inner());
+            for e in self.released.drain(..) {
+                ring.push(e);
+            }
+            drop(ring);
+            self.sh.cond.notify_all();
+        }
+    }
+
+    fn status(&self) -> StatusInfo {
+        StatusInfo {
+            primary: self.sh.primary.load(Ordering::SeqCst),
+            epoch: self.rep.epoch,
+            seq: self.rep.seq(),
+            hash: self.rep.engine.state_hash(),
+        }
+    }
+
+    /// Journals and applies one record; its events and ack wait in `pending` for durability.
+    fn append(&mut self, ts: u64, p: Payload, ack: Option<(Arc<ConnOut>, u64)>) -> Result<(), ServerError> {
+        self.payload.clear();
+        p.encode(&mut self.payload);
+        let seq = match self.journal.append(ts, &self.payload) {
+            Ok(s) => s,
+            Err(JournalError::BatchFull { .. }) => {
+                self.journal.submit()?;
+                self.journal.append(ts, &self.payload)?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.out.clear();
+        let applied = self.rep.apply(ts, &p, &mut self.out);
+        if applied != seq {
+            return Err(ServerError::BadRecord { seq, reason: format!("engine applied it as seq {applied}") });
+        }
+        self.sh.applied.store(seq, Ordering::Release);
+        self.since_snapshot += 1;
+        let mut bytes = Vec::with_capacity(self.payload.len() + 25 + self.out.len() * 64);
+        bytes.extend_from_slice(&self.payload);
+        put_events_frame(&mut bytes, seq, ts, &self.out);
+        let entry = Arc::new(Entry { seq, ts, bytes, split: self.payload.len() });
+        let ack = ack.map(|(out, request)| (out, request, seq, AckStatus::Applied));
+        self.pending.push_back(Pending { seq, entry: Some(entry), ack });
+        Ok(())
+    }
+
+    fn handle(&mut self, m: Inbound) -> Result<usize, ServerError> {
+        let mut n = 1;
+        match m {
+            Inbound::Submit { gateway, cmds, out } => {
+                n = cmds.len();
+                for (request, cmd) in cmds {
+                    self.submit(gateway, request, cmd, &out)?;
+                }
+            }
+            Inbound::GatewayHello { gateway, reply } => {
+                // Report only durable state: an applied-but-not-durable request could still be lost.
+                self.commit()?;
+                let mark = self.rep.gateways.get(&gateway).copied().unwrap_or_default();
+                let _ = reply.try_send((self.status(), mark));
+            }
+            Inbound::Record { seq, ts, payload } => {
+                if self.sh.primary.load(Ordering::Relaxed) {
+                    return Ok(n);
+                }
+                let next = self.journal.next_seq();
+                if seq < next {
+                    return Ok(n); // already have it (re-sent after a reconnect)
+                }
+                if seq > next {
+                    tracing::error!(seq, expected = next, "gap in the primary's stream: reconnecting");
+                    self.drop_follow_conn();
+                    return Ok(n);
+                }
+                let p = Payload::decode(&payload).map_err(|e| ServerError::BadRecord { seq, reason: e.to_string() })?;
+                if p.epoch < self.rep.epoch {
+                    // Fencing: a deposed primary is still sending.
+                    tracing::error!(seq, epoch = p.epoch, ours = self.rep.epoch, "record from an older epoch refused");
+                    self.drop_follow_conn();
+                    return Ok(n);
+                }
+                self.last_ts = self.last_ts.max(ts);
+                self.append(ts, p, None)?;
+                self.sh.epoch.store(self.rep.epoch, Ordering::Relaxed);
+            }
+            Inbound::Status { reply } => {
+                self.commit()?;
+                let _ = reply.try_send(self.status());
+            }
+            Inbound::Promote { reply } => {
+                if !self.sh.primary.load(Ordering::SeqCst) {
+                    self.sh.primary.store(true, Ordering::SeqCst);
+                    self.drop_follow_conn();
+                    self.rep.epoch += 1;
+                    self.sh.epoch.store(self.rep.epoch, Ordering::SeqCst);
+                    // The new epoch is on disk before the first order of the new primary.
+                    self.last_ts = self.last_ts.max(self.clock);
+                    let p = Payload { epoch: self.rep.epoch, gateway: 0, request: 0, command: Command::Tick };
+                    self.append(self.last_ts, p, None)?;
+                    tracing::info!(epoch = self.rep.epoch, seq = self.rep.seq(), "promoted to primary");
+                }
+                self.commit()?;
+                let _ = reply.try_send(self.status());
+            }
+        }
+        Ok(n)
+    }
+
+    fn submit(&mut self, gateway: u32, request: u64, cmd: Command, out: &Arc<ConnOut>) -> Result<(), ServerError> {
+        if !self.sh.primary.load(Ordering::Relaxed) {
+            out.send(ack_frame(request, 0, AckStatus::NotPrimary));
+            return Ok(());
+        }
+        match self.rep.check(gateway, request) {
+            Dedup::Fresh => {
+                self.last_ts = self.last_ts.max(self.clock);
+                let p = Payload { epoch: self.rep.epoch, gateway, request, command: cmd };
+                self.append(self.last_ts, p, Some((out.clone(), request)))?;
+            }
+            Dedup::Duplicate(mark) => {
+                // Answer no earlier than the original is durable: queue behind everything.
+                let ack = Some((out.clone(), request, mark.seq, AckStatus::Duplicate));
+                self.pending.push_back(Pending { seq: self.rep.seq(), entry: None, ack });
+            }
+            Dedup::TooManyGateways => out.send(ack_frame(request, 0, AckStatus::TooManyGateways)),
+        }
+        Ok(())
+    }
+
+    fn drop_follow_conn(&self) {
+        if let Some(c) = self.sh.follow_conn.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+fn acceptor(sh: Arc<Shared>, listener: TcpListener, inbox: SyncSender<Inbound>) {
+    while !sh.shutdown.load(Ordering::Relaxed) {
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nonblocking(false);
+                if sh.connections.fetch_add(1, Ordering::SeqCst) >= sh.cfg.max_connections {
+                    sh.connections.fetch_sub(1, Ordering::SeqCst);
+                    let mut s = stream;
+                    let _ = goodbye(&mut s, GoodbyeReason::Unavailable, 0, "too many connections");
+                    continue;
+                }
+                let (sh2, inbox2) = (sh.clone(), inbox.clone());
+                let spawned = std::thread::Builder::new().name("castle-conn".into()).spawn(move || {
+                    if let Err(e) = connection(&sh2, stream, inbox2) {
+                        tracing::debug!(%peer, error = %e, "connection closed");
+                    }
+                    sh2.connections.fetch_sub(1, Ordering::SeqCst);
+                });
+                if spawned.is_err() {
+                    sh.connections.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => {
+                tracing::warn!(error = %e, "accept");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+fn goodbye(w: &mut impl Write, reason: GoodbyeReason, resume: u64, text: &str) -> std::io::Result<()> {
+    let mut b = Vec::with_capacity(9 + text.len());
+    b.push(reason as u8);
+    b.extend_from_slice(&resume.to_le_bytes());
+    b.extend_from_slice(text.as_bytes());
+    proto::write_frame(w, proto::GOODBYE, &b)?;
+    w.flush()
+}
+
+fn welcome(w: &mut impl Write, st: &StatusInfo, durable: u64, mark: GatewayMark) -> std::io::Result<()> {
+    let mut b = Vec::with_capacity(33);
+    b.push(if st.primary { proto::SERVER_PRIMARY } else { proto::SERVER_STANDBY });
+    b.extend_from_slice(&st.epoch.to_le_bytes());
+    b.extend_from_slice(&durable.to_le_bytes());
+    b.extend_from_slice(&mark.request.to_le_bytes());
+    b.extend_from_slice(&mark.seq.to_le_bytes());
+    proto::write_frame(w, proto::WELCOME, &b)?;
+    w.flush()
+}
+
+fn status_frame(st: &StatusInfo) -> Vec<u8> {
+    let mut b = Vec::with_capacity(49);
+    b.push(if st.primary { proto::SERVER_PRIMARY } else { proto::SERVER_STANDBY });
+    b.extend_from_slice(&st.epoch.to_le_bytes());
+    b.extend_from_slice(&st.seq.to_le_bytes());
+    b.extend_from_slice(&st.hash);
+    b
+}
+
+type ConnResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+fn connection(sh: &Arc<Shared>, stream: TcpStream, inbox: SyncSender<Inbound>) -> ConnResult {
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut r = std::io::BufReader::new(stream.try_clone()?);
+    let mut w = BufWriter::with_capacity(1 << 16, stream.try_clone()?);
+    let mut buf = Vec::with_capacity(256);
+    let ty = proto::read_frame(&mut r, &mut buf, proto::MAX_CLIENT_FRAME)?;
+    let mut b = Body(&buf);
+    let hello = match (ty, b.u8().and_then(Role::from_u8), b.u32(), b.u64()) {
+        (Some(proto::HELLO), Some(role), Some(gw), Some(from)) => (role, gw, from),
+        _ => {
+            goodbye(&mut w, GoodbyeReason::ProtocolError, 0, "expected Hello")?;
+            return Ok(());
+        }
+    };
+    stream.set_read_timeout(None)?;
+    // Writes that stall this long mean a dead or hopeless peer.
+    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+    match hello {
+        (Role::Gateway, gateway, _) => gateway_conn(sh, stream, r, w, inbox, gateway),
+        (Role::Subscriber, _, from) => {
+            let durable = sh.ring.lock().unwrap_or_else(|p| p.into_inner()).last();
+            welcome(&mut w, &quick_status(sh), durable, GatewayMark::default())?;
+            stream_to(sh, &mut w, false, from)
+        }
+        (Role::Standby, _, from) => {
+            let durable = sh.ring.lock().unwrap_or_else(|p| p.into_inner()).last();
+            welcome(&mut w, &quick_status(sh), durable, GatewayMark::default())?;
+            stream_to(sh, &mut w, true, from)
+        }
+        (Role::Control, _, _) => loop {
+            let Some(ty) = proto::read_frame(&mut r, &mut buf, proto::MAX_CLIENT_FRAME)? else { return Ok(()) };
+            let (tx, rx) = sync_channel(1);
+            let m = match ty {
+                proto::STATUS => Inbound::Status { reply: tx },
+                proto::PROMOTE => Inbound::Promote { reply: tx },
+                _ => {
+                    goodbye(&mut w, GoodbyeReason::ProtocolError, 0, "control: expected Status or Promote")?;
+                    return Ok(());
+                }
+            };
+            inbox.send(m)?;
+            let st = rx.recv()?;
+            proto::write_frame(&mut w, proto::STATUS_REPLY, &status_frame(&st))?;
+            w.flush()?;
+        },
+    }
+}
+
+/// Role and epoch without asking the sequencer (hash left zero).
+fn quick_status(sh: &Shared) -> StatusInfo {
+    StatusInfo {
+        primary: sh.primary.load(Ordering::SeqCst),
+        epoch: sh.epoch.load(Ordering::SeqCst),
+        seq: sh.applied.load(Ordering::SeqCst),
+        hash: [0; 32],
+    }
+}
+
+fn gateway_conn(
+    sh: &Arc<Shared>,
+    stream: TcpStream,
+    mut r: std::io::BufReader<TcpStream>,
+    mut w: BufWriter<TcpStream>,
+    inbox: SyncSender<Inbound>,
+    gateway: u32,
+) -> ConnResult {
+    let (tx, rx) = sync_channel(1);
+    inbox.send(Inbound::GatewayHello { gateway, reply: tx })?;
+    let (st, mark) = rx.recv()?;
+    welcome(&mut w, &st, st.seq, mark)?;
+    let (otx, orx) = sync_channel::<Vec<u8>>(sh.cfg.gateway_queue.max(1));
+    let out = Arc::new(ConnOut { tx: otx, dead: AtomicBool::new(false) });
+    let writer = {
+        let (out, stream, sh) = (out.clone(), stream.try_clone()?, sh.clone());
+        std::thread::Builder::new().name("castle-gw-out".into()).spawn(move || {
+            loop {
+                if out.dead.load(Ordering::Relaxed) || sh.shutdown.load(Ordering::Relaxed) {
+                    break;
+                }
+                match orx.recv_timeout(Duration::from_millis(100)) {
+                    Ok(f) => {
+                        if w.write_all(&f).is_err() {
+                            break;
+                        }
+                        // Batch whatever else is queued into the same write.
+                        while let Ok(f) = orx.try_recv() {
+                            if w.write_all(&f).is_err() {
+                                out.dead.store(true, Ordering::Relaxed);
+                            }
+                        }
+                        if w.flush().is_err() {
+                            break;
+                        }
+                    }
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            }
+            out.dead.store(true, Ordering::Relaxed);
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        })?
+    };
+    let mut buf = Vec::with_capacity(256);
+    let mut batch: Vec<(u64, Command)> = Vec::with_capacity(256);
+    let res: ConnResult = loop {
+        if out.dead.load(Ordering::Relaxed) {
+            break Ok(());
+        }
+        let ty = match proto::read_frame(&mut r, &mut buf, proto::MAX_CLIENT_FRAME) {
+            Ok(Some(t)) => t,
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e.into()),
+        };
+        let mut b = Body(&buf);
+        let Some(request) = b.u64().filter(|_| ty == proto::SUBMIT) else {
+            out.send(ack_frame(0, 0, AckStatus::Invalid));
+            break Ok(());
+        };
+        match decode_command(b.rest()) {
+            Ok(cmd) => batch.push((request, cmd)),
+            Err(_) => out.send(ack_frame(request, 0, AckStatus::Invalid)),
+        }
+        // Hand over everything already buffered as one message (bounded by 256 commands).
+        if batch.len() >= 256 || !frame_buffered(&r) {
+            let cmds = std::mem::replace(&mut batch, Vec::with_capacity(256));
+            // Blocks when the sequencer is saturated: backpressure onto this gateway only.
+            if !cmds.is_empty() && inbox.send(Inbound::Submit { gateway, cmds, out: out.clone() }).is_err() {
+                break Ok(());
+            }
+        }
+    };
+    if !batch.is_empty() {
+        let _ = inbox.send(Inbound::Submit { gateway, cmds: batch, out: out.clone() });
+    }
+    // Let queued acks drain before closing (the writer stops on its own when the peer is gone).
+    drop(out);
+    let _ = writer.join();
+    res
+}
+
+/// Whether a whole frame is already in the reader's buffer (reading it will not block).
+fn frame_buffered(r: &std::io::BufReader<TcpStream>) -> bool {
+    let b = r.buffer();
+    b.len() >= 4 && b.len() >= 4 + u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize
+}
+
+/// Streams `Events` (or, for a standby, `Record`s) for every seq after `from`.
+fn stream_to(sh: &Arc<Shared>, w: &mut BufWriter<TcpStream>, records: bool, from: u64) -> ConnResult {
+    let mut next = from + 1;
+    let mut live = false;
+    let mut catchups = 0;
+    let mut batch: Vec<Arc<Entry>> = Vec::with_capacity(1_024);
+    loop {
+        let mut old_until = None;
+        {
+            let mut ring = sh.ring.lock().unwrap_or_else(|p| p.into_inner());
+            loop {
+                if sh.shutdown.load(Ordering::Relaxed) {
+                    drop(ring);
+                    goodbye(w, GoodbyeReason::ShuttingDown, next - 1, "server shutting down")?;
+                    return Ok(());
+                }
+                if next < ring.first() {
+                    old_until = Some(ring.first() - 1);
+                    break;
+                }
+                if ring.last() >= next {
+                    ring.take(next, 1_024, &mut batch);
+                    break;
+                }
+                if next > ring.last() + 1 && ring.last() >= sh.applied.load(Ordering::Relaxed) {
+                    drop(ring);
+                    goodbye(w, GoodbyeReason::Unavailable, ring_last(sh), "requested seq is beyond the end")?;
+                    return Ok(());
+                }
+                ring = sh.cond.wait_timeout(ring, Duration::from_millis(200)).unwrap_or_else(|p| p.into_inner()).0;
+            }
+        }
+        if let Some(until) = old_until {
+            catchups += 1;
+            if live || catchups > 8 {
+                let why = format!("slow consumer: fell out of the event ring; resume from {}", next - 1);
+                tracing::warn!(resume = next - 1, "{why}");
+                goodbye(w, GoodbyeReason::SlowConsumer, next - 1, &why)?;
+                return Ok(());
+            }
+            next = if records { send_old_records(sh, w, next, until)? } else { send_old_events(sh, w, next, until)? };
+            continue;
+        }
+        live = true;
+        for e in batch.drain(..) {
+            if records {
+                let mut h = Vec::with_capacity(21);
+                proto::frame_header(&mut h, proto::RECORD, 16 + e.payload().len());
+                h.extend_from_slice(&e.seq.to_le_bytes());
+                h.extend_from_slice(&e.ts.to_le_bytes());
+                w.write_all(&h)?;
+                w.write_all(e.payload())?;
+            } else {
+                w.write_all(e.events())?;
+            }
+            next = e.seq + 1;
+        }
+        w.flush()?;
+    }
+}
+
+fn ring_last(sh: &Shared) -> u64 {
+    sh.ring.lock().unwrap_or_else(|p| p.into_inner()).last()
+}
+
+/// Journal records `next ..= until` straight from the journal files.
+fn send_old_records(sh: &Shared, w: &mut BufWriter<TcpStream>, next: u64, until: u64) -> Result<u64, ServerError> {
+    let mut reader = JournalReader::open(&sh.cfg.journal_dir, next)?;
+    let mut at = next;
+    while let Some(rec) = reader.next_record()? {
+        if rec.seq > until {
+            break;
+        }
+        let mut h = Vec::with_capacity(21);
+        proto::frame_header(&mut h, proto::RECORD, 16 + rec.payload.len());
+        h.extend_from_slice(&rec.seq.to_le_bytes());
+        h.extend_from_slice(&rec.ts.to_le_bytes());
+        w.write_all(&h).and_then(|_| w.write_all(rec.payload)).map_err(|e| ServerError::io("send", e))?;
+        at = rec.seq + 1;
+    }
+    w.flush().map_err(|e| ServerError::io("send", e))?;
+    Ok(at)
+}
+
+/// Events of `next ..= until` regenerated by deterministic replay (snapshot at or below, then journal).
+fn send_old_events(sh: &Shared, w: &mut BufWriter<TcpStream>, next: u64, until: u64) -> Result<u64, ServerError> {
+    let cfg = &sh.cfg;
+    let mut rep = state::load_snapshot_at_or_below(&cfg.journal_dir, cfg.limits, usize::MAX, next - 1)?
+        .unwrap_or_else(|| Replica::new(cfg.limits, usize::MAX));
+    let mut at = next;
+    let mut err = None;
+    state::replay_into(
+        &cfg.journal_dir,
+        &mut rep,
+        until,
+        |_, seq, ts, _, events| {
+            if seq < next {
+                return true;
+            }
+            if let Err(e) = w.write_all(&events_frame(seq, ts, events)) {
+                err = Some(e);
+                return false;
+            }
+            at = seq + 1;
+            true
+        },
+        &mut |_, _| {},
+    )?;
+    if let Some(e) = err {
+        return Err(ServerError::io("send", e));
+    }
+    w.flush().map_err(|e| ServerError::io("send", e))?;
+    Ok(at)
+}
+
+/// Standby: follows the primary's record stream, reconnecting until promoted or shut down.
+fn follower(sh: Arc<Shared>, primary: String, inbox: SyncSender<Inbound>) {
+    let mut backoff = Duration::from_millis(50);
+    while !sh.shutdown.load(Ordering::Relaxed) && !sh.primary.load(Ordering::SeqCst) {
+        match follow_once(&sh, &primary, &inbox) {
+            Ok(()) => backoff = Duration::from_millis(50),
+            Err(e) => {
+                tracing::debug!(error = %e, %primary, "following the primary");
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+fn follow_once(sh: &Arc<Shared>, primary: &str, inbox: &SyncSender<Inbound>) -> ConnResult {
+    let stream = TcpStream::connect(primary)?;
+    stream.set_nodelay(true)?;
+    *sh.follow_conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(stream.try_clone()?);
+    if sh.primary.load(Ordering::SeqCst) {
+        return Ok(());
+    }
+    let mut w = stream.try_clone()?;
+    proto::write_frame(&mut w, proto::HELLO, &proto::hello(Role::Standby, 0, sh.applied.load(Ordering::Acquire)))?;
+    let mut r = std::io::BufReader::with_capacity(1 << 16, stream);
+    let mut buf = Vec::new();
+    let mut first = true;
+    while let Some(ty) = proto::read_frame(&mut r, &mut buf, proto::MAX_SERVER_FRAME)? {
+        let mut b = Body(&buf);
+        match ty {
+            proto::WELCOME if first => {
+                first = false;
+                let (_, epoch) = (b.u8(), b.u64().unwrap_or(0));
+                if epoch < sh.epoch.load(Ordering::SeqCst) {
+                    tracing::error!(epoch, "primary has an older epoch than ours: fenced, not following");
+                    return Ok(());
+                }
+                tracing::info!(%primary, epoch, "following the primary");
+            }
+            proto::RECORD => {
+                let (Some(seq), Some(ts)) = (b.u64(), b.u64()) else { return Err("short Record".into()) };
+                inbox.send(Inbound::Record { seq, ts, payload: b.rest().to_vec() })?;
+            }
+            proto::GOODBYE => {
+                tracing::info!(reason = b.u8().unwrap_or(0), "primary said goodbye");
+                return Ok(());
+            }
+            _ => return Err(format!("unexpected frame type {ty:#x} from the primary").into()),
+        }
+    }
+    Ok(())
+}

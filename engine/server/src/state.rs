@@ -1,0 +1,209 @@
+//! The replicated state: engine + gateway deduplication index + fencing epoch, its snapshot
+//! format, and recovery (latest snapshot + journal replay).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use castle_engine::{Event, FastEngine, Limits, StateHash};
+use castle_journal::{list_snapshots, load_snapshot, JournalReader};
+
+use crate::payload::Payload;
+use crate::ServerError;
+
+const MAGIC: [u8; 8] = *b"CSTLSRV\0";
+const VERSION: u32 = 1;
+
+/// Where snapshots live inside a journal directory.
+pub fn snapshot_dir(journal: &Path) -> PathBuf {
+    journal.join("snapshots")
+}
+
+/// Per gateway: the highest request id applied and its sequence number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GatewayMark {
+    pub request: u64,
+    pub seq: u64,
+}
+
+/// What a journal record did to the dedup index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dedup {
+    Fresh,
+    Duplicate(GatewayMark),
+    TooManyGateways,
+}
+
+pub struct Replica {
+    pub engine: FastEngine,
+    /// Bounded by `max_gateways`; a BTreeMap so snapshots are canonical.
+    pub gateways: BTreeMap<u32, GatewayMark>,
+    pub max_gateways: usize,
+    /// Highest epoch seen in the journal.
+    pub epoch: u64,
+}
+
+impl Replica {
+    pub fn new(limits: Limits, max_gateways: usize) -> Self {
+        Replica { engine: FastEngine::new(limits), gateways: BTreeMap::new(), max_gateways, epoch: 0 }
+    }
+
+    pub fn seq(&self) -> u64 {
+        self.engine.seq()
+    }
+
+    /// Would a command from this gateway/request be applied?
+    pub fn check(&self, gateway: u32, request: u64) -> Dedup {
+        if gateway == 0 {
+            return Dedup::Fresh;
+        }
+        match self.gateways.get(&gateway) {
+            Some(m) if request <= m.request => Dedup::Duplicate(*m),
+            Some(_) => Dedup::Fresh,
+            None if self.gateways.len() >= self.max_gateways => Dedup::TooManyGateways,
+            None => Dedup::Fresh,
+        }
+    }
+
+    /// Applies a journaled record (already checked, or replayed: replay trusts the journal).
+    pub fn apply(&mut self, ts: u64, p: &Payload, out: &mut Vec<Event>) -> u64 {
+        let seq = self.engine.apply(ts, &p.command, out);
+        if p.gateway != 0 {
+            self.gateways.insert(p.gateway, GatewayMark { request: p.request, seq });
+        }
+        self.epoch = self.epoch.max(p.epoch);
+        seq
+    }
+
+    /// Server snapshot: header (epoch, dedup index) + engine snapshot.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let engine = self.engine.snapshot();
+        let mut out = Vec::with_capacity(engine.len() + 32 + self.gateways.len() * 20);
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&VERSION.to_le_bytes());
+        out.extend_from_slice(&self.epoch.to_le_bytes());
+        out.extend_from_slice(&(self.gateways.len() as u32).to_le_bytes());
+        for (g, m) in &self.gateways {
+            out.extend_from_slice(&g.to_le_bytes());
+            out.extend_from_slice(&m.request.to_le_bytes());
+            out.extend_from_slice(&m.seq.to_le_bytes());
+        }
+        out.extend_from_slice(&engine);
+        out
+    }
+
+    pub fn restore(limits: Limits, max_gateways: usize, b: &[u8]) -> Result<Self, ServerError> {
+        let bad = |why: &str| ServerError::Snapshot(why.to_string());
+        let mut r = castle_engine::codec::Reader::new(b);
+        let magic: [u8; 8] = r.bytes().map_err(|_| bad("short"))?;
+        if magic != MAGIC {
+            return Err(bad("bad magic"));
+        }
+        let v = r.u32().map_err(|_| bad("short"))?;
+        if v != VERSION {
+            return Err(bad(&format!("unknown server snapshot version {v}")));
+        }
+        let epoch = r.u64().map_err(|_| bad("short"))?;
+        let n = r.u32().map_err(|_| bad("short"))? as usize;
+        if n > max_gateways {
+            return Err(bad("more gateways than the index holds"));
+        }
+        let mut gateways = BTreeMap::new();
+        for _ in 0..n {
+            let g = r.u32().map_err(|_| bad("short"))?;
+            let request = r.u64().map_err(|_| bad("short"))?;
+            let seq = r.u64().map_err(|_| bad("short"))?;
+            gateways.insert(g, GatewayMark { request, seq });
+        }
+        let engine = FastEngine::restore(limits, &b[r.position()..]).map_err(|e| bad(&e.to_string()))?;
+        Ok(Replica { engine, gateways, max_gateways, epoch })
+    }
+
+    /// The engine snapshot's stored state hash and seq, read without restoring (for replay checks).
+    pub fn snapshot_hash(b: &[u8]) -> Option<(u64, StateHash)> {
+        let mut r = castle_engine::codec::Reader::new(b);
+        r.bytes::<12>().ok()?;
+        r.u64().ok()?;
+        let n = r.u32().ok()? as usize;
+        let engine = b.get(24 + n * 20..)?;
+        // Engine snapshot: magic 8, version 4, limits 3*4 + 4*8, then seq, now, ids (5 x 8), hash.
+        let at = 8 + 4 + 12 + 32;
+        let seq = u64::from_le_bytes(engine.get(at..at + 8)?.try_into().ok()?);
+        let hash: StateHash = engine.get(at + 40..at + 72)?.try_into().ok()?;
+        Some((seq, hash))
+    }
+}
+
+/// Progress callback for replays: (records so far, last seq).
+pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
+
+/// Restores the newest valid snapshot at or below `max_seq` (if any) from `dir/snapshots`.
+pub fn load_snapshot_at_or_below(
+    dir: &Path,
+    limits: Limits,
+    max_gateways: usize,
+    max_seq: u64,
+) -> Result<Option<Replica>, ServerError> {
+    for info in list_snapshots(snapshot_dir(dir))?.into_iter().rev() {
+        if info.seq > max_seq {
+            continue;
+        }
+        match load_snapshot(&info.path) {
+            Ok(s) => match Replica::restore(limits, max_gateways, &s.data) {
+                Ok(r) if r.seq() == s.seq => return Ok(Some(r)),
+                Ok(_) => tracing::warn!(file = %info.path.display(), "snapshot seq does not match its file; skipped"),
+                Err(e) => {
+                    tracing::warn!(file = %info.path.display(), error = %e, "snapshot refused; trying an older one")
+                }
+            },
+            Err(e) => {
+                tracing::warn!(file = %info.path.display(), error = %e, "snapshot unreadable; trying an older one")
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Replays journal records after the replica's seq up to `until` (inclusive), calling `each`
+/// with every record's events. Errors on a gap or an undecodable payload.
+pub fn replay_into(
+    dir: &Path,
+    r: &mut Replica,
+    until: u64,
+    mut each: impl FnMut(&Replica, u64, u64, &[u8], &[Event]) -> bool,
+    progress: Progress<'_>,
+) -> Result<u64, ServerError> {
+    let from = r.seq() + 1;
+    if from > until {
+        return Ok(0);
+    }
+    let mut reader = JournalReader::open(dir, from)?;
+    let mut out = Vec::with_capacity(1_024);
+    let mut n = 0u64;
+    while let Some(rec) = reader.next_record()? {
+        if rec.seq > until {
+            break;
+        }
+        let p =
+            Payload::decode(rec.payload).map_err(|e| ServerError::BadRecord { seq: rec.seq, reason: e.to_string() })?;
+        out.clear();
+        let seq = r.apply(rec.ts, &p, &mut out);
+        if seq != rec.seq {
+            return Err(ServerError::BadRecord {
+                seq: rec.seq,
+                reason: format!("journal record seq {} but engine at seq {seq}", rec.seq),
+            });
+        }
+        n += 1;
+        if n % 1_000_000 == 0 {
+            progress(n, seq);
+        }
+        if !each(r, seq, rec.ts, rec.payload, &out) {
+            break;
+        }
+    }
+    Ok(n)
+}
+
+pub fn hex(h: &StateHash) -> String {
+    h.iter().map(|b| format!("{b:02x}")).collect()
+}
