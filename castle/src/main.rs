@@ -23,6 +23,12 @@ enum Cmd {
     Engine(engine_cmd::EngineArgs),
     /// Rebuild the state from a journal directory from scratch; prints the final seq and state hash.
     Replay(replay::ReplayArgs),
+    /// Join the MoldUDP64/ITCH market data feed, recover gaps, print the book (see marketdata/FEED.md).
+    Feed {
+        /// --listen ADDR [--group IP] [--interface IP] [--rerequest ADDR] [--snapshot ADDR] [--depth N] [--seconds N]
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Benchmarks and load generators.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -37,6 +43,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Serve(args) => serve::run(args),
         Cmd::Engine(args) => engine_cmd::run(args),
         Cmd::Replay(args) => replay::run(args),
+        Cmd::Feed { args } => castle_marketdata::cli::feed_cli(&args).map_err(anyhow::Error::from),
         Cmd::Bench(cmd) => bench::run(cmd),
     }
 }

@@ -1,30 +1,40 @@
 //! `castle serve`: the whole venue in one process on embedded defaults.
 //!
-//! At this stage the venue is the engine: it lists the demo instruments,
-//! funds the demo accounts, and runs the sequencer loop on its own thread
-//! until interrupted. Gateways, settlement, market data and the archive join
-//! this process as their issues land.
+//! Today that is the engine (on its own thread, behind bounded channels) and
+//! the FIX 4.4 gateway (tokio) in front of it. Without `--fix-config` a demo
+//! configuration is used: plain TCP on `--fix-listen`, sessions
+//! `DEMO1 -> CASTLE` (account 1) and `DEMO2 -> CASTLE` (account 2), both with
+//! password `demo`, session stores under `--data-dir`. The demo instruments
+//! and funded accounts are listed at start. The journal-backed engine server,
+//! market data, settlement and the REST gateway join this process as they
+//! are wired in (see README).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use castle_engine::{Command, EventKind, FastEngine, InstrumentSpec, Limits};
+use castle_engine::{Command, InstrumentSpec, Limits};
+use castle_gateway_fix::{serve as serve_fix, Config, EngineLink, InProcessEngine};
 use clap::Args;
 
 #[derive(Args)]
 pub struct ServeArgs {
-    /// Exit after start-up checks instead of running until interrupted (for scripts and tests).
+    /// Start, print the addresses and exit (for scripts and tests).
     #[arg(long)]
     pub check: bool,
+    /// FIX session configuration file (gateway-fix/README.md); a demo configuration when absent.
+    #[arg(long)]
+    pub fix_config: Option<PathBuf>,
+    /// Address of the demo FIX listener (ignored with --fix-config). Port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:9878")]
+    pub fix_listen: String,
+    /// Where local state lives (FIX session stores, ...).
+    #[arg(long, default_value = "var")]
+    pub data_dir: PathBuf,
 }
 
-fn now_ns() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
-}
-
-/// Demo instruments: BTC-USDT and ETH-USDT (assets 1 = BTC, 2 = USDT, 3 = ETH).
+/// Demo instruments: BTC-USDT and ETH-USDT (assets 1 = BTC, 2 = USDT, 3 = ETH),
+/// accounts 1 and 2 funded with 10 BTC, 1,000,000 USDT and 100 ETH each.
 pub fn demo_commands() -> Vec<Command> {
     let mut cmds = vec![
         Command::AddInstrument(InstrumentSpec::demo(0, "BTC-USDT", 1, 2, 6_000_000)),
@@ -38,50 +48,66 @@ pub fn demo_commands() -> Vec<Command> {
     cmds
 }
 
-pub fn run(args: ServeArgs) -> Result<()> {
-    let mut engine = FastEngine::new(Limits::default());
-    let mut out = Vec::with_capacity(4_096);
-    for c in demo_commands() {
-        out.clear();
-        engine.apply(now_ns(), &c, &mut out);
-        if let Some(e) = out.iter().find(|e| matches!(e.kind, EventKind::Rejected { .. })) {
-            anyhow::bail!("demo set-up command {c:?} was rejected: {e:?}");
-        }
-    }
-    for id in 0..engine.limits().max_instruments {
-        if let Some(spec) = engine.instrument(id) {
-            tracing::info!(
-                instrument = id,
-                symbol = spec.symbol.as_str(),
-                tick = %spec.scaling.tick_size,
-                lot = %spec.scaling.lot_size,
-                "instrument listed"
-            );
-        }
-    }
-    tracing::info!(accounts = "1, 2", "demo accounts funded (10 BTC, 1,000,000 USDT, 100 ETH each)");
-    let hash = engine.state_hash();
-    println!("castle is up: engine at sequence {} state {}", engine.seq(), hex(&hash[..8]));
-    if args.check {
-        return Ok(());
-    }
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed)).context("installing the interrupt handler")?;
-    // The sequencer thread: advances time so GTD orders expire while idle.
-    let handle = std::thread::Builder::new().name("engine".into()).spawn(move || {
-        while !stop.load(Ordering::Relaxed) {
-            out.clear();
-            engine.apply(now_ns(), &Command::Tick, &mut out);
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        engine
-    })?;
-    let engine = handle.join().map_err(|_| anyhow::anyhow!("engine thread panicked"))?;
-    println!("castle stopped at sequence {}", engine.seq());
-    Ok(())
+fn demo_fix_config(listen: &str, store: &Path) -> String {
+    format!(
+        "[DEFAULT]\nGatewayId=1\nListenAddress={listen}\nSenderCompID=CASTLE\nStoreDir={}\nMaxMessagesPerSecond=1000\n\
+         MaxOpenOrders=10000\n\n[SESSION]\nTargetCompID=DEMO1\nAccount=1\nUsername=demo1\nPassword=demo\n\n\
+         [SESSION]\nTargetCompID=DEMO2\nAccount=2\nUsername=demo2\nPassword=demo\n",
+        store.display()
+    )
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+pub fn run(args: ServeArgs) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("castle-io")
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    let setup = demo_commands();
+    let engine = InProcessEngine::start(Limits::default(), &setup, 65_536);
+    let instruments = engine.instruments();
+    for spec in &instruments {
+        tracing::info!(
+            instrument = spec.id,
+            symbol = spec.symbol.as_str(),
+            tick = %spec.scaling.tick_size,
+            lot = %spec.scaling.lot_size,
+            "instrument listed"
+        );
+    }
+    tracing::info!("demo accounts 1 and 2 funded (10 BTC, 1,000,000 USDT, 100 ETH each)");
+    let config = match &args.fix_config {
+        Some(path) => Config::load(path).with_context(|| format!("loading {}", path.display()))?,
+        None => {
+            let store = args.data_dir.join("fix");
+            std::fs::create_dir_all(&store).with_context(|| format!("creating {}", store.display()))?;
+            Config::parse(&demo_fix_config(&args.fix_listen, &store)).context("demo FIX configuration")?
+        }
+    };
+    let link: Arc<dyn EngineLink> = engine;
+    let server = serve_fix(config, link).await.context("starting the FIX gateway")?;
+    let fix = server.local_addr().map(|a| a.to_string()).unwrap_or_else(|| "-".into());
+    let fix_tls = server.tls_local_addr().map(|a| a.to_string()).unwrap_or_else(|| "-".into());
+    println!(
+        "castle is up: {} instruments, {} set-up commands, FIX 4.4 on {fix} (TLS {fix_tls})",
+        instruments.len(),
+        setup.len()
+    );
+    if args.check {
+        server.shutdown().await;
+        return Ok(());
+    }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    server.shutdown().await;
+    println!("castle stopped");
+    Ok(())
 }
