@@ -421,41 +421,9 @@ impl OrderBook for LadderBook {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::book::tests::{ids, order};
     use crate::book::ReferenceBook;
-    use crate::command::{StpMode, TimeInForce};
-    use crate::types::ClientOrderId;
     use crate::workload::Rng;
-
-    fn order(id: OrderId, side: Side, price: Price) -> Order {
-        Order {
-            id,
-            account: 1,
-            client_order_id: ClientOrderId::from_u64(id),
-            side,
-            price,
-            visible: 1,
-            hidden: 0,
-            display: 0,
-            qty: 1,
-            filled: 0,
-            hold: 0,
-            budget: 0,
-            tif: TimeInForce::Gtc,
-            stp: StpMode::None,
-            post_only: false,
-            is_market: false,
-            priority: id,
-        }
-    }
-
-    fn ids<B: OrderBook>(b: &B, side: Side) -> Vec<OrderId> {
-        let mut v = Vec::new();
-        b.visit(side, &mut |o| {
-            v.push(o.id);
-            true
-        });
-        v
-    }
 
     /// Prices spread far wider than the window, drifting, so orders move
     /// between window and far levels and the window recentres: the ladder
@@ -478,8 +446,8 @@ mod tests {
                     let side = if rng.chance(50) { Side::Buy } else { Side::Sell };
                     let spread = if rng.chance(10) { 60_000 } else { 3_000 };
                     let p = (mid + rng.range(-spread, spread)).max(1);
-                    fast.insert(order(id, side, p));
-                    reference.insert(order(id, side, p));
+                    fast.insert(order(id, side, p, 1));
+                    reference.insert(order(id, side, p, 1));
                     live.push(id);
                 }
                 for side in [Side::Buy, Side::Sell] {

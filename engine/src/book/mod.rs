@@ -50,7 +50,8 @@ mod tests {
     use crate::command::{StpMode, TimeInForce};
     use crate::types::ClientOrderId;
 
-    fn order(id: OrderId, side: Side, price: Price, qty: i64) -> Order {
+    /// A plain GTC limit order for book tests.
+    pub(crate) fn order(id: OrderId, side: Side, price: Price, qty: i64) -> Order {
         Order {
             id,
             account: 1,
@@ -72,7 +73,8 @@ mod tests {
         }
     }
 
-    fn ids<B: OrderBook>(b: &B, side: Side) -> Vec<OrderId> {
+    /// Order ids of one side in priority order.
+    pub(crate) fn ids<B: OrderBook>(b: &B, side: Side) -> Vec<OrderId> {
         let mut v = Vec::new();
         b.visit(side, &mut |o| {
             v.push(o.id);
