@@ -6,7 +6,9 @@
 //! it was *due* (its slot in the fixed-rate schedule), not from when the
 //! loop got round to it, so a stall is charged to every command queued
 //! behind it (no coordinated omission). The reference engine runs the same
-//! commands in the same process as the baseline.
+//! commands in the same process as the baseline, and the same pacing loop
+//! with no work at all ("no-op") shows what the machine alone contributes to
+//! the tail.
 
 use std::time::{Duration, Instant};
 
@@ -94,18 +96,27 @@ fn paced<B: OrderBook>(a: &EngineArgs, p: &Prepared, n: usize, rate: u64) -> Res
     let mut out = Vec::with_capacity(4_096);
     let mut e = fresh::<B>(a, p, &mut out);
     let base = p.setup.len() as u64 + 1;
+    schedule(n, rate, |i| {
+        out.clear();
+        e.apply(base + i as u64, &p.mix[i], &mut out);
+    })
+}
+
+/// The pacing loop with `work` per slot, recording lateness at completion.
+/// With an empty `work` it measures what the machine alone adds (timer
+/// ticks, hypervisor exits, clock reads): the floor under any engine tail.
+fn schedule(n: usize, rate: u64, mut work: impl FnMut(usize)) -> Result<Histogram<u64>> {
     let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
     let interval = 1e9 / rate as f64;
     let start = Instant::now();
-    for (i, c) in p.mix[..n].iter().enumerate() {
+    for i in 0..n {
         let due = Duration::from_nanos((i as f64 * interval) as u64);
         let mut now = start.elapsed();
         while now < due {
             std::hint::spin_loop();
             now = start.elapsed();
         }
-        out.clear();
-        e.apply(base + i as u64, c, &mut out);
+        work(i);
         let done = start.elapsed();
         h.record((done - due).as_nanos().max(1) as u64)?;
     }
@@ -147,6 +158,13 @@ fn engine(a: EngineArgs) -> Result<()> {
             );
         }
         for &rate in &a.rates {
+            report(
+                "no-op",
+                rate,
+                &schedule(a.commands, rate, |i| {
+                    std::hint::black_box(i);
+                })?,
+            );
             report("fast", rate, &paced::<LadderBook>(&a, &p, a.commands, rate)?);
             if a.reference_commands > 0 {
                 // The reference cannot keep up with high rates: pace it at

@@ -175,6 +175,10 @@ fn discard_segments(dir: &Path, segs: &[SegmentInfo], removed: &mut Vec<PathBuf>
 fn recover(opts: &JournalOptions) -> Result<Recovered> {
     let dir = &opts.dir;
     let mut segs = list_segments(dir)?;
+    // A writer that died may still have writes landing (see `segment::lock_exclusive`).
+    for s in &segs {
+        crate::segment::wait_for_writers(&s.path)?;
+    }
     let mut removed = Vec::new();
     let mut truncations = Vec::new();
     let mut name_hint = None;

@@ -53,9 +53,47 @@ pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
     f.sync_all().map_err(|e| JournalError::io("fsync dir", dir, e))
 }
 
+/// Takes an exclusive `flock` on `f`, waiting (and saying so) while another holder has it.
+///
+/// Why: the writer holds this lock on every segment it has open. After a kill -9 the kernel
+/// tears the dead writer's io_uring down asynchronously, and its in-flight writes may still land
+/// after the process has been reaped; the ring keeps the file (and so the lock) alive until they
+/// have. Recovery takes the same lock first, so it never reads a tail that is still being written.
+pub(crate) fn lock_exclusive(f: &File, path: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor we own; no memory is passed.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(());
+    }
+    tracing::info!(file = %path.display(), "waiting for a previous writer to release the segment");
+    loop {
+        // SAFETY: as above.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(JournalError::io("lock segment", path, e));
+        }
+    }
+}
+
+/// Waits until no writer (live, or a dead one whose writes are still landing) holds `path`.
+pub(crate) fn wait_for_writers(path: &Path) -> Result<()> {
+    let f = File::open(path).map_err(|e| JournalError::io("open", path, e))?;
+    lock_exclusive(&f, path)
+}
+
 /// Open a segment for writing, with O_DIRECT if `direct` and the filesystem accepts it.
-/// Returns the file and whether O_DIRECT is on.
+/// Returns the file and whether O_DIRECT is on. The file is locked exclusively (see
+/// [`lock_exclusive`]) for as long as it is open.
 pub(crate) fn open_segment_rw(path: &Path, create: bool, direct: bool) -> Result<(File, bool)> {
+    let (f, direct) = open_segment_rw_unlocked(path, create, direct)?;
+    lock_exclusive(&f, path)?;
+    Ok((f, direct))
+}
+
+fn open_segment_rw_unlocked(path: &Path, create: bool, direct: bool) -> Result<(File, bool)> {
     let mut oo = OpenOptions::new();
     oo.read(true).write(true);
     if create {
