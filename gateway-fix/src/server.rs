@@ -477,7 +477,9 @@ fn dispatch(
                 Err(e) => {
                     let reason = match e {
                         crate::link::LinkError::Busy => "Engine busy, retry",
-                        crate::link::LinkError::Stopped => "Engine unavailable",
+                        crate::link::LinkError::Stopped | crate::link::LinkError::CannotResume(_) => {
+                            "Engine unavailable"
+                        }
                     };
                     let mut extra = Vec::new();
                     layer.on_submit_failed(*request, reason, &mut extra);

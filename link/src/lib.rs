@@ -1,0 +1,242 @@
+//! The seam between the gateways (and other consumers) and the engine.
+//!
+//! The gateway never owns the engine: it submits [`Command`]s tagged with its
+//! gateway id and a request id, and it consumes the engine's output stream,
+//! one [`EngineBatch`] per command in sequence order, for *every* command
+//! (not only its own): a resting order placed through this gateway is filled
+//! by someone else's command, and drop-copy sessions follow accounts whatever
+//! gateway they trade through.
+//!
+//! [`InProcessEngine`] runs a [`FastEngine`] on its own thread behind bounded
+//! channels; it is what `castle serve` and the tests use. The durable
+//! sequencer/engine server implements the same trait later (submitting into
+//! its journal, streaming from it).
+
+use castle_engine::{Command, Engine, Event, EventKind, FastEngine, InstrumentSpec, Limits, Seq};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use thiserror::Error;
+
+/// Who sent a command: a gateway instance and its own request counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Origin {
+    pub gateway: u32,
+    pub request: u64,
+}
+
+/// A command submitted to the engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EngineRequest {
+    pub origin: Origin,
+    pub command: Command,
+}
+
+/// The events of one command, in engine sequence order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngineBatch {
+    /// `None` for commands the engine host issued itself (time ticks, admin).
+    pub origin: Option<Origin>,
+    pub seq: Seq,
+    /// Engine time of the command (ns since the epoch).
+    pub ts: u64,
+    pub events: Vec<Event>,
+}
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum LinkError {
+    /// The engine's inbound queue is full: the caller rejects the request
+    /// ("engine busy") instead of queueing without bound.
+    #[error("engine queue full")]
+    Busy,
+    #[error("engine stopped")]
+    Stopped,
+    /// The link cannot replay history (the plain in-process engine keeps
+    /// none): only a journal-backed engine serves "everything after N".
+    #[error("this engine cannot resume a stream from sequence {0}")]
+    CannotResume(Seq),
+}
+
+/// What a gateway needs from an engine.
+pub trait EngineLink: Send + Sync + 'static {
+    /// Queue a command. Never blocks: `Err(Busy)` when the queue is full.
+    fn submit(&self, req: EngineRequest) -> Result<(), LinkError>;
+    /// Subscribe to the output stream, starting with the next command
+    /// applied. The channel is bounded: a subscriber that does not keep up
+    /// slows the engine down (in-process) rather than losing events.
+    fn subscribe(&self, capacity: usize) -> Result<tokio::sync::mpsc::Receiver<Arc<EngineBatch>>, LinkError>;
+    /// Subscribe to every batch with a sequence number greater than `after`
+    /// (a consumer's last processed seq), then live: how settlement, market
+    /// data and the archive resume after a restart without losing or
+    /// doubling an event. Links without history answer `CannotResume`.
+    fn subscribe_after(
+        &self,
+        after: Seq,
+        capacity: usize,
+    ) -> Result<tokio::sync::mpsc::Receiver<Arc<EngineBatch>>, LinkError> {
+        let _ = capacity;
+        Err(LinkError::CannotResume(after))
+    }
+    /// Instruments currently listed (refreshed by the gateway when it sees
+    /// `InstrumentAdded` in the stream).
+    fn instruments(&self) -> Vec<InstrumentSpec>;
+}
+
+type Subscribers = Arc<Mutex<Vec<tokio::sync::mpsc::Sender<Arc<EngineBatch>>>>>;
+
+/// A [`FastEngine`] on a dedicated thread.
+pub struct InProcessEngine {
+    tx: SyncSender<EngineRequest>,
+    subscribers: Subscribers,
+    instruments: Arc<RwLock<Vec<InstrumentSpec>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+fn now_nanos() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+}
+
+impl InProcessEngine {
+    /// Start the engine thread. `setup` commands (instruments, deposits) are
+    /// applied first, before anything is submitted. `queue` bounds the
+    /// inbound command queue.
+    pub fn start(limits: Limits, setup: &[Command], queue: usize) -> Arc<InProcessEngine> {
+        // No polling by default: see `start_with_spin`.
+        Self::start_with_spin(limits, setup, queue, Duration::ZERO)
+    }
+
+    /// Like [`InProcessEngine::start`]; `spin` is how long the engine thread
+    /// polls its queue before blocking. Polling saves the wake-up (tens of
+    /// microseconds on a VM) when commands come back to back, but burns a
+    /// core that a small machine may need for the gateway itself (measured
+    /// on the 2-core VM: 20 us of polling per command cost more CPU than the
+    /// wake-up it saved under load; see BENCHMARKS.md).
+    pub fn start_with_spin(limits: Limits, setup: &[Command], queue: usize, spin: Duration) -> Arc<InProcessEngine> {
+        let mut engine: FastEngine = Engine::new(limits);
+        let instruments = Arc::new(RwLock::new(Vec::new()));
+        let mut out = Vec::new();
+        for c in setup {
+            out.clear();
+            engine.apply(now_nanos(), c, &mut out);
+        }
+        refresh_instruments(&engine, &instruments);
+        let (tx, rx) = sync_channel::<EngineRequest>(queue.max(1));
+        let subscribers: Subscribers = Arc::new(Mutex::new(Vec::new()));
+        let subs = subscribers.clone();
+        let instr = instruments.clone();
+        let thread = std::thread::Builder::new()
+            .name("castle-engine".into())
+            .spawn(move || engine_loop(engine, rx, subs, instr, spin))
+            .expect("spawn engine thread");
+        Arc::new(InProcessEngine { tx, subscribers, instruments, thread: Mutex::new(Some(thread)) })
+    }
+}
+
+fn refresh_instruments(engine: &FastEngine, instruments: &RwLock<Vec<InstrumentSpec>>) {
+    let specs: Vec<InstrumentSpec> =
+        (0..engine.limits().max_instruments).filter_map(|id| engine.instrument(id).copied()).collect();
+    if let Ok(mut w) = instruments.write() {
+        *w = specs;
+    }
+}
+
+fn engine_loop(
+    mut engine: FastEngine,
+    rx: Receiver<EngineRequest>,
+    subs: Subscribers,
+    instruments: Arc<RwLock<Vec<InstrumentSpec>>>,
+    spin: Duration,
+) {
+    let mut out: Vec<Event> = Vec::with_capacity(256);
+    let mut last_tick = now_nanos();
+    loop {
+        // Spin briefly before blocking: a futex wake-up costs tens of
+        // microseconds, which is the whole latency budget of a round trip.
+        let mut req = None;
+        let spin_start = std::time::Instant::now();
+        loop {
+            match rx.try_recv() {
+                Ok(r) => {
+                    req = Some(r);
+                    break;
+                }
+                Err(std::sync::mpsc::TryRecvError::Empty) if spin_start.elapsed() < spin => std::hint::spin_loop(),
+                Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
+            }
+        }
+        let req = match req {
+            Some(r) => Some(r),
+            None => match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(r) => Some(r),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return,
+            },
+        };
+        let now = now_nanos();
+        let (origin, cmd) = match req {
+            Some(r) => (Some(r.origin), r.command),
+            None => (None, Command::Tick),
+        };
+        // GTD expiry needs time to pass inside the engine even when busy.
+        let batches: &[(Option<Origin>, Command)] = if origin.is_some() && now.saturating_sub(last_tick) > 100_000_000 {
+            &[(None, Command::Tick), (origin, cmd)]
+        } else {
+            &[(origin, cmd)]
+        };
+        for (origin, cmd) in batches {
+            if matches!(cmd, Command::Tick) {
+                last_tick = now;
+            }
+            out.clear();
+            let seq = engine.apply(now, cmd, &mut out);
+            if out.iter().any(|e| matches!(e.kind, EventKind::InstrumentAdded { .. })) {
+                refresh_instruments(&engine, &instruments);
+            }
+            if out.is_empty() && origin.is_none() {
+                continue;
+            }
+            let batch = Arc::new(EngineBatch { origin: *origin, seq, ts: now, events: out.clone() });
+            let list: Vec<_> = match subs.lock() {
+                Ok(mut l) => {
+                    l.retain(|s| !s.is_closed());
+                    l.clone()
+                }
+                Err(_) => return,
+            };
+            for s in list {
+                // Blocking send: never drop an event (see EngineLink::subscribe).
+                let _ = s.blocking_send(batch.clone());
+            }
+        }
+    }
+}
+
+impl EngineLink for InProcessEngine {
+    fn submit(&self, req: EngineRequest) -> Result<(), LinkError> {
+        self.tx.try_send(req).map_err(|e| match e {
+            TrySendError::Full(_) => LinkError::Busy,
+            TrySendError::Disconnected(_) => LinkError::Stopped,
+        })
+    }
+
+    fn subscribe(&self, capacity: usize) -> Result<tokio::sync::mpsc::Receiver<Arc<EngineBatch>>, LinkError> {
+        let (tx, rx) = tokio::sync::mpsc::channel(capacity.max(1));
+        self.subscribers.lock().map_err(|_| LinkError::Stopped)?.push(tx);
+        Ok(rx)
+    }
+
+    fn instruments(&self) -> Vec<InstrumentSpec> {
+        self.instruments.read().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for InProcessEngine {
+    fn drop(&mut self) {
+        // The thread ends when the last sender (ours) is dropped; do not join
+        // here, the thread may be blocked on a subscriber.
+        if let Ok(mut t) = self.thread.lock() {
+            t.take();
+        }
+    }
+}
