@@ -82,7 +82,37 @@ pub trait EngineLink: Send + Sync + 'static {
     fn instruments(&self) -> Vec<InstrumentSpec>;
 }
 
-type Subscribers = Arc<Mutex<Vec<tokio::sync::mpsc::Sender<Arc<EngineBatch>>>>>;
+/// How many batches the in-process engine remembers for `subscribe_after`.
+/// It has no journal, so history is memory: bounded, and a consumer asking
+/// for anything older gets `CannotResume` instead of a silent gap.
+pub const IN_PROCESS_HISTORY: usize = 1 << 16;
+
+/// Live subscribers and the recent history, under one lock so a batch is
+/// either in the history a new subscriber copies or sent to it live, never
+/// both and never neither.
+#[derive(Default)]
+struct Fanout {
+    live: Vec<tokio::sync::mpsc::Sender<Arc<EngineBatch>>>,
+    history: std::collections::VecDeque<Arc<EngineBatch>>,
+    /// Sequence number of the last batch published (0: none).
+    last_seq: Seq,
+    /// Highest sequence number dropped from the history (0: none).
+    forgotten: Seq,
+}
+
+impl Fanout {
+    fn record(&mut self, batch: &Arc<EngineBatch>) {
+        if self.history.len() == IN_PROCESS_HISTORY {
+            if let Some(old) = self.history.pop_front() {
+                self.forgotten = old.seq;
+            }
+        }
+        self.history.push_back(batch.clone());
+        self.last_seq = batch.seq;
+    }
+}
+
+type Subscribers = Arc<Mutex<Fanout>>;
 
 /// A [`FastEngine`] on a dedicated thread.
 pub struct InProcessEngine {
@@ -115,13 +145,18 @@ impl InProcessEngine {
         let mut engine: FastEngine = Engine::new(limits);
         let instruments = Arc::new(RwLock::new(Vec::new()));
         let mut out = Vec::new();
+        let mut fanout = Fanout::default();
         for c in setup {
             out.clear();
-            engine.apply(now_nanos(), c, &mut out);
+            let ts = now_nanos();
+            let seq = engine.apply(ts, c, &mut out);
+            // Set-up commands are part of the stream: a consumer resuming
+            // from 0 (settlement, market data) must see the deposits too.
+            fanout.record(&Arc::new(EngineBatch { origin: None, seq, ts, events: out.clone() }));
         }
         refresh_instruments(&engine, &instruments);
         let (tx, rx) = sync_channel::<EngineRequest>(queue.max(1));
-        let subscribers: Subscribers = Arc::new(Mutex::new(Vec::new()));
+        let subscribers: Subscribers = Arc::new(Mutex::new(fanout));
         let subs = subscribers.clone();
         let instr = instruments.clone();
         let thread = std::thread::Builder::new()
@@ -198,9 +233,10 @@ fn engine_loop(
             }
             let batch = Arc::new(EngineBatch { origin: *origin, seq, ts: now, events: out.clone() });
             let list: Vec<_> = match subs.lock() {
-                Ok(mut l) => {
-                    l.retain(|s| !s.is_closed());
-                    l.clone()
+                Ok(mut f) => {
+                    f.record(&batch);
+                    f.live.retain(|s| !s.is_closed());
+                    f.live.clone()
                 }
                 Err(_) => return,
             };
@@ -222,7 +258,29 @@ impl EngineLink for InProcessEngine {
 
     fn subscribe(&self, capacity: usize) -> Result<tokio::sync::mpsc::Receiver<Arc<EngineBatch>>, LinkError> {
         let (tx, rx) = tokio::sync::mpsc::channel(capacity.max(1));
-        self.subscribers.lock().map_err(|_| LinkError::Stopped)?.push(tx);
+        self.subscribers.lock().map_err(|_| LinkError::Stopped)?.live.push(tx);
+        Ok(rx)
+    }
+
+    fn subscribe_after(
+        &self,
+        after: Seq,
+        capacity: usize,
+    ) -> Result<tokio::sync::mpsc::Receiver<Arc<EngineBatch>>, LinkError> {
+        let mut f = self.subscribers.lock().map_err(|_| LinkError::Stopped)?;
+        // Resuming is possible when nothing after `after` has been forgotten
+        // and `after` is not in this engine's future (a consumer that outlived
+        // a restart of this non-durable engine).
+        if after > f.last_seq || after < f.forgotten {
+            return Err(LinkError::CannotResume(after));
+        }
+        let backlog: Vec<_> = f.history.iter().filter(|b| b.seq > after).cloned().collect();
+        let (tx, rx) = tokio::sync::mpsc::channel(capacity.max(1) + backlog.len());
+        for b in backlog {
+            // Cannot fail: the channel was sized for the backlog.
+            let _ = tx.try_send(b);
+        }
+        f.live.push(tx);
         Ok(rx)
     }
 
@@ -238,5 +296,38 @@ impl Drop for InProcessEngine {
         if let Ok(mut t) = self.thread.lock() {
             t.take();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use castle_engine::InstrumentSpec;
+
+    fn setup() -> Vec<Command> {
+        vec![
+            Command::AddInstrument(InstrumentSpec::demo(0, "BTC-USDT", 1, 2, 6_000_000)),
+            Command::Deposit { account: 1, asset: 2, amount: 1_000_000_000 },
+        ]
+    }
+
+    #[test]
+    fn subscribe_after_replays_setup_and_continues_live() {
+        let engine = InProcessEngine::start(Limits::default(), &setup(), 16);
+        let mut from_zero = engine.subscribe_after(0, 16).unwrap();
+        let first = from_zero.try_recv().unwrap();
+        assert_eq!(first.seq, 1);
+        let second = from_zero.try_recv().unwrap();
+        assert_eq!(second.seq, 2);
+        assert!(from_zero.try_recv().is_err(), "only the set-up commands so far");
+        let mut from_one = engine.subscribe_after(1, 16).unwrap();
+        assert_eq!(from_one.try_recv().unwrap().seq, 2);
+        assert!(matches!(engine.subscribe_after(99, 16), Err(LinkError::CannotResume(99))));
+        let deposit = Command::Deposit { account: 2, asset: 2, amount: 5 };
+        engine.submit(EngineRequest { origin: Origin { gateway: 7, request: 1 }, command: deposit }).unwrap();
+        let live = from_zero.blocking_recv().unwrap();
+        assert_eq!(live.seq, 3);
+        assert_eq!(live.origin, Some(Origin { gateway: 7, request: 1 }));
+        assert_eq!(from_one.blocking_recv().unwrap().seq, 3);
     }
 }
