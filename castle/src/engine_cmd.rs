@@ -70,7 +70,8 @@ pub fn run(a: EngineArgs) -> Result<()> {
         Err(e) => return Err(e).with_context(|| format!("starting the engine on {}", a.journal.display())),
     };
     // Tests and scripts read the bound address from this line.
-    println!("castle engine listening on {}", server.local_addr());
+    let addr = server.local_addr().context("the engine server has no TCP listener")?;
+    println!("castle engine listening on {addr}");
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("installing the signal handler")?;

@@ -5,6 +5,7 @@ mod bench_durable;
 mod engine_cmd;
 mod replay;
 mod serve;
+mod serve_engine;
 
 use clap::{Parser, Subcommand};
 

@@ -1,20 +1,21 @@
 //! `castle serve`: the whole venue in one process on embedded defaults.
 //!
-//! Today that is the engine (on its own thread, behind bounded channels) and
-//! the FIX 4.4 gateway (tokio) in front of it. Without `--fix-config` a demo
+//! Today that is the durable engine (journal under `--data-dir/journal`,
+//! recovered at start; see serve_engine.rs) and the FIX 4.4 gateway (tokio)
+//! in front of it. Without `--fix-config` a demo
 //! configuration is used: plain TCP on `--fix-listen`, sessions
 //! `DEMO1 -> CASTLE` (account 1) and `DEMO2 -> CASTLE` (account 2), both with
 //! password `demo`, session stores under `--data-dir`. The demo instruments
-//! and funded accounts are listed at start. The journal-backed engine server,
-//! market data, settlement and the REST gateway join this process as they
-//! are wired in (see README).
+//! and funded accounts are journaled on the first start (empty journal) and
+//! listed at every start. Market data, settlement and the REST gateway join
+//! this process as they are wired in (see README).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use castle_engine::{Command, InstrumentSpec, Limits};
-use castle_gateway_fix::{serve as serve_fix, Config, EngineLink, InProcessEngine};
+use castle_engine::{Command, InstrumentSpec};
+use castle_gateway_fix::{serve as serve_fix, Config, EngineLink};
 use clap::Args;
 
 #[derive(Args)]
@@ -28,7 +29,7 @@ pub struct ServeArgs {
     /// Address of the demo FIX listener (ignored with --fix-config). Port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:9878")]
     pub fix_listen: String,
-    /// Where local state lives (FIX session stores, ...).
+    /// Where local state lives (engine journal and snapshots, FIX session stores, ...).
     #[arg(long, default_value = "var")]
     pub data_dir: PathBuf,
 }
@@ -69,7 +70,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
 
 async fn serve(args: ServeArgs) -> Result<()> {
     let setup = demo_commands();
-    let engine = InProcessEngine::start(Limits::default(), &setup, 65_536);
+    let (engine, setup_sent) = crate::serve_engine::start(&args.data_dir, &setup)?;
     let instruments = engine.instruments();
     for spec in &instruments {
         tracing::info!(
@@ -89,18 +90,18 @@ async fn serve(args: ServeArgs) -> Result<()> {
             Config::parse(&demo_fix_config(&args.fix_listen, &store)).context("demo FIX configuration")?
         }
     };
-    let link: Arc<dyn EngineLink> = engine;
+    let link: Arc<dyn EngineLink> = engine.clone();
     let server = serve_fix(config, link).await.context("starting the FIX gateway")?;
     let fix = server.local_addr().map(|a| a.to_string()).unwrap_or_else(|| "-".into());
     let fix_tls = server.tls_local_addr().map(|a| a.to_string()).unwrap_or_else(|| "-".into());
     println!(
         "castle is up: {} instruments, {} set-up commands, FIX 4.4 on {fix} (TLS {fix_tls})",
         instruments.len(),
-        setup.len()
+        setup_sent
     );
     if args.check {
         server.shutdown().await;
-        return Ok(());
+        return crate::serve_engine::stop(&engine);
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
@@ -108,6 +109,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         _ = term.recv() => {}
     }
     server.shutdown().await;
+    crate::serve_engine::stop(&engine)?;
     println!("castle stopped");
     Ok(())
 }

@@ -127,6 +127,13 @@ impl<B: OrderBook> Engine<B> {
         self.seq
     }
 
+    /// Time of the earliest GTD expiry still queued (it may belong to an
+    /// order that already left): a host with no traffic sends `Tick` once
+    /// its clock reaches it, so GTD orders expire without other commands.
+    pub fn next_expiry(&self) -> Option<Timestamp> {
+        self.expiries.peek().map(|r| r.0 .0)
+    }
+
     /// Applies one command. Appends its events to `out` (which the caller
     /// clears and reuses) and returns the command's sequence number.
     pub fn apply(&mut self, ts: Timestamp, cmd: &Command, out: &mut Vec<Event>) -> Seq {

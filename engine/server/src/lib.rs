@@ -37,12 +37,14 @@
 //! The TCP framing is specified in [`proto`].
 
 pub mod client;
+pub mod link;
 pub mod payload;
 pub mod proto;
 pub mod ring;
 pub mod server;
 pub mod state;
 
+pub use link::DurableLink;
 pub use server::{recover, Config, LocalGateway, LocalSubmitter, Server, StatusInfo};
 pub use state::{hex, Replica};
 

@@ -9,6 +9,7 @@
 
 use castle_engine::codec::{decode_command, encode_command, CodecError};
 use castle_engine::Command;
+use castle_link::Origin;
 
 pub const PAYLOAD_VERSION: u8 = 1;
 const HEADER: usize = 1 + 8 + 4 + 8;
@@ -29,6 +30,14 @@ pub enum PayloadError {
     Version(u8),
     #[error("journal payload command: {0}")]
     Command(#[from] CodecError),
+}
+
+/// The origin of a journaled command, read from the header alone: `None` for the server's own
+/// commands (gateway 0) and for a payload too short to carry one.
+pub fn origin(b: &[u8]) -> Option<Origin> {
+    let gateway = u32::from_le_bytes(b.get(9..13)?.try_into().ok()?);
+    let request = u64::from_le_bytes(b.get(13..21)?.try_into().ok()?);
+    (gateway != 0).then_some(Origin { gateway, request })
 }
 
 impl Payload {
@@ -67,6 +76,8 @@ mod tests {
         let mut b = Vec::new();
         p.encode(&mut b);
         assert_eq!(Payload::decode(&b), Ok(p));
+        assert_eq!(origin(&b), Some(Origin { gateway: 9, request: 77 }));
+        assert_eq!(origin(&b[..12]), None);
         assert_eq!(Payload::decode(&b[..5]), Err(PayloadError::Short(5)));
         let mut v = b.clone();
         v[0] = 9;

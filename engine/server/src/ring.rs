@@ -1,7 +1,13 @@
 //! The bounded in-memory event ring: the most recent sequence numbers, ready to send.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use castle_engine::codec::Reader;
+use castle_engine::Event;
+use castle_link::EngineBatch;
+
+use crate::payload;
 
 /// One sequence number: its journal record and its encoded `Events` frame.
 #[derive(Debug)]
@@ -12,6 +18,46 @@ pub struct Entry {
     pub bytes: Vec<u8>,
     /// Where the `Events` frame starts in `bytes`.
     pub split: usize,
+    /// The same events decoded for in-process subscribers ([`crate::DurableLink`]): built by the
+    /// first subscriber thread that needs it and shared by the others, so the sequencer never
+    /// pays for it and TCP-only servers never do.
+    batch: OnceLock<Arc<EngineBatch>>,
+}
+
+impl Entry {
+    pub fn new(seq: u64, ts: u64, bytes: Vec<u8>, split: usize) -> Self {
+        debug_assert!(split <= bytes.len());
+        Entry { seq, ts, bytes, split, batch: OnceLock::new() }
+    }
+
+    /// The events as an [`EngineBatch`] (decoded once, then shared).
+    pub fn batch(&self) -> Arc<EngineBatch> {
+        self.batch.get_or_init(|| Arc::new(self.decode())).clone()
+    }
+
+    fn decode(&self) -> EngineBatch {
+        let origin = payload::origin(self.payload());
+        let mut events = Vec::new();
+        // Frame: len u32 | type u8 | seq u64 | ts u64 | count u32 | kinds. The sequencer wrote
+        // it a moment ago, so a failure here is a bug, not hostile input.
+        let mut r = Reader::new(self.events().get(21..).unwrap_or_default());
+        match r.u32() {
+            Ok(n) => {
+                for _ in 0..n {
+                    match r.event_kind() {
+                        Ok(kind) => events.push(Event { seq: self.seq, ts: self.ts, kind }),
+                        Err(e) => {
+                            debug_assert!(false, "undecodable event frame at seq {}: {e}", self.seq);
+                            tracing::error!(seq = self.seq, error = %e, "undecodable event frame");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::error!(seq = self.seq, error = %e, "short event frame"),
+        }
+        EngineBatch { origin, seq: self.seq, ts: self.ts, events }
+    }
 }
 
 impl Entry {
@@ -75,7 +121,7 @@ mod tests {
         let mut r = Ring::new(5, 3);
         assert_eq!((r.first(), r.last()), (5, 4));
         for s in 5..10 {
-            r.push(Arc::new(Entry { seq: s, ts: 0, bytes: vec![], split: 0 }));
+            r.push(Arc::new(Entry::new(s, 0, vec![], 0)));
         }
         assert_eq!((r.first(), r.last()), (7, 9));
         let mut v = Vec::new();

@@ -6,12 +6,12 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use castle_engine::codec::{decode_command, put_event_kind};
-use castle_engine::{Command, Event, Limits, StateHash};
+use castle_engine::{Command, Event, EventKind, InstrumentSpec, Limits, StateHash};
 use castle_journal::{
     prune_snapshots, write_snapshot, Journal, JournalError, JournalOptions, JournalReader, RecoveryMode, Verify,
     WriterChoice,
@@ -27,6 +27,8 @@ use crate::ServerError;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub journal_dir: PathBuf,
+    /// TCP address for gateways, subscribers and standbys; empty: no TCP at all (in-process use
+    /// through [`crate::DurableLink`] only).
     pub listen: String,
     /// Run as a hot standby of the primary at this address.
     pub follow: Option<String>,
@@ -84,7 +86,7 @@ pub struct StatusInfo {
 }
 
 /// A gateway connection's outbound queue (bounded).
-struct ConnOut {
+pub(crate) struct ConnOut {
     tx: SyncSender<Vec<u8>>,
     dead: AtomicBool,
 }
@@ -100,13 +102,22 @@ impl ConnOut {
     }
 }
 
-enum Inbound {
+pub(crate) enum Inbound {
     /// Commands of one gateway in request order, batched per read so the channel hand-off
     /// (a futex wake-up on a busy machine) is paid per batch, not per command.
     Submit {
         gateway: u32,
         cmds: Vec<(u64, Command)>,
         out: Arc<ConnOut>,
+    },
+    /// One command of an in-process gateway ([`crate::DurableLink`]): no acknowledgement (the
+    /// gateway sees its origin in the event stream) and no deduplication: in process the gateway
+    /// and the engine live and die together, so there is no reconnect to deduplicate, and a
+    /// restarted gateway numbers its requests from 1 again.
+    Local {
+        gateway: u32,
+        request: u64,
+        command: Command,
     },
     GatewayHello {
         gateway: u32,
@@ -125,11 +136,12 @@ enum Inbound {
     },
 }
 
-struct Shared {
-    cfg: Config,
-    ring: Mutex<Ring>,
-    cond: Condvar,
-    shutdown: AtomicBool,
+pub(crate) struct Shared {
+    pub(crate) cfg: Config,
+    pub(crate) ring: Mutex<Ring>,
+    /// Signalled whenever entries are released into the ring (and at shutdown).
+    pub(crate) cond: Condvar,
+    pub(crate) shutdown: AtomicBool,
     primary: AtomicBool,
     epoch: AtomicU64,
     /// Last seq appended (standby: what to ask the primary for after a reconnect).
@@ -138,13 +150,19 @@ struct Shared {
     /// The standby's connection to its primary, so promotion can cut it.
     follow_conn: Mutex<Option<TcpStream>>,
     error: Mutex<Option<String>>,
+    /// Listed instruments, refreshed by the sequencer when one is added.
+    pub(crate) instruments: RwLock<Vec<InstrumentSpec>>,
 }
 
 pub struct Server {
-    shared: Arc<Shared>,
-    inbox: SyncSender<Inbound>,
-    addr: SocketAddr,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) inbox: SyncSender<Inbound>,
+    addr: Option<SocketAddr>,
     threads: Vec<JoinHandle<()>>,
+}
+
+fn listed(engine: &castle_engine::FastEngine) -> Vec<InstrumentSpec> {
+    (0..engine.limits().max_instruments).filter_map(|id| engine.instrument(id).copied()).collect()
 }
 
 fn now_ns() -> u64 {
@@ -195,10 +213,17 @@ impl Server {
         if primary && rep.epoch == 0 {
             rep.epoch = 1;
         }
-        let listener =
-            TcpListener::bind(&cfg.listen).map_err(|e| ServerError::io(format!("bind {}", cfg.listen), e))?;
-        let addr = listener.local_addr().map_err(|e| ServerError::io("local addr", e))?;
-        listener.set_nonblocking(true).map_err(|e| ServerError::io("nonblocking", e))?;
+        let listener = if cfg.listen.is_empty() {
+            None
+        } else {
+            let l = TcpListener::bind(&cfg.listen).map_err(|e| ServerError::io(format!("bind {}", cfg.listen), e))?;
+            l.set_nonblocking(true).map_err(|e| ServerError::io("nonblocking", e))?;
+            Some(l)
+        };
+        let addr = match &listener {
+            Some(l) => Some(l.local_addr().map_err(|e| ServerError::io("local addr", e))?),
+            None => None,
+        };
         let (tx, rx) = sync_channel(cfg.inbox_capacity);
         let shared = Arc::new(Shared {
             ring: Mutex::new(Ring::new(rep.seq() + 1, cfg.ring_capacity)),
@@ -210,9 +235,10 @@ impl Server {
             connections: AtomicUsize::new(0),
             follow_conn: Mutex::new(None),
             error: Mutex::new(None),
+            instruments: RwLock::new(listed(&rep.engine)),
             cfg,
         });
-        tracing::info!(%addr, primary, epoch = rep.epoch, seq = rep.seq(), "engine server listening");
+        tracing::info!(addr = ?addr, primary, epoch = rep.epoch, seq = rep.seq(), "engine server listening");
         let mut threads = Vec::new();
         let (snap_tx, snap_rx) = sync_channel::<(u64, Vec<u8>)>(1);
         {
@@ -232,7 +258,7 @@ impl Server {
                 sh.cond.notify_all();
             }));
         }
-        {
+        if let Some(listener) = listener {
             let (sh, tx) = (shared.clone(), tx.clone());
             threads.push(spawn("castle-accept", move || acceptor(sh, listener, tx)));
         }
@@ -243,7 +269,8 @@ impl Server {
         Ok(Server { shared, inbox: tx, addr, threads })
     }
 
-    pub fn local_addr(&self) -> SocketAddr {
+    /// The TCP address (None when started without a listener).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
         self.addr
     }
 
@@ -470,6 +497,9 @@ impl Sequencer {
                 }
                 msg = rx.try_recv().ok();
             }
+            if n == 0 {
+                self.tick_if_due()?;
+            }
             // Pipelined group commit: at most one batch in flight; the next fills meanwhile.
             if self.journal.in_flight() {
                 self.journal.poll()?;
@@ -487,6 +517,21 @@ impl Sequencer {
             }
         }
         self.commit()
+    }
+
+    /// With no traffic, time stands still inside the engine: journal a `Tick` once the clock
+    /// reaches the earliest GTD expiry so the order expires (and its events go out) without
+    /// waiting for the next command. Only when one is due, so an idle journal does not grow.
+    fn tick_if_due(&mut self) -> Result<(), ServerError> {
+        if !self.sh.primary.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        if self.rep.engine.next_expiry().is_some_and(|t| t <= self.clock) {
+            self.last_ts = self.last_ts.max(self.clock);
+            let p = Payload { epoch: self.rep.epoch, gateway: 0, request: 0, command: Command::Tick };
+            self.append(self.last_ts, p, None)?;
+        }
+        Ok(())
     }
 
     fn commit(&mut self) -> Result<(), ServerError> {
@@ -573,10 +618,14 @@ impl Sequencer {
         }
         self.sh.applied.store(seq, Ordering::Release);
         self.since_snapshot += 1;
+        if self.out.iter().any(|e| matches!(e.kind, EventKind::InstrumentAdded { .. })) {
+            let specs = listed(&self.rep.engine);
+            *self.sh.instruments.write().unwrap_or_else(|p| p.into_inner()) = specs;
+        }
         let mut bytes = Vec::with_capacity(self.payload.len() + 25 + self.out.len() * 64);
         bytes.extend_from_slice(&self.payload);
         put_events_frame(&mut bytes, seq, ts, &self.out);
-        let entry = Arc::new(Entry { seq, ts, bytes, split: self.payload.len() });
+        let entry = Arc::new(Entry::new(seq, ts, bytes, self.payload.len()));
         let ack = ack.map(|(out, request)| (out, request, seq, AckStatus::Applied));
         self.pending.push_back(Pending { seq, entry: Some(entry), ack });
         Ok(())
@@ -590,6 +639,16 @@ impl Sequencer {
                 for (request, cmd) in cmds {
                     self.submit(gateway, request, cmd, &out)?;
                 }
+            }
+            Inbound::Local { gateway, request, command } => {
+                if !self.sh.primary.load(Ordering::Relaxed) {
+                    // DurableLink never runs a standby; refuse loudly rather than apply.
+                    tracing::error!(gateway, request, "in-process command on a standby: dropped");
+                    return Ok(n);
+                }
+                self.last_ts = self.last_ts.max(self.clock);
+                let p = Payload { epoch: self.rep.epoch, gateway, request, command };
+                self.append(self.last_ts, p, None)?;
             }
             Inbound::GatewayHello { gateway, reply } => {
                 // Report only durable state: an applied-but-not-durable request could still be lost.
