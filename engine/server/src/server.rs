@@ -208,6 +208,15 @@ pub fn recover(cfg: &Config) -> Result<(Replica, Journal), ServerError> {
 impl Server {
     /// Recovers, binds and starts every thread.
     pub fn start(cfg: Config) -> Result<Server, ServerError> {
+        if cfg.ring_capacity < 2 * cfg.max_batch {
+            // One release can hold `max_batch` commands: a smaller ring drops entries before
+            // any subscriber could read them, cutting off even subscribers that keep up.
+            tracing::warn!(
+                ring = cfg.ring_capacity,
+                max_batch = cfg.max_batch,
+                "event ring smaller than two releases: live subscribers will be cut off as slow"
+            );
+        }
         let (mut rep, journal) = recover(&cfg)?;
         let primary = cfg.follow.is_none();
         if primary && rep.epoch == 0 {
