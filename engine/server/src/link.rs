@@ -199,7 +199,7 @@ fn feed(sh: &Shared, tx: &mpsc::Sender<Arc<EngineBatch>>, after: Seq) {
     let mut next = after + 1;
     let mut live = false;
     let mut catchups = 0;
-    let mut chunk: Vec<Arc<Entry>> = Vec::with_capacity(FEED_CHUNK);
+    let mut chunk: Vec<Entry> = Vec::with_capacity(FEED_CHUNK);
     loop {
         let mut old_until = None;
         {

@@ -1,131 +1,246 @@
 //! The bounded in-memory event ring: the most recent sequence numbers, ready to send.
+//!
+//! The unit is a [`Chunk`]: every sequence number of one journal batch (one group commit),
+//! released together once durable. The sequencer copies each command's journal payload and its
+//! events into the chunk being filled (buffers that grow once and are then reused batch after
+//! batch), so the sequencer allocates per batch, not per command; encoding the events for TCP
+//! (the `Events` frame) and building an [`EngineBatch`] for in-process subscribers happen on the
+//! subscribers' threads, and only when someone subscribes.
 
 use std::collections::VecDeque;
+use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 
-use castle_engine::codec::Reader;
 use castle_engine::Event;
 use castle_link::EngineBatch;
 
 use crate::payload;
 
-/// One sequence number: its journal record and its encoded `Events` frame.
-#[derive(Debug)]
-pub struct Entry {
-    pub seq: u64,
-    pub ts: u64,
-    /// The journal payload followed by the complete `Events` frame: one allocation per seq.
-    pub bytes: Vec<u8>,
-    /// Where the `Events` frame starts in `bytes`.
-    pub split: usize,
-    /// The same events decoded for in-process subscribers ([`crate::DurableLink`]): built by the
-    /// first subscriber thread that needs it and shared by the others, so the sequencer never
-    /// pays for it and TCP-only servers never do.
-    batch: OnceLock<Arc<EngineBatch>>,
+/// Per sequence number of a chunk: its time and where its payload and events end.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    ts: u64,
+    payload_end: u32,
+    events_end: u32,
 }
 
-impl Entry {
-    pub fn new(seq: u64, ts: u64, bytes: Vec<u8>, split: usize) -> Self {
-        debug_assert!(split <= bytes.len());
-        Entry { seq, ts, bytes, split, batch: OnceLock::new() }
+/// The sequence numbers `first ..= first + len - 1` of one journal batch.
+#[derive(Debug)]
+pub struct Chunk {
+    first: u64,
+    slots: Vec<Slot>,
+    payloads: Vec<u8>,
+    events: Vec<Event>,
+    /// Built once per seq by the first in-process subscriber that needs it, then shared.
+    batches: Box<[OnceLock<Arc<EngineBatch>>]>,
+}
+
+impl Chunk {
+    pub fn first(&self) -> u64 {
+        self.first
     }
 
-    /// The events as an [`EngineBatch`] (decoded once, then shared).
-    pub fn batch(&self) -> Arc<EngineBatch> {
-        self.batch.get_or_init(|| Arc::new(self.decode())).clone()
+    pub fn len(&self) -> usize {
+        self.slots.len()
     }
 
-    fn decode(&self) -> EngineBatch {
-        let origin = payload::origin(self.payload());
-        let mut events = Vec::new();
-        // Frame: len u32 | type u8 | seq u64 | ts u64 | count u32 | kinds. The sequencer wrote
-        // it a moment ago, so a failure here is a bug, not hostile input.
-        let mut r = Reader::new(self.events().get(21..).unwrap_or_default());
-        match r.u32() {
-            Ok(n) => {
-                for _ in 0..n {
-                    match r.event_kind() {
-                        Ok(kind) => events.push(Event { seq: self.seq, ts: self.ts, kind }),
-                        Err(e) => {
-                            debug_assert!(false, "undecodable event frame at seq {}: {e}", self.seq);
-                            tracing::error!(seq = self.seq, error = %e, "undecodable event frame");
-                            break;
-                        }
-                    }
-                }
-            }
-            Err(e) => tracing::error!(seq = self.seq, error = %e, "short event frame"),
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    pub fn last(&self) -> u64 {
+        self.first + self.slots.len() as u64 - 1
+    }
+
+    fn ranges(&self, i: usize) -> (Range<usize>, Range<usize>) {
+        let (p0, e0) = match i {
+            0 => (0, 0),
+            _ => (self.slots[i - 1].payload_end as usize, self.slots[i - 1].events_end as usize),
+        };
+        (p0..self.slots[i].payload_end as usize, e0..self.slots[i].events_end as usize)
+    }
+}
+
+/// Collects the sequence numbers of the journal batch being filled.
+#[derive(Debug, Default)]
+pub struct ChunkBuilder {
+    first: u64,
+    slots: Vec<Slot>,
+    payloads: Vec<u8>,
+    events: Vec<Event>,
+}
+
+impl ChunkBuilder {
+    /// Adds the next seq (must follow the previous one).
+    pub fn push(&mut self, seq: u64, ts: u64, payload: &[u8], events: &[Event]) {
+        if self.slots.is_empty() {
+            self.first = seq;
         }
-        EngineBatch { origin, seq: self.seq, ts: self.ts, events }
+        debug_assert_eq!(seq, self.first + self.slots.len() as u64, "chunk seqs must be contiguous");
+        self.payloads.extend_from_slice(payload);
+        self.events.extend_from_slice(events);
+        // Offsets fit in u32: a journal batch is far smaller than 4 GiB / 4 G events.
+        self.slots.push(Slot { ts, payload_end: self.payloads.len() as u32, events_end: self.events.len() as u32 });
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// The seqs collected so far as a chunk (None when empty); the builder starts over with
+    /// buffers sized for a batch like this one: a few allocations per batch, none per command.
+    pub fn seal(&mut self) -> Option<Chunk> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        // Sized like this batch (not like the largest ever), so a ring of small batches stays small.
+        let (n, np, ne) = (self.slots.len(), self.payloads.len(), self.events.len());
+        let slots = std::mem::replace(&mut self.slots, Vec::with_capacity(n));
+        let payloads = std::mem::replace(&mut self.payloads, Vec::with_capacity(np));
+        let events = std::mem::replace(&mut self.events, Vec::with_capacity(ne));
+        let batches = (0..n).map(|_| OnceLock::new()).collect();
+        Some(Chunk { first: self.first, slots, payloads, events, batches })
+    }
+}
+
+/// One sequence number in the ring: a handle on its chunk (cloning it is a reference count).
+#[derive(Debug, Clone)]
+pub struct Entry {
+    chunk: Arc<Chunk>,
+    i: usize,
+    pub seq: u64,
+    pub ts: u64,
 }
 
 impl Entry {
     /// The journal payload (what a standby appends to its own journal).
     pub fn payload(&self) -> &[u8] {
-        &self.bytes[..self.split]
+        &self.chunk.payloads[self.chunk.ranges(self.i).0]
     }
 
-    /// The complete `Events` frame (header included).
-    pub fn events(&self) -> &[u8] {
-        &self.bytes[self.split..]
+    /// The command's events.
+    pub fn events(&self) -> &[Event] {
+        &self.chunk.events[self.chunk.ranges(self.i).1]
+    }
+
+    /// The events as an [`EngineBatch`] (built once, then shared by every in-process subscriber).
+    pub fn batch(&self) -> Arc<EngineBatch> {
+        self.chunk.batches[self.i]
+            .get_or_init(|| {
+                Arc::new(EngineBatch {
+                    origin: payload::origin(self.payload()),
+                    seq: self.seq,
+                    ts: self.ts,
+                    events: self.events().to_vec(),
+                })
+            })
+            .clone()
     }
 }
 
-/// Entries `first ..= first + len - 1`; the oldest are dropped beyond `capacity`.
+/// Chunks holding at least the last `capacity` seqs released (and at most one chunk more).
 pub struct Ring {
-    first: u64,
-    entries: VecDeque<Arc<Entry>>,
+    next: u64,
+    chunks: VecDeque<Arc<Chunk>>,
+    len: usize,
     capacity: usize,
 }
 
 impl Ring {
     /// An empty ring whose next entry will be `next_seq`.
     pub fn new(next_seq: u64, capacity: usize) -> Self {
-        Ring { first: next_seq, entries: VecDeque::with_capacity(capacity.min(1 << 20)), capacity: capacity.max(1) }
+        Ring { next: next_seq, chunks: VecDeque::new(), len: 0, capacity: capacity.max(1) }
     }
 
     /// Oldest seq held (or the next to come when empty).
     pub fn first(&self) -> u64 {
-        self.first
+        self.chunks.front().map_or(self.next, |c| c.first)
     }
 
     /// Newest seq held (`first - 1` when empty).
     pub fn last(&self) -> u64 {
-        self.first + self.entries.len() as u64 - 1
+        self.next - 1
     }
 
-    /// Appends the next seq (must be `last + 1`).
-    pub fn push(&mut self, e: Arc<Entry>) {
-        debug_assert_eq!(e.seq, self.last() + 1);
-        if self.entries.len() == self.capacity {
-            self.entries.pop_front();
-            self.first += 1;
+    /// Appends the next chunk (its first seq must be `last + 1`); drops the oldest chunks while
+    /// the rest still hold `capacity` seqs.
+    pub fn push(&mut self, c: Arc<Chunk>) {
+        assert_eq!(c.first, self.next, "ring chunks must be contiguous");
+        assert!(!c.is_empty());
+        self.next = c.last() + 1;
+        self.len += c.len();
+        self.chunks.push_back(c);
+        while self.chunks.len() > 1 && self.len - self.chunks[0].len() >= self.capacity {
+            if let Some(old) = self.chunks.pop_front() {
+                self.len -= old.len();
+            }
         }
-        self.entries.push_back(e);
     }
 
-    /// Up to `max` entries from `from` on (`from` must be >= `first`).
-    pub fn take(&self, from: u64, max: usize, out: &mut Vec<Arc<Entry>>) {
-        let start = (from - self.first) as usize;
-        out.extend(self.entries.iter().skip(start).take(max).cloned());
+    /// Up to `max` entries from `from` on (`first <= from`; nothing when `from > last`).
+    pub fn take(&self, from: u64, max: usize, out: &mut Vec<Entry>) {
+        debug_assert!(from >= self.first());
+        let mut k = self.chunks.partition_point(|c| c.last() < from);
+        let mut seq = from;
+        while k < self.chunks.len() && out.len() < max {
+            let c = &self.chunks[k];
+            let i = (seq - c.first) as usize;
+            if i >= c.len() {
+                k += 1;
+                continue;
+            }
+            out.push(Entry { chunk: c.clone(), i, seq, ts: c.slots[i].ts });
+            seq += 1;
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use castle_engine::EventKind;
+
+    fn chunk(b: &mut ChunkBuilder, seqs: std::ops::RangeInclusive<u64>) -> Arc<Chunk> {
+        for s in seqs {
+            let ev = Event {
+                seq: s,
+                ts: s * 10,
+                kind: EventKind::BalanceChanged { account: 1, asset: 1, available: s as i64, locked: 0 },
+            };
+            b.push(s, s * 10, &s.to_le_bytes(), &vec![ev; (s % 3) as usize]);
+        }
+        Arc::new(b.seal().expect("not empty"))
+    }
 
     #[test]
-    fn bounded_and_contiguous() {
-        let mut r = Ring::new(5, 3);
+    fn bounded_contiguous_and_entries_see_their_own_slices() {
+        let mut b = ChunkBuilder::default();
+        assert!(b.seal().is_none());
+        let mut r = Ring::new(5, 4);
         assert_eq!((r.first(), r.last()), (5, 4));
-        for s in 5..10 {
-            r.push(Arc::new(Entry::new(s, 0, vec![], 0)));
-        }
-        assert_eq!((r.first(), r.last()), (7, 9));
+        r.push(chunk(&mut b, 5..=7));
+        r.push(chunk(&mut b, 8..=9));
+        assert_eq!((r.first(), r.last()), (5, 9));
+        // 10..=12 arrive: 8..=12 still hold 4 seqs, so 5..=7 go.
+        r.push(chunk(&mut b, 10..=12));
+        assert_eq!((r.first(), r.last()), (8, 12));
         let mut v = Vec::new();
-        r.take(8, 10, &mut v);
+        r.take(9, 10, &mut v);
+        assert_eq!(v.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![9, 10, 11, 12]);
+        for e in &v {
+            assert_eq!(e.ts, e.seq * 10);
+            assert_eq!(e.payload(), &e.seq.to_le_bytes());
+            assert_eq!(e.events().len(), (e.seq % 3) as usize);
+            assert!(e.events().iter().all(|x| x.seq == e.seq));
+            let b = e.batch();
+            assert_eq!((b.seq, b.ts, b.events.as_slice()), (e.seq, e.ts, e.events()));
+            assert!(Arc::ptr_eq(&b, &e.batch()), "built once");
+        }
+        v.clear();
+        r.take(8, 2, &mut v);
         assert_eq!(v.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![8, 9]);
+        v.clear();
+        r.take(13, 5, &mut v);
+        assert!(v.is_empty());
     }
 }

@@ -19,7 +19,7 @@ use castle_journal::{
 
 use crate::payload::Payload;
 use crate::proto::{self, AckStatus, Body, GoodbyeReason, Role};
-use crate::ring::{Entry, Ring};
+use crate::ring::{ChunkBuilder, Entry, Ring};
 use crate::state::{self, Dedup, GatewayMark, Replica};
 use crate::ServerError;
 
@@ -438,11 +438,11 @@ fn put_ack(f: &mut Vec<u8>, request: u64, seq: u64, status: AckStatus) {
     f.push(status as u8);
 }
 
+/// An acknowledgement waiting for its seq to be durable.
 struct Pending {
     seq: u64,
-    entry: Option<Arc<Entry>>,
     /// (connection, request id, seq to report, status)
-    ack: Option<(Arc<ConnOut>, u64, u64, AckStatus)>,
+    ack: (Arc<ConnOut>, u64, u64, AckStatus),
 }
 
 struct Sequencer {
@@ -451,11 +451,14 @@ struct Sequencer {
     journal: Journal,
     snap_tx: SyncSender<(u64, Vec<u8>)>,
     pending: VecDeque<Pending>,
+    /// Payloads and events of the journal batch being filled ...
+    filling: ChunkBuilder,
+    /// ... and of the batches submitted but not yet durable, oldest first.
+    sealed: VecDeque<crate::ring::Chunk>,
     out: Vec<Event>,
     payload: Vec<u8>,
     last_ts: u64,
     since_snapshot: u64,
-    released: Vec<Arc<Entry>>,
     acks: Vec<(Arc<ConnOut>, Vec<u8>)>,
     clock: u64,
 }
@@ -468,11 +471,12 @@ impl Sequencer {
             journal,
             snap_tx,
             pending: VecDeque::new(),
+            filling: ChunkBuilder::default(),
+            sealed: VecDeque::new(),
             out: Vec::with_capacity(4_096),
             payload: Vec::with_capacity(256),
             last_ts: 0,
             since_snapshot: 0,
-            released: Vec::new(),
             acks: Vec::new(),
             clock: 0,
         }
@@ -518,7 +522,7 @@ impl Sequencer {
                 }
             }
             if !self.journal.in_flight() && self.journal.pending_records() > 0 {
-                self.journal.submit()?;
+                self.submit_batch()?;
             }
             self.release();
             if self.sh.cfg.snapshot_every > 0 && self.since_snapshot >= self.sh.cfg.snapshot_every {
@@ -543,8 +547,19 @@ impl Sequencer {
         Ok(())
     }
 
+    /// Submits the journal batch being filled; its ring chunk is sealed with it, so a chunk is
+    /// always exactly one journal batch and becomes durable as a whole.
+    fn submit_batch(&mut self) -> Result<(), ServerError> {
+        if let Some(c) = self.filling.seal() {
+            self.sealed.push_back(c);
+        }
+        self.journal.submit()?;
+        Ok(())
+    }
+
     fn commit(&mut self) -> Result<(), ServerError> {
-        self.journal.commit()?;
+        self.submit_batch()?;
+        self.journal.wait()?;
         self.release();
         Ok(())
     }
@@ -568,10 +583,8 @@ impl Sequencer {
         let durable = self.journal.durable_seq();
         while self.pending.front().is_some_and(|p| p.seq <= durable) {
             let Some(p) = self.pending.pop_front() else { break };
-            if let Some(e) = p.entry {
-                self.released.push(e);
-            }
-            if let Some((out, request, seq, status)) = p.ack {
+            {
+                let (out, request, seq, status) = p.ack;
                 // One message per connection per release, not one per ack: channel wake-ups
                 // and allocations per command were the sequencer's biggest overhead.
                 match self.acks.iter_mut().find(|(o, _)| Arc::ptr_eq(o, &out)) {
@@ -589,10 +602,12 @@ impl Sequencer {
                 out.send(buf);
             }
         }
-        if !self.released.is_empty() {
+        if self.sealed.front().is_some_and(|c| c.last() <= durable) {
             let mut ring = self.sh.ring.lock().unwrap_or_else(|p| p.into_inner());
-            for e in self.released.drain(..) {
-                ring.push(e);
+            while self.sealed.front().is_some_and(|c| c.last() <= durable) {
+                if let Some(c) = self.sealed.pop_front() {
+                    ring.push(Arc::new(c));
+                }
             }
             drop(ring);
             self.sh.cond.notify_all();
@@ -615,7 +630,7 @@ impl Sequencer {
         let seq = match self.journal.append(ts, &self.payload) {
             Ok(s) => s,
             Err(JournalError::BatchFull { .. }) => {
-                self.journal.submit()?;
+                self.submit_batch()?;
                 self.journal.append(ts, &self.payload)?
             }
             Err(e) => return Err(e.into()),
@@ -631,12 +646,12 @@ impl Sequencer {
             let specs = listed(&self.rep.engine);
             *self.sh.instruments.write().unwrap_or_else(|p| p.into_inner()) = specs;
         }
-        let mut bytes = Vec::with_capacity(self.payload.len() + 25 + self.out.len() * 64);
-        bytes.extend_from_slice(&self.payload);
-        put_events_frame(&mut bytes, seq, ts, &self.out);
-        let entry = Arc::new(Entry::new(seq, ts, bytes, self.payload.len()));
-        let ack = ack.map(|(out, request)| (out, request, seq, AckStatus::Applied));
-        self.pending.push_back(Pending { seq, entry: Some(entry), ack });
+        // Copied into the batch's chunk (no allocation once the buffers have grown); encoded
+        // for TCP subscribers on their own threads.
+        self.filling.push(seq, ts, &self.payload, &self.out);
+        if let Some((out, request)) = ack {
+            self.pending.push_back(Pending { seq, ack: (out, request, seq, AckStatus::Applied) });
+        }
         Ok(())
     }
 
@@ -725,8 +740,8 @@ impl Sequencer {
             }
             Dedup::Duplicate(mark) => {
                 // Answer no earlier than the original is durable: queue behind everything.
-                let ack = Some((out.clone(), request, mark.seq, AckStatus::Duplicate));
-                self.pending.push_back(Pending { seq: self.rep.seq(), entry: None, ack });
+                let ack = (out.clone(), request, mark.seq, AckStatus::Duplicate);
+                self.pending.push_back(Pending { seq: self.rep.seq(), ack });
             }
             Dedup::TooManyGateways => out.send(ack_frame(request, 0, AckStatus::TooManyGateways)),
         }
@@ -954,7 +969,8 @@ fn stream_to(sh: &Arc<Shared>, w: &mut BufWriter<TcpStream>, records: bool, from
     let mut next = from + 1;
     let mut live = false;
     let mut catchups = 0;
-    let mut batch: Vec<Arc<Entry>> = Vec::with_capacity(1_024);
+    let mut batch: Vec<Entry> = Vec::with_capacity(1_024);
+    let mut frame = Vec::with_capacity(4_096);
     loop {
         let mut old_until = None;
         {
@@ -1002,7 +1018,9 @@ fn stream_to(sh: &Arc<Shared>, w: &mut BufWriter<TcpStream>, records: bool, from
                 w.write_all(&h)?;
                 w.write_all(e.payload())?;
             } else {
-                w.write_all(e.events())?;
+                frame.clear();
+                put_events_frame(&mut frame, e.seq, e.ts, e.events());
+                w.write_all(&frame)?;
             }
             next = e.seq + 1;
         }
