@@ -61,7 +61,7 @@ pub use journal::{Journal, JournalOptions, RecoveryMode, RecoveryReport, Truncat
 pub use reader::{JournalReader, Record};
 pub use segment::{list_segments, segment_file_name, SegmentInfo};
 pub use snapshot::{
-    delete_segments_before, list_snapshots, load_latest_snapshot, load_snapshot, prune_snapshots, write_snapshot,
-    Snapshot, SnapshotInfo, SnapshotWriter,
+    archive_segments_before, delete_segments_before, list_snapshots, load_latest_snapshot, load_snapshot,
+    prune_snapshots, write_snapshot, Snapshot, SnapshotInfo, SnapshotWriter,
 };
 pub use writer::{BatchWriter, WriterChoice, WriterKind};

@@ -21,7 +21,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{JournalError, Result};
-use crate::segment::{fsync_dir, list_segments, read_file};
+use crate::segment::{fsync_dir, list_segments, read_file, segment_file_name};
 
 const MAGIC: [u8; 8] = *b"CSTLSNP\0";
 const VERSION: u32 = 1;
@@ -213,6 +213,43 @@ pub fn prune_snapshots(dir: impl AsRef<Path>, keep: usize) -> Result<Vec<PathBuf
         out.push(s.path.clone());
     }
     if !out.is_empty() {
+        fsync_dir(dir)?;
+    }
+    Ok(out)
+}
+
+/// Move journal segments all of whose records have sequence numbers below `seq` into `archive`
+/// (created if needed; a segment goes when the next segment starts at or before `seq`; the last
+/// segment never goes). Nothing is deleted: the files are renamed, byte for byte, and both
+/// directories are fsynced so a crash leaves each segment in exactly one of them. `archive` must
+/// be on the same filesystem (a subdirectory of the journal is). Returns the new paths.
+pub fn archive_segments_before(dir: impl AsRef<Path>, archive: impl AsRef<Path>, seq: u64) -> Result<Vec<PathBuf>> {
+    let (dir, archive) = (dir.as_ref(), archive.as_ref());
+    let segs = list_segments(dir)?;
+    let mut out = Vec::new();
+    for w in segs.windows(2) {
+        if w[1].first_seq > seq {
+            break;
+        }
+        if out.is_empty() {
+            fs::create_dir_all(archive).map_err(|e| JournalError::io("create dir", archive, e))?;
+        }
+        let to = archive.join(segment_file_name(w[0].first_seq));
+        if to.exists() {
+            // Never overwrite: an archived copy with this name means something is off.
+            return Err(JournalError::io(
+                "archive",
+                &to,
+                std::io::Error::new(std::io::ErrorKind::AlreadyExists, "segment already archived"),
+            ));
+        }
+        fs::rename(&w[0].path, &to).map_err(|e| JournalError::io("rename", &w[0].path, e))?;
+        tracing::info!(from = %w[0].path.display(), to = %to.display(), "archived journal segment");
+        out.push(to);
+    }
+    if !out.is_empty() {
+        // The archive first: a segment must never be in neither directory after a crash.
+        fsync_dir(archive)?;
         fsync_dir(dir)?;
     }
     Ok(out)

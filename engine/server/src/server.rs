@@ -13,8 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use castle_engine::codec::{decode_command, put_event_kind};
 use castle_engine::{Command, Event, EventKind, InstrumentSpec, Limits, StateHash};
 use castle_journal::{
-    prune_snapshots, write_snapshot, Journal, JournalError, JournalOptions, JournalReader, RecoveryMode, Verify,
-    WriterChoice,
+    prune_snapshots, write_snapshot, Journal, JournalError, JournalOptions, RecoveryMode, Verify, WriterChoice,
 };
 
 use crate::payload::Payload;
@@ -48,6 +47,9 @@ pub struct Config {
     pub snapshot_every: u64,
     /// Snapshots kept on disk.
     pub snapshots_kept: usize,
+    /// After each snapshot, move journal segments older than the oldest retained snapshot into
+    /// `JOURNAL/archive` (renamed, never deleted; replays read them from there).
+    pub archive_segments: bool,
     /// Most commands taken from the inbox per turn of the sequencer loop.
     pub max_batch: usize,
     pub max_connections: usize,
@@ -69,6 +71,7 @@ impl Config {
             gateway_queue: 1 << 16,
             snapshot_every: 1_000_000,
             snapshots_kept: 2,
+            archive_segments: true,
             max_batch: 8_192,
             max_connections: 1_024,
             journal_segment_size: 64 << 20,
@@ -396,9 +399,25 @@ fn snapshot_writer(sh: Arc<Shared>, rx: Receiver<(u64, Vec<u8>)>) {
                 tracing::info!(seq, bytes = blob.len(), ms = t.elapsed().as_millis() as u64, file = %path.display(), "snapshot");
                 if let Err(e) = prune_snapshots(&dir, sh.cfg.snapshots_kept) {
                     tracing::warn!(error = %e, "pruning snapshots");
+                } else if sh.cfg.archive_segments {
+                    archive_before_oldest_snapshot(&sh.cfg.journal_dir, &dir);
                 }
             }
             Err(e) => tracing::error!(seq, error = %e, "writing snapshot"),
+        }
+    }
+}
+
+/// Moves the segments every retained snapshot has made unnecessary for recovery (all their
+/// records at or below the oldest snapshot's seq) into the archive.
+fn archive_before_oldest_snapshot(journal: &std::path::Path, snapshots: &std::path::Path) {
+    let oldest = match castle_journal::list_snapshots(snapshots) {
+        Ok(list) => list.first().map(|s| s.seq),
+        Err(e) => return tracing::warn!(error = %e, "listing snapshots"),
+    };
+    if let Some(seq) = oldest {
+        if let Err(e) = castle_journal::archive_segments_before(journal, state::archive_dir(journal), seq + 1) {
+            tracing::error!(error = %e, "archiving journal segments");
         }
     }
 }
@@ -1034,7 +1053,7 @@ fn ring_last(sh: &Shared) -> u64 {
 
 /// Journal records `next ..= until` straight from the journal files.
 fn send_old_records(sh: &Shared, w: &mut BufWriter<TcpStream>, next: u64, until: u64) -> Result<u64, ServerError> {
-    let mut reader = JournalReader::open(&sh.cfg.journal_dir, next)?;
+    let (mut reader, _) = state::reader_from(&sh.cfg.journal_dir, next)?;
     let mut at = next;
     while let Some(rec) = reader.next_record()? {
         if rec.seq > until {

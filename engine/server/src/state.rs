@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use castle_engine::{Event, FastEngine, Limits, StateHash};
-use castle_journal::{list_snapshots, load_snapshot, JournalReader};
+use castle_journal::{list_snapshots, load_snapshot, JournalError, JournalReader};
 
 use crate::payload::Payload;
 use crate::ServerError;
@@ -16,6 +16,23 @@ const VERSION: u32 = 1;
 /// Where snapshots live inside a journal directory.
 pub fn snapshot_dir(journal: &Path) -> PathBuf {
     journal.join("snapshots")
+}
+
+/// Where journal segments older than the oldest retained snapshot are moved (never deleted).
+pub fn archive_dir(journal: &Path) -> PathBuf {
+    journal.join("archive")
+}
+
+/// A reader positioned at `from`: on the journal, or on its archive when `from` precedes the
+/// journal's oldest segment. The flag says it is the archive (which ends where the journal
+/// starts: read on from the journal after it).
+pub fn reader_from(dir: &Path, from: u64) -> Result<(JournalReader, bool), ServerError> {
+    match JournalReader::open(dir, from) {
+        Err(JournalError::SeqNotAvailable { .. }) if archive_dir(dir).is_dir() => {
+            Ok((JournalReader::open(archive_dir(dir), from)?, true))
+        }
+        r => Ok((r?, false)),
+    }
 }
 
 /// Per gateway: the highest request id applied and its sequence number.
@@ -172,36 +189,56 @@ pub fn replay_into(
     mut each: impl FnMut(&Replica, u64, u64, &[u8], &[Event]) -> bool,
     progress: Progress<'_>,
 ) -> Result<u64, ServerError> {
-    let from = r.seq() + 1;
-    if from > until {
-        return Ok(0);
-    }
-    let mut reader = JournalReader::open(dir, from)?;
     let mut out = Vec::with_capacity(1_024);
     let mut n = 0u64;
+    // At most two passes: the archive (when `from` is that old), then the journal.
+    loop {
+        let from = r.seq() + 1;
+        if from > until {
+            return Ok(n);
+        }
+        let (mut reader, archived) = reader_from(dir, from)?;
+        let before = r.seq();
+        let stopped = replay_reader(&mut reader, r, until, &mut each, &mut *progress, &mut out, &mut n)?;
+        if stopped || !archived || r.seq() == before {
+            return Ok(n);
+        }
+    }
+}
+
+/// [`replay_into`] over one reader; true when `each` asked to stop or `until` was passed.
+fn replay_reader(
+    reader: &mut JournalReader,
+    r: &mut Replica,
+    until: u64,
+    each: &mut impl FnMut(&Replica, u64, u64, &[u8], &[Event]) -> bool,
+    progress: Progress<'_>,
+    out: &mut Vec<Event>,
+    n: &mut u64,
+) -> Result<bool, ServerError> {
     while let Some(rec) = reader.next_record()? {
         if rec.seq > until {
-            break;
+            return Ok(true);
         }
         let p =
             Payload::decode(rec.payload).map_err(|e| ServerError::BadRecord { seq: rec.seq, reason: e.to_string() })?;
         out.clear();
-        let seq = r.apply(rec.ts, &p, &mut out);
+        let seq = r.apply(rec.ts, &p, out);
         if seq != rec.seq {
             return Err(ServerError::BadRecord {
                 seq: rec.seq,
                 reason: format!("journal record seq {} but engine at seq {seq}", rec.seq),
             });
         }
-        n += 1;
-        if n % 1_000_000 == 0 {
-            progress(n, seq);
+        *n += 1;
+        if *n % 1_000_000 == 0 {
+            progress(*n, seq);
         }
-        if !each(r, seq, rec.ts, rec.payload, &out) {
-            break;
+        if !each(r, seq, rec.ts, rec.payload, out) {
+            return Ok(true);
         }
     }
-    Ok(n)
+    Ok(false)
 }
 
 pub fn hex(h: &StateHash) -> String {
