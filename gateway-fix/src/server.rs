@@ -510,6 +510,9 @@ async fn router_task(
     let dict = Dictionary::fix44();
     let mut out: Vec<Output> = Vec::new();
     let spin = reply_spin();
+    // Last engine seq seen: a durable engine closes the stream of a subscriber that fell too far
+    // behind (it never slows matching for one); the router then resumes right after it.
+    let mut last_seq: Option<castle_engine::Seq> = None;
     loop {
         tokio::select! {
             m = rx.recv() => match m {
@@ -523,8 +526,23 @@ async fn router_task(
                 Some(ToRouter::Disconnected(session)) => layer.on_disconnect(session, &mut out),
             },
             b = engine.recv() => match b {
-                None => return tracing::error!("engine stream ended"),
-                Some(batch) => on_batch(&mut layer, &link, &batch, &mut out),
+                None => {
+                    let resumed = match last_seq {
+                        Some(seq) => link.subscribe_after(seq, 65_536),
+                        None => link.subscribe(65_536),
+                    };
+                    match resumed {
+                        Ok(rx) => {
+                            tracing::warn!(after = ?last_seq, "engine stream closed: resumed");
+                            engine = rx;
+                        }
+                        Err(e) => return tracing::error!(error = %e, "engine stream ended"),
+                    }
+                }
+                Some(batch) => {
+                    last_seq = Some(batch.seq);
+                    on_batch(&mut layer, &link, &batch, &mut out);
+                }
             },
         }
         if dispatch(&mut layer, &link, &sessions, &mut out) && !spin.is_zero() {
@@ -532,12 +550,13 @@ async fn router_task(
             while t0.elapsed() < spin {
                 match engine.try_recv() {
                     Ok(batch) => {
+                        last_seq = Some(batch.seq);
                         on_batch(&mut layer, &link, &batch, &mut out);
                         dispatch(&mut layer, &link, &sessions, &mut out);
                         break;
                     }
                     Err(mpsc::error::TryRecvError::Empty) => std::hint::spin_loop(),
-                    Err(mpsc::error::TryRecvError::Disconnected) => return,
+                    Err(mpsc::error::TryRecvError::Disconnected) => break,
                 }
             }
         }

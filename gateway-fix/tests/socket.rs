@@ -246,3 +246,82 @@ async fn hostile_connections_are_closed_without_an_answer() {
     assert_eq!(get(&c.recv_type("8").await, 150), Some("0"));
     server.shutdown().await;
 }
+
+/// An engine link whose first stream can be closed on demand, as a durable engine closes the
+/// stream of a subscriber that fell out of its event ring.
+struct CuttableLink {
+    inner: Arc<castle_gateway_fix::InProcessEngine>,
+    cut: Arc<tokio::sync::Notify>,
+    subscriptions: std::sync::atomic::AtomicUsize,
+}
+
+impl castle_gateway_fix::EngineLink for CuttableLink {
+    fn submit(&self, req: castle_link::EngineRequest) -> Result<(), castle_link::LinkError> {
+        self.inner.submit(req)
+    }
+
+    fn subscribe(
+        &self,
+        capacity: usize,
+    ) -> Result<tokio::sync::mpsc::Receiver<Arc<castle_link::EngineBatch>>, castle_link::LinkError> {
+        self.subscriptions.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut from_engine = self.inner.subscribe(capacity)?;
+        let (tx, rx) = tokio::sync::mpsc::channel(capacity);
+        let cut = self.cut.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = cut.notified() => return, // drops tx: the stream closes
+                    b = from_engine.recv() => match b {
+                        Some(b) => if tx.send(b).await.is_err() { return },
+                        None => return,
+                    },
+                }
+            }
+        });
+        Ok(rx)
+    }
+
+    fn subscribe_after(
+        &self,
+        after: castle_engine::Seq,
+        capacity: usize,
+    ) -> Result<tokio::sync::mpsc::Receiver<Arc<castle_link::EngineBatch>>, castle_link::LinkError> {
+        self.subscriptions.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.subscribe_after(after, capacity)
+    }
+
+    fn instruments(&self) -> Vec<castle_engine::InstrumentSpec> {
+        self.inner.instruments()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_resumes_when_the_engine_closes_its_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config::parse(&config_text(dir.path(), "ListenAddress=127.0.0.1:0")).unwrap();
+    let link = Arc::new(CuttableLink {
+        inner: engine(),
+        cut: Arc::new(tokio::sync::Notify::new()),
+        subscriptions: Default::default(),
+    });
+    let server = serve(cfg, link.clone()).await.unwrap();
+    let addr = server.local_addr().unwrap();
+    let mut c = Client::new(TcpStream::connect(addr).await.unwrap(), "DESK", "CASTLE");
+    c.logon("|553=desk|554=pw").await;
+    c.send(D1).await;
+    assert_eq!(get(&c.recv_type("8").await, 11), Some("O1"));
+    // The engine closes the gateway's stream (a slow consumer); the gateway resumes after the
+    // last batch it saw and keeps answering.
+    link.cut.notify_one();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while link.subscriptions.load(std::sync::atomic::Ordering::SeqCst) < 2 {
+        assert!(std::time::Instant::now() < deadline, "the gateway did not resubscribe");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    c.send("D|11=O2|55=BTC-USDT|54=1|60=20240101-00:00:00|38=0.5|40=2|44=59000|59=1").await;
+    let er = c.recv_type("8").await;
+    assert_eq!((get(&er, 11), get(&er, 150)), (Some("O2"), Some("0")), "{er:?}");
+    assert_eq!(link.subscriptions.load(std::sync::atomic::Ordering::SeqCst), 2, "resubscribed once");
+    server.shutdown().await;
+}
