@@ -286,8 +286,22 @@ pub enum TailClass {
 
 /// Classify `rest`, the bytes of a segment from the first position that did not decode as the
 /// expected record, given the sequence number that was expected there.
+/// Position of the last non-zero byte. A segment's tail after its last record is usually tens
+/// of megabytes of preallocated zeros: compared 64 bytes at a time (a vectorised memcmp) this
+/// is an order of magnitude cheaper than a byte loop, which was most of a restart's
+/// non-replay time (callgrind).
+pub fn last_nonzero(b: &[u8]) -> Option<usize> {
+    const ZERO: [u8; 64] = [0; 64];
+    let body = b.len() - b.len() % 64;
+    if let Some(i) = b[body..].iter().rposition(|&x| x != 0) {
+        return Some(body + i);
+    }
+    let k = b[..body].chunks_exact(64).rposition(|c| c != ZERO)?;
+    b[k * 64..k * 64 + 64].iter().rposition(|&x| x != 0).map(|i| k * 64 + i)
+}
+
 pub fn classify_tail(rest: &[u8], expected_seq: u64) -> TailClass {
-    let Some(last_nz) = rest.iter().rposition(|&b| b != 0) else {
+    let Some(last_nz) = last_nonzero(rest) else {
         return TailClass::Zeros;
     };
     let garbage_end = last_nz + 1;
@@ -515,6 +529,18 @@ pub fn check_decode_records(data: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn last_nonzero_equals_the_byte_loop() {
+        for len in [0usize, 1, 63, 64, 65, 127, 128, 200, 4096, 4100] {
+            let mut b = vec![0u8; len];
+            assert_eq!(last_nonzero(&b), None);
+            for at in (0..len).step_by(7).chain(len.checked_sub(1)) {
+                b[at] = 1 + (at % 255) as u8;
+                assert_eq!(last_nonzero(&b), b.iter().rposition(|&x| x != 0), "len {len} at {at}");
+            }
+        }
+    }
 
     #[test]
     fn short_crc_equals_the_crate() {

@@ -284,7 +284,7 @@ fn recover(opts: &JournalOptions) -> Result<Recovered> {
                         valid_after,
                     });
                 }
-                let nz_end = data.iter().rposition(|&b| b != 0).map_or(offset, |p| p + 1);
+                let nz_end = crate::format::last_nonzero(&data).map_or(offset, |p| p + 1);
                 let mut side = seg.path.clone().into_os_string();
                 side.push(format!(".discarded-{offset}"));
                 write_side_file(Path::new(&side), &data[offset..nz_end.max(offset)])?;
