@@ -32,10 +32,17 @@ pub fn start(data_dir: &Path, setup: &[Command]) -> Result<(Arc<DurableLink>, us
     let rec = link.recovered();
     // Tests and operators read this line: what survived the last run.
     println!("engine recovered: seq {} state hash {} journal {}", rec.seq, hex(&rec.hash), dir.display());
-    if rec.seq > 0 {
+    // The gateways open only once the set-up is durable, so a journal shorter than the set-up
+    // can only be a first start killed half-way: it holds exactly the first `seq` set-up
+    // commands, and the rest are sent now.
+    let done = usize::try_from(rec.seq).unwrap_or(usize::MAX);
+    if done >= setup.len() {
         return Ok((link, 0));
     }
-    for (i, c) in setup.iter().enumerate() {
+    if done > 0 {
+        tracing::warn!(journaled = done, of = setup.len(), "completing a set-up interrupted by a crash");
+    }
+    for (i, c) in setup.iter().enumerate().skip(done) {
         // Gateway 0: the venue's own commands (no origin in the stream).
         let req = EngineRequest { origin: Origin { gateway: 0, request: 0 }, command: *c };
         match link.submit(req) {
@@ -46,7 +53,7 @@ pub fn start(data_dir: &Path, setup: &[Command]) -> Result<(Arc<DurableLink>, us
     }
     let st = link.status().context("making the set-up commands durable")?;
     tracing::info!(seq = st.seq, hash = %hex(&st.hash), "set-up commands journaled (first start)");
-    Ok((link, setup.len()))
+    Ok((link, setup.len() - done))
 }
 
 /// Commits what is pending, stops the engine and prints the final seq and state hash.

@@ -79,3 +79,35 @@ fn an_acknowledged_order_survives_kill_9_of_castle_serve() {
     assert!(seq2 > seq1, "the trade was journaled after the restart");
     assert_eq!(stopped, format!("engine stopped: seq {seq2} state hash {hash2}"));
 }
+
+#[test]
+fn a_set_up_interrupted_by_a_crash_is_completed_at_the_next_start() {
+    use castle_engine::{Command, InstrumentSpec};
+    use castle_engine_server::{Config, DurableLink};
+    use castle_link::{EngineLink, EngineRequest, Origin};
+    let dir = tempfile::tempdir().expect("temp dir");
+    // The first three of `castle serve`'s eight demo set-up commands, as a first start killed
+    // half-way would have left them.
+    let first = [
+        Command::AddInstrument(InstrumentSpec::demo(0, "BTC-USDT", 1, 2, 6_000_000)),
+        Command::AddInstrument(InstrumentSpec::demo(1, "ETH-USDT", 3, 2, 300_000)),
+        Command::Deposit { account: 1, asset: 1, amount: 10 * 100_000_000 },
+    ];
+    let link = DurableLink::start(Config::new(dir.path().join("journal"), "")).expect("engine");
+    for c in first {
+        link.submit(EngineRequest { origin: Origin { gateway: 0, request: 0 }, command: c }).expect("submit");
+    }
+    assert_eq!(link.status().expect("status").seq, 3);
+    drop(link);
+
+    let data = dir.path().to_str().expect("utf-8 path");
+    let mut p = Proc::castle(&["serve", "--check", "--fix-listen", "127.0.0.1:0", "--data-dir", data]);
+    assert!(p.wait_for_line("engine recovered: ").starts_with("engine recovered: seq 3 "));
+    let up = p.wait_for_line("castle is up");
+    assert!(up.contains("2 instruments, 5 set-up commands"), "{up}");
+    let stopped = p.wait_for_line("engine stopped: ");
+    assert!(stopped.starts_with("engine stopped: seq 8 "), "{stopped}");
+    assert!(p.child.wait().expect("wait").success());
+    let (seq, hash) = replay(&dir.path().join("journal"));
+    assert_eq!(stopped, format!("engine stopped: seq {seq} state hash {hash}"));
+}
