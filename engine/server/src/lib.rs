@@ -4,7 +4,7 @@
 //! gateways --TCP--> reader threads --bounded inbox--> sequencer thread --> journal (group commit)
 //!                                                          |  engine.apply (while the batch is written)
 //!                                                          v  released once durable
-//!                               bounded event ring (Arc entries) --> subscriber / standby threads --TCP-->
+//!                               bounded event ring (one chunk per journal batch) --> subscriber / standby threads --TCP-->
 //! ```
 //!
 //! * **Sequencer** ([`server`]): one thread owns the engine and the journal. It drains the
@@ -15,8 +15,8 @@
 //! * **Deduplication**: commands carry (gateway id, request id); per gateway the highest applied
 //!   request id is kept (a map bounded by `max_gateways`, rebuilt from snapshot + journal), so a
 //!   reconnecting gateway learns what was applied and a resent request is never applied twice.
-//! * **Event ring** ([`ring`]): the last `ring_capacity` sequence numbers' encoded event frames
-//!   and journal payloads. A subscriber asking for "after N" is served from the ring, or, when N
+//! * **Event ring** ([`ring`]): the last `ring_capacity` sequence numbers' events and journal
+//!   payloads, one chunk per journal batch (no allocation per command). A subscriber asking for "after N" is served from the ring, or, when N
 //!   is older, by deterministic replay (snapshot at or below N + journal) until it reaches the
 //!   ring. A subscriber that falls out of the ring while live is disconnected with
 //!   `SlowConsumer` and the seq to resume from: matching never waits for a subscriber.
@@ -33,6 +33,11 @@
 //!   a standby refuses records of an older epoch than it has seen (fencing), and promotion
 //!   journals a marker record with epoch + 1 before accepting orders. Sequence numbers continue
 //!   without a gap.
+//!
+//! * **In process** ([`link`]): [`DurableLink`] is this server as a `castle-link` `EngineLink`
+//!   (what `castle serve` runs): non-blocking submit, one feeder thread per subscriber.
+//! * **Archive**: after each snapshot, segments older than the oldest kept snapshot move to
+//!   `JOURNAL/archive` (never deleted); replays read the archive, then the journal.
 //!
 //! The TCP framing is specified in [`proto`].
 
