@@ -3,8 +3,10 @@
 mod bench;
 mod bench_durable;
 mod engine_cmd;
+mod metrics;
 mod replay;
 mod serve;
+mod serve_marketdata;
 
 use clap::{Parser, Subcommand};
 

@@ -74,3 +74,4 @@ impl Drop for Proc {
 }
 
 pub mod durable;
+pub mod fix;
