@@ -289,4 +289,29 @@ mod tests {
         assert!(!consumer.stats.lost.load(Ordering::Relaxed));
         consumer.shutdown();
     }
+
+    struct Stops(Arc<AtomicBool>);
+
+    impl StreamSink for Stops {
+        fn on_batch(&mut self, _: &EngineBatch) {
+            panic!("nothing can be delivered");
+        }
+        fn on_stop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn a_stream_that_cannot_resume_is_reported_lost_and_stops_the_sink() {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let engine = InProcessEngine::start(Limits::default(), &[], 16);
+        let stopped = Arc::new(AtomicBool::new(false));
+        // Seq 99 is in this engine's future: it cannot serve "after 99".
+        let c = Consumer::start("lost", engine, 99, ConsumerConfig::default(), Stops(stopped.clone()), rt.handle())
+            .unwrap();
+        wait_until("the sink to stop", || stopped.load(Ordering::Relaxed));
+        assert!(c.stats.lost.load(Ordering::Relaxed));
+        assert!(c.stats.stopped.load(Ordering::Relaxed));
+        c.shutdown();
+    }
 }

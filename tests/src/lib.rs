@@ -75,3 +75,4 @@ impl Drop for Proc {
 
 pub mod durable;
 pub mod fix;
+pub mod redis;

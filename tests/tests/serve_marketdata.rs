@@ -3,12 +3,14 @@
 //! feed`'s), join late through the TCP snapshot service, read the exchange
 //! statistics from the Prometheus endpoint, and see End of Session at stop.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 use castle_marketdata::handler::{FeedClient, FeedClientConfig, HandlerConfig};
 use castle_marketdata::itch::InstrumentDefinition;
+use castle_marketdata::redis_fanout::RedisReader;
 use castle_tests::fix::FixClient;
 use castle_tests::Proc;
 
@@ -70,6 +72,28 @@ fn http_get(addr: &str, path: &str) -> String {
     out
 }
 
+/// DEMO1 buys 0.5 at 59000 and 0.3 at 58900, DEMO2 sells 0.2 at 59000 (a
+/// trade) and 1 at 60000, DEMO1 cancels the 58900 order. Left on the book:
+/// a bid of 0.3 at 59000 and an ask of 1 at 60000.
+fn trade(fix_addr: &str) {
+    let mut buyer = FixClient::logon(fix_addr, "DEMO1", "demo1", "demo", 1);
+    let mut seller = FixClient::logon(fix_addr, "DEMO2", "demo2", "demo", 2);
+    let r = buyer.limit("b1", true, "0.5", "59000.00");
+    assert!(r.contains("150=0|"), "{r}");
+    let r = buyer.limit("b2", true, "0.3", "58900.00");
+    assert!(r.contains("150=0|"), "{r}");
+    let r = seller.limit("s1", false, "0.2", "59000.00");
+    assert!(r.contains("150=0|"), "{r}");
+    let r = seller.read_until(&["35=8|", "11=s1|", "150=F|"]);
+    assert!(r.contains("39=2|"), "s1 fills completely against b1: {r}");
+    let r = seller.limit("s2", false, "1", "60000.00");
+    assert!(r.contains("150=0|"), "{r}");
+    let now = castle_tests::fix::utc_now();
+    buyer.send("F", &format!("41=b2|11=b2-cancel|1=1|55=BTC-USDT|54=1|60={now}|38=0.3|"));
+    let r = buyer.read_until(&["35=8|", "11=b2-cancel|"]);
+    assert!(r.contains("150=4|"), "b2 cancelled: {r}");
+}
+
 #[test]
 fn feed_rebuilds_what_was_traded_over_fix_and_late_joiners_use_the_snapshot() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -99,22 +123,7 @@ fn feed_rebuilds_what_was_traded_over_fix_and_late_joiners_use_the_snapshot() {
     };
     let mut early = join(Some(rerequest));
 
-    let mut buyer = FixClient::logon(&fix_addr, "DEMO1", "demo1", "demo", 1);
-    let mut seller = FixClient::logon(&fix_addr, "DEMO2", "demo2", "demo", 2);
-    let r = buyer.limit("b1", true, "0.5", "59000.00");
-    assert!(r.contains("150=0|"), "{r}");
-    let r = buyer.limit("b2", true, "0.3", "58900.00");
-    assert!(r.contains("150=0|"), "{r}");
-    let r = seller.limit("s1", false, "0.2", "59000.00");
-    assert!(r.contains("150=0|"), "{r}");
-    let r = seller.read_until(&["35=8|", "11=s1|", "150=F|"]);
-    assert!(r.contains("39=2|"), "s1 fills completely against b1: {r}");
-    let r = seller.limit("s2", false, "1", "60000.00");
-    assert!(r.contains("150=0|"), "{r}");
-    let now = castle_tests::fix::utc_now();
-    buyer.send("F", &format!("41=b2|11=b2-cancel|1=1|55=BTC-USDT|54=1|60={now}|38=0.3|"));
-    let r = buyer.read_until(&["35=8|", "11=b2-cancel|"]);
-    assert!(r.contains("150=4|"), "b2 cancelled: {r}");
+    trade(&fix_addr);
 
     // What was traded: b1 rests with 0.3 left at 59000, s2 rests at 60000; b2 is gone.
     let expected = |d: &InstrumentDefinition| {
@@ -159,5 +168,40 @@ fn feed_rebuilds_what_was_traded_over_fix_and_late_joiners_use_the_snapshot() {
     p.signal("TERM");
     p.wait_for_line("castle stopped");
     run_until(&mut early, "End of Session", |c| c.core.end_of_session);
+    assert!(p.child.wait().expect("wait").success());
+}
+
+#[test]
+fn redis_url_fans_market_data_out_to_redis() {
+    let redis = castle_tests::redis::RedisServer::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().to_str().expect("utf-8 path").to_string();
+    let dest = format!("{GROUP}:{}", free_udp_port());
+    let args =
+        ["serve", "--fix-listen", "127.0.0.1:0", "--data-dir", &data, "--feed-dest", &dest, "--redis-url", &redis.url];
+    let mut p = Proc::castle(&args);
+    let up = p.wait_for_line("castle is up");
+    assert!(up.contains(&format!("Redis fan-out to {}", redis.url)), "{up}");
+    trade(&field(&up, "FIX 4.4 on "));
+    // The demo BTC-USDT has tick 0.01 and lot 0.00001 (checked on the feed above).
+    let mut reader = RedisReader::new(&redis.url, "castle", 0).expect("redis client");
+    let want_bids = BTreeMap::from([(5_900_000, 30_000)]);
+    let want_asks = BTreeMap::from([(6_000_000, 100_000)]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(reader.bids == want_bids && reader.asks == want_asks) {
+        assert!(
+            Instant::now() < deadline,
+            "Redis depth never matched: bids {:?} asks {:?} (n {}, seq {})",
+            reader.bids,
+            reader.asks,
+            reader.n,
+            reader.seq
+        );
+        if reader.poll(50).is_err() {
+            reader.reset();
+        }
+    }
+    p.signal("TERM");
+    p.wait_for_line("castle stopped");
     assert!(p.child.wait().expect("wait").success());
 }
