@@ -118,8 +118,14 @@ fn message() -> impl Strategy<Value = Message> {
             feed_seq,
             engine_seq
         }),
-        (h, any::<u64>(), any::<u64>(), any::<u64>())
+        (h.clone(), any::<u64>(), any::<u64>(), any::<u64>())
             .prop_map(|(h, feed_seq, engine_seq, orders)| { Message::SnapshotEnd { h, feed_seq, engine_seq, orders } }),
+        (h.clone(), any::<u64>(), any::<u8>(), any::<u64>(), any::<[u8; 8]>(), any::<i64>()).prop_map(
+            |(h, order, side, shares, stock, price)| Message::AddOrderWide { h, order, side, shares, stock, price }
+        ),
+        (h.clone(), any::<u64>(), any::<u64>(), any::<u64>())
+            .prop_map(|(h, order, shares, match_number)| Message::OrderExecutedWide { h, order, shares, match_number }),
+        (h, any::<u64>(), any::<u64>()).prop_map(|(h, order, shares)| Message::OrderCancelWide { h, order, shares }),
     ]
 }
 
