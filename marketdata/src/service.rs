@@ -20,7 +20,7 @@ use rustc_hash::FxHashSet;
 
 use crate::consumer::{Consumer, ConsumerConfig, ConsumerStats, StreamSink};
 use crate::derived::MarketData;
-use crate::publisher::{PublishError, Publisher, PublisherConfig};
+use crate::publisher::{InlinePublisher, PublishError, PublisherConfig};
 use crate::redis_fanout::{FanoutConfig, RedisFanout, RedisFanoutError};
 use crate::stats::ExchangeStats;
 
@@ -72,7 +72,7 @@ pub struct MarketDataService {
 
 struct FeedSink {
     live: Arc<RwLock<LiveData>>,
-    publisher: Option<Publisher>,
+    publisher: Option<InlinePublisher>,
     link: Arc<dyn EngineLink>,
     registered: FxHashSet<InstrumentId>,
 }
@@ -101,27 +101,29 @@ impl StreamSink for FeedSink {
             }
             live.stats.on_events(&batch.events);
         }
-        let Some(publisher) = &self.publisher else { return };
+        let Some(publisher) = &mut self.publisher else { return };
         for e in &batch.events {
             if let EventKind::InstrumentAdded { instrument } = e.kind {
                 if self.registered.insert(instrument) {
                     match self.link.instruments().into_iter().find(|s| s.id == instrument) {
-                        Some(spec) => {
-                            if let Err(err) = publisher.register(spec) {
-                                tracing::error!(error = %err, instrument, "feed publisher stopped");
-                            }
-                        }
+                        Some(spec) => publisher.register(spec),
                         None => tracing::error!(instrument, "instrument added but not listed by the engine link"),
                     }
                 }
             }
         }
         if batch.events.iter().any(|e| on_feed(&e.kind)) {
-            // Blocks while the publisher's queue is full: that only slows this
-            // worker, which is decoupled from the engine by the consumer queue.
-            if let Err(err) = publisher.publish(batch.events.clone()) {
-                tracing::error!(error = %err, "feed publisher stopped");
+            // Sent from this thread: decoupled from the engine by the consumer queue.
+            if let Err(err) = publisher.publish(&batch.events) {
+                tracing::error!(error = %err, seq = batch.seq, "event not representable on the feed");
             }
+        }
+        publisher.tick();
+    }
+
+    fn on_idle(&mut self) {
+        if let Some(p) = &mut self.publisher {
+            p.tick();
         }
     }
 
@@ -160,7 +162,7 @@ impl MarketDataService {
         cfg: ServiceConfig,
         rt: &tokio::runtime::Handle,
     ) -> Result<MarketDataService, ServiceError> {
-        let publisher = Publisher::start(cfg.feed.clone())?;
+        let publisher = InlinePublisher::start(cfg.feed.clone())?;
         let feed = FeedAddrs {
             destination: cfg.feed.destination,
             destination_b: cfg.feed.destination_b,
