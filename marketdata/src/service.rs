@@ -21,7 +21,7 @@ use rustc_hash::FxHashSet;
 use crate::consumer::{Consumer, ConsumerConfig, ConsumerStats, StreamSink};
 use crate::derived::MarketData;
 use crate::publisher::{InlinePublisher, PublishError, PublisherConfig};
-use crate::redis_fanout::{FanoutConfig, RedisFanout, RedisFanoutError};
+use crate::redis_fanout::{FanoutConfig, FanoutStats, RedisFanout, RedisFanoutError};
 use crate::stats::ExchangeStats;
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +65,7 @@ pub struct MarketDataService {
     link: Arc<dyn EngineLink>,
     feed_stats: Arc<ConsumerStats>,
     redis_stats: Option<Arc<ConsumerStats>>,
+    redis_health: Option<Arc<std::sync::Mutex<RedisHealth>>>,
     /// Redis first, then the feed: the order they are stopped in.
     consumers: std::sync::Mutex<Vec<Consumer>>,
     feed_shared: Arc<std::sync::Mutex<crate::publisher::Shared>>,
@@ -135,8 +136,23 @@ impl StreamSink for FeedSink {
     }
 }
 
+/// The fan-out's counters as last seen by its worker, for /metrics.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RedisHealth {
+    pub stats: FanoutStats,
+    pub connected: bool,
+}
+
 struct RedisSink {
     fanout: RedisFanout,
+    health: Arc<std::sync::Mutex<RedisHealth>>,
+}
+
+impl RedisSink {
+    fn publish_health(&self) {
+        let h = RedisHealth { stats: self.fanout.stats, connected: self.fanout.connected() };
+        *self.health.lock().unwrap_or_else(|p| p.into_inner()) = h;
+    }
 }
 
 impl StreamSink for RedisSink {
@@ -144,13 +160,16 @@ impl StreamSink for RedisSink {
         if let Err(e) = self.fanout.on_events(&batch.events) {
             tracing::error!(error = %e, seq = batch.seq, "redis fan-out rejected an engine batch");
         }
+        self.publish_health();
     }
     fn on_idle(&mut self) {
         // Entries queued below a full pipeline, and due snapshots, go out when the stream is quiet.
         self.fanout.flush();
+        self.publish_health();
     }
     fn on_stop(&mut self) {
         self.fanout.flush();
+        self.publish_health();
     }
 }
 
@@ -180,15 +199,17 @@ impl MarketDataService {
         let feed_consumer = Consumer::start("feed", link.clone(), 0, cfg.consumer, sink, rt)?;
         let feed_stats = feed_consumer.stats.clone();
         let mut consumers = vec![feed_consumer];
-        let mut redis_stats = None;
+        let (mut redis_stats, mut redis_health) = (None, None);
         if let Some(rc) = cfg.redis {
-            let fanout = RedisFanout::new(rc)?;
-            let c = Consumer::start("redis", link.clone(), 0, cfg.consumer, RedisSink { fanout }, rt)?;
+            let health = Arc::new(std::sync::Mutex::new(RedisHealth::default()));
+            let sink = RedisSink { fanout: RedisFanout::new(rc)?, health: health.clone() };
+            let c = Consumer::start("redis", link.clone(), 0, cfg.consumer, sink, rt)?;
             redis_stats = Some(c.stats.clone());
+            redis_health = Some(health);
             consumers.insert(0, c);
         }
         let consumers = std::sync::Mutex::new(consumers);
-        Ok(MarketDataService { live, feed, link, feed_stats, redis_stats, consumers, feed_shared })
+        Ok(MarketDataService { live, feed, link, feed_stats, redis_stats, redis_health, consumers, feed_shared })
     }
 
     pub fn feed_stats(&self) -> &ConsumerStats {
@@ -197,6 +218,11 @@ impl MarketDataService {
 
     pub fn redis_stats(&self) -> Option<&ConsumerStats> {
         self.redis_stats.as_deref()
+    }
+
+    /// The Redis fan-out's counters and connection state (None without Redis).
+    pub fn redis_health(&self) -> Option<RedisHealth> {
+        self.redis_health.as_ref().map(|h| *h.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Exchange statistics and the consumers' health in Prometheus text format.
@@ -233,6 +259,34 @@ impl MarketDataService {
                     _ => u64::from(s.lost.load(Ordering::Relaxed)),
                 };
                 let _ = writeln!(out, "{name}{{consumer=\"{c}\"}} {v}");
+            }
+        }
+        if let Some(h) = self.redis_health() {
+            let s = h.stats;
+            for (name, help, kind, v) in [
+                (
+                    "castle_redis_connected",
+                    "1 while the fan-out has a Redis connection.",
+                    "gauge",
+                    u64::from(h.connected),
+                ),
+                ("castle_redis_entries_total", "Stream entries produced.", "counter", s.entries),
+                (
+                    "castle_redis_dropped_total",
+                    "Stream entries dropped while Redis was unreachable.",
+                    "counter",
+                    s.dropped,
+                ),
+                ("castle_redis_snapshots_total", "Depth and ticker snapshots written.", "counter", s.snapshots),
+                ("castle_redis_connects_total", "Connections made (first one included).", "counter", s.reconnects),
+                (
+                    "castle_redis_errors_total",
+                    "Redis errors (each followed by a reconnect with backoff).",
+                    "counter",
+                    s.errors,
+                ),
+            ] {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
             }
         }
     }

@@ -201,6 +201,12 @@ fn redis_url_fans_market_data_out_to_redis() {
             reader.reset();
         }
     }
+    let text = http_get(field(&up, "metrics on http://").trim_end_matches("/metrics"), "/metrics");
+    for line in ["castle_redis_connected 1", "castle_marketdata_lost{consumer=\"redis\"} 0"] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?} in:\n{text}");
+    }
+    let entries = text.lines().find_map(|l| l.strip_prefix("castle_redis_entries_total ")).expect("entries metric");
+    assert!(entries.parse::<u64>().expect("a count") >= 6, "stream entries for the trades above: {entries}");
     p.signal("TERM");
     p.wait_for_line("castle stopped");
     assert!(p.child.wait().expect("wait").success());
