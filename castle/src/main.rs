@@ -3,9 +3,11 @@
 mod bench;
 mod bench_durable;
 mod engine_cmd;
+mod metrics;
 mod replay;
 mod serve;
 mod serve_engine;
+mod serve_marketdata;
 
 use clap::{Parser, Subcommand};
 

@@ -32,6 +32,10 @@ pub struct ServeArgs {
     /// Where local state lives (engine journal and snapshots, FIX session stores, ...).
     #[arg(long, default_value = "var")]
     pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub md: Box<crate::serve_marketdata::MarketDataArgs>,
+    #[command(flatten)]
+    pub metrics: crate::metrics::MetricsArgs,
 }
 
 /// Demo instruments: BTC-USDT and ETH-USDT (assets 1 = BTC, 2 = USDT, 3 = ETH),
@@ -91,16 +95,22 @@ async fn serve(args: ServeArgs) -> Result<()> {
         }
     };
     let link: Arc<dyn EngineLink> = engine.clone();
+    let metrics = crate::metrics::Metrics::default();
+    let md = crate::serve_marketdata::start(&args.md, link.clone(), &metrics)?;
+    let metrics_server = crate::metrics::serve(&args.metrics, metrics).await?;
     let server = serve_fix(config, link).await.context("starting the FIX gateway")?;
     let fix = server.local_addr().map(|a| a.to_string()).unwrap_or_else(|| "-".into());
     let fix_tls = server.tls_local_addr().map(|a| a.to_string()).unwrap_or_else(|| "-".into());
     println!(
-        "castle is up: {} instruments, {} set-up commands, FIX 4.4 on {fix} (TLS {fix_tls})",
+        "castle is up: {} instruments, {} set-up commands, FIX 4.4 on {fix} (TLS {fix_tls}), {md}, metrics on http://{}/metrics",
         instruments.len(),
-        setup_sent
+        setup_sent,
+        metrics_server.addr
     );
     if args.check {
         server.shutdown().await;
+        md.shutdown().await;
+        metrics_server.shutdown().await;
         return crate::serve_engine::stop(&engine);
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -109,6 +119,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
         _ = term.recv() => {}
     }
     server.shutdown().await;
+    md.shutdown().await;
+    metrics_server.shutdown().await;
     crate::serve_engine::stop(&engine)?;
     println!("castle stopped");
     Ok(())

@@ -108,10 +108,17 @@ impl L3Book {
         if self.orders.contains_key(&id) {
             return Err(BookError::DuplicateOrder(id));
         }
-        self.orders.insert(id, BookOrder { id, side, price, qty });
-        let level = self.side_mut(side).entry(price).or_default();
+        // 64-bit feed quantities come off the wire: a level total that would
+        // overflow is refused like any other inconsistent message.
+        let levels = self.side_mut(side);
+        let total = levels.get(&price).map_or(0, |l| l.total);
+        if total.checked_add(qty).is_none() {
+            return Err(BookError::BadQuantity(id, qty));
+        }
+        let level = levels.entry(price).or_default();
         level.orders.push_back(id);
         level.total += qty;
+        self.orders.insert(id, BookOrder { id, side, price, qty });
         Ok(())
     }
 
@@ -223,5 +230,8 @@ mod tests {
         b.replace(3, 9, 104, 1).unwrap();
         assert_eq!(b.top().bid, Some((104, 1)));
         assert_eq!(b.depth(10).bids.len(), 2);
+        b.add(20, Side::Sell, 200, i64::MAX - 1).unwrap();
+        assert_eq!(b.add(21, Side::Sell, 200, 2), Err(BookError::BadQuantity(21, 2)), "level total would overflow");
+        assert!(b.get(21).is_none());
     }
 }

@@ -4,7 +4,9 @@
 //! maker (its shown quantity drops; at zero ITCH semantics remove it, and an
 //! iceberg refresh arrives as a fresh 'A'), BookReduce -> 'X', BookRemove ->
 //! 'D', InstrumentAdded -> 'R' + Castle 'i' + 'H', TradingStatusChanged ->
-//! 'H'. After the messages of each engine command comes a Castle 'q' so a
+//! 'H'. A price or quantity that does not fit ITCH's 32-bit fields goes in
+//! Castle's 64-bit variant of the same message ('a', 'w', 'x'), never
+//! truncated and never dropped. After the messages of each engine command comes a Castle 'q' so a
 //! feed handler knows where the engine's command boundaries are.
 
 use castle_engine::{Event, EventKind, InstrumentId, InstrumentSpec, Seq, Side, Timestamp, TradingStatus};
@@ -52,8 +54,31 @@ pub fn trading_state(status: TradingStatus) -> (u8, [u8; 4]) {
     }
 }
 
-fn u32_field(what: &'static str, value: i64, seq: Seq) -> Result<u32, EncodeError> {
-    u32::try_from(value).map_err(|_| EncodeError::OutOfRange { what, value, seq })
+/// Whether a value goes in ITCH's 32-bit field (else the Castle wide message is used).
+pub fn fits_u32(value: i64) -> bool {
+    u32::try_from(value).is_ok()
+}
+
+/// A quantity for a 64-bit field: only a negative one (never produced by the
+/// engine) cannot be sent, and that is an error, not a silent skip.
+fn qty_field(value: i64, seq: Seq) -> Result<u64, EncodeError> {
+    u64::try_from(value).map_err(|_| EncodeError::OutOfRange { what: "quantity", value, seq })
+}
+
+/// 'A' when price and quantity both fit the 32-bit ITCH fields, else Castle 'a'.
+pub fn add_order(
+    h: Header,
+    order: u64,
+    side: u8,
+    qty: i64,
+    stock: [u8; 8],
+    price: i64,
+    seq: Seq,
+) -> Result<Message, EncodeError> {
+    if fits_u32(qty) && fits_u32(price) {
+        return Ok(Message::AddOrder { h, order, side, shares: qty as u32, stock, price: price as u32 });
+    }
+    Ok(Message::AddOrderWide { h, order, side, shares: qty_field(qty, seq)?, stock, price })
 }
 
 fn decimal_parts(d: rust_decimal::Decimal) -> Option<(i64, u8)> {
@@ -189,28 +214,29 @@ impl FeedEncoder {
                     reason,
                 });
             }
-            EventKind::BookAdd { instrument, order_id, side, price, qty } => out.push(Message::AddOrder {
-                h: hdr(instrument)?,
-                order: order_id,
-                side: side_byte(side),
-                shares: u32_field("quantity", qty, seq)?,
-                stock: self.stock(instrument)?,
-                price: u32_field("price", price, seq)?,
-            }),
-            EventKind::BookReduce { instrument, order_id, by } => out.push(Message::OrderCancel {
-                h: hdr(instrument)?,
-                order: order_id,
-                shares: u32_field("quantity", by, seq)?,
-            }),
+            EventKind::BookAdd { instrument, order_id, side, price, qty } => {
+                let stock = self.stock(instrument)?;
+                out.push(add_order(hdr(instrument)?, order_id, side_byte(side), qty, stock, price, seq)?)
+            }
+            EventKind::BookReduce { instrument, order_id, by } => {
+                let (h, order) = (hdr(instrument)?, order_id);
+                out.push(if fits_u32(by) {
+                    Message::OrderCancel { h, order, shares: by as u32 }
+                } else {
+                    Message::OrderCancelWide { h, order, shares: qty_field(by, seq)? }
+                })
+            }
             EventKind::BookRemove { instrument, order_id } => {
                 out.push(Message::OrderDelete { h: hdr(instrument)?, order: order_id })
             }
-            EventKind::Trade { trade_id, instrument, qty, maker_order, .. } => out.push(Message::OrderExecuted {
-                h: hdr(instrument)?,
-                order: maker_order,
-                shares: u32_field("quantity", qty, seq)?,
-                match_number: trade_id,
-            }),
+            EventKind::Trade { trade_id, instrument, qty, maker_order, .. } => {
+                let (h, order, match_number) = (hdr(instrument)?, maker_order, trade_id);
+                out.push(if fits_u32(qty) {
+                    Message::OrderExecuted { h, order, shares: qty as u32, match_number }
+                } else {
+                    Message::OrderExecutedWide { h, order, shares: qty_field(qty, seq)?, match_number }
+                })
+            }
             _ => {}
         }
         Ok(())

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use castle_engine::{InstrumentId, Seq, Side, TradingStatus};
 
 use crate::book::{BookError, L3Book};
-use crate::encoder::{locate_of, side_byte, trading_state};
+use crate::encoder::{add_order, locate_of, side_byte, trading_state};
 use crate::itch::{Header, InstrumentDefinition, Message, StockDirectory};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -138,10 +138,21 @@ impl FeedBook {
                 self.book(loc)?.add(order, s, price as i64, shares as i64).map_err(be)?;
                 Applied::Book(loc)
             }
+            Message::AddOrderWide { order, side: s, shares, price, .. } => {
+                let s = side(s)?;
+                let qty = i64::try_from(shares).map_err(|_| be(BookError::BadQuantity(order, i64::MAX)))?;
+                self.book(loc)?.add(order, s, price, qty).map_err(be)?;
+                Applied::Book(loc)
+            }
             Message::OrderExecuted { order, shares, .. }
             | Message::OrderExecutedWithPrice { order, shares, .. }
             | Message::OrderCancel { order, shares, .. } => {
                 self.book(loc)?.reduce(order, shares as i64).map_err(be)?;
+                Applied::Book(loc)
+            }
+            Message::OrderExecutedWide { order, shares, .. } | Message::OrderCancelWide { order, shares, .. } => {
+                let qty = i64::try_from(shares).map_err(|_| be(BookError::BadQuantity(order, i64::MAX)))?;
+                self.book(loc)?.reduce(order, qty).map_err(be)?;
                 Applied::Book(loc)
             }
             Message::OrderDelete { order, .. } => {
@@ -187,15 +198,11 @@ impl FeedBook {
             for s in [Side::Buy, Side::Sell] {
                 for o in i.book.orders(s) {
                     orders += 1;
-                    out.push(Message::AddOrder {
-                        h,
-                        order: o.id,
-                        side: side_byte(s),
-                        // Values came from 32-bit fields, so they fit back.
-                        shares: o.qty as u32,
-                        stock: i.directory.stock,
-                        price: o.price as u32,
-                    });
+                    // The book holds only positive quantities, so this is 'A' or 'a', never an error.
+                    match add_order(h, o.id, side_byte(s), o.qty, i.directory.stock, o.price, self.engine_seq) {
+                        Ok(m) => out.push(m),
+                        Err(e) => tracing::error!(error = %e, order = o.id, "order left out of the snapshot"),
+                    }
                 }
             }
         }

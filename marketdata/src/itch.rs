@@ -94,6 +94,13 @@ pub enum Message {
     SnapshotBegin { h: Header, feed_seq: u64, engine_seq: u64 },
     /// Castle 'e': "snapshot at sequence N" — apply live messages from `feed_seq` on.
     SnapshotEnd { h: Header, feed_seq: u64, engine_seq: u64, orders: u64 },
+    /// Castle 'a': Add Order with 64-bit fields, sent instead of 'A' when
+    /// the price (signed) or the quantity does not fit ITCH's 32-bit fields.
+    AddOrderWide { h: Header, order: u64, side: u8, shares: u64, stock: [u8; 8], price: i64 },
+    /// Castle 'w': Order Executed with a 64-bit quantity (instead of 'E').
+    OrderExecutedWide { h: Header, order: u64, shares: u64, match_number: u64 },
+    /// Castle 'x': Order Cancel with a 64-bit quantity (instead of 'X').
+    OrderCancelWide { h: Header, order: u64, shares: u64 },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -129,6 +136,9 @@ pub mod len {
     pub const ENGINE_SEQUENCE: usize = 27;
     pub const SNAPSHOT_BEGIN: usize = 27;
     pub const SNAPSHOT_END: usize = 35;
+    pub const ADD_ORDER_WIDE: usize = 44;
+    pub const ORDER_EXECUTED_WIDE: usize = 35;
+    pub const ORDER_CANCEL_WIDE: usize = 27;
     /// The longest message: callers size stack buffers with it.
     pub const MAX: usize = 75;
 }
@@ -241,6 +251,9 @@ impl Message {
             Message::EngineSequence { .. } => b'q',
             Message::SnapshotBegin { .. } => b'b',
             Message::SnapshotEnd { .. } => b'e',
+            Message::AddOrderWide { .. } => b'a',
+            Message::OrderExecutedWide { .. } => b'w',
+            Message::OrderCancelWide { .. } => b'x',
         }
     }
 
@@ -257,7 +270,10 @@ impl Message {
             | Message::Trade { h, .. }
             | Message::EngineSequence { h, .. }
             | Message::SnapshotBegin { h, .. }
-            | Message::SnapshotEnd { h, .. } => h,
+            | Message::SnapshotEnd { h, .. }
+            | Message::AddOrderWide { h, .. }
+            | Message::OrderExecutedWide { h, .. }
+            | Message::OrderCancelWide { h, .. } => h,
             Message::StockDirectory(d) => &d.h,
             Message::InstrumentDefinition(d) => &d.h,
         }
@@ -365,6 +381,22 @@ impl Message {
                 w.u64(engine_seq);
                 w.u64(orders);
             }
+            Message::AddOrderWide { order, side, shares, stock, price, .. } => {
+                w.u64(order);
+                w.u8(side);
+                w.u64(shares);
+                w.bytes(&stock);
+                w.i64(price);
+            }
+            Message::OrderExecutedWide { order, shares, match_number, .. } => {
+                w.u64(order);
+                w.u64(shares);
+                w.u64(match_number);
+            }
+            Message::OrderCancelWide { order, shares, .. } => {
+                w.u64(order);
+                w.u64(shares);
+            }
         }
         debug_assert_eq!(w.at, need);
         Ok(need)
@@ -450,6 +482,16 @@ impl Message {
             b'q' => Message::EngineSequence { h, engine_seq: r.u64(), ts: r.u64() },
             b'b' => Message::SnapshotBegin { h, feed_seq: r.u64(), engine_seq: r.u64() },
             b'e' => Message::SnapshotEnd { h, feed_seq: r.u64(), engine_seq: r.u64(), orders: r.u64() },
+            b'a' => Message::AddOrderWide {
+                h,
+                order: r.u64(),
+                side: r.u8(),
+                shares: r.u64(),
+                stock: r.arr(),
+                price: r.i64(),
+            },
+            b'w' => Message::OrderExecutedWide { h, order: r.u64(), shares: r.u64(), match_number: r.u64() },
+            b'x' => Message::OrderCancelWide { h, order: r.u64(), shares: r.u64() },
             // `expected_len` knows exactly the types matched above.
             other => return Err(DecodeError::UnknownType(other)),
         })
@@ -473,6 +515,9 @@ pub const fn expected_len(ty: u8) -> Option<usize> {
         b'q' => len::ENGINE_SEQUENCE,
         b'b' => len::SNAPSHOT_BEGIN,
         b'e' => len::SNAPSHOT_END,
+        b'a' => len::ADD_ORDER_WIDE,
+        b'w' => len::ORDER_EXECUTED_WIDE,
+        b'x' => len::ORDER_CANCEL_WIDE,
         _ => return None,
     })
 }
@@ -510,5 +555,16 @@ mod tests {
         assert_eq!(Message::decode(b"Z"), Err(DecodeError::UnknownType(b'Z')));
         assert_eq!(Message::decode(b""), Err(DecodeError::Empty));
         assert_eq!(alpha_str(&alpha::<8>("BTC")), "BTC");
+        for (ty, want) in [(b'a', 44), (b'w', 35), (b'x', 27)] {
+            assert_eq!(expected_len(ty), Some(want));
+        }
+        let wide =
+            Message::AddOrderWide { h, order: 7, side: b'S', shares: 1 << 40, stock: alpha("X"), price: -(1 << 35) };
+        let mut v = Vec::new();
+        wide.encode_to_vec(&mut v);
+        assert_eq!(v.len(), 44);
+        assert_eq!(&v[20..28], &(1u64 << 40).to_be_bytes());
+        assert_eq!(&v[36..44], &(-(1i64 << 35)).to_be_bytes());
+        assert_eq!(Message::decode(&v), Ok(wide));
     }
 }

@@ -6,10 +6,13 @@
 //! - [`publisher`]: UDP multicast/unicast publisher, re-request server, TCP snapshot service.
 //! - [`handler`]: feed handler (gap detection, re-request, snapshot fallback) and [`cli::feed_cli`].
 //! - [`redis_fanout`]: Redis streams, snapshot keys and ticker pub/sub, with reconnect and reader resync.
+//! - [`consumer`]: a resumable engine-stream consumer that never slows matching; [`service`]: market data
+//!   over an `EngineLink` (what `castle serve` runs); [`stats`]: exchange statistics in Prometheus text.
 //! - [`pcap`]: a minimal pcap writer for handing feed captures to tshark.
 
 pub mod book;
 pub mod cli;
+pub mod consumer;
 pub mod derived;
 pub mod encoder;
 pub mod feedbook;
@@ -19,6 +22,8 @@ pub mod mold;
 pub mod pcap;
 pub mod publisher;
 pub mod redis_fanout;
+pub mod service;
+pub mod stats;
 
 pub use book::{BookOrder, Depth, DepthLevel, L3Book, TopOfBook};
 pub use derived::{Candle, MarketData, PublicTrade, Ticker};

@@ -323,46 +323,66 @@ fn udp_sender(cfg: &PublisherConfig) -> std::io::Result<UdpSocket> {
     Ok(s.into())
 }
 
+/// The re-request and snapshot threads and where they listen.
+struct Services {
+    threads: Vec<JoinHandle<()>>,
+    rerequest_addr: Option<SocketAddr>,
+    snapshot_addr: Option<SocketAddr>,
+}
+
+/// Starts the re-request and snapshot threads (when configured); they stop when `stop` is set.
+fn start_services(
+    cfg: &PublisherConfig,
+    shared: &Arc<Mutex<Shared>>,
+    stop: &Arc<AtomicBool>,
+) -> Result<Services, PublishError> {
+    let mut threads = Vec::new();
+    let mut rerequest_addr = None;
+    if let Some(addr) = cfg.rerequest {
+        let rs = UdpSocket::bind(addr)?;
+        rs.set_read_timeout(Some(Duration::from_millis(50)))?;
+        rerequest_addr = Some(rs.local_addr()?);
+        let (shared, stop, cfg) = (shared.clone(), stop.clone(), cfg.clone());
+        threads.push(std::thread::spawn(move || rerequest_loop(rs, &shared, &stop, &cfg)));
+    }
+    let mut snapshot_addr = None;
+    if let Some(addr) = cfg.snapshot {
+        let l = TcpListener::bind(addr)?;
+        l.set_nonblocking(true)?;
+        snapshot_addr = Some(l.local_addr()?);
+        let (shared, stop) = (shared.clone(), stop.clone());
+        threads.push(std::thread::spawn(move || snapshot_loop(l, &shared, &stop)));
+    }
+    Ok(Services { threads, rerequest_addr, snapshot_addr })
+}
+
+fn send_all(sock: &UdpSocket, dests: &[SocketAddr], p: &[u8]) {
+    for d in dests {
+        if let Err(e) = sock.send_to(p, d) {
+            // UDP is fire and forget: receivers recover by re-request.
+            tracing::warn!(error = %e, dest = %d, "feed send failed");
+        }
+    }
+}
+
+fn wall_clock_ns() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
 impl Publisher {
     pub fn start(cfg: PublisherConfig) -> Result<Publisher, PublishError> {
         let sock = udp_sender(&cfg)?;
         let mut core = FeedCore::new(cfg.session, cfg.max_packet, cfg.retrans_capacity);
         let shared = core.shared();
         let stop = Arc::new(AtomicBool::new(false));
-        let mut threads = Vec::new();
-
-        let mut rerequest_addr = None;
-        if let Some(addr) = cfg.rerequest {
-            let rs = UdpSocket::bind(addr)?;
-            rs.set_read_timeout(Some(Duration::from_millis(50)))?;
-            rerequest_addr = Some(rs.local_addr()?);
-            let (shared, stop, cfg) = (shared.clone(), stop.clone(), cfg.clone());
-            threads.push(std::thread::spawn(move || rerequest_loop(rs, &shared, &stop, &cfg)));
-        }
-        let mut snapshot_addr = None;
-        if let Some(addr) = cfg.snapshot {
-            let l = TcpListener::bind(addr)?;
-            l.set_nonblocking(true)?;
-            snapshot_addr = Some(l.local_addr()?);
-            let (shared, stop) = (shared.clone(), stop.clone());
-            threads.push(std::thread::spawn(move || snapshot_loop(l, &shared, &stop)));
-        }
+        let Services { mut threads, rerequest_addr, snapshot_addr } = start_services(&cfg, &shared, &stop)?;
 
         let (tx, rx) = sync_channel::<Input>(cfg.queue.max(1));
         let stop2 = stop.clone();
         threads.push(std::thread::spawn(move || {
             let dests: Vec<SocketAddr> = std::iter::once(cfg.destination).chain(cfg.destination_b).collect();
-            let mut send = |p: &[u8]| {
-                for d in &dests {
-                    if let Err(e) = sock.send_to(p, d) {
-                        // UDP is fire and forget: receivers recover by re-request.
-                        tracing::warn!(error = %e, dest = %d, "feed send failed");
-                    }
-                }
-            };
-            let now = || {
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
-            };
+            let mut send = |p: &[u8]| send_all(&sock, &dests, p);
+            let now = wall_clock_ns;
             core.publish_messages(&[FeedCore::system_event(b'O', now())], &mut send);
             loop {
                 match rx.recv_timeout(cfg.heartbeat) {
@@ -453,6 +473,103 @@ impl Publisher {
 impl Drop for Publisher {
     fn drop(&mut self) {
         self.stop_threads();
+    }
+}
+
+/// The publisher without a publishing thread: the caller's thread encodes
+/// and sends, which saves a thread hop (a futex wake-up, tens of
+/// microseconds on a VM) on the engine -> wire path. The caller must call
+/// [`InlinePublisher::tick`] regularly (heartbeats). Re-request and snapshot
+/// services run on their own threads as with [`Publisher`].
+pub struct InlinePublisher {
+    core: FeedCore,
+    sock: UdpSocket,
+    dests: Vec<SocketAddr>,
+    heartbeat: Duration,
+    last_send: std::time::Instant,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    pub rerequest_addr: Option<SocketAddr>,
+    pub snapshot_addr: Option<SocketAddr>,
+}
+
+impl InlinePublisher {
+    /// Binds everything and sends System Event 'O' (start of messages).
+    pub fn start(cfg: PublisherConfig) -> Result<InlinePublisher, PublishError> {
+        let sock = udp_sender(&cfg)?;
+        let core = FeedCore::new(cfg.session, cfg.max_packet, cfg.retrans_capacity);
+        let stop = Arc::new(AtomicBool::new(false));
+        let Services { threads, rerequest_addr, snapshot_addr } = start_services(&cfg, &core.shared(), &stop)?;
+        let dests = std::iter::once(cfg.destination).chain(cfg.destination_b).collect();
+        let mut p = InlinePublisher {
+            core,
+            sock,
+            dests,
+            heartbeat: cfg.heartbeat,
+            last_send: std::time::Instant::now(),
+            stop,
+            threads,
+            rerequest_addr,
+            snapshot_addr,
+        };
+        p.messages(&[FeedCore::system_event(b'O', wall_clock_ns())]);
+        Ok(p)
+    }
+
+    fn messages(&mut self, msgs: &[Message]) {
+        let (sock, dests) = (&self.sock, &self.dests);
+        self.core.publish_messages(msgs, &mut |p| send_all(sock, dests, p));
+        self.last_send = std::time::Instant::now();
+    }
+
+    pub fn shared(&self) -> Arc<Mutex<Shared>> {
+        self.core.shared()
+    }
+
+    /// Makes an instrument's spec known (before its InstrumentAdded event).
+    pub fn register(&mut self, spec: InstrumentSpec) {
+        self.core.register(spec);
+    }
+
+    /// Encodes and sends the events of whole commands.
+    pub fn publish(&mut self, events: &[Event]) -> Result<(), EncodeError> {
+        let (sock, dests) = (&self.sock, &self.dests);
+        let mut sent = false;
+        let res = self.core.publish(events, &mut |p| {
+            send_all(sock, dests, p);
+            sent = true;
+        });
+        if sent {
+            self.last_send = std::time::Instant::now();
+        }
+        res
+    }
+
+    /// Sends a heartbeat when nothing was sent for the heartbeat interval.
+    pub fn tick(&mut self) {
+        if self.last_send.elapsed() >= self.heartbeat {
+            send_all(&self.sock, &self.dests, &self.core.heartbeat());
+            self.last_send = std::time::Instant::now();
+        }
+    }
+
+    /// End of messages, End of Session (three times: it is the last thing a
+    /// receiver hears), and the service threads stop.
+    pub fn shutdown(mut self) {
+        self.messages(&[FeedCore::system_event(b'C', wall_clock_ns())]);
+        let eos = self.core.end_of_session();
+        for _ in 0..3 {
+            send_all(&self.sock, &self.dests, &eos);
+        }
+    }
+}
+
+impl Drop for InlinePublisher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
     }
 }
 

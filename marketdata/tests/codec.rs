@@ -118,8 +118,14 @@ fn message() -> impl Strategy<Value = Message> {
             feed_seq,
             engine_seq
         }),
-        (h, any::<u64>(), any::<u64>(), any::<u64>())
+        (h.clone(), any::<u64>(), any::<u64>(), any::<u64>())
             .prop_map(|(h, feed_seq, engine_seq, orders)| { Message::SnapshotEnd { h, feed_seq, engine_seq, orders } }),
+        (h.clone(), any::<u64>(), any::<u8>(), any::<u64>(), any::<[u8; 8]>(), any::<i64>()).prop_map(
+            |(h, order, side, shares, stock, price)| Message::AddOrderWide { h, order, side, shares, stock, price }
+        ),
+        (h.clone(), any::<u64>(), any::<u64>(), any::<u64>())
+            .prop_map(|(h, order, shares, match_number)| Message::OrderExecutedWide { h, order, shares, match_number }),
+        (h, any::<u64>(), any::<u64>()).prop_map(|(h, order, shares)| Message::OrderCancelWide { h, order, shares }),
     ]
 }
 
@@ -136,6 +142,28 @@ proptest! {
         prop_assert!(Message::decode(&v[..v.len() - 1]).is_err());
         v.push(0);
         prop_assert!(Message::decode(&v).is_err());
+    }
+
+    /// Any engine price and positive quantity reaches a feed book exactly:
+    /// 'A' when both fit 32 bits, Castle 'a' otherwise, never truncated.
+    #[test]
+    fn add_order_picks_the_narrow_or_wide_message_and_keeps_the_values(
+        price in prop_oneof![0i64..=u32::MAX as i64, any::<i64>()],
+        qty in prop_oneof![1i64..=u32::MAX as i64, 1i64..i64::MAX],
+    ) {
+        let h = Header { locate: 1, tracking: 0, timestamp: 0 };
+        let stock = castle_marketdata::itch::alpha("X");
+        let m = castle_marketdata::encoder::add_order(h, 7, b'B', qty, stock, price, 1).unwrap();
+        let narrow = u32::try_from(price).is_ok() && u32::try_from(qty).is_ok();
+        prop_assert_eq!(m.type_byte(), if narrow { b'A' } else { b'a' });
+        let mut v = Vec::new();
+        m.encode_to_vec(&mut v);
+        let mut book = FeedBook::new();
+        let dir = Message::StockDirectory(StockDirectory { h, stock, ..StockDirectory::default() });
+        book.apply(&dir).unwrap();
+        book.apply(&Message::decode(&v).unwrap()).unwrap();
+        let o = *book.instruments().next().unwrap().book.get(7).unwrap();
+        prop_assert_eq!((o.price, o.qty), (price, qty));
     }
 
     #[test]

@@ -325,3 +325,35 @@ fn feed_cli_follows_a_session_to_its_end() {
     cli.join().unwrap().unwrap();
     assert!(started.elapsed() < Duration::from_secs(15), "the CLI should stop at End of Session");
 }
+
+#[test]
+fn inline_publisher_sends_heartbeats_when_idle_and_ends_the_session() {
+    use castle_marketdata::publisher::InlinePublisher;
+    let rx = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    rx.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+    let mut cfg = PublisherConfig::loopback(rx.local_addr().unwrap());
+    cfg.heartbeat = Duration::from_millis(30);
+    let mut p = InlinePublisher::start(cfg).unwrap();
+    let mut buf = [0u8; 2048];
+    let mut recv = |p: &mut InlinePublisher| -> Option<(u64, u16)> {
+        // The caller drives time: tick until a datagram arrives (deadline 10 s).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            p.tick();
+            if let Ok(n) = rx.recv(&mut buf) {
+                let h = mold::Packet::parse(&buf[..n]).unwrap().header;
+                return Some((h.seq, h.count));
+            }
+        }
+        None
+    };
+    assert_eq!(recv(&mut p), Some((1, 1)), "System Event 'O' first");
+    assert_eq!(recv(&mut p), Some((2, 0)), "then a heartbeat announcing seq 2");
+    p.shutdown();
+    let mut eos = 0;
+    while let Ok(n) = rx.recv(&mut buf) {
+        let h = mold::Packet::parse(&buf[..n]).unwrap().header;
+        eos += usize::from(h.is_end_of_session() && h.seq == 3);
+    }
+    assert_eq!(eos, 3, "'C' took seq 2; End of Session three times announcing seq 3");
+}

@@ -75,3 +75,5 @@ impl Drop for Proc {
 
 pub mod durable;
 pub mod fix;
+pub mod fix_client;
+pub mod redis;
