@@ -2,9 +2,12 @@
 
 mod bench;
 mod bench_durable;
+mod bench_settlement;
 mod engine_cmd;
 mod replay;
 mod serve;
+mod serve_settlement;
+mod settlement_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -29,6 +32,10 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// The settlement ledger consumer: engine stream -> PostgreSQL or SQLite, exactly once.
+    Settlement(settlement_cmd::SettlementArgs),
+    /// Compare the ledger with the engine's journal at the ledger's seq; non-zero exit on any difference.
+    Reconcile(settlement_cmd::ReconcileArgs),
     /// Benchmarks and load generators.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -44,6 +51,8 @@ fn main() -> anyhow::Result<()> {
         Cmd::Engine(args) => engine_cmd::run(args),
         Cmd::Replay(args) => replay::run(args),
         Cmd::Feed { args } => castle_marketdata::cli::feed_cli(&args).map_err(anyhow::Error::from),
+        Cmd::Settlement(args) => settlement_cmd::run_settlement(args),
+        Cmd::Reconcile(args) => settlement_cmd::run_reconcile(args),
         Cmd::Bench(cmd) => bench::run(cmd),
     }
 }

@@ -90,6 +90,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         }
     };
     let link: Arc<dyn EngineLink> = engine;
+    let settlement = crate::serve_settlement::start(&args.data_dir, link.clone()).await?;
     let server = serve_fix(config, link).await.context("starting the FIX gateway")?;
     let fix = server.local_addr().map(|a| a.to_string()).unwrap_or_else(|| "-".into());
     let fix_tls = server.tls_local_addr().map(|a| a.to_string()).unwrap_or_else(|| "-".into());
@@ -100,6 +101,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     );
     if args.check {
         server.shutdown().await;
+        settlement.stop().await?;
         return Ok(());
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -108,6 +110,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         _ = term.recv() => {}
     }
     server.shutdown().await;
+    settlement.stop().await?;
     println!("castle stopped");
     Ok(())
 }
