@@ -257,6 +257,26 @@ async fn consumer_ignores_duplicate_and_replayed_batches<S: Store + Clone>(s: S)
     assert!(metrics.retries.load(Relaxed) >= 2, "the cuts were noticed");
 }
 
+async fn reconcile_reports_every_difference<S: Store + Clone>(s: S) {
+    let mut h = Harness::new(Limits::small());
+    for c in Chaos::setup() {
+        h.run(&c);
+    }
+    h.flush(&s).await;
+    let mut view = h.view();
+    assert!(reconcile(&s, &view).await.unwrap().clean());
+    // The engine view disagrees on one balance, the trade count and the seq.
+    let (k, v) = view.balances.iter().next().map(|(k, v)| (*k, *v)).unwrap();
+    view.balances.insert(k, (v.0 + 1, v.1));
+    view.trades += 1;
+    view.seq += 1;
+    let r = reconcile(&s, &view).await.unwrap();
+    assert_eq!(r.differences.len(), 3, "{:#?}", r.differences);
+    assert!(r.differences.iter().any(|d| d.contains(&format!("account {} asset {}", k.0, k.1))));
+    assert!(r.differences.iter().any(|d| d.starts_with("fills:")));
+    assert!(r.differences.iter().any(|d| d.starts_with("seq:")));
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite_backend {
@@ -287,6 +307,7 @@ conformance!(
     random_engine_streams_reconcile,
     history_pages_by_account,
     consumer_ignores_duplicate_and_replayed_batches,
+    reconcile_reports_every_difference,
 );
 
 /// The second PostgreSQL write path (multi-row unnest) on the same random streams.

@@ -21,7 +21,9 @@ pub fn sqlite() -> (SqliteStore, tempfile::TempDir) {
 /// A fresh database on the shared test server. Fails (never skips) when PostgreSQL is missing.
 pub async fn postgres(name: &str, mode: WriteMode) -> PgStore {
     let admin = testkit::shared_server().unwrap_or_else(|e| panic!("PostgreSQL unavailable: {e}"));
-    let db = format!("castle_t_{name}_{}", std::process::id());
+    // PostgreSQL identifiers stop at 63 bytes: keep the unique part (the pid) first.
+    let mut db = format!("castle_{}_{name}", std::process::id());
+    db.truncate(63);
     let url = pg::create_database(&admin, &db).await.unwrap_or_else(|e| panic!("PostgreSQL unavailable: {e}"));
     let mut cfg = PgConfig::new(url);
     cfg.mode = mode;
