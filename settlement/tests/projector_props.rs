@@ -18,6 +18,7 @@ fn check_stream(seed: u64, len: usize, flush_every: u64) {
     let mut sums: BTreeMap<u32, i128> = BTreeMap::new();
     let mut touched = std::collections::BTreeSet::new();
     let mut ts = 1;
+    let mut since_flush = 0;
     let setup = Chaos::setup();
     for i in 0..setup.len() + len {
         let b = if i < setup.len() {
@@ -41,7 +42,9 @@ fn check_stream(seed: u64, len: usize, flush_every: u64) {
             assert_eq!((pb.available, pb.locked), (eb.available, eb.locked), "seed {seed} seq {}", b.seq);
             assert!(pb.available >= 0 && pb.locked >= 0);
         }
-        if (i as u64) % flush_every == 0 {
+        since_flush += 1;
+        if since_flush == flush_every {
+            since_flush = 0;
             if let Some(f) = proj.take_flush() {
                 for e in &f.entries {
                     *sums.entry(e.asset).or_default() += (e.available + e.locked + e.external) as i128;
