@@ -115,8 +115,11 @@ pub struct ReconcileArgs {
     pub ledger: LedgerArgs,
     /// The engine's journal directory; it is replayed up to the ledger's applied seq (stop the
     /// engine or point at a copy: the journal must not be written meanwhile).
+    #[arg(long, required_unless_present = "engine", conflicts_with = "engine")]
+    pub journal: Option<PathBuf>,
+    /// Or a running engine server: its event stream is folded from seq 1 to the ledger's seq.
     #[arg(long)]
-    pub journal: PathBuf,
+    pub engine: Option<String>,
 }
 
 /// Exit code 0 when clean, 1 on any difference (each printed).
@@ -124,11 +127,19 @@ pub fn run_reconcile(a: ReconcileArgs) -> Result<()> {
     let report = runtime()?.block_on(async move {
         let store = a.ledger.open().await?;
         let seq = store.applied_seq().await?;
-        let dir = a.journal.clone();
-        // The engine server runs with the default limits; the replay must use the same.
-        let view = tokio::task::spawn_blocking(move || EngineView::from_journal(&dir, Limits::default(), seq))
-            .await?
-            .with_context(|| format!("replaying {} to seq {seq}", a.journal.display()))?;
+        let view = match (a.journal.clone(), a.engine.clone()) {
+            (Some(dir), _) => {
+                let shown = dir.display().to_string();
+                // The engine server runs with the default limits; the replay must use the same.
+                tokio::task::spawn_blocking(move || EngineView::from_journal(&dir, Limits::default(), seq))
+                    .await?
+                    .with_context(|| format!("replaying {shown} to seq {seq}"))?
+            }
+            (None, Some(addr)) => tokio::task::spawn_blocking(move || EngineView::from_engine_stream(&addr, seq))
+                .await?
+                .context("reading the engine's stream")?,
+            (None, None) => anyhow::bail!("give --journal DIR or --engine ADDR"),
+        };
         anyhow::Ok(reconcile(&store, &view).await?)
     })?;
     for d in &report.differences {

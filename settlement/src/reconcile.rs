@@ -41,6 +41,48 @@ impl EngineView {
         EngineView { seq: engine.seq(), balances, trades }
     }
 
+    /// Folds one engine batch in (the engine's absolute balances as it reported them):
+    /// builds a view from the event stream alone, e.g. of a running engine over TCP.
+    pub fn observe(&mut self, batch: &castle_link::EngineBatch) {
+        for e in &batch.events {
+            match e.kind {
+                EventKind::BalanceChanged { account, asset, available, locked } => {
+                    if available == 0 && locked == 0 {
+                        self.balances.remove(&(account, asset));
+                    } else {
+                        self.balances.insert((account, asset), (available, locked));
+                    }
+                }
+                EventKind::Trade { .. } => self.trades += 1,
+                _ => {}
+            }
+        }
+        self.seq = self.seq.max(batch.seq);
+    }
+
+    /// Subscribes to a running engine server from the start and folds its stream up to `seq`.
+    pub fn from_engine_stream(addr: &str, seq: Seq) -> std::io::Result<EngineView> {
+        use castle_engine_server::client::{Connection, Delivery};
+        let mut view = EngineView::default();
+        if seq == 0 {
+            return Ok(view);
+        }
+        let mut c = Connection::connect(addr, castle_engine_server::proto::Role::Subscriber, 0, 0)?;
+        c.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+        while view.seq < seq {
+            match c.recv()? {
+                Some(Delivery::Events { seq: s, ts, events }) => {
+                    let events = events.into_iter().map(|kind| castle_engine::Event { seq: s, ts, kind }).collect();
+                    view.observe(&castle_link::EngineBatch { origin: None, seq: s, ts, events });
+                }
+                Some(Delivery::Goodbye { text, .. }) => return Err(std::io::Error::other(format!("engine: {text}"))),
+                Some(_) => {}
+                None => return Err(std::io::Error::other("engine closed the stream")),
+            }
+        }
+        Ok(view)
+    }
+
     /// Replays the journal in `dir` from the start up to `seq` (the ledger's applied seq) and
     /// reads the engine's balances there. The engine server must not be writing to `dir`.
     pub fn from_journal(dir: &Path, limits: Limits, seq: Seq) -> Result<EngineView, castle_engine_server::ServerError> {

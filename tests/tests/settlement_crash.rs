@@ -58,6 +58,13 @@ fn crash_and_reconcile(url: &str, seed: u64) {
     let p = start(url);
     poll("settlement to catch up", 120, || applied(&rt, url) == engine_seq);
     p.signal("TERM");
+    // Against the running engine's stream first, then against its journal.
+    let out = Command::new(castle_bin())
+        .args(["reconcile", "--database-url", url, "--engine", &engine.addr])
+        .output()
+        .expect("run castle reconcile --engine");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.contains("clean"), "reconcile --engine:\n{stdout}");
     // Stop the engine cleanly so its journal can be replayed.
     let ok = Command::new("kill").arg("-TERM").arg(engine.child.id().to_string()).status().unwrap();
     assert!(ok.success());
