@@ -37,7 +37,17 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         match self {
             StoreError::Conflict { .. } | StoreError::Pool(_) => true,
-            StoreError::Postgres(e) => e.is_closed() || e.as_db_error().is_none(),
+            StoreError::Postgres(e) => match e.as_db_error() {
+                // I/O and protocol errors: the connection is gone.
+                None => true,
+                // Connection exceptions (08), insufficient resources (53), operator
+                // intervention such as shutdown or "starting up" (57), serialization
+                // failure and deadlock (40): retry. Everything else (constraints!) is final.
+                Some(db) => {
+                    let code = db.code().code();
+                    ["08", "53", "57", "40"].iter().any(|class| code.starts_with(class))
+                }
+            },
             _ => false,
         }
     }
