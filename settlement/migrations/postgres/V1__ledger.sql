@@ -49,9 +49,10 @@ CREATE TABLE fills (
     maker_account BIGINT   NOT NULL,
     taker_account BIGINT   NOT NULL,
     maker_fee     BIGINT   NOT NULL CHECK (maker_fee >= 0),
-    taker_fee     BIGINT   NOT NULL CHECK (taker_fee >= 0),
-    UNIQUE (seq, idx)
+    taker_fee     BIGINT   NOT NULL CHECK (taker_fee >= 0)
 );
+-- Unique by engine trade id (the primary key); (seq, idx) is unique by construction and
+-- protected by the compare-and-set on the cursor, so it carries no index of its own.
 CREATE INDEX fills_maker_account ON fills (maker_account, trade_id);
 CREATE INDEX fills_taker_account ON fills (taker_account, trade_id);
 CREATE INDEX fills_instrument_ts ON fills (instrument, ts);
