@@ -19,9 +19,9 @@ use std::pin::Pin;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{pin_mut, SinkExt};
-use tokio_postgres::CopyInSink;
 use tokio_postgres::config::SslMode;
 use tokio_postgres::types::ToSql;
+use tokio_postgres::CopyInSink;
 use tokio_postgres::Row;
 
 use crate::ledger::{BalanceRow, Entry, EntryKind, FillRow, Flush, LedgerState, OrderRow, Page};
