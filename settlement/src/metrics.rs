@@ -149,3 +149,34 @@ pub async fn serve_metrics(listener: TcpListener, metrics: std::sync::Arc<Metric
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    async fn ask(addr: std::net::SocketAddr, request: &[u8]) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(request).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn metrics_are_served_as_prometheus_text_and_bad_requests_get_400() {
+        let m = Arc::new(Metrics::default());
+        m.saw_engine_seq(42);
+        m.committed(&Flush { prev_seq: 0, seq: 40, batches: 3, first_ts: now_nanos(), ..Flush::default() });
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(serve_metrics(l, m));
+        let ok = ask(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
+        assert!(ok.contains("\ncastle_settlement_lag_seq 2\n"), "{ok}");
+        assert!(ok.contains("\ncastle_settlement_applied_seq 40\n"), "{ok}");
+        assert!(ok.contains("castle_settlement_lag_seconds_count 3\n"), "{ok}");
+        let bad = ask(addr, b"\x00\x01garbage\r\n\r\n").await;
+        assert!(bad.starts_with("HTTP/1.1 400"), "{bad}");
+    }
+}

@@ -640,3 +640,25 @@ impl Store for PgStore {
         Ok(page(rows, limit, |o| o.order_id))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_trusts_the_web_roots_and_refuses_an_unreadable_or_bad_ca_file() {
+        assert!(tls_config(None).is_ok());
+        let missing = PathBuf::from("/nonexistent/ca.pem");
+        assert!(matches!(tls_config(Some(&missing)), Err(StoreError::Tls(_))));
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("bad.pem");
+        std::fs::write(&bad, "-----BEGIN CERTIFICATE-----\nnot base64 !!!\n-----END CERTIFICATE-----\n").unwrap();
+        assert!(matches!(tls_config(Some(&bad)), Err(StoreError::Tls(_))));
+    }
+
+    #[tokio::test]
+    async fn a_bad_url_is_a_configuration_error() {
+        let e = PgStore::connect(&PgConfig::new("postgres://x:y@127.0.0.1:notaport/db")).await.err().unwrap();
+        assert!(matches!(e, StoreError::Config(_)), "{e}");
+    }
+}
