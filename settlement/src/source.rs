@@ -50,7 +50,8 @@ impl Source for LinkSource {
 
 /// The engine server (`castle engine`) as a subscriber over TCP. A reader thread (the
 /// client is blocking) turns `Events` frames into batches; it ends on Goodbye, a closed
-/// connection or when the consumer drops the receiver.
+/// connection or, at the next frame, when the consumer has dropped the receiver (the
+/// server sends a frame for every seq, and time ticks while idle, so that comes soon).
 pub struct TcpSource {
     pub addr: String,
 }
@@ -62,7 +63,12 @@ impl Source for TcpSource {
         capacity: usize,
         metrics: &Arc<Metrics>,
     ) -> Result<mpsc::Receiver<Arc<EngineBatch>>, SourceError> {
-        let mut conn = Connection::connect(&self.addr, Role::Subscriber, 0, after)
+        // The client is blocking: on a multi-threaded runtime, tell tokio this worker is busy
+        // (a connect to a dead host can take the kernel's SYN timeout).
+        let connect = || Connection::connect(&self.addr, Role::Subscriber, 0, after);
+        let multi = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let mut conn = if multi { tokio::task::block_in_place(connect) } else { connect() }
             .map_err(|source| SourceError::Connect { addr: self.addr.clone(), source })?;
         metrics.saw_engine_seq(conn.welcome.durable_seq);
         let (tx, rx) = mpsc::channel(capacity.max(1));
