@@ -153,6 +153,8 @@ pub struct Flush {
     pub last_ts: u64,
     /// Engine batches folded in.
     pub batches: u64,
+    /// Engine time of each batch, for per-command lag (not stored).
+    pub batch_ts: Vec<u64>,
     pub entries: Vec<Entry>,
     pub fills: Vec<FillRow>,
     pub orders: Vec<OrderRow>,

@@ -21,8 +21,7 @@ pub struct Metrics {
     pub entries: AtomicU64,
     /// Failed flushes or stream losses (each followed by a reload and resume).
     pub retries: AtomicU64,
-    /// Engine time to commit time of the oldest batch of each flush, in microseconds,
-    /// recorded once per batch (so percentiles are per batch and pessimistic).
+    /// Engine time to commit time of every batch (command), in microseconds.
     pub lag_us: Mutex<Histogram<u64>>,
 }
 
@@ -62,9 +61,15 @@ impl Metrics {
         self.batches.fetch_add(f.batches, Ordering::Relaxed);
         self.fills.fetch_add(f.fills.len() as u64, Ordering::Relaxed);
         self.entries.fetch_add(f.entries.len() as u64, Ordering::Relaxed);
-        let lag = now_nanos().saturating_sub(f.first_ts) / 1_000;
+        let now = now_nanos();
         if let Ok(mut h) = self.lag_us.lock() {
-            let _ = h.record_n(lag.clamp(1, 600_000_000), f.batches.max(1));
+            if f.batch_ts.is_empty() {
+                // A flush built by hand: count it once, at its oldest batch.
+                let _ = h.record((now.saturating_sub(f.first_ts) / 1_000).clamp(1, 600_000_000));
+            }
+            for ts in &f.batch_ts {
+                let _ = h.record((now.saturating_sub(*ts) / 1_000).clamp(1, 600_000_000));
+            }
         }
     }
 
@@ -167,7 +172,8 @@ mod tests {
     async fn metrics_are_served_as_prometheus_text_and_bad_requests_get_400() {
         let m = Arc::new(Metrics::default());
         m.saw_engine_seq(42);
-        m.committed(&Flush { prev_seq: 0, seq: 40, batches: 3, first_ts: now_nanos(), ..Flush::default() });
+        let ts = now_nanos();
+        m.committed(&Flush { prev_seq: 0, seq: 40, batches: 3, batch_ts: vec![ts; 3], ..Flush::default() });
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
         tokio::spawn(serve_metrics(l, m));

@@ -293,6 +293,7 @@ impl Projector {
         }
         self.pending.last_ts = ts;
         self.pending.batches += 1;
+        self.pending.batch_ts.push(ts);
         Ok(true)
     }
 
