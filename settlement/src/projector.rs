@@ -370,3 +370,51 @@ impl Projector {
         Some(f)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use castle_engine::Event;
+
+    fn batch(seq: Seq, kinds: &[EventKind]) -> EngineBatch {
+        EngineBatch {
+            origin: None,
+            seq,
+            ts: seq,
+            events: kinds.iter().map(|&kind| Event { seq, ts: seq, kind }).collect(),
+        }
+    }
+
+    #[test]
+    fn money_appearing_without_a_transfer_is_refused() {
+        let mut p = Projector::new(LedgerState::default());
+        let b = batch(1, &[EventKind::BalanceChanged { account: 1, asset: 2, available: 5, locked: 0 }]);
+        assert_eq!(p.project(&b), Err(ProjectError::Unbalanced { seq: 1, asset: 2, sum: 5 }));
+    }
+
+    #[test]
+    fn a_negative_balance_is_refused() {
+        let mut p = Projector::new(LedgerState::default());
+        let b = batch(
+            1,
+            &[
+                EventKind::BalanceChanged { account: 1, asset: 2, available: -5, locked: 0 },
+                EventKind::BalanceChanged { account: 2, asset: 2, available: 5, locked: 0 },
+            ],
+        );
+        assert!(matches!(p.project(&b), Err(ProjectError::Negative { account: 1, .. })));
+    }
+
+    #[test]
+    fn replayed_and_old_batches_are_no_ops() {
+        let mut p = Projector::new(LedgerState { applied_seq: 10, ..LedgerState::default() });
+        let b = batch(10, &[EventKind::Transfer { account: 1, asset: 2, amount: 5 }]);
+        assert_eq!(p.project(&b), Ok(false));
+        assert!(p.take_flush().is_none());
+        let b = batch(11, &[EventKind::Transfer { account: 1, asset: 2, amount: 5 }]);
+        assert_eq!(p.project(&b), Ok(true));
+        assert_eq!(p.project(&b), Ok(false));
+        let f = p.take_flush().unwrap();
+        assert_eq!((f.prev_seq, f.seq, f.entries.len(), f.balances.len()), (10, 11, 1, 1));
+    }
+}

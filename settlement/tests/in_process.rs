@@ -65,3 +65,27 @@ async fn in_process_link_settles_and_reconciles() {
     assert!(r.fills > 100, "the orders traded ({} fills)", r.fills);
     assert!(metrics.render().contains("castle_settlement_lag_seq 0"), "{}", metrics.render());
 }
+
+/// A stream that breaks the ledger's rules stops the consumer with an error (it is never
+/// written, and never retried into a loop).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_that_creates_money_stops_the_consumer_and_writes_nothing() {
+    use castle_engine::{Event, EventKind};
+    let src = castle_settlement::testkit::VecSource::default();
+    src.push(castle_link::EngineBatch {
+        origin: None,
+        seq: 1,
+        ts: 1,
+        events: vec![Event {
+            seq: 1,
+            ts: 1,
+            kind: EventKind::BalanceChanged { account: 1, asset: 1, available: 100, locked: 0 },
+        }],
+    });
+    let (store, _dir) = common::sqlite();
+    let (_stop, rx) = tokio::sync::watch::channel(false);
+    let r = consumer::run(store.clone(), src, ConsumerConfig::default(), Arc::new(Metrics::default()), rx).await;
+    assert!(matches!(r, Err(castle_settlement::ConsumerError::Project(_))), "{r:?}");
+    assert_eq!(store.applied_seq().await.unwrap(), 0);
+    assert!(store.balances().await.unwrap().is_empty());
+}
