@@ -34,7 +34,7 @@ enum Cmd {
     },
     /// The settlement ledger consumer: engine stream -> PostgreSQL or SQLite, exactly once.
     Settlement(settlement_cmd::SettlementArgs),
-    /// Compare the ledger with the engine's journal at the ledger's seq; non-zero exit on any difference.
+    /// Compare the ledger with the engine (journal replay or live stream) at the ledger's seq; exit 1 on any difference.
     Reconcile(settlement_cmd::ReconcileArgs),
     /// Benchmarks and load generators.
     #[command(subcommand)]
