@@ -56,8 +56,16 @@ pub struct PgStore {
     mode: WriteMode,
 }
 
-fn pool_err(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Pool(e.to_string())
+/// The pool's error with its whole source chain (a TLS failure says why only in the sources).
+fn pool_err(e: impl std::error::Error) -> StoreError {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    StoreError::Pool(text)
 }
 
 fn tls_config(ca_file: Option<&PathBuf>) -> Result<rustls::ClientConfig, StoreError> {

@@ -38,11 +38,11 @@ pub struct PgCluster {
     bin: PathBuf,
     as_postgres: bool,
     _tmp: tempfile::TempDir,
+    tls: bool,
 }
 
 impl PgCluster {
-    /// initdb + start. `fsync` on (the default): benchmarks measure durable commits.
-    pub fn start() -> Result<PgCluster, String> {
+    fn init() -> Result<PgCluster, String> {
         let bin = bin_dir()?;
         let as_postgres = is_root();
         let tmp = tempfile::Builder::new().prefix("castle-pg").tempdir().map_err(|e| e.to_string())?;
@@ -57,8 +57,36 @@ impl PgCluster {
                 return Err("chown of the cluster directory to postgres failed (does user postgres exist?)".into());
             }
         }
-        let c = PgCluster { port: free_port()?, dir, bin, as_postgres, _tmp: tmp };
+        let c = PgCluster { port: free_port()?, dir, bin, as_postgres, _tmp: tmp, tls: false };
         c.run("initdb", &["-D", &c.dir_str(), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"])?;
+        Ok(c)
+    }
+
+    /// initdb + start. `fsync` on (the default): benchmarks measure durable commits.
+    pub fn start() -> Result<PgCluster, String> {
+        let c = Self::init()?;
+        c.pg_ctl_start()?;
+        Ok(c)
+    }
+
+    /// Like [`start`](Self::start), with TLS on (`ssl=on`) using the given PEM certificate
+    /// chain and key; clients may still connect without TLS.
+    pub fn start_with_tls(cert_pem: &[u8], key_pem: &[u8]) -> Result<PgCluster, String> {
+        let mut c = Self::init()?;
+        for (name, data) in [("server.crt", cert_pem), ("server.key", key_pem)] {
+            let path = c.dir.join(name);
+            std::fs::write(&path, data).map_err(|e| format!("{}: {e}", path.display()))?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(|e| e.to_string())?;
+            if c.as_postgres {
+                let st =
+                    Command::new("chown").arg("postgres:postgres").arg(&path).status().map_err(|e| e.to_string())?;
+                if !st.success() {
+                    return Err(format!("chown {}", path.display()));
+                }
+            }
+        }
+        c.tls = true;
         c.pg_ctl_start()?;
         Ok(c)
     }
@@ -87,11 +115,14 @@ impl PgCluster {
 
     /// Starts (or restarts) the server and waits until it accepts connections.
     pub fn pg_ctl_start(&self) -> Result<(), String> {
-        let opts = format!(
+        let mut opts = format!(
             "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c max_connections=200",
             self.port,
             self.dir_str()
         );
+        if self.tls {
+            opts.push_str(" -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key");
+        }
         let log = self.dir.join("server.log").display().to_string();
         self.run("pg_ctl", &["-D", &self.dir_str(), "-o", &opts, "-l", &log, "-w", "-t", "60", "start"])
     }
