@@ -24,6 +24,8 @@ pub enum BenchCmd {
     Engine(EngineArgs),
     /// Durable path: journaled commands/s and ack latency per writer, replay speed, restart time.
     Durable(crate::bench_durable::DurableArgs),
+    /// Settlement: fills/s into PostgreSQL (COPY vs unnest vs one transaction per command) and lag at a steady rate.
+    Settlement(crate::bench_settlement::SettlementBenchArgs),
 }
 
 #[derive(Args, Clone)]
@@ -51,6 +53,7 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
     match cmd {
         BenchCmd::Engine(a) => engine(a),
         BenchCmd::Durable(a) => crate::bench_durable::run(a),
+        BenchCmd::Settlement(a) => crate::bench_settlement::run(a),
     }
 }
 

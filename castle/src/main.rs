@@ -2,12 +2,15 @@
 
 mod bench;
 mod bench_durable;
+mod bench_settlement;
 mod engine_cmd;
 mod metrics;
 mod replay;
 mod serve;
 mod serve_engine;
 mod serve_marketdata;
+mod serve_settlement;
+mod settlement_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -32,6 +35,10 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// The settlement ledger consumer: engine stream -> PostgreSQL or SQLite, exactly once.
+    Settlement(settlement_cmd::SettlementArgs),
+    /// Compare the ledger with the engine (journal replay or live stream) at the ledger's seq; exit 1 on any difference.
+    Reconcile(settlement_cmd::ReconcileArgs),
     /// Benchmarks and load generators.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -47,6 +54,8 @@ fn main() -> anyhow::Result<()> {
         Cmd::Engine(args) => engine_cmd::run(args),
         Cmd::Replay(args) => replay::run(args),
         Cmd::Feed { args } => castle_marketdata::cli::feed_cli(&args).map_err(anyhow::Error::from),
+        Cmd::Settlement(args) => settlement_cmd::run_settlement(args),
+        Cmd::Reconcile(args) => settlement_cmd::run_reconcile(args),
         Cmd::Bench(cmd) => bench::run(cmd),
     }
 }

@@ -98,6 +98,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let metrics = crate::metrics::Metrics::default();
     let md = crate::serve_marketdata::start(&args.md, link.clone(), &metrics)?;
     let metrics_server = crate::metrics::serve(&args.metrics, metrics).await?;
+    let settlement = crate::serve_settlement::start(&args.data_dir, link.clone()).await?;
     let server = serve_fix(config, link).await.context("starting the FIX gateway")?;
     let fix = server.local_addr().map(|a| a.to_string()).unwrap_or_else(|| "-".into());
     let fix_tls = server.tls_local_addr().map(|a| a.to_string()).unwrap_or_else(|| "-".into());
@@ -109,6 +110,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     );
     if args.check {
         server.shutdown().await;
+        settlement.stop().await?;
         md.shutdown().await;
         metrics_server.shutdown().await;
         return crate::serve_engine::stop(&engine);
@@ -119,6 +121,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         _ = term.recv() => {}
     }
     server.shutdown().await;
+    settlement.stop().await?;
     md.shutdown().await;
     metrics_server.shutdown().await;
     crate::serve_engine::stop(&engine)?;

@@ -1,0 +1,194 @@
+//! `castle bench settlement`: fills settled per second into PostgreSQL with fsync on
+//! (binary COPY vs multi-row unnest vs one transaction per command, same run), SQLite for
+//! reference, and settlement lag p50/p99/p99.9 at a steady fill rate.
+//!
+//! Without `--database-url` a throwaway PostgreSQL cluster is started (initdb + pg_ctl,
+//! default settings: fsync on, synchronous_commit on).
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use castle_link::EngineBatch;
+use castle_settlement::testkit::{pg, FillStream, VecSource};
+use castle_settlement::{consumer, ConsumerConfig, Metrics, PgConfig, PgStore, SqliteStore, Store, WriteMode};
+use clap::Args;
+
+#[derive(Args, Clone, Debug)]
+pub struct SettlementBenchArgs {
+    /// PostgreSQL server to create benchmark databases on (a throwaway cluster when absent).
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Fills per batched throughput run.
+    #[arg(long, default_value_t = 300_000)]
+    pub fills: u64,
+    /// Fills for the one-transaction-per-command baseline (slow).
+    #[arg(long, default_value_t = 3_000)]
+    pub baseline_fills: u64,
+    /// Steady rate (fills/s) of the lag measurement.
+    #[arg(long, default_value_t = 50_000)]
+    pub rate: u64,
+    /// Seconds of the lag measurement.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+fn stream(seed: u64, fills: u64) -> (Vec<EngineBatch>, u64) {
+    let (mut s, mut batches) = FillStream::new(seed);
+    let before = s.fills;
+    while s.fills - before < fills {
+        batches.extend(s.round());
+    }
+    (batches, s.fills)
+}
+
+async fn throughput<S: Store + Clone>(store: S, batches: &[EngineBatch], max_flush_rows: usize) -> Result<(f64, u64)> {
+    let src = VecSource::default();
+    for b in batches {
+        src.push(b.clone());
+    }
+    let last = src.last_seq();
+    let metrics = Arc::new(Metrics::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let cfg = ConsumerConfig { max_flush_rows, ..ConsumerConfig::default() };
+    let start = Instant::now();
+    let task = tokio::spawn(consumer::run(store, src, cfg, metrics.clone(), stop_rx));
+    while metrics.applied_seq.load(Relaxed) < last {
+        anyhow::ensure!(!task.is_finished(), "the consumer stopped early");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let _ = stop_tx.send(true);
+    task.await?.context("consumer")?;
+    Ok((secs, metrics.flushes.load(Relaxed)))
+}
+
+async fn pg_store(admin: &str, name: &str, mode: WriteMode) -> Result<PgStore> {
+    let url = pg::create_database(admin, name).await.map_err(anyhow::Error::msg)?;
+    let mut cfg = PgConfig::new(url);
+    cfg.mode = mode;
+    Ok(PgStore::connect(&cfg).await?)
+}
+
+pub fn run(a: SettlementBenchArgs) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let _cluster;
+    let admin = match &a.database_url {
+        Some(u) => u.clone(),
+        None => {
+            let c = pg::PgCluster::start().map_err(anyhow::Error::msg)?;
+            let u = c.url("postgres");
+            _cluster = c;
+            u
+        }
+    };
+    rt.block_on(async move {
+        let (client, conn) = tokio_postgres_connect(&admin).await?;
+        let settings = {
+            let r = client.query_one("SELECT current_setting('fsync'), current_setting('synchronous_commit'), version()", &[]).await?;
+            let (f, s, v): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+            format!("fsync={f} synchronous_commit={s} ({})", v.split(" on ").next().unwrap_or(&v))
+        };
+        drop(client);
+        conn.abort();
+        println!("settlement bench: {settings}; machine shared with other builds, numbers are noisy");
+
+        let (batches, fills) = stream(a.seed, a.fills);
+        println!("stream: {} commands, {fills} fills", batches.len());
+        let mut results = Vec::new();
+        for (label, mode) in [("postgres batched, binary COPY", WriteMode::Copy), ("postgres batched, unnest", WriteMode::Unnest)] {
+            let db = format!("castle_bench_{}", if mode == WriteMode::Copy { "copy" } else { "unnest" });
+            let s = pg_store(&admin, &db, mode).await?;
+            let (secs, flushes) = throughput(s, &batches, 100_000).await?;
+            let rate = fills as f64 / secs;
+            println!("{label:<40} {rate:>10.0} fills/s  ({fills} fills in {secs:.2} s, {flushes} transactions)");
+            results.push((label, rate));
+        }
+        let (base, base_fills) = stream(a.seed, a.baseline_fills);
+        let s = pg_store(&admin, "castle_bench_single", WriteMode::Copy).await?;
+        let (secs, flushes) = throughput(s, &base, 1).await?;
+        let base_rate = base_fills as f64 / secs;
+        println!(
+            "{:<40} {base_rate:>10.0} fills/s  ({base_fills} fills in {secs:.2} s, {flushes} transactions)",
+            "postgres one transaction per command"
+        );
+        for (label, rate) in &results {
+            println!("  {label}: {:.0}x the one-transaction-per-command baseline", rate / base_rate);
+        }
+        let dir = tempfile::tempdir()?;
+        let s = SqliteStore::open(dir.path().join("bench.sqlite"))?;
+        let (secs, flushes) = throughput(s, &batches, 100_000).await?;
+        println!(
+            "{:<40} {:>10.0} fills/s  ({fills} fills in {secs:.2} s, {flushes} transactions, synchronous=FULL)",
+            "sqlite batched",
+            fills as f64 / secs
+        );
+
+        // Lag at a steady rate: batches stamped with the wall clock when handed over.
+        let s = pg_store(&admin, "castle_bench_lag", WriteMode::Copy).await?;
+        let need = a.rate * a.seconds;
+        let (lag_batches, _) = stream(a.seed + 1, need + 1_000);
+        let src = VecSource::default();
+        let metrics = Arc::new(Metrics::default());
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(consumer::run(s, src.clone(), ConsumerConfig::default(), metrics.clone(), stop_rx));
+        let pacer = {
+            let src = src.clone();
+            let rate = a.rate;
+            std::thread::spawn(move || {
+                let start = Instant::now();
+                let mut sent = 0u64;
+                let mut it = lag_batches.into_iter();
+                while sent < need {
+                    let due = (start.elapsed().as_secs_f64() * rate as f64) as u64;
+                    while sent < due.min(need) {
+                        let Some(mut b) = it.next() else { return sent };
+                        let now = castle_now();
+                        b.ts = now;
+                        for e in &mut b.events {
+                            e.ts = now;
+                        }
+                        sent += b.events.iter().filter(|e| matches!(e.kind, castle_engine::EventKind::Trade { .. })).count() as u64;
+                        src.push(b);
+                    }
+                    std::thread::sleep(Duration::from_micros(500));
+                }
+                sent
+            })
+        };
+        let sent = tokio::task::spawn_blocking(move || pacer.join()).await?.map_err(|_| anyhow::anyhow!("pacer panicked"))?;
+        let last = src.last_seq();
+        while metrics.applied_seq.load(Relaxed) < last {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let _ = stop_tx.send(true);
+        task.await?.context("consumer")?;
+        let h = metrics.lag_us.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
+        println!(
+            "lag at {} fills/s for {} s ({sent} fills, {} transactions): p50 {:.1} ms  p99 {:.1} ms  p99.9 {:.1} ms  max {:.1} ms",
+            a.rate,
+            a.seconds,
+            metrics.flushes.load(Relaxed),
+            h.value_at_quantile(0.5) as f64 / 1e3,
+            h.value_at_quantile(0.99) as f64 / 1e3,
+            h.value_at_quantile(0.999) as f64 / 1e3,
+            h.max() as f64 / 1e3
+        );
+        anyhow::Ok(())
+    })
+}
+
+fn castle_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+}
+
+async fn tokio_postgres_connect(
+    url: &str,
+) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>)> {
+    let (client, conn) =
+        tokio_postgres::connect(url, tokio_postgres::NoTls).await.with_context(|| format!("connecting to {url}"))?;
+    Ok((client, tokio::spawn(conn)))
+}

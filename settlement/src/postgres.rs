@@ -1,0 +1,672 @@
+//! The PostgreSQL backend (PostgreSQL 15, Aurora PostgreSQL): tokio-postgres with a
+//! deadpool pool, TLS through rustls when the URL asks for it (`sslmode=require`).
+//!
+//! Two write paths for a flush, chosen by [`WriteMode`] and compared by
+//! `castle bench settlement`:
+//! - [`WriteMode::Copy`]: entries and fills stream in with binary `COPY ... FROM STDIN`;
+//! - [`WriteMode::Unnest`]: one multi-row `INSERT ... SELECT FROM unnest($1::int8[], ...)` per table.
+//!
+//! Orders and balances (final states, one row per touched order or pair) are upserted with
+//! `unnest` in both modes. Every flush is one transaction that starts with the
+//! compare-and-set on `settlement_cursor`, so it is applied exactly once or not at all.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use castle_engine::{AccountId, Seq};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use std::pin::Pin;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::{pin_mut, SinkExt};
+use tokio_postgres::config::SslMode;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::CopyInSink;
+use tokio_postgres::Row;
+
+use crate::ledger::{BalanceRow, Entry, EntryKind, FillRow, Flush, LedgerState, OrderRow, Page};
+use crate::store::{i, page, EntryTotal, Store, StoreError, MAX_PAGE, POSTGRES_MIGRATIONS};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteMode {
+    Copy,
+    Unnest,
+}
+
+#[derive(Clone, Debug)]
+pub struct PgConfig {
+    /// `postgres://user:pass@host:port/db?sslmode=require` (or key=value form).
+    pub url: String,
+    /// Extra CA certificate (PEM) trusted for TLS, e.g. the RDS/Aurora bundle; the Mozilla
+    /// roots (webpki-roots) are always trusted.
+    pub ca_file: Option<PathBuf>,
+    pub pool_size: usize,
+    pub mode: WriteMode,
+}
+
+impl PgConfig {
+    pub fn new(url: impl Into<String>) -> PgConfig {
+        PgConfig { url: url.into(), ca_file: None, pool_size: 4, mode: WriteMode::Copy }
+    }
+}
+
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool,
+    mode: WriteMode,
+}
+
+/// The pool's error with its whole source chain (a TLS failure says why only in the sources).
+fn pool_err(e: impl std::error::Error) -> StoreError {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    StoreError::Pool(text)
+}
+
+fn tls_config(ca_file: Option<&PathBuf>) -> Result<rustls::ClientConfig, StoreError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path).map_err(|e| StoreError::Tls(format!("{}: {e}", path.display())))?;
+        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+            let cert = cert.map_err(|e| StoreError::Tls(format!("{}: {e}", path.display())))?;
+            roots.add(cert).map_err(|e| StoreError::Tls(format!("{}: {e}", path.display())))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StoreError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+fn u(v: i64) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative id or seq {v}")))
+}
+
+fn u32c(v: i64) -> Result<u32, StoreError> {
+    u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("{v} is not a 32-bit id")))
+}
+
+const ORDER_COLUMNS: &str = "order_id, account, instrument, client_order_id, side, kind, price, stop_price, qty, tif, \
+                             status, cancel_reason, filled, leaves, created_seq, created_ts, updated_seq, updated_ts";
+const FILL_COLUMNS: &str = "trade_id, seq, idx, ts, instrument, price, qty, aggressor, maker_order, taker_order, \
+                            maker_account, taker_account, maker_fee, taker_fee";
+const ENTRY_COLUMNS: &str = "seq, idx, ts, account, asset, kind, reference, available, locked, external";
+
+fn order_from(r: &Row) -> Result<OrderRow, StoreError> {
+    Ok(OrderRow {
+        order_id: u(r.try_get(0)?)?,
+        account: u32c(r.try_get(1)?)?,
+        instrument: u32c(r.try_get(2)?)?,
+        client_order_id: r.try_get(3)?,
+        side: r.try_get(4)?,
+        kind: r.try_get(5)?,
+        price: r.try_get(6)?,
+        stop_price: r.try_get(7)?,
+        qty: r.try_get(8)?,
+        tif: r.try_get(9)?,
+        status: r.try_get(10)?,
+        cancel_reason: r.try_get(11)?,
+        filled: r.try_get(12)?,
+        leaves: r.try_get(13)?,
+        created_seq: u(r.try_get(14)?)?,
+        created_ts: u(r.try_get(15)?)?,
+        updated_seq: u(r.try_get(16)?)?,
+        updated_ts: u(r.try_get(17)?)?,
+    })
+}
+
+fn fill_from(r: &Row) -> Result<FillRow, StoreError> {
+    Ok(FillRow {
+        trade_id: u(r.try_get(0)?)?,
+        seq: u(r.try_get(1)?)?,
+        idx: u32c(r.try_get::<_, i32>(2)? as i64)?,
+        ts: u(r.try_get(3)?)?,
+        instrument: u32c(r.try_get(4)?)?,
+        price: r.try_get(5)?,
+        qty: r.try_get(6)?,
+        aggressor: r.try_get(7)?,
+        maker_order: u(r.try_get(8)?)?,
+        taker_order: u(r.try_get(9)?)?,
+        maker_account: u32c(r.try_get(10)?)?,
+        taker_account: u32c(r.try_get(11)?)?,
+        maker_fee: r.try_get(12)?,
+        taker_fee: r.try_get(13)?,
+    })
+}
+
+impl PgStore {
+    /// Connects (TLS when the URL's sslmode is not `disable`), applies pending migrations.
+    pub async fn connect(cfg: &PgConfig) -> Result<PgStore, StoreError> {
+        let pg: tokio_postgres::Config =
+            cfg.url.parse().map_err(|e| StoreError::Config(format!("database url: {e}")))?;
+        let mgr_cfg = ManagerConfig { recycling_method: RecyclingMethod::Fast };
+        let mgr = if pg.get_ssl_mode() == SslMode::Disable {
+            Manager::from_config(pg, tokio_postgres::NoTls, mgr_cfg)
+        } else {
+            let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls_config(cfg.ca_file.as_ref())?);
+            Manager::from_config(pg, tls, mgr_cfg)
+        };
+        let pool = Pool::builder(mgr).max_size(cfg.pool_size.max(1)).build().map_err(pool_err)?;
+        let store = PgStore { pool, mode: cfg.mode };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub fn mode(&self) -> WriteMode {
+        self.mode
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut c = self.pool.get().await.map_err(pool_err)?;
+        c.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, \
+             applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        )
+        .await?;
+        for m in POSTGRES_MIGRATIONS {
+            let tx = c.transaction().await?;
+            // Serialises concurrent starters: the second waits, then sees the version applied.
+            tx.execute("SELECT pg_advisory_xact_lock(7007001)", &[]).await?;
+            let done = tx.query_opt("SELECT 1 FROM schema_migrations WHERE version = $1", &[&m.version]).await?;
+            if done.is_none() {
+                tx.batch_execute(m.sql).await.map_err(|e| StoreError::Migration {
+                    version: m.version,
+                    name: m.name,
+                    reason: e.to_string(),
+                })?;
+                tx.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", &[&m.version, &m.name])
+                    .await?;
+                tracing::info!(version = m.version, name = m.name, "postgres migration applied");
+            }
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes every row and resets the cursor (benchmarks and tests only).
+    pub async fn truncate_all(&self) -> Result<(), StoreError> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        c.batch_execute(
+            "TRUNCATE ledger_entries, fills, orders, balances; UPDATE settlement_cursor SET applied_seq = 0 WHERE id = 1",
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// Hand-encoded binary COPY (`COPY ... FROM STDIN BINARY`): the rows are written straight
+/// into large buffers sent as a few CopyData messages, instead of one sink write per row
+/// (which costs a channel hop per few rows and dominated the client's time).
+struct CopyOut {
+    buf: BytesMut,
+}
+
+/// Flush to the server once this much is buffered.
+const COPY_CHUNK: usize = 1 << 20;
+
+impl CopyOut {
+    fn new(rows: usize, row_bytes: usize) -> CopyOut {
+        let mut buf = BytesMut::with_capacity((rows * row_bytes + 32).min(COPY_CHUNK + 4_096));
+        // Signature, flags, header extension length.
+        buf.put_slice(b"PGCOPY\n\xff\r\n\0");
+        buf.put_i32(0);
+        buf.put_i32(0);
+        CopyOut { buf }
+    }
+    fn row(&mut self, fields: i16) {
+        self.buf.put_i16(fields);
+    }
+    fn i64(&mut self, v: i64) {
+        self.buf.put_i32(8);
+        self.buf.put_i64(v);
+    }
+    fn i32(&mut self, v: i32) {
+        self.buf.put_i32(4);
+        self.buf.put_i32(v);
+    }
+    fn i16(&mut self, v: i16) {
+        self.buf.put_i32(2);
+        self.buf.put_i16(v);
+    }
+    async fn maybe_send(&mut self, sink: &mut Pin<&mut CopyInSink<Bytes>>) -> Result<(), StoreError> {
+        if self.buf.len() >= COPY_CHUNK {
+            sink.send(self.buf.split().freeze()).await?;
+        }
+        Ok(())
+    }
+    async fn finish(mut self, mut sink: Pin<&mut CopyInSink<Bytes>>) -> Result<(), StoreError> {
+        self.buf.put_i16(-1);
+        sink.send(self.buf.split().freeze()).await?;
+        sink.finish().await?;
+        Ok(())
+    }
+}
+
+async fn copy_entries(tx: &deadpool_postgres::Transaction<'_>, rows: &[Entry]) -> Result<(), StoreError> {
+    let sink = tx.copy_in(&format!("COPY ledger_entries ({ENTRY_COLUMNS}) FROM STDIN BINARY")).await?;
+    pin_mut!(sink);
+    let mut out = CopyOut::new(rows.len(), 2 + 10 * 12);
+    for e in rows {
+        out.row(10);
+        out.i64(i(e.seq));
+        out.i32(e.idx as i32);
+        out.i64(i(e.ts));
+        out.i64(e.account as i64);
+        out.i64(e.asset as i64);
+        out.i16(e.kind as i16);
+        out.i64(i(e.reference));
+        out.i64(e.available);
+        out.i64(e.locked);
+        out.i64(e.external);
+        out.maybe_send(&mut sink).await?;
+    }
+    out.finish(sink).await
+}
+
+async fn copy_fills(tx: &deadpool_postgres::Transaction<'_>, rows: &[FillRow]) -> Result<(), StoreError> {
+    let sink = tx.copy_in(&format!("COPY fills ({FILL_COLUMNS}) FROM STDIN BINARY")).await?;
+    pin_mut!(sink);
+    let mut out = CopyOut::new(rows.len(), 2 + 14 * 12);
+    for x in rows {
+        out.row(14);
+        out.i64(i(x.trade_id));
+        out.i64(i(x.seq));
+        out.i32(x.idx as i32);
+        out.i64(i(x.ts));
+        out.i64(x.instrument as i64);
+        out.i64(x.price);
+        out.i64(x.qty);
+        out.i16(x.aggressor);
+        out.i64(i(x.maker_order));
+        out.i64(i(x.taker_order));
+        out.i64(x.maker_account as i64);
+        out.i64(x.taker_account as i64);
+        out.i64(x.maker_fee);
+        out.i64(x.taker_fee);
+        out.maybe_send(&mut sink).await?;
+    }
+    out.finish(sink).await
+}
+
+async fn unnest_entries(tx: &deadpool_postgres::Transaction<'_>, rows: &[Entry]) -> Result<(), StoreError> {
+    let col = |f: &dyn Fn(&Entry) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
+    let seq = col(&|e| i(e.seq));
+    let idx: Vec<i32> = rows.iter().map(|e| e.idx as i32).collect();
+    let ts = col(&|e| i(e.ts));
+    let account = col(&|e| e.account as i64);
+    let asset = col(&|e| e.asset as i64);
+    let kind: Vec<i16> = rows.iter().map(|e| e.kind as i16).collect();
+    let reference = col(&|e| i(e.reference));
+    let available = col(&|e| e.available);
+    let locked = col(&|e| e.locked);
+    let external = col(&|e| e.external);
+    let st = tx
+        .prepare_cached(&format!(
+            "INSERT INTO ledger_entries ({ENTRY_COLUMNS}) SELECT * FROM unnest($1::int8[], $2::int4[], $3::int8[], \
+             $4::int8[], $5::int8[], $6::int2[], $7::int8[], $8::int8[], $9::int8[], $10::int8[])"
+        ))
+        .await?;
+    tx.execute(&st, &[&seq, &idx, &ts, &account, &asset, &kind, &reference, &available, &locked, &external]).await?;
+    Ok(())
+}
+
+async fn unnest_fills(tx: &deadpool_postgres::Transaction<'_>, rows: &[FillRow]) -> Result<(), StoreError> {
+    let col = |f: &dyn Fn(&FillRow) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
+    let trade_id = col(&|x| i(x.trade_id));
+    let seq = col(&|x| i(x.seq));
+    let idx: Vec<i32> = rows.iter().map(|x| x.idx as i32).collect();
+    let ts = col(&|x| i(x.ts));
+    let instrument = col(&|x| x.instrument as i64);
+    let price = col(&|x| x.price);
+    let qty = col(&|x| x.qty);
+    let aggressor: Vec<i16> = rows.iter().map(|x| x.aggressor).collect();
+    let maker_order = col(&|x| i(x.maker_order));
+    let taker_order = col(&|x| i(x.taker_order));
+    let maker_account = col(&|x| x.maker_account as i64);
+    let taker_account = col(&|x| x.taker_account as i64);
+    let maker_fee = col(&|x| x.maker_fee);
+    let taker_fee = col(&|x| x.taker_fee);
+    let st = tx
+        .prepare_cached(&format!(
+            "INSERT INTO fills ({FILL_COLUMNS}) SELECT * FROM unnest($1::int8[], $2::int8[], $3::int4[], $4::int8[], \
+             $5::int8[], $6::int8[], $7::int8[], $8::int2[], $9::int8[], $10::int8[], $11::int8[], $12::int8[], \
+             $13::int8[], $14::int8[])"
+        ))
+        .await?;
+    let p: [&(dyn ToSql + Sync); 14] = [
+        &trade_id,
+        &seq,
+        &idx,
+        &ts,
+        &instrument,
+        &price,
+        &qty,
+        &aggressor,
+        &maker_order,
+        &taker_order,
+        &maker_account,
+        &taker_account,
+        &maker_fee,
+        &taker_fee,
+    ];
+    tx.execute(&st, &p).await?;
+    Ok(())
+}
+
+async fn upsert_orders(tx: &deadpool_postgres::Transaction<'_>, rows: &[OrderRow]) -> Result<(), StoreError> {
+    let col = |f: &dyn Fn(&OrderRow) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
+    let col2 = |f: &dyn Fn(&OrderRow) -> i16| rows.iter().map(f).collect::<Vec<i16>>();
+    let order_id = col(&|o| i(o.order_id));
+    let account = col(&|o| o.account as i64);
+    let instrument = col(&|o| o.instrument as i64);
+    let cid: Vec<&str> = rows.iter().map(|o| o.client_order_id.as_str()).collect();
+    let side = col2(&|o| o.side);
+    let kind = col2(&|o| o.kind);
+    let price = col(&|o| o.price);
+    let stop_price = col(&|o| o.stop_price);
+    let qty = col(&|o| o.qty);
+    let tif = col2(&|o| o.tif);
+    let status = col2(&|o| o.status);
+    let reason = col2(&|o| o.cancel_reason);
+    let filled = col(&|o| o.filled);
+    let leaves = col(&|o| o.leaves);
+    let created_seq = col(&|o| i(o.created_seq));
+    let created_ts = col(&|o| i(o.created_ts));
+    let updated_seq = col(&|o| i(o.updated_seq));
+    let updated_ts = col(&|o| i(o.updated_ts));
+    let st = tx
+        .prepare_cached(&format!(
+            "INSERT INTO orders ({ORDER_COLUMNS}) SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::text[], \
+             $5::int2[], $6::int2[], $7::int8[], $8::int8[], $9::int8[], $10::int2[], $11::int2[], $12::int2[], \
+             $13::int8[], $14::int8[], $15::int8[], $16::int8[], $17::int8[], $18::int8[]) \
+             ON CONFLICT (order_id) DO UPDATE SET client_order_id = EXCLUDED.client_order_id, price = EXCLUDED.price, \
+             qty = EXCLUDED.qty, status = EXCLUDED.status, cancel_reason = EXCLUDED.cancel_reason, \
+             filled = EXCLUDED.filled, leaves = EXCLUDED.leaves, updated_seq = EXCLUDED.updated_seq, \
+             updated_ts = EXCLUDED.updated_ts"
+        ))
+        .await?;
+    let p: [&(dyn ToSql + Sync); 18] = [
+        &order_id,
+        &account,
+        &instrument,
+        &cid,
+        &side,
+        &kind,
+        &price,
+        &stop_price,
+        &qty,
+        &tif,
+        &status,
+        &reason,
+        &filled,
+        &leaves,
+        &created_seq,
+        &created_ts,
+        &updated_seq,
+        &updated_ts,
+    ];
+    tx.execute(&st, &p).await?;
+    Ok(())
+}
+
+async fn upsert_balances(tx: &deadpool_postgres::Transaction<'_>, rows: &[BalanceRow]) -> Result<(), StoreError> {
+    let col = |f: &dyn Fn(&BalanceRow) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
+    let account = col(&|b| b.account as i64);
+    let asset = col(&|b| b.asset as i64);
+    let available = col(&|b| b.available);
+    let locked = col(&|b| b.locked);
+    let external = col(&|b| b.external);
+    let seq = col(&|b| i(b.seq));
+    let st = tx
+        .prepare_cached(
+            "INSERT INTO balances (account, asset, available, locked, external, seq) SELECT * FROM unnest($1::int8[], \
+             $2::int8[], $3::int8[], $4::int8[], $5::int8[], $6::int8[]) ON CONFLICT (account, asset) DO UPDATE SET \
+             available = EXCLUDED.available, locked = EXCLUDED.locked, external = EXCLUDED.external, seq = EXCLUDED.seq",
+        )
+        .await?;
+    tx.execute(&st, &[&account, &asset, &available, &locked, &external, &seq]).await?;
+    Ok(())
+}
+
+impl Store for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn load(&self) -> Result<LedgerState, StoreError> {
+        let mut c = self.pool.get().await.map_err(pool_err)?;
+        // REPEATABLE READ: seq, balances and orders from one snapshot.
+        let tx = c.build_transaction().isolation_level(tokio_postgres::IsolationLevel::RepeatableRead).start().await?;
+        let applied_seq =
+            u(tx.query_one("SELECT applied_seq FROM settlement_cursor WHERE id = 1", &[]).await?.try_get(0)?)?;
+        let mut balances = Vec::new();
+        for r in tx.query("SELECT account, asset, available, locked, external, seq FROM balances", &[]).await? {
+            balances.push(BalanceRow {
+                account: u32c(r.try_get(0)?)?,
+                asset: u32c(r.try_get(1)?)?,
+                available: r.try_get(2)?,
+                locked: r.try_get(3)?,
+                external: r.try_get(4)?,
+                seq: u(r.try_get(5)?)?,
+            });
+        }
+        let mut open_orders = Vec::new();
+        for r in tx.query(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE status = 0"), &[]).await? {
+            open_orders.push(order_from(&r)?);
+        }
+        tx.commit().await?;
+        Ok(LedgerState { applied_seq, balances, open_orders })
+    }
+
+    async fn apply(&self, f: Arc<Flush>) -> Result<(), StoreError> {
+        let mut c = self.pool.get().await.map_err(pool_err)?;
+        let tx = c.transaction().await?;
+        let cas = tx
+            .prepare_cached(
+                "UPDATE settlement_cursor SET applied_seq = $2, updated_at = now() WHERE id = 1 AND applied_seq = $1",
+            )
+            .await?;
+        if tx.execute(&cas, &[&i(f.prev_seq), &i(f.seq)]).await? != 1 {
+            let found =
+                u(tx.query_one("SELECT applied_seq FROM settlement_cursor WHERE id = 1", &[]).await?.try_get(0)?)?;
+            return Err(StoreError::Conflict { expected: f.prev_seq, found });
+        }
+        let t0 = std::time::Instant::now();
+        match self.mode {
+            WriteMode::Copy => {
+                if !f.entries.is_empty() {
+                    copy_entries(&tx, &f.entries).await?;
+                }
+                if !f.fills.is_empty() {
+                    copy_fills(&tx, &f.fills).await?;
+                }
+            }
+            WriteMode::Unnest => {
+                if !f.entries.is_empty() {
+                    unnest_entries(&tx, &f.entries).await?;
+                }
+                if !f.fills.is_empty() {
+                    unnest_fills(&tx, &f.fills).await?;
+                }
+            }
+        }
+        let t1 = std::time::Instant::now();
+        if !f.orders.is_empty() {
+            upsert_orders(&tx, &f.orders).await?;
+        }
+        let t2 = std::time::Instant::now();
+        if !f.balances.is_empty() {
+            upsert_balances(&tx, &f.balances).await?;
+        }
+        let t3 = std::time::Instant::now();
+        tx.commit().await?;
+        tracing::debug!(
+            entries = f.entries.len(),
+            fills = f.fills.len(),
+            orders = f.orders.len(),
+            balances = f.balances.len(),
+            append_ms = (t1 - t0).as_millis() as u64,
+            orders_ms = (t2 - t1).as_millis() as u64,
+            balances_ms = (t3 - t2).as_millis() as u64,
+            commit_ms = t3.elapsed().as_millis() as u64,
+            "postgres flush"
+        );
+        Ok(())
+    }
+
+    async fn applied_seq(&self) -> Result<Seq, StoreError> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        u(c.query_one("SELECT applied_seq FROM settlement_cursor WHERE id = 1", &[]).await?.try_get(0)?)
+    }
+
+    async fn balances(&self) -> Result<Vec<BalanceRow>, StoreError> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        let mut out = Vec::new();
+        for r in c
+            .query("SELECT account, asset, available, locked, external, seq FROM balances ORDER BY account, asset", &[])
+            .await?
+        {
+            out.push(BalanceRow {
+                account: u32c(r.try_get(0)?)?,
+                asset: u32c(r.try_get(1)?)?,
+                available: r.try_get(2)?,
+                locked: r.try_get(3)?,
+                external: r.try_get(4)?,
+                seq: u(r.try_get(5)?)?,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn entry_totals(&self) -> Result<Vec<EntryTotal>, StoreError> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        // SUM(bigint) is numeric in PostgreSQL: cast to text and parse, no overflow anywhere.
+        let rows = c
+            .query(
+                "SELECT account, asset, SUM(available)::text, SUM(locked)::text, SUM(external)::text \
+                 FROM ledger_entries GROUP BY account, asset ORDER BY account, asset",
+                &[],
+            )
+            .await?;
+        let num = |s: String| s.parse::<i128>().map_err(|e| StoreError::Corrupt(format!("sum {s}: {e}")));
+        let mut out = Vec::new();
+        for r in rows {
+            out.push(EntryTotal {
+                account: u32c(r.try_get(0)?)?,
+                asset: u32c(r.try_get(1)?)?,
+                available: num(r.try_get(2)?)?,
+                locked: num(r.try_get(3)?)?,
+                external: num(r.try_get(4)?)?,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn entries(&self, from: Seq, to: Seq) -> Result<Vec<Entry>, StoreError> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        let rows = c
+            .query(
+                &format!("SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE seq >= $1 AND seq <= $2 ORDER BY seq, idx"),
+                &[&i(from), &i(to.min(i64::MAX as u64))],
+            )
+            .await?;
+        let mut out = Vec::new();
+        for r in rows {
+            let kind: i16 = r.try_get(5)?;
+            out.push(Entry {
+                seq: u(r.try_get(0)?)?,
+                idx: u32c(r.try_get::<_, i32>(1)? as i64)?,
+                ts: u(r.try_get(2)?)?,
+                account: u32c(r.try_get(3)?)?,
+                asset: u32c(r.try_get(4)?)?,
+                kind: EntryKind::from_i16(kind).ok_or_else(|| StoreError::Corrupt(format!("entry kind {kind}")))?,
+                reference: u(r.try_get(6)?)?,
+                available: r.try_get(7)?,
+                locked: r.try_get(8)?,
+                external: r.try_get(9)?,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn fill_stats(&self) -> Result<(u64, u64), StoreError> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        let r = c.query_one("SELECT COUNT(*), COALESCE(MAX(trade_id), 0) FROM fills", &[]).await?;
+        Ok((u(r.try_get(0)?)?, u(r.try_get(1)?)?))
+    }
+
+    async fn fills_by_account(
+        &self,
+        account: AccountId,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Page<FillRow>, StoreError> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        let c = self.pool.get().await.map_err(pool_err)?;
+        let before = before.map(i).unwrap_or(i64::MAX);
+        let rows = c
+            .query(
+                &format!(
+                    "SELECT {FILL_COLUMNS} FROM (SELECT * FROM fills WHERE maker_account = $1 AND trade_id < $2 \
+                     UNION SELECT * FROM fills WHERE taker_account = $1 AND trade_id < $2) f \
+                     ORDER BY trade_id DESC LIMIT $3"
+                ),
+                &[&(account as i64), &before, &((limit + 1) as i64)],
+            )
+            .await?;
+        let rows = rows.iter().map(fill_from).collect::<Result<Vec<_>, _>>()?;
+        Ok(page(rows, limit, |f| f.trade_id))
+    }
+
+    async fn orders_by_account(
+        &self,
+        account: AccountId,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Page<OrderRow>, StoreError> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        let c = self.pool.get().await.map_err(pool_err)?;
+        let before = before.map(i).unwrap_or(i64::MAX);
+        let rows = c
+            .query(
+                &format!(
+                    "SELECT {ORDER_COLUMNS} FROM orders WHERE account = $1 AND order_id < $2 ORDER BY order_id DESC \
+                     LIMIT $3"
+                ),
+                &[&(account as i64), &before, &((limit + 1) as i64)],
+            )
+            .await?;
+        let rows = rows.iter().map(order_from).collect::<Result<Vec<_>, _>>()?;
+        Ok(page(rows, limit, |o| o.order_id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_trusts_the_web_roots_and_refuses_an_unreadable_or_bad_ca_file() {
+        assert!(tls_config(None).is_ok());
+        let missing = PathBuf::from("/nonexistent/ca.pem");
+        assert!(matches!(tls_config(Some(&missing)), Err(StoreError::Tls(_))));
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("bad.pem");
+        std::fs::write(&bad, "-----BEGIN CERTIFICATE-----\nnot base64 !!!\n-----END CERTIFICATE-----\n").unwrap();
+        assert!(matches!(tls_config(Some(&bad)), Err(StoreError::Tls(_))));
+    }
+
+    #[tokio::test]
+    async fn a_bad_url_is_a_configuration_error() {
+        let e = PgStore::connect(&PgConfig::new("postgres://x:y@127.0.0.1:notaport/db")).await.err().unwrap();
+        assert!(matches!(e, StoreError::Config(_)), "{e}");
+    }
+}

@@ -1,0 +1,420 @@
+//! Sans-IO projection of engine batches into ledger rows.
+//!
+//! The projector keeps, in memory, what it needs to turn the engine's absolute
+//! `BalanceChanged` values into movements: the running balance of every (account, asset)
+//! pair and the open orders (both bounded by the engine's own limits). Entries are derived
+//! without knowing instrument specifications (which a TCP subscriber does not receive):
+//!
+//! - `Transfer` produces the deposit/withdrawal row at once (available +/-, external -/+);
+//! - every `BalanceChanged` produces a row with the difference to the running balance,
+//!   attributed to the last cause seen in the command (a trade, an order, a transfer);
+//! - per command, the legs must sum to zero per asset, or the batch is refused
+//!   ([`ProjectError::Unbalanced`]): the ledger never records money appearing or vanishing.
+
+use std::collections::{BTreeMap, HashMap};
+
+use castle_engine::{
+    AccountId, AssetId, CancelReason, EventKind, OrderId, OrderKind, Seq, Side, TimeInForce, FEE_ACCOUNT,
+};
+use castle_link::EngineBatch;
+
+use crate::ledger::{status, BalanceRow, Entry, EntryKind, FillRow, Flush, LedgerState, OrderRow};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ProjectError {
+    #[error("engine seq {seq}: asset {asset} legs sum to {sum}, not zero")]
+    Unbalanced { seq: Seq, asset: AssetId, sum: i128 },
+    #[error(
+        "engine seq {seq}: account {account} asset {asset} would go negative (available {available}, locked {locked})"
+    )]
+    Negative { seq: Seq, account: AccountId, asset: AssetId, available: i64, locked: i64 },
+}
+
+/// What a command's balance changes are attributed to.
+#[derive(Clone, Copy)]
+struct Cause {
+    kind: EntryKind,
+    reference: u64,
+}
+
+pub struct Projector {
+    /// Highest seq projected (applied or pending in the current flush).
+    seq: Seq,
+    /// Applied seq at the start of the pending flush.
+    flushed_seq: Seq,
+    balances: HashMap<(AccountId, AssetId), BalanceRow>,
+    orders: HashMap<OrderId, OrderRow>,
+    pending: Flush,
+    dirty_balances: BTreeMap<(AccountId, AssetId), ()>,
+    dirty_orders: BTreeMap<OrderId, ()>,
+    /// Per-asset sums of the current command's legs (reused).
+    sums: BTreeMap<AssetId, i128>,
+}
+
+fn side_code(s: Side) -> i16 {
+    match s {
+        Side::Buy => 0,
+        Side::Sell => 1,
+    }
+}
+
+fn kind_code(k: OrderKind) -> i16 {
+    match k {
+        OrderKind::Limit => 0,
+        OrderKind::Market => 1,
+        OrderKind::StopMarket => 2,
+        OrderKind::StopLimit => 3,
+    }
+}
+
+fn tif_code(t: TimeInForce) -> i16 {
+    match t {
+        TimeInForce::Gtc => 0,
+        TimeInForce::Ioc => 1,
+        TimeInForce::Fok => 2,
+        TimeInForce::Gtd(_) => 3,
+        TimeInForce::Day => 4,
+    }
+}
+
+fn client_id_string(c: &castle_engine::ClientOrderId) -> String {
+    let end = c.0.iter().position(|&b| b == 0).unwrap_or(c.0.len());
+    String::from_utf8_lossy(&c.0[..end]).into_owned()
+}
+
+impl Projector {
+    pub fn new(state: LedgerState) -> Projector {
+        Projector {
+            seq: state.applied_seq,
+            flushed_seq: state.applied_seq,
+            balances: state.balances.into_iter().map(|b| ((b.account, b.asset), b)).collect(),
+            orders: state.open_orders.into_iter().map(|o| (o.order_id, o)).collect(),
+            pending: Flush { prev_seq: state.applied_seq, seq: state.applied_seq, ..Flush::default() },
+            dirty_balances: BTreeMap::new(),
+            dirty_orders: BTreeMap::new(),
+            sums: BTreeMap::new(),
+        }
+    }
+
+    /// Highest sequence number projected so far.
+    pub fn seq(&self) -> Seq {
+        self.seq
+    }
+
+    /// Rows pending in the current flush (entries + fills), for flush sizing.
+    pub fn pending_rows(&self) -> usize {
+        self.pending.entries.len() + self.pending.fills.len()
+    }
+
+    pub fn pending_batches(&self) -> u64 {
+        self.pending.batches
+    }
+
+    pub fn balance(&self, account: AccountId, asset: AssetId) -> Option<&BalanceRow> {
+        self.balances.get(&(account, asset))
+    }
+
+    pub fn open_orders(&self) -> usize {
+        self.orders.len()
+    }
+
+    /// Projects one command's events. Returns `Ok(false)` (and changes nothing) for a batch
+    /// at or below the projected seq: a duplicate or replayed delivery is a no-op.
+    /// On `Err` the projector is unusable (the caller rebuilds it from the database).
+    pub fn project(&mut self, batch: &EngineBatch) -> Result<bool, ProjectError> {
+        if batch.seq <= self.seq {
+            return Ok(false);
+        }
+        let seq = batch.seq;
+        let ts = batch.ts;
+        let first_entry = self.pending.entries.len();
+        let mut cause = Cause { kind: EntryKind::Other, reference: 0 };
+        let mut idx = 0u32;
+        for (i, ev) in batch.events.iter().enumerate() {
+            match ev.kind {
+                EventKind::Transfer { account, asset, amount } => {
+                    cause = Cause {
+                        kind: if amount >= 0 { EntryKind::Deposit } else { EntryKind::Withdrawal },
+                        reference: 0,
+                    };
+                    let b = self.balance_mut(account, asset);
+                    b.available += amount;
+                    b.external -= amount;
+                    b.seq = seq;
+                    self.push_entry(seq, ts, &mut idx, account, asset, cause, (amount, 0, -amount));
+                }
+                EventKind::BalanceChanged { account, asset, available, locked } => {
+                    let b = self.balance_mut(account, asset);
+                    let d = (available - b.available, locked - b.locked);
+                    if d == (0, 0) {
+                        continue;
+                    }
+                    b.available = available;
+                    b.locked = locked;
+                    b.seq = seq;
+                    if available < 0 || locked < 0 {
+                        return Err(ProjectError::Negative { seq, account, asset, available, locked });
+                    }
+                    let c = if cause.kind == EntryKind::Trade && account == FEE_ACCOUNT {
+                        Cause { kind: EntryKind::Fee, ..cause }
+                    } else {
+                        cause
+                    };
+                    self.push_entry(seq, ts, &mut idx, account, asset, c, (d.0, d.1, 0));
+                }
+                EventKind::Trade {
+                    trade_id,
+                    instrument,
+                    price,
+                    qty,
+                    aggressor,
+                    maker_order,
+                    taker_order,
+                    maker_account,
+                    taker_account,
+                    maker_fee,
+                    taker_fee,
+                    maker_leaves,
+                    taker_leaves,
+                } => {
+                    cause = Cause { kind: EntryKind::Trade, reference: trade_id };
+                    self.pending.fills.push(FillRow {
+                        trade_id,
+                        seq,
+                        idx: i as u32,
+                        ts,
+                        instrument,
+                        price,
+                        qty,
+                        aggressor: side_code(aggressor),
+                        maker_order,
+                        taker_order,
+                        maker_account,
+                        taker_account,
+                        maker_fee,
+                        taker_fee,
+                    });
+                    self.order_update(maker_order, seq, ts, |o| {
+                        o.filled += qty;
+                        o.leaves = maker_leaves;
+                    });
+                    self.order_update(taker_order, seq, ts, |o| {
+                        o.filled += qty;
+                        o.leaves = taker_leaves;
+                    });
+                }
+                EventKind::OrderAccepted {
+                    order_id,
+                    account,
+                    instrument,
+                    client_order_id,
+                    side,
+                    kind,
+                    price,
+                    stop_price,
+                    qty,
+                    tif,
+                } => {
+                    cause = Cause { kind: EntryKind::Hold, reference: order_id };
+                    self.orders.insert(
+                        order_id,
+                        OrderRow {
+                            order_id,
+                            account,
+                            instrument,
+                            client_order_id: client_id_string(&client_order_id),
+                            side: side_code(side),
+                            kind: kind_code(kind),
+                            price,
+                            stop_price,
+                            qty,
+                            tif: tif_code(tif),
+                            status: status::OPEN,
+                            cancel_reason: 0,
+                            filled: 0,
+                            leaves: qty,
+                            created_seq: seq,
+                            created_ts: ts,
+                            updated_seq: seq,
+                            updated_ts: ts,
+                        },
+                    );
+                    self.dirty_orders.insert(order_id, ());
+                }
+                EventKind::OrderReplaced { order_id, client_order_id, price, qty, leaves, .. } => {
+                    cause = Cause { kind: EntryKind::Hold, reference: order_id };
+                    self.order_update(order_id, seq, ts, |o| {
+                        o.client_order_id = client_id_string(&client_order_id);
+                        o.price = price;
+                        o.qty = qty;
+                        o.leaves = leaves;
+                    });
+                }
+                EventKind::OrderTriggered { order_id, .. } => {
+                    cause = Cause { kind: EntryKind::Hold, reference: order_id };
+                }
+                EventKind::OrderCancelled { order_id, leaves, reason, .. } => {
+                    cause = Cause { kind: EntryKind::Release, reference: order_id };
+                    self.order_update(order_id, seq, ts, |o| {
+                        o.status = status::CANCELLED;
+                        o.cancel_reason = reason as u8 as i16;
+                        o.leaves = leaves;
+                    });
+                    let _: CancelReason = reason;
+                }
+                EventKind::OrderFilled { order_id, .. } => {
+                    self.order_update(order_id, seq, ts, |o| {
+                        o.status = status::FILLED;
+                        o.leaves = 0;
+                    });
+                }
+                EventKind::Rejected { .. }
+                | EventKind::BookAdd { .. }
+                | EventKind::BookReduce { .. }
+                | EventKind::BookRemove { .. }
+                | EventKind::InstrumentAdded { .. }
+                | EventKind::TradingStatusChanged { .. }
+                | EventKind::KillSwitchChanged { .. }
+                | EventKind::AccountStpChanged { .. } => {}
+            }
+        }
+        // Double entry: this command's legs sum to zero per asset.
+        self.sums.clear();
+        for e in &self.pending.entries[first_entry..] {
+            *self.sums.entry(e.asset).or_insert(0) += e.available as i128 + e.locked as i128 + e.external as i128;
+        }
+        if let Some((&asset, &sum)) = self.sums.iter().find(|(_, &s)| s != 0) {
+            return Err(ProjectError::Unbalanced { seq, asset, sum });
+        }
+        self.seq = seq;
+        self.pending.seq = seq;
+        if self.pending.batches == 0 {
+            self.pending.first_ts = ts;
+        }
+        self.pending.last_ts = ts;
+        self.pending.batches += 1;
+        self.pending.batch_ts.push(ts);
+        Ok(true)
+    }
+
+    fn balance_mut(&mut self, account: AccountId, asset: AssetId) -> &mut BalanceRow {
+        self.dirty_balances.insert((account, asset), ());
+        self.balances.entry((account, asset)).or_insert(BalanceRow { account, asset, ..BalanceRow::default() })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn push_entry(
+        &mut self,
+        seq: Seq,
+        ts: u64,
+        idx: &mut u32,
+        account: AccountId,
+        asset: AssetId,
+        cause: Cause,
+        legs: (i64, i64, i64),
+    ) {
+        self.pending.entries.push(Entry {
+            seq,
+            idx: *idx,
+            ts,
+            account,
+            asset,
+            kind: cause.kind,
+            reference: cause.reference,
+            available: legs.0,
+            locked: legs.1,
+            external: legs.2,
+        });
+        *idx += 1;
+    }
+
+    /// Applies `f` to a known order. An order the projector never saw accepted cannot
+    /// exist when the stream is complete from seq 1; it is skipped (history only, no money).
+    fn order_update(&mut self, id: OrderId, seq: Seq, ts: u64, f: impl FnOnce(&mut OrderRow)) {
+        if let Some(o) = self.orders.get_mut(&id) {
+            f(o);
+            o.updated_seq = seq;
+            o.updated_ts = ts;
+            self.dirty_orders.insert(id, ());
+        } else {
+            tracing::warn!(order = id, seq, "order update for an order never seen accepted");
+        }
+    }
+
+    /// Takes the pending flush (`None` when nothing was projected since the last one).
+    /// Terminal orders leave the in-memory state here: the flush carries their final row.
+    pub fn take_flush(&mut self) -> Option<Flush> {
+        if self.pending.seq == self.flushed_seq {
+            return None;
+        }
+        for (&(account, asset), _) in std::mem::take(&mut self.dirty_balances).iter() {
+            if let Some(b) = self.balances.get(&(account, asset)) {
+                self.pending.balances.push(*b);
+            }
+        }
+        for (&id, _) in std::mem::take(&mut self.dirty_orders).iter() {
+            let terminal = match self.orders.get(&id) {
+                Some(o) => {
+                    self.pending.orders.push(o.clone());
+                    !o.is_open()
+                }
+                None => false,
+            };
+            if terminal {
+                self.orders.remove(&id);
+            }
+        }
+        let next = Flush { prev_seq: self.seq, seq: self.seq, ..Flush::default() };
+        let f = std::mem::replace(&mut self.pending, next);
+        self.flushed_seq = self.seq;
+        Some(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use castle_engine::Event;
+
+    fn batch(seq: Seq, kinds: &[EventKind]) -> EngineBatch {
+        EngineBatch {
+            origin: None,
+            seq,
+            ts: seq,
+            events: kinds.iter().map(|&kind| Event { seq, ts: seq, kind }).collect(),
+        }
+    }
+
+    #[test]
+    fn money_appearing_without_a_transfer_is_refused() {
+        let mut p = Projector::new(LedgerState::default());
+        let b = batch(1, &[EventKind::BalanceChanged { account: 1, asset: 2, available: 5, locked: 0 }]);
+        assert_eq!(p.project(&b), Err(ProjectError::Unbalanced { seq: 1, asset: 2, sum: 5 }));
+    }
+
+    #[test]
+    fn a_negative_balance_is_refused() {
+        let mut p = Projector::new(LedgerState::default());
+        let b = batch(
+            1,
+            &[
+                EventKind::BalanceChanged { account: 1, asset: 2, available: -5, locked: 0 },
+                EventKind::BalanceChanged { account: 2, asset: 2, available: 5, locked: 0 },
+            ],
+        );
+        assert!(matches!(p.project(&b), Err(ProjectError::Negative { account: 1, .. })));
+    }
+
+    #[test]
+    fn replayed_and_old_batches_are_no_ops() {
+        let mut p = Projector::new(LedgerState { applied_seq: 10, ..LedgerState::default() });
+        let b = batch(10, &[EventKind::Transfer { account: 1, asset: 2, amount: 5 }]);
+        assert_eq!(p.project(&b), Ok(false));
+        assert!(p.take_flush().is_none());
+        let b = batch(11, &[EventKind::Transfer { account: 1, asset: 2, amount: 5 }]);
+        assert_eq!(p.project(&b), Ok(true));
+        assert_eq!(p.project(&b), Ok(false));
+        let f = p.take_flush().unwrap();
+        assert_eq!((f.prev_seq, f.seq, f.entries.len(), f.balances.len()), (10, 11, 1, 1));
+    }
+}

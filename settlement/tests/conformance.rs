@@ -1,0 +1,322 @@
+//! One conformance suite, run against both backends (SQLite and a real PostgreSQL).
+//! Each test is a generic function over `Store`; the macro at the bottom instantiates it
+//! per backend (and per PostgreSQL write path where the write path matters).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use castle_engine::workload::Chaos;
+use castle_engine::{Command, EventKind, InstrumentSpec, Limits, OrderRef, Side, TimeInForce};
+use castle_settlement::ledger::status;
+use castle_settlement::testkit::{FillStream, VecSource};
+use castle_settlement::{
+    consumer, reconcile, BalanceRow, ConsumerConfig, EntryKind, Flush, Metrics, Store, StoreError, WriteMode,
+};
+use common::{limit, wait_until, Harness};
+
+/// Net (available, locked, external) per (account, asset) of the entries of one seq, and
+/// the check that they sum to zero per asset.
+async fn seq_entries<S: Store>(s: &S, seq: u64) -> Vec<castle_settlement::Entry> {
+    let e = s.entries(seq, seq).await.unwrap();
+    let mut per_asset: BTreeMap<u32, i64> = BTreeMap::new();
+    for x in &e {
+        *per_asset.entry(x.asset).or_default() += x.available + x.locked + x.external;
+    }
+    assert!(per_asset.values().all(|v| *v == 0), "seq {seq}: legs do not sum to zero: {per_asset:?}");
+    e
+}
+
+async fn assert_reconciles<S: Store>(s: &S, h: &Harness) {
+    let r = reconcile(s, &h.view()).await.unwrap();
+    assert!(r.clean(), "reconcile differences: {:#?}", r.differences);
+    assert!(r.pairs_checked > 0);
+}
+
+async fn every_event_type_makes_the_right_entries<S: Store + Clone>(s: S) {
+    let mut h = Harness::new(Limits::small());
+    // Demo instrument: tick 0.01, lot 0.00001, 8 decimals: tick_value 1, lot_units 1000.
+    h.run(&Command::AddInstrument(InstrumentSpec::demo(0, "BTC-USDT", 1, 2, 6_000_000)));
+    let dep = h.run(&Command::Deposit { account: 1, asset: 2, amount: 1_000_000_000 });
+    h.run(&Command::Deposit { account: 2, asset: 1, amount: 1_000_000 });
+    h.flush(&s).await;
+    let e = seq_entries(&s, dep.seq).await;
+    assert_eq!(e.len(), 1);
+    assert_eq!((e[0].kind, e[0].account, e[0].asset), (EntryKind::Deposit, 1, 2));
+    assert_eq!((e[0].available, e[0].locked, e[0].external), (1_000_000_000, 0, -1_000_000_000));
+
+    // A resting sell of 10 lots locks 10 * 1000 base units.
+    let sell = h.run(&limit(2, Side::Sell, 6_000_000, 10, TimeInForce::Gtc, 1));
+    h.flush(&s).await;
+    let e = seq_entries(&s, sell.seq).await;
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!((e[0].kind, e[0].reference, e[0].account, e[0].asset), (EntryKind::Hold, 1, 2, 1));
+    assert_eq!((e[0].available, e[0].locked, e[0].external), (-10_000, 10_000, 0));
+
+    // A buy of 4 lots fills against it: tick_value = 0.01 * 0.00001 * 10^8 = 10, so the
+    // notional is 4 * 6_000_000 * 10 = 240_000_000; maker fee 10 bps = 240_000, taker 20 bps = 480_000.
+    let buy = h.run(&limit(1, Side::Buy, 6_000_000, 4, TimeInForce::Gtc, 2));
+    h.flush(&s).await;
+    let e = seq_entries(&s, buy.seq).await;
+    let mut net: BTreeMap<(u32, u32), i64> = BTreeMap::new();
+    for x in &e {
+        *net.entry((x.account, x.asset)).or_default() += x.available + x.locked;
+    }
+    assert_eq!(net.get(&(1, 2)), Some(&-240_480_000), "buyer pays notional + taker fee: {e:?}");
+    assert_eq!(net.get(&(1, 1)), Some(&4_000), "buyer receives 4 lots");
+    assert_eq!(net.get(&(2, 1)), Some(&-4_000), "seller delivers 4 lots");
+    assert_eq!(net.get(&(2, 2)), Some(&239_760_000), "seller receives notional - maker fee");
+    assert_eq!(net.get(&(0, 2)), Some(&720_000), "fee account receives both fees");
+    let fee = e.iter().find(|x| x.account == 0).unwrap();
+    assert_eq!((fee.kind, fee.reference, fee.available), (EntryKind::Fee, 1, 720_000));
+    assert!(e.iter().filter(|x| x.account != 0 && x.external == 0).any(|x| x.kind == EntryKind::Trade));
+    let (n, max) = s.fill_stats().await.unwrap();
+    assert_eq!((n, max), (1, 1));
+    let fills = s.fills_by_account(2, None, 10).await.unwrap();
+    let f = fills.rows[0];
+    assert_eq!((f.trade_id, f.seq, f.price, f.qty, f.maker_order, f.taker_order), (1, buy.seq, 6_000_000, 4, 1, 2));
+    assert_eq!((f.maker_account, f.taker_account, f.maker_fee, f.taker_fee, f.aggressor), (2, 1, 240_000, 480_000, 0));
+
+    // Cancel the rest of the sell: 6 lots released.
+    let cancel = h.run(&Command::Cancel { account: 2, instrument: 0, target: OrderRef::Id(1) });
+    // Withdraw 1000 base units of what was bought.
+    let wd = h.run(&Command::Withdraw { account: 1, asset: 1, amount: 1_000 });
+    h.flush(&s).await;
+    let e = seq_entries(&s, cancel.seq).await;
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!((e[0].kind, e[0].reference, e[0].available, e[0].locked), (EntryKind::Release, 1, 6_000, -6_000));
+    let e = seq_entries(&s, wd.seq).await;
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!((e[0].kind, e[0].available, e[0].external), (EntryKind::Withdrawal, -1_000, 1_000));
+
+    let o = s.orders_by_account(2, None, 10).await.unwrap().rows;
+    assert_eq!(o.len(), 1);
+    assert_eq!((o[0].order_id, o[0].status, o[0].filled, o[0].leaves), (1, status::CANCELLED, 4, 6));
+    assert_eq!(o[0].client_order_id, "1");
+    let o = s.orders_by_account(1, None, 10).await.unwrap().rows;
+    assert_eq!((o[0].order_id, o[0].status, o[0].filled, o[0].leaves), (2, status::FILLED, 4, 0));
+    // Rejections leave no entry: a withdrawal beyond the balance.
+    let rej = h.run(&Command::Withdraw { account: 1, asset: 1, amount: 1 << 40 });
+    assert!(matches!(rej.events[0].kind, EventKind::Rejected { .. }));
+    h.flush(&s).await;
+    assert!(seq_entries(&s, rej.seq).await.is_empty());
+    assert_reconciles(&s, &h).await;
+}
+
+async fn a_flush_applied_twice_is_refused_and_changes_nothing<S: Store + Clone>(s: S) {
+    let (mut stream, setup) = FillStream::new(7);
+    let mut proj = castle_settlement::Projector::new(Default::default());
+    for b in setup.iter().chain(stream.round().iter()) {
+        proj.project(b).unwrap();
+    }
+    let f = Arc::new(proj.take_flush().unwrap());
+    s.apply(f.clone()).await.unwrap();
+    let before = (s.fill_stats().await.unwrap(), s.balances().await.unwrap(), s.entries(0, u64::MAX).await.unwrap());
+    match s.apply(f.clone()).await {
+        Err(StoreError::Conflict { expected, found }) => assert_eq!((expected, found), (0, f.seq)),
+        other => panic!("second apply must be a conflict, got {other:?}"),
+    }
+    let after = (s.fill_stats().await.unwrap(), s.balances().await.unwrap(), s.entries(0, u64::MAX).await.unwrap());
+    assert_eq!(before, after);
+    // The projector also ignores a replayed batch.
+    assert!(!proj.project(&setup[0]).unwrap());
+}
+
+async fn a_negative_balance_is_refused_atomically<S: Store + Clone>(s: S) {
+    let bad = Flush {
+        prev_seq: 0,
+        seq: 5,
+        batches: 1,
+        balances: vec![BalanceRow { account: 1, asset: 1, available: -1, locked: 0, external: 1, seq: 5 }],
+        entries: vec![castle_settlement::Entry {
+            seq: 5,
+            idx: 0,
+            ts: 1,
+            account: 1,
+            asset: 1,
+            kind: EntryKind::Other,
+            reference: 0,
+            available: -1,
+            locked: 0,
+            external: 1,
+        }],
+        ..Flush::default()
+    };
+    let e = s.apply(Arc::new(bad)).await.expect_err("CHECK (available >= 0) must refuse");
+    assert!(!e.is_transient(), "a constraint violation is not retried: {e}");
+    assert_eq!(s.applied_seq().await.unwrap(), 0, "the cursor did not move");
+    assert!(s.entries(0, u64::MAX).await.unwrap().is_empty(), "no entry was kept");
+}
+
+async fn random_engine_streams_reconcile<S: Store + Clone>(s: S) {
+    // Seeded Chaos command streams (every command and option) through the engine; the
+    // ledger is flushed at random points and reloaded from the database halfway.
+    let mut h = Harness::new(Limits::small());
+    for c in Chaos::setup() {
+        h.run(&c);
+    }
+    let mut rng = castle_engine::workload::Rng::new(0x5e77);
+    for seed in 1..=3u64 {
+        let mut chaos = Chaos::new(seed);
+        for n in 0..400 {
+            let c = chaos.next_command();
+            let ts = chaos.next_ts();
+            let b = h.run_at(ts, &c);
+            chaos.observe(&b.events);
+            if rng.chance(10) {
+                h.flush(&s).await;
+            }
+            if n == 200 {
+                h.flush(&s).await;
+                h.reload(&s).await;
+            }
+        }
+        h.flush(&s).await;
+        assert_reconciles(&s, &h).await;
+    }
+    assert!(h.trades > 50, "the streams trade ({} trades)", h.trades);
+}
+
+async fn history_pages_by_account<S: Store + Clone>(s: S) {
+    let (mut stream, setup) = FillStream::new(11);
+    let mut h = Harness::new(FillStream::limits());
+    for b in &setup {
+        h.proj.project(b).unwrap();
+    }
+    let mut expected = 0;
+    for _ in 0..60 {
+        for b in stream.round() {
+            for e in &b.events {
+                if let EventKind::Trade { maker_account, taker_account, .. } = e.kind {
+                    if maker_account == 7 || taker_account == 7 {
+                        expected += 1;
+                    }
+                }
+            }
+            h.proj.project(&b).unwrap();
+        }
+    }
+    h.flush(&s).await;
+    let (mut seen, mut cursor, mut last) = (0, None, u64::MAX);
+    loop {
+        let p = s.fills_by_account(7, cursor, 4).await.unwrap();
+        assert!(p.rows.len() <= 4);
+        for f in &p.rows {
+            assert!(f.trade_id < last, "newest first, no repeats");
+            assert!(f.maker_account == 7 || f.taker_account == 7);
+            last = f.trade_id;
+        }
+        seen += p.rows.len();
+        match p.next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen, expected);
+    assert!(expected > 4, "several pages ({expected} fills)");
+    let orders = s.orders_by_account(7, None, 1_000).await.unwrap();
+    assert!(orders.next.is_none() && !orders.rows.is_empty());
+    assert!(orders.rows.windows(2).all(|w| w[0].order_id > w[1].order_id));
+}
+
+async fn consumer_ignores_duplicate_and_replayed_batches<S: Store + Clone>(s: S) {
+    // Every batch is delivered twice, and each (re)open replays batches already applied;
+    // the stream is also cut twice midway. Exactly the engine's fills must land.
+    let src = VecSource::duplicating();
+    let (mut stream, setup) = FillStream::new(3);
+    for b in setup {
+        src.push(b);
+    }
+    let metrics = Arc::new(Metrics::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let cfg = ConsumerConfig { max_flush_rows: 500, retry: std::time::Duration::from_millis(10), ..Default::default() };
+    let task = tokio::spawn(consumer::run(s.clone(), src.clone(), cfg, metrics.clone(), stop_rx));
+    for i in 0..300 {
+        for b in stream.round() {
+            src.push(b);
+        }
+        if i == 100 || i == 200 {
+            // Cut while the consumer is live (it has applied something since the last cut).
+            let (seen, retries) = (metrics.batches.load(Relaxed), metrics.retries.load(Relaxed));
+            wait_until(30, "consumer progress", async || metrics.batches.load(Relaxed) > seen).await;
+            src.cut();
+            wait_until(30, "the cut to be noticed", async || metrics.retries.load(Relaxed) > retries).await;
+        }
+    }
+    let last = src.last_seq();
+    wait_until(60, "the consumer to catch up", async || s.applied_seq().await.unwrap() == last).await;
+    stop_tx.send(true).unwrap();
+    task.await.unwrap().unwrap();
+    let accounts = 0..=FillStream::ACCOUNTS;
+    let view = castle_settlement::EngineView::from_engine(&stream.engine, accounts, stream.fills);
+    let r = reconcile(&s, &view).await.unwrap();
+    assert!(r.clean(), "{:#?}", r.differences);
+    assert_eq!(r.fills, stream.fills);
+    assert!(metrics.retries.load(Relaxed) >= 2, "the cuts were noticed");
+}
+
+async fn reconcile_reports_every_difference<S: Store + Clone>(s: S) {
+    let mut h = Harness::new(Limits::small());
+    for c in Chaos::setup() {
+        h.run(&c);
+    }
+    h.flush(&s).await;
+    let mut view = h.view();
+    assert!(reconcile(&s, &view).await.unwrap().clean());
+    // The engine view disagrees on one balance, the trade count and the seq.
+    let (k, v) = view.balances.iter().next().map(|(k, v)| (*k, *v)).unwrap();
+    view.balances.insert(k, (v.0 + 1, v.1));
+    view.trades += 1;
+    view.seq += 1;
+    let r = reconcile(&s, &view).await.unwrap();
+    assert_eq!(r.differences.len(), 3, "{:#?}", r.differences);
+    assert!(r.differences.iter().any(|d| d.contains(&format!("account {} asset {}", k.0, k.1))));
+    assert!(r.differences.iter().any(|d| d.starts_with("fills:")));
+    assert!(r.differences.iter().any(|d| d.starts_with("seq:")));
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite_backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let (s, _dir) = super::common::sqlite();
+                    super::$name(s).await;
+                }
+            )*
+        }
+        mod postgres_copy {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let s = super::common::postgres(concat!("c_", stringify!($name)), super::WriteMode::Copy).await;
+                    super::$name(s).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    every_event_type_makes_the_right_entries,
+    a_flush_applied_twice_is_refused_and_changes_nothing,
+    a_negative_balance_is_refused_atomically,
+    random_engine_streams_reconcile,
+    history_pages_by_account,
+    consumer_ignores_duplicate_and_replayed_batches,
+    reconcile_reports_every_difference,
+);
+
+/// The second PostgreSQL write path (multi-row unnest) on the same random streams.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_unnest_random_engine_streams_reconcile() {
+    random_engine_streams_reconcile(common::postgres("unnest_random", WriteMode::Unnest).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_unnest_every_event_type() {
+    every_event_type_makes_the_right_entries(common::postgres("unnest_every", WriteMode::Unnest).await).await;
+}

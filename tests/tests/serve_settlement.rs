@@ -1,0 +1,70 @@
+//! `castle serve` runs settlement in process into `<data-dir>/settlement.sqlite`: the demo
+//! deposits are in the ledger and reconcile with the demo funding, a restart resumes the
+//! same ledger, and shutdown is clean.
+
+use std::time::{Duration, Instant};
+
+use castle_settlement::{SqliteStore, Store};
+use castle_tests::Proc;
+
+fn ledger_state(path: &std::path::Path) -> (u64, Vec<castle_settlement::BalanceRow>) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let s = SqliteStore::open(path).expect("open ledger");
+        (s.applied_seq().await.unwrap(), s.balances().await.unwrap())
+    })
+}
+
+#[test]
+fn serve_settles_the_demo_deposits_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().display().to_string();
+    let ledger = dir.path().join("settlement.sqlite");
+    for run in 0..2 {
+        let mut p = Proc::castle(&["serve", "--fix-listen", "127.0.0.1:0", "--data-dir", &data]);
+        p.wait_for_line("castle is up");
+        // 2 instruments + 6 deposits = 8 set-up commands.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while ledger_state(&ledger).0 < 8 {
+            assert!(Instant::now() < deadline, "run {run}: the ledger did not reach seq 8");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let (seq, balances) = ledger_state(&ledger);
+        assert_eq!(seq, 8, "run {run}");
+        let btc = balances.iter().find(|b| (b.account, b.asset) == (1, 1)).expect("account 1 BTC");
+        assert_eq!((btc.available, btc.locked, btc.external), (10 * 100_000_000, 0, -10 * 100_000_000));
+        assert_eq!(balances.len(), 6, "accounts 1 and 2, three assets each");
+        p.signal("TERM");
+        p.wait_for_line("castle stopped");
+        assert!(p.child.wait().unwrap().success());
+    }
+    let stale = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains("stale"))
+        .count();
+    assert_eq!(stale, 0, "a ledger at the engine's set-up seq is resumed, not set aside");
+
+    // A ledger ahead of the (not yet journaled) in-process engine cannot be resumed: it is
+    // renamed, never deleted, and a new ledger starts from the engine's seq 0.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let s = SqliteStore::open(&ledger).unwrap();
+        let f = castle_settlement::Flush { prev_seq: 8, seq: 100, ..Default::default() };
+        s.apply(std::sync::Arc::new(f)).await.unwrap();
+    });
+    let mut p = Proc::castle(&["serve", "--fix-listen", "127.0.0.1:0", "--data-dir", &data]);
+    p.wait_for_line("castle is up");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ledger_state(&ledger).0 != 8 {
+        assert!(Instant::now() < deadline, "the new ledger did not reach seq 8");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    p.signal("TERM");
+    p.wait_for_line("castle stopped");
+    let stale: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("settlement.sqlite.stale-"))
+        .collect();
+    assert!(!stale.is_empty(), "the old ledger was kept aside");
+}
