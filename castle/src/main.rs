@@ -5,6 +5,7 @@ mod bench_durable;
 mod engine_cmd;
 mod replay;
 mod serve;
+mod serve_rest;
 
 use clap::{Parser, Subcommand};
 

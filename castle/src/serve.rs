@@ -31,6 +31,8 @@ pub struct ServeArgs {
     /// Where local state lives (FIX session stores, ...).
     #[arg(long, default_value = "var")]
     pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub rest: crate::serve_rest::RestArgs,
 }
 
 /// Demo instruments: BTC-USDT and ETH-USDT (assets 1 = BTC, 2 = USDT, 3 = ETH),
@@ -90,7 +92,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
         }
     };
     let link: Arc<dyn EngineLink> = engine;
-    let server = serve_fix(config, link).await.context("starting the FIX gateway")?;
+    let server = serve_fix(config, link.clone()).await.context("starting the FIX gateway")?;
+    let (rest, rest_lines) = crate::serve_rest::start(&args.rest, link, &args.data_dir).await?;
     let fix = server.local_addr().map(|a| a.to_string()).unwrap_or_else(|| "-".into());
     let fix_tls = server.tls_local_addr().map(|a| a.to_string()).unwrap_or_else(|| "-".into());
     println!(
@@ -98,7 +101,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
         instruments.len(),
         setup.len()
     );
+    rest_lines.iter().for_each(|l| println!("{l}"));
     if args.check {
+        rest.shutdown().await;
         server.shutdown().await;
         return Ok(());
     }
@@ -107,6 +112,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+    rest.shutdown().await;
     server.shutdown().await;
     println!("castle stopped");
     Ok(())
