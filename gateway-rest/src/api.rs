@@ -60,17 +60,19 @@ pub struct PlaceOrderRequest {
     pub time_in_force: Option<TifDto>,
     /// Limit price (LIMIT, STOP_LIMIT).
     #[serde(default)]
-    #[schema(example = "60000.00")]
+    #[schema(example = "60000.00", pattern = r"^[0-9]{1,20}(\.[0-9]{1,18})?$")]
     pub price: Option<String>,
     /// Trigger price (STOP_MARKET, STOP_LIMIT).
     #[serde(default)]
+    #[schema(pattern = r"^[0-9]{1,20}(\.[0-9]{1,18})?$")]
     pub stop_price: Option<String>,
     /// Base quantity.
     #[serde(default)]
-    #[schema(example = "0.01")]
+    #[schema(example = "0.01", pattern = r"^[0-9]{1,20}(\.[0-9]{1,18})?$")]
     pub quantity: Option<String>,
     /// Quote budget, fees included (MARKET and STOP_MARKET buys instead of `quantity`).
     #[serde(default)]
+    #[schema(pattern = r"^[0-9]{1,20}(\.[0-9]{1,18})?$")]
     pub quote_quantity: Option<String>,
     /// GTD expiry, ms since the epoch.
     #[serde(default)]
@@ -79,6 +81,7 @@ pub struct PlaceOrderRequest {
     pub post_only: Option<bool>,
     /// Iceberg: quantity shown on the book at a time.
     #[serde(default)]
+    #[schema(pattern = r"^[0-9]{1,20}(\.[0-9]{1,18})?$")]
     pub display_quantity: Option<String>,
     /// Self-trade prevention; the account default when absent.
     #[serde(default)]
@@ -86,6 +89,7 @@ pub struct PlaceOrderRequest {
     /// Idempotency key, 1-36 chars of `[A-Za-z0-9._:/-]`. Retrying with the same
     /// id returns the existing order instead of placing a second one.
     #[serde(default)]
+    #[schema(pattern = r"^[A-Za-z0-9._:/-]{1,36}$")]
     pub client_order_id: Option<String>,
 }
 
@@ -94,25 +98,15 @@ pub struct PlaceOrderRequest {
 #[serde(deny_unknown_fields)]
 pub struct ReplaceOrderRequest {
     pub symbol: String,
+    /// The order's new client order id (it keeps its current one when absent).
     #[serde(default)]
-    pub order_id: Option<u64>,
-    #[serde(default)]
-    pub client_order_id: Option<String>,
-    #[serde(default)]
+    #[schema(pattern = r"^[A-Za-z0-9._:/-]{1,36}$")]
     pub new_client_order_id: Option<String>,
+    #[schema(pattern = r"^[0-9]{1,20}(\.[0-9]{1,18})?$")]
     pub price: String,
     /// New total quantity (filled quantity included).
+    #[schema(pattern = r"^[0-9]{1,20}(\.[0-9]{1,18})?$")]
     pub quantity: String,
-}
-
-#[derive(Clone, Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct OrderQuery {
-    /// Optional: looked up from the order when absent.
-    pub symbol: Option<String>,
-    pub order_id: Option<u64>,
-    pub client_order_id: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, IntoParams)]
@@ -128,8 +122,10 @@ pub struct SymbolQuery {
 pub struct PageQuery {
     pub symbol: Option<String>,
     /// Page size, 1..=500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = r"^[0-9]{1,19}$")]
     pub cursor: Option<String>,
 }
 
@@ -139,6 +135,7 @@ pub struct PageQuery {
 pub struct DepthQuery {
     pub symbol: String,
     /// Levels per side: 1..=1000 (default 100). Weight 1 up to 100, 5 up to 500, 10 above.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
@@ -148,6 +145,7 @@ pub struct DepthQuery {
 pub struct TradesQuery {
     pub symbol: String,
     /// 1..=1000 (default 500).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
@@ -157,12 +155,14 @@ pub struct TradesQuery {
 pub struct CandlesQuery {
     pub symbol: String,
     /// One of 1m, 5m, 15m, 1h, 4h, 1d.
+    #[param(pattern = r"^(1m|5m|15m|1h|4h|1d)$")]
     pub interval: String,
     /// Open time from (ms, inclusive).
     pub start_time: Option<u64>,
     /// Open time up to (ms, inclusive).
     pub end_time: Option<u64>,
     /// 1..=1000 (default 500); the most recent candles in range.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
@@ -170,6 +170,7 @@ pub struct CandlesQuery {
 #[serde(deny_unknown_fields)]
 pub struct CreateKeyRequest {
     /// Subset of the caller's scopes: "read", "trade".
+    #[schema(min_items = 1)]
     pub scopes: Vec<ScopeDto>,
     /// IP addresses allowed to use the key; empty or absent: any.
     #[serde(default)]

@@ -78,8 +78,8 @@ pub const CODES: &[(Code, u16, &str)] = &[
     (Code::MethodNotAllowed, 405, "method not allowed"),
     (Code::InvalidCursor, 400, "invalid pagination cursor"),
     (Code::UnsupportedMediaType, 415, "body must be application/json"),
-    (Code::TooManyOpenOrders, 400, "too many open orders for this account at this gateway"),
-    (Code::TooManyApiKeys, 400, "too many API keys for this account"),
+    (Code::TooManyOpenOrders, 409, "too many open orders for this account at this gateway"),
+    (Code::TooManyApiKeys, 409, "too many API keys for this account"),
 ];
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -118,9 +118,25 @@ impl ApiError {
     }
 
     pub fn rejected(reason: RejectReason) -> Self {
+        use RejectReason as R;
+        // 400: the request itself is wrong for this instrument; 409: a valid
+        // request that the current state refuses (balance, book, band, ...).
         let status = match reason {
-            RejectReason::UnknownOrder => StatusCode::NOT_FOUND,
-            _ => StatusCode::BAD_REQUEST,
+            R::UnknownOrder => StatusCode::NOT_FOUND,
+            R::UnknownInstrument
+            | R::UnknownAccount
+            | R::InvalidPrice
+            | R::InvalidQuantity
+            | R::BelowMinQuantity
+            | R::BelowMinNotional
+            | R::InvalidTimeInForce
+            | R::InvalidDisplayQuantity
+            | R::InvalidOrderOptions
+            | R::InvalidAmount
+            | R::InvalidInstrument
+            | R::ReservedAccount
+            | R::UnknownAsset => StatusCode::BAD_REQUEST,
+            _ => StatusCode::CONFLICT,
         };
         ApiError {
             status,

@@ -18,7 +18,8 @@ use crate::routes;
     info(title = "Castle REST API", version = "1.0.0"),
     paths(
         routes::time, routes::exchange_info, routes::depth, routes::trades, routes::candles, routes::ticker,
-        routes::place_order, routes::query_order, routes::cancel_order, routes::replace_order, routes::open_orders,
+        routes::place_order, routes::query_order, routes::query_order_client, routes::cancel_order,
+        routes::cancel_order_client, routes::replace_order, routes::replace_order_client, routes::open_orders,
         routes::cancel_all, routes::all_orders, routes::my_trades, routes::account, routes::list_keys,
         routes::create_key, routes::revoke_key
     ),
@@ -36,6 +37,7 @@ const STATUSES: &[(&str, &str)] = &[
     ("401", "authentication failed"),
     ("403", "scope or IP not allowed"),
     ("404", "not found (also: another account's order)"),
+    ("409", "refused by the current state: balance, book, price band, limits (see code)"),
     ("405", "method not allowed"),
     ("413", "body too large"),
     ("414", "query too long"),
@@ -68,7 +70,12 @@ fn description() -> String {
     for (c, s, m) in CODES {
         d.push_str(&format!("| {} | {} | {} |\n", *c as u16, s, m));
     }
-    d.push_str("| 2000 + n | 400 (404 for 2003) | rejected by the engine with reason n (e.g. 2011 insufficient balance, 2012 post-only would cross) |\n");
+    d.push_str(
+        "| 2000 + n | 400, 409 or 404 | rejected by the engine with reason n: 400 when the request is invalid for the \
+         instrument (2006 price, 2007 quantity, 2008 min quantity, 2009 min notional, 2015 time in force, 2016 display \
+         quantity, 2021 options), 404 for 2003 unknown order, 409 when the current state refuses it (2010 price band, \
+         2011 insufficient balance, 2012 post-only would cross, 2013 duplicate client order id, 2004 halted, ...) |\n",
+    );
     d.push_str("\n**WebSocket**: `/api/v1/ws`, see the gateway README (channels depth, trades, ticker, candles, user stream).\n");
     d
 }
@@ -108,6 +115,72 @@ pub fn json() -> &'static str {
     DOC.get_or_init(|| ApiDoc::openapi().to_pretty_json().unwrap_or_default())
 }
 
-pub async fn document() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], json()).into_response()
+/// A positive decimal with at most `d` decimals (and at most 9 integer digits).
+fn positive_decimal(d: u32) -> String {
+    if d == 0 {
+        return "^[1-9][0-9]{0,8}$".into();
+    }
+    format!("^([1-9][0-9]{{0,8}}(\\.[0-9]{{1,{d}}})?|0\\.[0-9]{{0,{}}}[1-9])$", d - 1)
+}
+
+/// Decimal places of a power-of-ten step (0.01 -> 2), None for other steps.
+fn power_of_ten_places(step: rust_decimal::Decimal) -> Option<u32> {
+    let n = step.normalize();
+    (n.mantissa() == 1).then(|| n.scale())
+}
+
+/// The document with what only the running gateway knows: the listed
+/// symbols as an enum, and the price/quantity grids as patterns when every
+/// instrument's tick and lot are the same power of ten.
+pub fn document_for(ins: &crate::gateway::Instruments) -> serde_json::Value {
+    use serde_json::{json, Value};
+    let mut doc: Value = serde_json::from_str(json()).unwrap_or_default();
+    let symbols: Vec<&str> = ins.specs.values().map(|s| s.symbol.as_str()).collect();
+    let uniform = |f: &dyn Fn(&castle_engine::InstrumentSpec) -> rust_decimal::Decimal| {
+        let mut it = ins.specs.values().map(|s| power_of_ten_places(f(s)));
+        let first = it.next().flatten()?;
+        it.all(|x| x == Some(first)).then_some(first)
+    };
+    let price = uniform(&|s| s.scaling.tick_size).map(positive_decimal);
+    let qty = uniform(&|s| s.scaling.lot_size).map(positive_decimal);
+    if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
+        for item in paths.values_mut() {
+            for op in item.as_object_mut().into_iter().flat_map(|o| o.values_mut()) {
+                for p in op.get_mut("parameters").and_then(Value::as_array_mut).into_iter().flatten() {
+                    if p["name"] == "symbol" {
+                        p["schema"] = json!({"type": "string", "enum": symbols});
+                    }
+                    if p["name"] == "client_order_id" {
+                        p["schema"] = json!({"type": "string", "pattern": "^[A-Za-z0-9._:/-]{1,36}$"});
+                    }
+                    if p["name"] == "key_id" {
+                        p["schema"] = json!({"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"});
+                    }
+                }
+            }
+        }
+    }
+    for schema in ["PlaceOrderRequest", "ReplaceOrderRequest"] {
+        let Some(props) = doc.pointer_mut(&format!("/components/schemas/{schema}/properties")) else { continue };
+        props["symbol"] = json!({"type": "string", "enum": symbols});
+        for (field, pat) in [("price", &price), ("stop_price", &price), ("quantity", &qty), ("display_quantity", &qty)]
+        {
+            if let (Some(pat), Some(f)) = (pat, props.get_mut(field)) {
+                f["pattern"] = json!(pat);
+            }
+        }
+    }
+    if let Some(props) = doc.pointer_mut("/components/schemas/CreateKeyRequest/properties") {
+        // IPv4 addresses only in the document; the gateway also takes IPv6.
+        let octet = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])";
+        props["allowed_ips"] = json!({"type": "array", "maxItems": 16,
+            "items": {"type": "string", "pattern": format!("^{octet}(\\.{octet}){{3}}$")}});
+        props["label"] = json!({"type": ["string", "null"], "pattern": "^[ -~]{0,64}$"});
+    }
+    doc
+}
+
+pub async fn document(axum::extract::State(gw): axum::extract::State<crate::routes::Gw>) -> Response {
+    let doc = document_for(&gw.read().instruments);
+    ([(header::CONTENT_TYPE, "application/json")], doc.to_string()).into_response()
 }

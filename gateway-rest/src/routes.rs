@@ -478,9 +478,6 @@ pub async fn candles(State(gw): State<Gw>, req: Req) -> Result<Response, ApiErro
     let secs =
         interval_secs(&q.interval).ok_or_else(|| ApiError::param("interval must be one of 1m 5m 15m 1h 4h 1d"))?;
     let (start, end) = (q.start_time.unwrap_or(0), q.end_time.unwrap_or(u64::MAX));
-    if start > end {
-        return Err(ApiError::param("start_time is after end_time"));
-    }
     let st = gw.read();
     let spec = spec_of(&st.instruments, &q.symbol)?;
     let mut v: Vec<CandleView> = Vec::new();
@@ -575,31 +572,46 @@ pub async fn place_order(State(gw): State<Gw>, req: Req) -> Result<Response, Api
     }
 }
 
-/// Resolves an order of the caller by id or client id (404 for anyone else's).
-fn find_order(
-    gw: &Gateway,
-    account: u32,
-    order_id: Option<u64>,
-    cl: &Option<String>,
-) -> Result<Option<OrderRecord>, ApiError> {
+/// How a route names one of the caller's orders.
+#[derive(Clone, Debug)]
+pub enum Target {
+    Id(u64),
+    Client(String),
+}
+
+fn target_id(raw: &str) -> Result<Target, ApiError> {
+    if raw.is_empty() || raw.len() > 20 || !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::param("order_id must be an unsigned integer"));
+    }
+    raw.parse().map(Target::Id).map_err(|_| ApiError::param("order_id must be an unsigned integer"))
+}
+
+fn target_client(raw: &str) -> Result<Target, ApiError> {
+    client_id(raw, "client_order_id")?;
+    Ok(Target::Client(raw.to_string()))
+}
+
+/// Resolves an order of the caller (None for anyone else's: they answer 404).
+fn find_order(gw: &Gateway, account: u32, t: &Target) -> Option<OrderRecord> {
     let st = gw.read();
-    let a = st.accounts.get(account);
-    match (order_id, cl) {
-        (Some(id), None) => Ok(a.and_then(|a| a.order(id)).cloned()),
-        (None, Some(c)) => {
-            client_id(c, "client_order_id")?;
-            Ok(a.and_then(|a| a.by_client_id(c)).cloned())
-        }
-        _ => Err(ApiError::param("give exactly one of order_id and client_order_id")),
+    let a = st.accounts.get(account)?;
+    match t {
+        Target::Id(id) => a.order(*id).cloned(),
+        Target::Client(c) => a.by_client_id(c).cloned(),
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/order", tag = "trading", params(OrderQuery), responses((status = 200, body = OrderView)),
-    security(("api_key" = []), ("bearer" = [])))]
-pub async fn query_order(State(gw): State<Gw>, req: Req) -> Result<Response, ApiError> {
+fn engine_ref(t: &Target) -> Result<OrderRef, ApiError> {
+    Ok(match t {
+        Target::Id(id) => OrderRef::Id(*id),
+        Target::Client(c) => OrderRef::Client(client_id(c, "client_order_id")?),
+    })
+}
+
+async fn query_inner(gw: Gw, req: Req, t: Result<Target, ApiError>) -> Result<Response, ApiError> {
     let ctx = private(&gw, &req, Scope::Read, 2)?;
-    let q: OrderQuery = req.query()?;
-    let o = find_order(&gw, ctx.caller().account, q.order_id, &q.client_order_id)?.ok_or_else(ApiError::not_found)?;
+    let q: SymbolQuery = req.query()?;
+    let o = find_order(&gw, ctx.caller().account, &t?).ok_or_else(ApiError::not_found)?;
     if let Some(s) = &q.symbol {
         if spec_of(&gw.read().instruments, s)?.id != o.instrument {
             return Err(ApiError::not_found());
@@ -608,24 +620,18 @@ pub async fn query_order(State(gw): State<Gw>, req: Req) -> Result<Response, Api
     Ok(ctx.reply(&record_view(&gw, &o)?))
 }
 
-#[utoipa::path(delete, path = "/api/v1/order", tag = "trading", params(OrderQuery), responses((status = 200, body = OrderView)),
-    security(("api_key" = []), ("bearer" = [])))]
-pub async fn cancel_order(State(gw): State<Gw>, req: Req) -> Result<Response, ApiError> {
+async fn cancel_inner(gw: Gw, req: Req, t: Result<Target, ApiError>) -> Result<Response, ApiError> {
     let ctx = private(&gw, &req, Scope::Trade, 1)?;
     let account = ctx.caller().account;
-    let q: OrderQuery = req.query()?;
-    let known = find_order(&gw, account, q.order_id, &q.client_order_id)?;
+    let q: SymbolQuery = req.query()?;
+    let t = t?;
+    let known = find_order(&gw, account, &t);
     let instrument = match (&q.symbol, &known) {
         (Some(s), _) => spec_of(&gw.read().instruments, s)?.id,
         (None, Some(o)) => o.instrument,
         (None, None) => return Err(ApiError::not_found()),
     };
-    let target = match (q.order_id, &q.client_order_id) {
-        (Some(id), _) => OrderRef::Id(id),
-        (None, Some(c)) => OrderRef::Client(client_id(c, "client_order_id")?),
-        (None, None) => return Err(ApiError::param("give exactly one of order_id and client_order_id")),
-    };
-    let batch = gw.submit(Command::Cancel { account, instrument, target }).await?;
+    let batch = gw.submit(Command::Cancel { account, instrument, target: engine_ref(&t)? }).await?;
     if let Some(r) = reject_in(&batch) {
         return Err(ApiError::rejected(r));
     }
@@ -640,22 +646,17 @@ pub async fn cancel_order(State(gw): State<Gw>, req: Req) -> Result<Response, Ap
     Ok(ctx.reply(&view_of(&gw, account, id, None)?))
 }
 
-#[utoipa::path(post, path = "/api/v1/order/cancelReplace", tag = "trading", request_body = ReplaceOrderRequest,
-    responses((status = 200, body = OrderView)), security(("api_key" = []), ("bearer" = [])))]
-pub async fn replace_order(State(gw): State<Gw>, req: Req) -> Result<Response, ApiError> {
+async fn replace_inner(gw: Gw, req: Req, t: Result<Target, ApiError>) -> Result<Response, ApiError> {
     let ctx = private(&gw, &req, Scope::Trade, 1)?;
     let account = ctx.caller().account;
+    let t = t?;
     let r: ReplaceOrderRequest = req.json()?;
     let spec = spec_of(&gw.read().instruments, &r.symbol)?;
-    let target = match (r.order_id, &r.client_order_id) {
-        (Some(id), None) => OrderRef::Id(id),
-        (None, Some(c)) => OrderRef::Client(client_id(c, "client_order_id")?),
-        _ => return Err(ApiError::param("give exactly one of order_id and client_order_id")),
-    };
     let new_client_order_id =
         r.new_client_order_id.as_deref().map(|c| client_id(c, "new_client_order_id")).transpose()?;
     let price = price_ticks(&spec, "price", &r.price)?;
     let qty = qty_lots(&spec, "quantity", &r.quantity)?;
+    let target = engine_ref(&t)?;
     let batch = gw
         .submit(Command::Replace(Replace { account, instrument: spec.id, target, new_client_order_id, price, qty }))
         .await?;
@@ -671,6 +672,52 @@ pub async fn replace_order(State(gw): State<Gw>, req: Req) -> Result<Response, A
         })
         .ok_or_else(ApiError::not_found)?;
     Ok(ctx.reply(&view_of(&gw, account, id, Some(&batch))?))
+}
+
+#[utoipa::path(get, path = "/api/v1/order/{order_id}", tag = "trading",
+    params(("order_id" = u64, Path, description = "engine order id"), SymbolQuery),
+    responses((status = 200, body = OrderView)), security(("api_key" = []), ("bearer" = [])))]
+pub async fn query_order(State(gw): State<Gw>, Path(id): Path<String>, req: Req) -> Result<Response, ApiError> {
+    query_inner(gw, req, target_id(&id)).await
+}
+
+#[utoipa::path(get, path = "/api/v1/order/client/{client_order_id}", tag = "trading",
+    params(("client_order_id" = String, Path), SymbolQuery),
+    responses((status = 200, body = OrderView)), security(("api_key" = []), ("bearer" = [])))]
+pub async fn query_order_client(State(gw): State<Gw>, Path(cl): Path<String>, req: Req) -> Result<Response, ApiError> {
+    query_inner(gw, req, target_client(&cl)).await
+}
+
+#[utoipa::path(delete, path = "/api/v1/order/{order_id}", tag = "trading",
+    params(("order_id" = u64, Path, description = "engine order id"), SymbolQuery),
+    responses((status = 200, description = "the cancelled order", body = OrderView)), security(("api_key" = []), ("bearer" = [])))]
+pub async fn cancel_order(State(gw): State<Gw>, Path(id): Path<String>, req: Req) -> Result<Response, ApiError> {
+    cancel_inner(gw, req, target_id(&id)).await
+}
+
+#[utoipa::path(delete, path = "/api/v1/order/client/{client_order_id}", tag = "trading",
+    params(("client_order_id" = String, Path), SymbolQuery),
+    responses((status = 200, description = "the cancelled order", body = OrderView)), security(("api_key" = []), ("bearer" = [])))]
+pub async fn cancel_order_client(State(gw): State<Gw>, Path(cl): Path<String>, req: Req) -> Result<Response, ApiError> {
+    cancel_inner(gw, req, target_client(&cl)).await
+}
+
+#[utoipa::path(post, path = "/api/v1/order/{order_id}/replace", tag = "trading",
+    params(("order_id" = u64, Path, description = "engine order id")), request_body = ReplaceOrderRequest,
+    responses((status = 200, description = "cancel-replace applied", body = OrderView)), security(("api_key" = []), ("bearer" = [])))]
+pub async fn replace_order(State(gw): State<Gw>, Path(id): Path<String>, req: Req) -> Result<Response, ApiError> {
+    replace_inner(gw, req, target_id(&id)).await
+}
+
+#[utoipa::path(post, path = "/api/v1/order/client/{client_order_id}/replace", tag = "trading",
+    params(("client_order_id" = String, Path)), request_body = ReplaceOrderRequest,
+    responses((status = 200, description = "cancel-replace applied", body = OrderView)), security(("api_key" = []), ("bearer" = [])))]
+pub async fn replace_order_client(
+    State(gw): State<Gw>,
+    Path(cl): Path<String>,
+    req: Req,
+) -> Result<Response, ApiError> {
+    replace_inner(gw, req, target_client(&cl)).await
 }
 
 #[utoipa::path(get, path = "/api/v1/openOrders", tag = "trading", params(PageQuery), responses((status = 200, body = OrderPage)),
@@ -828,7 +875,7 @@ pub async fn create_key(State(gw): State<Gw>, req: Req) -> Result<Response, ApiE
         .map(|s| s.parse::<IpAddr>().map_err(|_| ApiError::param(format!("allowed_ips: {s:?} is not an IP address"))))
         .collect::<Result<Vec<_>, _>>()?;
     let label = r.label.unwrap_or_default();
-    if label.len() > 64 || label.chars().any(|c| c.is_control()) {
+    if label.len() > 64 || !label.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
         return Err(ApiError::param("label: at most 64 printable characters"));
     }
     let (k, secret) =
@@ -873,8 +920,11 @@ pub fn router(gw: Gw) -> Router {
         .route("/api/v1/trades", get(trades))
         .route("/api/v1/klines", get(candles))
         .route("/api/v1/ticker/24hr", get(ticker))
-        .route("/api/v1/order", post(place_order).get(query_order).delete(cancel_order))
-        .route("/api/v1/order/cancelReplace", post(replace_order))
+        .route("/api/v1/order", post(place_order))
+        .route("/api/v1/order/{order_id}", get(query_order).delete(cancel_order))
+        .route("/api/v1/order/{order_id}/replace", post(replace_order))
+        .route("/api/v1/order/client/{client_order_id}", get(query_order_client).delete(cancel_order_client))
+        .route("/api/v1/order/client/{client_order_id}/replace", post(replace_order_client))
         .route("/api/v1/openOrders", get(open_orders).delete(cancel_all))
         .route("/api/v1/allOrders", get(all_orders))
         .route("/api/v1/myTrades", get(my_trades))
