@@ -13,8 +13,12 @@ command -v schemathesis >/dev/null 2>&1 || python3 -m pip install -q schemathesi
 }
 work=$(mktemp -d)
 pid=
+# shellcheck disable=SC2317 # invoked by the trap
 cleanup() {
-    [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+    if [ -n "$pid" ]; then
+        kill "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+    fi
     rm -rf "$work"
 }
 trap cleanup EXIT
