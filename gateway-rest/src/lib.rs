@@ -13,6 +13,7 @@ pub mod api;
 pub mod auth;
 pub mod decimal;
 pub mod error;
+pub mod fuzzing;
 pub mod gateway;
 pub mod limits;
 pub mod openapi;

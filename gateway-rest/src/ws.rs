@@ -183,6 +183,11 @@ async fn run(gw: Arc<Gateway>, socket: WebSocket, ip: IpAddr) {
     }
 }
 
+/// Parses one client message (also fuzzed).
+pub fn parse_client(text: &str) -> Result<(), serde_json::Error> {
+    serde_json::from_str::<ClientMsg>(text).map(|_| ())
+}
+
 fn on_text(gw: &Gateway, text: &str, subs: &mut BTreeSet<Topic>, user: &mut Option<u32>, ip: IpAddr) -> Message {
     let msg: ClientMsg = match serde_json::from_str(text) {
         Ok(m) => m,
