@@ -13,6 +13,9 @@ use castle_engine::{
     Side, StpMode, TimeInForce, Timestamp,
 };
 
+/// Orders placed here and not yet accepted or rejected, whose options are remembered.
+pub const MAX_PLACED: usize = 65_536;
+
 #[derive(Clone, Copy, Debug)]
 pub struct AccountLimits {
     pub max_open: usize,
@@ -164,8 +167,12 @@ impl Accounts {
     }
 
     pub fn note_placed(&mut self, account: AccountId, cl: &str, o: PlacedOptions) {
-        // Bounded by the pending requests (each removed on acceptance or on the batch).
-        self.placed.insert((account, cl.to_string()), o);
+        // Entries leave on acceptance or rejection; requests that never got
+        // an answer could leave some behind, so the table has a hard cap
+        // (past it, an order's extra options are simply not shown).
+        if self.placed.len() < MAX_PLACED {
+            self.placed.insert((account, cl.to_string()), o);
+        }
     }
 
     pub fn forget_placed(&mut self, account: AccountId, cl: &str) {

@@ -610,3 +610,25 @@ async fn engine_busy_is_503_and_silence_is_status_unknown() {
     let q = t.call("GET", "/api/v1/order/client/unsure-1", Value::Null, "k1").await;
     assert_eq!(q.status, 404);
 }
+
+#[tokio::test]
+async fn cors_only_for_configured_origins() {
+    let t = setup_with(|c| c.cors_origins = vec!["https://app.example".into()], None).await;
+    let pre = |origin: &str| {
+        Request::builder()
+            .method("OPTIONS")
+            .uri("/api/v1/order")
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "x-api-key,x-signature,x-timestamp,content-type")
+            .body(Body::empty())
+            .unwrap()
+    };
+    let ok = t.raw(pre("https://app.example")).await;
+    assert_eq!(ok.headers["access-control-allow-origin"], "https://app.example");
+    let other = t.raw(pre("https://evil.example")).await;
+    assert!(!other.headers.contains_key("access-control-allow-origin"));
+    let r =
+        t.raw(Request::get("/api/v1/time").header("origin", "https://evil.example").body(Body::empty()).unwrap()).await;
+    assert!(!r.headers.contains_key("access-control-allow-origin"));
+}
