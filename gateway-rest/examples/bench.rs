@@ -103,7 +103,7 @@ fn setup() -> Vec<Command> {
     let mut cmds = vec![Command::AddInstrument(InstrumentSpec::demo(0, "BTC-USDT", 1, 2, 6_000_000))];
     for account in 1..=2 {
         cmds.push(Command::Deposit { account, asset: 1, amount: 1_000_000 * 100_000_000 });
-        cmds.push(Command::Deposit { account, asset: 2, amount: 1_000_000_000_000 * 100_000_000 });
+        cmds.push(Command::Deposit { account, asset: 2, amount: 1_000_000_000 * 100_000_000 });
     }
     cmds
 }

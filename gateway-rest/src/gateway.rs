@@ -171,7 +171,9 @@ pub struct Gateway {
     pub keys: Mutex<KeyStore>,
     pub limiter: Mutex<RateLimiter>,
     pub jwt: Option<JwtVerifier>,
-    pub push: broadcast::Sender<Arc<Push>>,
+    /// Stream messages, one vector per engine batch (a connection wakes once
+    /// per batch, not once per message).
+    pub push: broadcast::Sender<Arc<Vec<Push>>>,
     pub ws_connections: AtomicU64,
 }
 
@@ -253,11 +255,12 @@ impl Gateway {
             if batch.events.iter().any(|e| matches!(e.kind, EventKind::InstrumentAdded { .. })) {
                 st.instruments = Instruments::from_specs(&self.link.instruments());
             }
-            st.apply(&batch)
+            // Messages are rendered only when someone listens.
+            st.apply(&batch, self.push.receiver_count() > 0)
         };
-        for p in pushes {
+        if !pushes.is_empty() {
             // No receivers is fine.
-            let _ = self.push.send(Arc::new(p));
+            let _ = self.push.send(Arc::new(pushes));
         }
         if let Some(Origin { gateway, request }) = batch.origin {
             if gateway == self.cfg.gateway_id {
@@ -390,7 +393,7 @@ pub fn ns_to_ms(ns: u64) -> u64 {
 
 impl State {
     /// Applies a batch to the market data and accounts; returns the stream messages it produced.
-    fn apply(&mut self, batch: &EngineBatch) -> Vec<Push> {
+    fn apply(&mut self, batch: &EngineBatch, publish: bool) -> Vec<Push> {
         let mut touched: BTreeSet<(InstrumentId, Side, Price)> = BTreeSet::new();
         let mut traded: BTreeSet<InstrumentId> = BTreeSet::new();
         let mut trades = Vec::new();
@@ -428,6 +431,13 @@ impl State {
         let changes = self.accounts.apply(&batch.events);
         self.seq = batch.seq;
         let mut out = Vec::new();
+        if !publish {
+            // Keep the diff chain right for later subscribers.
+            for (inst, _, _) in &touched {
+                self.last_diff.insert(*inst, batch.seq);
+            }
+            return out;
+        }
         let ts = batch.ts;
         // Depth diffs, one per instrument touched.
         type Levels = Vec<[String; 2]>;

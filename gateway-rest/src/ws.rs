@@ -126,7 +126,7 @@ async fn run(gw: Arc<Gateway>, socket: WebSocket, ip: IpAddr) {
     let (mut window, mut count) = (Instant::now(), 0u32);
     let send_timeout = Duration::from_secs(5);
     loop {
-        let out: Option<Message> = tokio::select! {
+        let out: Vec<Message> = tokio::select! {
             _ = &mut deadline => {
                 let _ = tx.send(close(1000, "max connection lifetime reached")).await;
                 return;
@@ -136,16 +136,17 @@ async fn run(gw: Arc<Gateway>, socket: WebSocket, ip: IpAddr) {
                     let _ = tx.send(close(1011, "no pong")).await;
                     return;
                 }
-                Some(Message::Ping(Vec::new().into()))
+                vec![Message::Ping(Vec::new().into())]
             }
             m = push.recv() => match m {
-                Ok(p) => {
-                    let wanted = match &p.topic {
+                Ok(batch) => batch
+                    .iter()
+                    .filter(|p| match &p.topic {
                         Topic::User(a) => user == Some(*a),
                         t => subs.contains(t),
-                    };
-                    wanted.then(|| Message::Text(p.text.clone().into()))
-                }
+                    })
+                    .map(|p| Message::Text(p.text.clone().into()))
+                    .collect(),
                 Err(RecvError::Lagged(_)) => {
                     let _ = tx.send(close(1008, "slow consumer: send buffer full")).await;
                     return;
@@ -166,19 +167,28 @@ async fn run(gw: Arc<Gateway>, socket: WebSocket, ip: IpAddr) {
                     return;
                 }
                 match m {
-                    Message::Text(t) => Some(on_text(&gw, t.as_str(), &mut subs, &mut user, ip)),
-                    Message::Binary(_) => Some(err_msg(Code::BadRequest as u16, "text frames only")),
-                    Message::Pong(_) => { last_pong = Instant::now(); None }
-                    Message::Ping(_) => None, // answered by the library
+                    Message::Text(t) => vec![on_text(&gw, t.as_str(), &mut subs, &mut user, ip)],
+                    Message::Binary(_) => vec![err_msg(Code::BadRequest as u16, "text frames only")],
+                    Message::Pong(_) => { last_pong = Instant::now(); vec![] }
+                    Message::Ping(_) => vec![], // answered by the library
                     Message::Close(_) => return,
                 }
             }
         };
-        if let Some(m) = out {
-            match tokio::time::timeout(send_timeout, tx.send(m)).await {
-                Ok(Ok(())) => {}
-                _ => return,
+        if out.is_empty() {
+            continue;
+        }
+        // Queue the batch and flush once, within the send timeout: a client
+        // whose socket stays full is dropped.
+        let sent = tokio::time::timeout(send_timeout, async {
+            for m in out {
+                tx.feed(m).await?;
             }
+            tx.flush().await
+        })
+        .await;
+        if !matches!(sent, Ok(Ok(()))) {
+            return;
         }
     }
 }
