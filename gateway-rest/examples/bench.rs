@@ -164,18 +164,6 @@ async fn run() {
         }
     }
 
-    let baseline =
-        load(base_addr, conns, secs, Arc::new(|_| Request::get("/baseline").body(Body::empty()).unwrap())).await;
-    report("baseline axum GET", &baseline, None);
-    let b = baseline.count as f64 / baseline.secs;
-    let depth = load(
-        addr,
-        conns,
-        secs,
-        Arc::new(|_| Request::get("/api/v1/depth?symbol=BTC-USDT&limit=100").body(Body::empty()).unwrap()),
-    )
-    .await;
-    report("GET /depth limit=100", &depth, Some(b));
     let s1c = s1.clone();
     let place: Make = Arc::new(move |n| {
         // IOC far below the market: accepted, then cancelled unfilled by the
@@ -185,11 +173,34 @@ async fn run() {
         );
         signed("POST", "/api/v1/order", body, "k1", &s1c, now_ms())
     });
-    let orders = load(addr, conns, secs, place).await;
-    report("POST /order (signed, IOC)", &orders, Some(b));
-    let baseline2 =
-        load(base_addr, conns, secs, Arc::new(|_| Request::get("/baseline").body(Body::empty()).unwrap())).await;
-    report("baseline axum GET (again)", &baseline2, None);
+    let base_req: Make = Arc::new(|_| Request::get("/baseline").body(Body::empty()).unwrap());
+    let depth_req: Make =
+        Arc::new(|_| Request::get("/api/v1/depth?symbol=BTC-USDT&limit=100").body(Body::empty()).unwrap());
+    // Rounds of baseline / depth / orders back to back, so each ratio
+    // compares cases measured under the same background load.
+    let rounds = arg("--rounds", 3);
+    let (mut depth_ratios, mut order_ratios) = (Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        println!("round {round}");
+        let baseline = load(base_addr, conns, secs, base_req.clone()).await;
+        report("  baseline axum GET", &baseline, None);
+        let b = baseline.count as f64 / baseline.secs;
+        let depth = load(addr, conns, secs, depth_req.clone()).await;
+        report("  GET /depth limit=100", &depth, Some(b));
+        let orders = load(addr, conns, secs, place.clone()).await;
+        report("  POST /order (signed, IOC)", &orders, Some(b));
+        depth_ratios.push(depth.count as f64 / depth.secs / b);
+        order_ratios.push(orders.count as f64 / orders.secs / b);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2] * 100.0
+    };
+    println!(
+        "median of {rounds} rounds: depth {:.0}% of baseline, signed order placement {:.0}% of baseline",
+        median(&mut depth_ratios),
+        median(&mut order_ratios)
+    );
 
     fanout(addr, subs, &s1, &s2).await;
     srv.shutdown().await;

@@ -175,7 +175,12 @@ pub struct Gateway {
     /// per batch, not once per message).
     pub push: broadcast::Sender<Arc<Vec<Push>>>,
     pub ws_connections: AtomicU64,
+    /// Rendered depth snapshots by (instrument, limit), with the book seq they show.
+    pub depth_cache: Mutex<HashMap<(InstrumentId, usize), (Seq, axum::body::Bytes)>>,
 }
+
+/// Depth renderings kept (instruments x distinct limits asked for).
+pub const DEPTH_CACHE_ENTRIES: usize = 1_024;
 
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
@@ -209,6 +214,7 @@ impl Gateway {
             jwt,
             push,
             ws_connections: AtomicU64::new(0),
+            depth_cache: Mutex::new(HashMap::new()),
         })
     }
 

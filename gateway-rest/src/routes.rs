@@ -96,7 +96,15 @@ impl Ctx {
     }
 
     fn reply<T: Serialize>(&self, v: &T) -> Response {
-        let mut r = axum::Json(v).into_response();
+        self.headers(axum::Json(v).into_response())
+    }
+
+    /// A response body already rendered as JSON.
+    fn reply_json(&self, body: Bytes) -> Response {
+        self.headers(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+    }
+
+    fn headers(&self, mut r: Response) -> Response {
         let h = r.headers_mut();
         if let Ok(v) = HeaderValue::from_str(&self.used.ip.to_string()) {
             h.insert("x-ratelimit-used-weight-1m", v);
@@ -430,15 +438,29 @@ pub async fn depth(State(gw): State<Gw>, req: Req) -> Result<Response, ApiError>
     let limit = page_limit(q.limit, 100, 1000)?;
     let st = gw.read();
     let spec = spec_of(&st.instruments, &q.symbol)?;
-    let d = st.md.instrument(spec.id).map(|d| d.book.depth(limit)).unwrap_or_default();
-    let lv = |l: &castle_marketdata::DepthLevel| [price_str(&spec, l.price), qty_str(&spec, l.qty)];
     let seq = st.md.instrument(spec.id).map(|d| d.book.seq).unwrap_or(0);
-    Ok(ctx.reply(&DepthResponse {
+    // Books are read far more often than they change: a rendering is reused
+    // until the book's seq moves.
+    let key = (spec.id, limit);
+    if let Some(body) = gw.depth_cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key).filter(|c| c.0 == seq) {
+        return Ok(ctx.reply_json(body.1.clone()));
+    }
+    let d = st.md.instrument(spec.id).map(|d| d.book.depth(limit)).unwrap_or_default();
+    drop(st);
+    let lv = |l: &castle_marketdata::DepthLevel| [price_str(&spec, l.price), qty_str(&spec, l.qty)];
+    let body = DepthResponse {
         symbol: q.symbol.clone(),
         seq,
         bids: d.bids.iter().map(lv).collect(),
         asks: d.asks.iter().map(lv).collect(),
-    }))
+    };
+    let bytes = Bytes::from(serde_json::to_vec(&body).map_err(|e| ApiError::new(Code::Internal, e.to_string()))?);
+    let mut cache = gw.depth_cache.lock().unwrap_or_else(|e| e.into_inner());
+    if cache.len() >= crate::gateway::DEPTH_CACHE_ENTRIES {
+        cache.clear();
+    }
+    cache.insert(key, (seq, bytes.clone()));
+    Ok(ctx.reply_json(bytes))
 }
 
 #[utoipa::path(get, path = "/api/v1/trades", tag = "market", params(TradesQuery), responses((status = 200, body = [TradeView])))]
