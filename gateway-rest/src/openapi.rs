@@ -62,7 +62,7 @@ fn description() -> String {
          **Rate limits**: each route has a weight; responses carry `X-RateLimit-Used-Weight-1m` (per IP) \
          and `X-RateLimit-Key-Used-Weight-1m`; over budget: 429 with `Retry-After`; repeated 429s: a temporary ban.\n\n\
          **Status unknown**: a 504 (code 1002) or a dropped connection on order placement means the order \
-         may or may not exist. Always send a `client_order_id`; to reconcile, `GET /api/v1/order?client_order_id=...` \
+         may or may not exist. Always send a `client_order_id`; to reconcile, `GET /api/v1/order/client/{client_order_id}` \
          (404: it was not placed, retry with the same id) or simply retry the placement with the same \
          `client_order_id`: the existing order is returned, a second one is never created.\n\n\
          **Errors**: JSON `{code, message}`. Codes:\n\n| code | HTTP | meaning |\n|---|---|---|\n",
