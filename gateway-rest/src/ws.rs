@@ -39,6 +39,9 @@ use crate::error::{ApiError, Code};
 use crate::gateway::{interval_secs, now_ms, Gateway, Topic};
 
 pub const MAX_WS_MESSAGE: usize = 4 * 1024;
+/// A close frame that cannot be written in this time is abandoned (the
+/// client's socket is full): the connection is dropped without it.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase", deny_unknown_fields)]
@@ -128,12 +131,12 @@ async fn run(gw: Arc<Gateway>, socket: WebSocket, ip: IpAddr) {
     loop {
         let out: Vec<Message> = tokio::select! {
             _ = &mut deadline => {
-                let _ = tx.send(close(1000, "max connection lifetime reached")).await;
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, tx.send(close(1000, "max connection lifetime reached"))).await;
                 return;
             }
             _ = ping.tick() => {
                 if last_pong.elapsed() > limits.ping_interval * 3 {
-                    let _ = tx.send(close(1011, "no pong")).await;
+                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, tx.send(close(1011, "no pong"))).await;
                     return;
                 }
                 vec![Message::Ping(Vec::new().into())]
@@ -148,11 +151,11 @@ async fn run(gw: Arc<Gateway>, socket: WebSocket, ip: IpAddr) {
                     .map(|p| Message::Text(p.text.clone().into()))
                     .collect(),
                 Err(RecvError::Lagged(_)) => {
-                    let _ = tx.send(close(1008, "slow consumer: send buffer full")).await;
+                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, tx.send(close(1008, "slow consumer: send buffer full"))).await;
                     return;
                 }
                 Err(RecvError::Closed) => {
-                    let _ = tx.send(close(1001, "gateway shutting down")).await;
+                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, tx.send(close(1001, "gateway shutting down"))).await;
                     return;
                 }
             },
@@ -163,7 +166,7 @@ async fn run(gw: Arc<Gateway>, socket: WebSocket, ip: IpAddr) {
                 }
                 count += 1;
                 if count > limits.max_messages_per_sec {
-                    let _ = tx.send(close(1008, "message rate exceeded")).await;
+                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, tx.send(close(1008, "message rate exceeded"))).await;
                     return;
                 }
                 match m {

@@ -197,3 +197,42 @@ async fn limits_close_with_a_reason() {
     assert_eq!(close_code(&mut idle).await, 1000, "max lifetime");
     srv.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_consumer_is_dropped_with_a_reason() {
+    use castle_engine::{Event, EventKind, Side};
+    use castle_link::EngineBatch;
+    let (gw, srv, _) = start(|c| c.ws.send_buffer = 16).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/api/v1/ws", srv.addr)).await.unwrap();
+    send(&mut ws, json!({"op": "subscribe", "channels": ["depth@BTC-USDT"]})).await;
+    assert_eq!(next_json(&mut ws).await["op"], "subscribed");
+    // Far more batches than the buffer holds, faster than any socket drains
+    // them (synthetic book additions straight into the stream consumer).
+    let base = gw.read().seq + 1_000_000;
+    for i in 0..20_000u64 {
+        let e = Event {
+            seq: base + i,
+            ts: 0,
+            kind: EventKind::BookAdd {
+                instrument: 0,
+                order_id: 1_000_000 + i,
+                side: Side::Buy,
+                price: 1 + i as i64,
+                qty: 1,
+            },
+        };
+        gw.on_batch(Arc::new(EngineBatch { origin: None, seq: base + i, ts: 0, events: vec![e] }));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let code = loop {
+        assert!(std::time::Instant::now() < deadline, "no close frame");
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("a message") {
+            Some(Ok(Message::Close(Some(f)))) => break (u16::from(f.code), f.reason.to_string()),
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    assert_eq!(code.0, 1008, "{}", code.1);
+    assert!(code.1.contains("slow consumer"));
+    srv.shutdown().await;
+}
