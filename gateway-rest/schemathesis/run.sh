@@ -6,8 +6,13 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 castle=${CASTLE_BIN:-${CARGO_TARGET_DIR:-$root/target}/debug/castle}
-command -v schemathesis >/dev/null 2>&1 || python3 -m pip install -q schemathesis >/dev/null 2>&1 || {
-    echo "rest-schemathesis: schemathesis is missing: pip install schemathesis" >&2
+if ! command -v schemathesis >/dev/null 2>&1; then
+    # Debian's Python refuses system-wide installs without the override.
+    python3 -m pip install -q schemathesis >/dev/null 2>&1 ||
+        python3 -m pip install -q --break-system-packages schemathesis >/dev/null 2>&1 || true
+fi
+command -v schemathesis >/dev/null 2>&1 || {
+    echo "rest-schemathesis: schemathesis is missing: pip install schemathesis (needs python3-pip)" >&2
     echo "rest-schemathesis: 0 passed, 1 failed"
     exit 1
 }
