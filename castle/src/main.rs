@@ -9,6 +9,7 @@ mod replay;
 mod serve;
 mod serve_engine;
 mod serve_marketdata;
+mod serve_rest;
 mod serve_settlement;
 mod settlement_cmd;
 

@@ -36,6 +36,8 @@ pub struct ServeArgs {
     pub md: Box<crate::serve_marketdata::MarketDataArgs>,
     #[command(flatten)]
     pub metrics: crate::metrics::MetricsArgs,
+    #[command(flatten)]
+    pub rest: crate::serve_rest::RestArgs,
 }
 
 /// Demo instruments: BTC-USDT and ETH-USDT (assets 1 = BTC, 2 = USDT, 3 = ETH),
@@ -99,7 +101,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let md = crate::serve_marketdata::start(&args.md, link.clone(), &metrics)?;
     let metrics_server = crate::metrics::serve(&args.metrics, metrics).await?;
     let settlement = crate::serve_settlement::start(&args.data_dir, link.clone()).await?;
-    let server = serve_fix(config, link).await.context("starting the FIX gateway")?;
+    let server = serve_fix(config, link.clone()).await.context("starting the FIX gateway")?;
+    let (rest, rest_lines) = crate::serve_rest::start(&args.rest, link, &args.data_dir).await?;
     let fix = server.local_addr().map(|a| a.to_string()).unwrap_or_else(|| "-".into());
     let fix_tls = server.tls_local_addr().map(|a| a.to_string()).unwrap_or_else(|| "-".into());
     println!(
@@ -108,7 +111,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
         setup_sent,
         metrics_server.addr
     );
+    rest_lines.iter().for_each(|l| println!("{l}"));
     if args.check {
+        rest.shutdown().await;
         server.shutdown().await;
         settlement.stop().await?;
         md.shutdown().await;
@@ -120,6 +125,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+    rest.shutdown().await;
     server.shutdown().await;
     settlement.stop().await?;
     md.shutdown().await;

@@ -199,6 +199,16 @@ impl L3Book {
         }
     }
 
+    /// One aggregated level (None when nothing rests at `price` on `side`):
+    /// what a depth-diff stream publishes for each price a batch touched.
+    pub fn level(&self, side: Side, price: Price) -> Option<DepthLevel> {
+        let levels = match side {
+            Side::Buy => &self.bids,
+            Side::Sell => &self.asks,
+        };
+        levels.get(&price).map(|l| DepthLevel { price, qty: l.total, orders: l.orders.len() as u32 })
+    }
+
     /// Drops every order (a snapshot is about to be loaded).
     pub fn clear(&mut self) {
         self.orders.clear();

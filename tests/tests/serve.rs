@@ -12,7 +12,7 @@ use castle_tests::Proc;
 fn start(extra: &[&str]) -> (Proc, String, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().to_str().expect("utf-8 path").to_string();
-    let mut args = vec!["serve", "--fix-listen", "127.0.0.1:0", "--data-dir", &data];
+    let mut args = vec!["serve", "--fix-listen", "127.0.0.1:0", "--rest-listen", "127.0.0.1:0", "--data-dir", &data];
     args.extend_from_slice(extra);
     let mut p = Proc::castle(&args);
     let up = p.wait_for_line("castle is up");

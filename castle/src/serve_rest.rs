@@ -1,0 +1,102 @@
+//! `castle serve` wiring of the REST/WebSocket gateway: flags, the demo API
+//! keys (derived from the documented demo master key unless one is
+//! configured), and the listener.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use castle_gateway_rest::{Gateway, RestConfig, RestServer, Scopes, Tls, DEMO_KEYS, DEMO_MASTER_KEY};
+use castle_link::EngineLink;
+use clap::Args;
+
+#[derive(Args, Clone)]
+pub struct RestArgs {
+    /// Address of the REST/WebSocket gateway (HTTPS). Port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    pub rest_listen: String,
+    /// Serve plain HTTP instead of HTTPS (loopback tests and benchmarks).
+    #[arg(long)]
+    pub rest_plain: bool,
+    /// PEM certificate chain and key for HTTPS; a self-signed localhost certificate under --data-dir otherwise.
+    #[arg(long, requires = "rest_tls_key")]
+    pub rest_tls_cert: Option<PathBuf>,
+    #[arg(long, requires = "rest_tls_cert")]
+    pub rest_tls_key: Option<PathBuf>,
+    /// Origins allowed by CORS (repeatable); none by default (the served page is same-origin).
+    #[arg(long)]
+    pub rest_cors_origin: Vec<String>,
+    /// JWKS file for bearer JWTs (OIDC, e.g. Cognito); tokens carry a `castle_account` claim.
+    #[arg(long)]
+    pub rest_jwks: Option<PathBuf>,
+    #[arg(long)]
+    pub rest_jwt_issuer: Option<String>,
+    #[arg(long)]
+    pub rest_jwt_audience: Option<String>,
+    /// Weight budget per minute per IP and per key (defaults: 6000 and 3000).
+    #[arg(long)]
+    pub rest_ip_weight: Option<u32>,
+    #[arg(long)]
+    pub rest_key_weight: Option<u32>,
+}
+
+/// Starts the gateway; returns it and the lines to print at start.
+pub async fn start(args: &RestArgs, link: Arc<dyn EngineLink>, data_dir: &Path) -> Result<(RestServer, Vec<String>)> {
+    // CASTLE_REST_MASTER_KEY (hex, >= 16 bytes) replaces the demo master key.
+    let master = match std::env::var("CASTLE_REST_MASTER_KEY") {
+        Ok(h) => hex_decode(&h).context("CASTLE_REST_MASTER_KEY must be hex of at least 16 bytes")?,
+        Err(_) => DEMO_MASTER_KEY.to_vec(),
+    };
+    let demo = master == DEMO_MASTER_KEY;
+    let mut cfg = RestConfig::new(3, master);
+    cfg.cors_origins = args.rest_cors_origin.clone();
+    if let Some(w) = args.rest_ip_weight {
+        cfg.rate.ip_weight_per_min = w;
+    }
+    if let Some(w) = args.rest_key_weight {
+        cfg.rate.key_weight_per_min = w;
+    }
+    let jwt = match &args.rest_jwks {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            Some(
+                castle_gateway_rest::auth::JwtVerifier::new(
+                    &text,
+                    args.rest_jwt_issuer.as_deref(),
+                    args.rest_jwt_audience.as_deref(),
+                    Default::default(),
+                )
+                .context("loading the JWKS")?,
+            )
+        }
+        None => None,
+    };
+    let gw = Gateway::new(cfg, link, jwt);
+    let mut lines = Vec::new();
+    for (id, account) in DEMO_KEYS {
+        let secret = gw.add_key(id, account, Scopes::ALL);
+        if demo {
+            lines.push(format!("REST demo key for account {account}: key {id} secret {secret}"));
+        }
+    }
+    let tls = match (&args.rest_tls_cert, &args.rest_tls_key) {
+        _ if args.rest_plain => Tls::Off,
+        (Some(c), Some(k)) => Tls::Files { cert: c.clone(), key: k.clone() },
+        _ => Tls::SelfSigned(data_dir.join("tls")),
+    };
+    let listen = args.rest_listen.parse().with_context(|| format!("--rest-listen {}", args.rest_listen))?;
+    let server = castle_gateway_rest::serve(gw, listen, tls).await.context("starting the REST gateway")?;
+    lines.push(format!(
+        "REST API {}/api/v1 , trading page {}/ , docs {}/docs",
+        server.url(),
+        server.url(),
+        server.url()
+    ));
+    Ok((server, lines))
+}
+
+fn hex_decode(s: &str) -> Result<Vec<u8>> {
+    let s = s.trim();
+    anyhow::ensure!(s.len() >= 32 && s.len() & 1 == 0, "too short");
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(anyhow::Error::from)).collect()
+}

@@ -1,0 +1,294 @@
+//! Loopback load generator for the REST gateway (plain HTTP, one process):
+//! a minimal axum handler as the same-run baseline, then public depth GETs
+//! and signed order placements (signature check and engine round trip
+//! included), closed loop with `--connections` clients; then WebSocket
+//! fan-out of trades to `--subscribers` clients, latency from the taker
+//! order's submission to delivery at each subscriber.
+//!
+//! `cargo run --release -p castle-gateway-rest --example bench -- [--seconds 5] [--connections 32] [--subscribers 1000]`
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use castle_engine::{Command, InstrumentSpec, Limits};
+use castle_gateway_rest::auth::{canonical, sign};
+use castle_gateway_rest::gateway::now_ms;
+use castle_gateway_rest::{serve, Gateway, RestConfig, Scopes, Tls, DEMO_MASTER_KEY};
+use castle_link::InProcessEngine;
+use futures_util::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use http_body_util::BodyExt;
+use hyper::Request;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+fn arg(name: &str, default: u64) -> u64 {
+    let a: Vec<String> = std::env::args().collect();
+    a.iter().position(|x| x == name).and_then(|i| a.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+struct Run {
+    hist: Histogram<u64>,
+    count: u64,
+    errors: u64,
+    secs: f64,
+}
+
+fn report(name: &str, r: &Run, baseline: Option<f64>) {
+    let rps = r.count as f64 / r.secs;
+    let h = &r.hist;
+    let ratio = baseline.map(|b| format!(" ({:.0}% of baseline)", rps / b * 100.0)).unwrap_or_default();
+    println!(
+        "{name:<28} {rps:>9.0} req/s{ratio}  p50 {:>6} us  p99 {:>6} us  p99.9 {:>6} us  max {:>6} us  errors {}",
+        h.value_at_quantile(0.5),
+        h.value_at_quantile(0.99),
+        h.value_at_quantile(0.999),
+        h.max(),
+        r.errors
+    );
+}
+
+type Make = Arc<dyn Fn(u64) -> Request<Body> + Send + Sync>;
+
+async fn load(addr: SocketAddr, connections: u64, secs: u64, make: Make) -> Run {
+    let stop = Arc::new(AtomicBool::new(false));
+    let seq = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    let start = Instant::now();
+    for _ in 0..connections {
+        let (stop, seq, make) = (stop.clone(), seq.clone(), make.clone());
+        tasks.push(tokio::spawn(async move {
+            // One keep-alive connection per client.
+            let client: Client<_, Body> = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(1).build_http();
+            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+            let (mut n, mut errors) = (0u64, 0u64);
+            while !stop.load(Ordering::Relaxed) {
+                let mut req = make(seq.fetch_add(1, Ordering::Relaxed));
+                let uri = format!("http://{addr}{}", req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+                *req.uri_mut() = uri.parse().unwrap();
+                let t = Instant::now();
+                match client.request(req).await {
+                    Ok(resp) => {
+                        let ok = resp.status().is_success();
+                        let _ = resp.into_body().collect().await;
+                        if !ok {
+                            errors += 1;
+                        }
+                    }
+                    Err(_) => errors += 1,
+                }
+                hist.record(t.elapsed().as_micros().max(1) as u64).unwrap();
+                n += 1;
+            }
+            (hist, n, errors)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut run = Run { hist: Histogram::new_with_bounds(1, 60_000_000, 3).unwrap(), count: 0, errors: 0, secs: 0.0 };
+    for t in tasks {
+        let (h, n, e) = t.await.unwrap();
+        run.hist.add(h).unwrap();
+        run.count += n;
+        run.errors += e;
+    }
+    run.secs = start.elapsed().as_secs_f64();
+    run
+}
+
+fn setup() -> Vec<Command> {
+    let mut cmds = vec![Command::AddInstrument(InstrumentSpec::demo(0, "BTC-USDT", 1, 2, 6_000_000))];
+    for account in 1..=2 {
+        cmds.push(Command::Deposit { account, asset: 1, amount: 1_000_000 * 100_000_000 });
+        cmds.push(Command::Deposit { account, asset: 2, amount: 1_000_000_000 * 100_000_000 });
+    }
+    cmds
+}
+
+fn signed(method: &str, path: &str, body: String, key: &str, secret: &str, ts: u64) -> Request<Body> {
+    let sig = sign(secret, &canonical(&ts.to_string(), method, path, "", body.as_bytes()));
+    Request::builder()
+        .method(method)
+        .uri(path)
+        .header("x-api-key", key)
+        .header("x-timestamp", ts.to_string())
+        .header("x-signature", sig)
+        .header("content-type", "application/json")
+        .body(Body::from(body))
+        .unwrap()
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(run());
+}
+
+async fn run() {
+    let secs = arg("--seconds", 5);
+    let conns = arg("--connections", 32);
+    let subs = arg("--subscribers", 1000);
+    println!("castle-gateway-rest bench: loopback, plain HTTP/1.1 keep-alive, {conns} connections, {secs} s per case");
+
+    // Baseline: the smallest axum handler, same runtime, same client.
+    let base = axum::Router::new()
+        .route("/baseline", axum::routing::get(|| async { axum::Json(serde_json::json!({"ok": true})) }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, base).await.unwrap() });
+
+    let mut cfg = RestConfig::new(3, DEMO_MASTER_KEY.to_vec());
+    cfg.rate.ip_weight_per_min = u32::MAX / 2;
+    cfg.rate.key_weight_per_min = u32::MAX / 2;
+    cfg.max_open_orders = 1_000_000;
+    cfg.ws.max_connections = 100_000;
+    let engine = InProcessEngine::start(Limits::default(), &setup(), 65_536);
+    let gw = Gateway::new(cfg, engine, None);
+    let s1 = gw.add_key("k1", 1, Scopes::ALL);
+    let s2 = gw.add_key("k2", 2, Scopes::ALL);
+    let srv = serve(gw.clone(), "127.0.0.1:0".parse().unwrap(), Tls::Off).await.unwrap();
+    let addr = srv.addr;
+    // A book of 200 levels a side for the depth GETs.
+    let client: Client<_, Body> = Client::builder(TokioExecutor::new()).build_http();
+    for i in 0..200u64 {
+        for (side, price) in [("BUY", 59_000 - i), ("SELL", 61_000 + i)] {
+            let body =
+                format!(r#"{{"symbol":"BTC-USDT","side":"{side}","type":"LIMIT","price":"{price}","quantity":"0.5"}}"#);
+            let mut req = signed("POST", "/api/v1/order", body, "k2", &s2, now_ms());
+            *req.uri_mut() = format!("http://{addr}/api/v1/order").parse().unwrap();
+            let r = client.request(req).await.unwrap();
+            assert!(r.status().is_success(), "seeding the book: {}", r.status());
+            let _ = r.into_body().collect().await;
+        }
+    }
+
+    let s1c = s1.clone();
+    let place: Make = Arc::new(move |n| {
+        // IOC far below the market: accepted, then cancelled unfilled by the
+        // engine, so the book does not grow; every request is signed afresh.
+        let body = format!(
+            r#"{{"symbol":"BTC-USDT","side":"BUY","type":"LIMIT","time_in_force":"IOC","price":"55000","quantity":"0.01","client_order_id":"b{n}"}}"#
+        );
+        signed("POST", "/api/v1/order", body, "k1", &s1c, now_ms())
+    });
+    let base_req: Make = Arc::new(|_| Request::get("/baseline").body(Body::empty()).unwrap());
+    let depth_req: Make =
+        Arc::new(|_| Request::get("/api/v1/depth?symbol=BTC-USDT&limit=100").body(Body::empty()).unwrap());
+    // Rounds of baseline / depth / orders back to back, so each ratio
+    // compares cases measured under the same background load.
+    let rounds = arg("--rounds", 3);
+    let (mut depth_ratios, mut order_ratios) = (Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        println!("round {round}");
+        let baseline = load(base_addr, conns, secs, base_req.clone()).await;
+        report("  baseline axum GET", &baseline, None);
+        let b = baseline.count as f64 / baseline.secs;
+        let depth = load(addr, conns, secs, depth_req.clone()).await;
+        report("  GET /depth limit=100", &depth, Some(b));
+        let orders = load(addr, conns, secs, place.clone()).await;
+        report("  POST /order (signed, IOC)", &orders, Some(b));
+        depth_ratios.push(depth.count as f64 / depth.secs / b);
+        order_ratios.push(orders.count as f64 / orders.secs / b);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2] * 100.0
+    };
+    println!(
+        "median of {rounds} rounds: depth {:.0}% of baseline, signed order placement {:.0}% of baseline",
+        median(&mut depth_ratios),
+        median(&mut order_ratios)
+    );
+
+    fanout(addr, subs, &s1, &s2).await;
+    srv.shutdown().await;
+}
+
+/// `subs` WebSocket clients on trades@BTC-USDT; 200 trades, one every 20 ms;
+/// latency from the taker order's submission to each subscriber's receipt.
+async fn fanout(addr: SocketAddr, subs: u64, s1: &str, s2: &str) {
+    let trades = 200u64;
+    let sent: Arc<Mutex<Vec<Option<Instant>>>> = Arc::new(Mutex::new(vec![None; 4096]));
+    let hist = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap()));
+    let received = Arc::new(AtomicU64::new(0));
+    let ready = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..subs {
+        let (sent, hist, received, ready) = (sent.clone(), hist.clone(), received.clone(), ready.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut ws, _) =
+                tokio_tungstenite::connect_async(format!("ws://{addr}/api/v1/ws")).await.expect("ws connect");
+            ws.send(tokio_tungstenite::tungstenite::Message::Text(
+                r#"{"op":"subscribe","channels":["trades@BTC-USDT"]}"#.into(),
+            ))
+            .await
+            .unwrap();
+            let _ = ws.next().await; // subscribed
+            ready.fetch_add(1, Ordering::Relaxed);
+            let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+            let mut n = 0;
+            while n < trades {
+                let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(20), ws.next()).await else { break };
+                if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
+                    let now = Instant::now();
+                    let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
+                    if let Some(id) = v["trade_id"].as_u64() {
+                        if let Some(Some(at)) = sent.lock().unwrap().get(id as usize).copied() {
+                            local.record(now.duration_since(at).as_micros().max(1) as u64).unwrap();
+                        }
+                        n += 1;
+                    }
+                }
+            }
+            received.fetch_add(n, Ordering::Relaxed);
+            hist.lock().unwrap().add(local).unwrap();
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ready.load(Ordering::Relaxed) < subs && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let client: Client<_, Body> = Client::builder(TokioExecutor::new()).build_http();
+    let post = |body: String, key: &str, secret: &str| {
+        let mut r = signed("POST", "/api/v1/order", body, key, secret, now_ms());
+        *r.uri_mut() = format!("http://{addr}/api/v1/order").parse().unwrap();
+        r
+    };
+    // Trade ids continue from whatever traded before: learn the next one from the first trade.
+    let mut next_id = None;
+    for i in 0..trades {
+        let maker = format!(
+            r#"{{"symbol":"BTC-USDT","side":"SELL","type":"LIMIT","price":"60000","quantity":"0.01","client_order_id":"fm{i}"}}"#
+        );
+        let r = client.request(post(maker, "k2", s2)).await.unwrap();
+        let _ = r.into_body().collect().await;
+        if let Some(id) = next_id {
+            sent.lock().unwrap()[id as usize] = Some(Instant::now());
+        }
+        let taker = format!(
+            r#"{{"symbol":"BTC-USDT","side":"BUY","type":"LIMIT","time_in_force":"IOC","price":"60000","quantity":"0.01","client_order_id":"ft{i}"}}"#
+        );
+        let r = client.request(post(taker, "k1", s1)).await.unwrap();
+        let body: serde_json::Value =
+            serde_json::from_slice(&r.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        let id = body["fills"][0]["trade_id"].as_u64().expect("a trade");
+        next_id = Some(id + 1);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let h = hist.lock().unwrap();
+    println!(
+        "WS fan-out: {subs} subscribers, {} trades timed, {} deliveries: submit-to-delivery p50 {} us  p99 {} us  p99.9 {} us  max {} us",
+        trades - 1,
+        h.len(),
+        h.value_at_quantile(0.5),
+        h.value_at_quantile(0.99),
+        h.value_at_quantile(0.999),
+        h.max()
+    );
+    let _ = received;
+}

@@ -1,0 +1,681 @@
+//! The gateway's shared state: instruments, derived market data and account
+//! state built from the engine stream, pending requests waiting for their
+//! batch, API keys and rate limits. The stream consumer is the only writer
+//! of market and account state; handlers read under short lock sections and
+//! never hold a lock across an await.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use castle_engine::{
+    AssetId, EventKind, InstrumentId, InstrumentSpec, OrderKind, Price, Seq, Side, StpMode, TimeInForce, TradingStatus,
+};
+use castle_link::{EngineBatch, EngineLink, EngineRequest, LinkError, Origin};
+use castle_marketdata::MarketData;
+use serde_json::json;
+use tokio::sync::{broadcast, oneshot};
+
+use crate::accounts::{AccountLimits, Accounts, Fill, OrderRecord};
+use crate::api::*;
+use crate::auth::{ApiKey, JwtVerifier, KeyStore, Scopes};
+use crate::decimal::{price_str, qty_str, units_str};
+use crate::error::{ApiError, Code};
+use crate::limits::{RateConfig, RateLimiter};
+
+/// WebSocket limits.
+#[derive(Clone, Copy, Debug)]
+pub struct WsLimits {
+    pub max_subscriptions: usize,
+    /// Client messages per second (subscribe, ping, ...).
+    pub max_messages_per_sec: u32,
+    pub max_lifetime: Duration,
+    pub ping_interval: Duration,
+    /// Messages buffered for one connection before it is dropped as too slow.
+    pub send_buffer: usize,
+    /// Connections at once.
+    pub max_connections: usize,
+}
+
+impl Default for WsLimits {
+    fn default() -> Self {
+        WsLimits {
+            max_subscriptions: 50,
+            max_messages_per_sec: 20,
+            max_lifetime: Duration::from_secs(24 * 3600),
+            ping_interval: Duration::from_secs(20),
+            send_buffer: 4096,
+            max_connections: 10_000,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct RestConfig {
+    pub gateway_id: u32,
+    pub rate: RateConfig,
+    pub accounts: AccountLimits,
+    /// Open orders per account admitted through this gateway.
+    pub max_open_orders: usize,
+    /// How long a request waits for its engine batch before answering "status unknown".
+    pub order_timeout: Duration,
+    pub cors_origins: Vec<String>,
+    pub master_key: Vec<u8>,
+    pub ws: WsLimits,
+    /// Longest query string accepted.
+    pub max_query_len: usize,
+}
+
+impl RestConfig {
+    pub fn new(gateway_id: u32, master_key: Vec<u8>) -> Self {
+        RestConfig {
+            gateway_id,
+            rate: RateConfig::default(),
+            accounts: AccountLimits::default(),
+            max_open_orders: 1_000,
+            order_timeout: Duration::from_secs(5),
+            cors_origins: Vec::new(),
+            master_key,
+            ws: WsLimits::default(),
+            max_query_len: 1_024,
+        }
+    }
+}
+
+/// A message for WebSocket subscribers.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Topic {
+    Depth(InstrumentId),
+    Trades(InstrumentId),
+    Ticker(InstrumentId),
+    /// Interval in seconds.
+    Candles(InstrumentId, u64),
+    User(u32),
+}
+
+#[derive(Debug)]
+pub struct Push {
+    pub topic: Topic,
+    pub text: String,
+    /// Engine time of the batch (ns), for delivery-latency measurements.
+    pub ts: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Instruments {
+    pub specs: BTreeMap<InstrumentId, InstrumentSpec>,
+    pub by_symbol: HashMap<String, InstrumentId>,
+    /// Asset names and decimals, from the instruments' symbols (BASE-QUOTE).
+    pub assets: BTreeMap<AssetId, (String, u32)>,
+}
+
+impl Instruments {
+    pub fn from_specs(specs: &[InstrumentSpec]) -> Self {
+        let mut i = Instruments::default();
+        for s in specs {
+            let sym = s.symbol.as_str().to_string();
+            let (b, q) = sym
+                .split_once(['-', '/'])
+                .map(|(b, q)| (b.to_string(), q.to_string()))
+                .unwrap_or_else(|| (format!("ASSET{}", s.base), format!("ASSET{}", s.quote)));
+            i.assets.entry(s.base).or_insert((b, s.scaling.base_decimals));
+            i.assets.entry(s.quote).or_insert((q, s.scaling.quote_decimals));
+            i.by_symbol.insert(sym, s.id);
+            i.specs.insert(s.id, *s);
+        }
+        i
+    }
+
+    pub fn by_symbol(&self, sym: &str) -> Result<&InstrumentSpec, ApiError> {
+        self.by_symbol
+            .get(sym)
+            .and_then(|id| self.specs.get(id))
+            .ok_or_else(|| ApiError::new(Code::UnknownSymbol, format!("unknown symbol {sym:?}")))
+    }
+
+    pub fn asset_name(&self, a: AssetId) -> String {
+        self.assets.get(&a).map(|x| x.0.clone()).unwrap_or_else(|| format!("ASSET{a}"))
+    }
+}
+
+pub struct State {
+    pub instruments: Instruments,
+    pub md: MarketData,
+    pub accounts: Accounts,
+    /// Last engine seq applied.
+    pub seq: Seq,
+    /// Per instrument, the seq of the last depth diff published.
+    last_diff: HashMap<InstrumentId, Seq>,
+    pub status: HashMap<InstrumentId, TradingStatus>,
+}
+
+/// Requests waiting for their engine batch.
+#[derive(Default)]
+struct PendingTable {
+    waiters: HashMap<u64, Vec<oneshot::Sender<Arc<EngineBatch>>>>,
+    by_client: HashMap<(u32, String), u64>,
+    client_of: HashMap<u64, (u32, String)>,
+}
+
+/// Most requests in flight at once (beyond: 503, engine busy).
+pub const MAX_PENDING: usize = 65_536;
+
+pub struct Gateway {
+    pub cfg: RestConfig,
+    pub link: Arc<dyn EngineLink>,
+    next_request: AtomicU64,
+    pub state: RwLock<State>,
+    pending: Mutex<PendingTable>,
+    pub keys: Mutex<KeyStore>,
+    pub limiter: Mutex<RateLimiter>,
+    pub jwt: Option<JwtVerifier>,
+    /// Stream messages, one vector per engine batch (a connection wakes once
+    /// per batch, not once per message).
+    pub push: broadcast::Sender<Arc<Vec<Push>>>,
+    pub ws_connections: AtomicU64,
+    /// Rendered depth snapshots by (instrument, limit), with the book seq they show.
+    pub depth_cache: Mutex<HashMap<(InstrumentId, usize), (Seq, axum::body::Bytes)>>,
+}
+
+/// Depth renderings kept (instruments x distinct limits asked for).
+pub const DEPTH_CACHE_ENTRIES: usize = 1_024;
+
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding the lock leaves consistent-enough state for
+    // these tables (each update is a single insert/remove).
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Gateway {
+    pub fn new(cfg: RestConfig, link: Arc<dyn EngineLink>, jwt: Option<JwtVerifier>) -> Arc<Gateway> {
+        let instruments = Instruments::from_specs(&link.instruments());
+        let (push, _) = broadcast::channel(cfg.ws.send_buffer.max(16));
+        Arc::new(Gateway {
+            keys: Mutex::new(KeyStore::new(cfg.master_key.clone())),
+            limiter: Mutex::new(RateLimiter::new(cfg.rate)),
+            state: RwLock::new(State {
+                instruments,
+                md: MarketData::new(),
+                accounts: Accounts::new(cfg.accounts),
+                seq: 0,
+                last_diff: HashMap::new(),
+                status: HashMap::new(),
+            }),
+            cfg,
+            link,
+            next_request: AtomicU64::new(1),
+            pending: Mutex::new(PendingTable::default()),
+            jwt,
+            push,
+            ws_connections: AtomicU64::new(0),
+            depth_cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds an API key with a chosen id; returns its secret.
+    pub fn add_key(&self, id: &str, account: u32, scopes: Scopes) -> String {
+        lock(&self.keys).insert(ApiKey {
+            id: id.to_string(),
+            account,
+            scopes,
+            allowed_ips: vec![],
+            label: "configured".into(),
+            created_ms: now_ms(),
+        })
+    }
+
+    /// Consumes the engine stream: subscribe from the start when the link
+    /// keeps history (balances of the set-up deposits), else live.
+    pub fn start_stream(self: &Arc<Self>) -> Result<tokio::task::JoinHandle<()>, LinkError> {
+        let rx = match self.link.subscribe_after(0, 65_536) {
+            Ok(rx) => rx,
+            Err(LinkError::CannotResume(_)) => self.link.subscribe(65_536)?,
+            Err(e) => return Err(e),
+        };
+        let gw = self.clone();
+        Ok(tokio::spawn(async move {
+            let mut rx = rx;
+            while let Some(batch) = rx.recv().await {
+                gw.on_batch(batch);
+            }
+            tracing::warn!("engine stream ended");
+        }))
+    }
+
+    /// Applies one batch to the state, publishes its stream messages and
+    /// wakes the request waiting for it. State first: a woken request reads
+    /// the order it placed.
+    pub fn on_batch(&self, batch: Arc<EngineBatch>) {
+        let pushes = {
+            let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
+            if batch.events.iter().any(|e| matches!(e.kind, EventKind::InstrumentAdded { .. })) {
+                st.instruments = Instruments::from_specs(&self.link.instruments());
+            }
+            // Messages are rendered only when someone listens.
+            st.apply(&batch, self.push.receiver_count() > 0)
+        };
+        if !pushes.is_empty() {
+            // No receivers is fine.
+            let _ = self.push.send(Arc::new(pushes));
+        }
+        if let Some(Origin { gateway, request }) = batch.origin {
+            if gateway == self.cfg.gateway_id {
+                let waiters = {
+                    let mut p = lock(&self.pending);
+                    if let Some(key) = p.client_of.remove(&request) {
+                        p.by_client.remove(&key);
+                    }
+                    p.waiters.remove(&request)
+                };
+                for w in waiters.into_iter().flatten() {
+                    let _ = w.send(batch.clone());
+                }
+            }
+        }
+    }
+
+    /// Submits a command and waits for its batch.
+    pub async fn submit(&self, command: castle_engine::Command) -> Result<Arc<EngineBatch>, ApiError> {
+        let (rx, _) = self.submit_inner(command, None)?;
+        self.wait(rx).await
+    }
+
+    /// Submits a new order keyed by (account, client order id) so that a
+    /// concurrent retry waits for the same batch. `existing` is consulted
+    /// under the pending lock: an order already known wins.
+    pub async fn submit_order(
+        &self,
+        command: castle_engine::Command,
+        account: u32,
+        cl: &str,
+    ) -> Result<Result<Arc<EngineBatch>, OrderRecord>, ApiError> {
+        let rx = {
+            let mut p = lock(&self.pending);
+            let key = (account, cl.to_string());
+            if let Some(&req) = p.by_client.get(&key) {
+                let (tx, rx) = oneshot::channel();
+                p.waiters.entry(req).or_default().push(tx);
+                rx
+            } else {
+                // State is updated before pending entries are removed, so an
+                // order is either pending or already in the state here.
+                if let Some(o) = self.read().accounts.get(account).and_then(|a| a.by_client_id(cl)).cloned() {
+                    return Ok(Err(o));
+                }
+                let (rx, req) = self.submit_locked(&mut p, command)?;
+                p.by_client.insert(key.clone(), req);
+                p.client_of.insert(req, key);
+                rx
+            }
+        };
+        self.wait(rx).await.map(Ok)
+    }
+
+    fn submit_inner(
+        &self,
+        command: castle_engine::Command,
+        _cl: Option<()>,
+    ) -> Result<(oneshot::Receiver<Arc<EngineBatch>>, u64), ApiError> {
+        let mut p = lock(&self.pending);
+        self.submit_locked(&mut p, command)
+    }
+
+    fn submit_locked(
+        &self,
+        p: &mut PendingTable,
+        command: castle_engine::Command,
+    ) -> Result<(oneshot::Receiver<Arc<EngineBatch>>, u64), ApiError> {
+        if p.waiters.len() >= MAX_PENDING {
+            return Err(ApiError::new(Code::EngineBusy, "too many requests in flight"));
+        }
+        let request = self.next_request.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        // Registered before submitting: the batch may come back before
+        // `submit` returns.
+        p.waiters.insert(request, vec![tx]);
+        match self.link.submit(EngineRequest { origin: Origin { gateway: self.cfg.gateway_id, request }, command }) {
+            Ok(()) => Ok((rx, request)),
+            Err(e) => {
+                p.waiters.remove(&request);
+                Err(match e {
+                    LinkError::Busy => ApiError::new(Code::EngineBusy, "engine busy, nothing was submitted: retry"),
+                    _ => ApiError::new(Code::EngineStopped, "engine unavailable"),
+                })
+            }
+        }
+    }
+
+    async fn wait(&self, rx: oneshot::Receiver<Arc<EngineBatch>>) -> Result<Arc<EngineBatch>, ApiError> {
+        match tokio::time::timeout(self.cfg.order_timeout, rx).await {
+            Ok(Ok(b)) => Ok(b),
+            _ => Err(ApiError::new(
+                Code::StatusUnknown,
+                "no answer from the engine in time: the request may or may not have been applied; \
+                 query the order by client_order_id before retrying",
+            )),
+        }
+    }
+
+    pub fn charge_key_only(&self, key: &str, weight: u32) -> Result<u32, ApiError> {
+        lock(&self.limiter).charge_key(key, weight, now_ms()).map_err(limited)
+    }
+
+    pub fn charge(&self, ip: IpAddr, key: Option<&str>, weight: u32) -> Result<crate::limits::Used, ApiError> {
+        lock(&self.limiter).charge(ip, key, weight, now_ms()).map_err(limited)
+    }
+}
+
+fn limited(l: crate::limits::Limited) -> ApiError {
+    match l {
+        crate::limits::Limited::Over { retry_after_s, .. } => {
+            ApiError::new(Code::RateLimited, "request weight limit exceeded").with_retry_after(retry_after_s)
+        }
+        crate::limits::Limited::Banned { retry_after_s } => {
+            ApiError::new(Code::Banned, "temporarily banned after repeated 429s").with_retry_after(retry_after_s)
+        }
+    }
+}
+
+fn side_dto(s: Side) -> SideDto {
+    match s {
+        Side::Buy => SideDto::Buy,
+        Side::Sell => SideDto::Sell,
+    }
+}
+
+pub fn ns_to_ms(ns: u64) -> u64 {
+    ns / 1_000_000
+}
+
+impl State {
+    /// Applies a batch to the market data and accounts; returns the stream messages it produced.
+    fn apply(&mut self, batch: &EngineBatch, publish: bool) -> Vec<Push> {
+        let mut touched: BTreeSet<(InstrumentId, Side, Price)> = BTreeSet::new();
+        let mut traded: BTreeSet<InstrumentId> = BTreeSet::new();
+        let mut trades = Vec::new();
+        for e in &batch.events {
+            let inst_book = |md: &MarketData, i: InstrumentId, id| {
+                md.instrument(i).and_then(|d| d.book.get(id)).map(|o| (o.side, o.price))
+            };
+            match e.kind {
+                EventKind::BookAdd { instrument, side, price, .. } => {
+                    touched.insert((instrument, side, price));
+                }
+                EventKind::BookReduce { instrument, order_id, .. } | EventKind::BookRemove { instrument, order_id } => {
+                    if let Some((s, p)) = inst_book(&self.md, instrument, order_id) {
+                        touched.insert((instrument, s, p));
+                    }
+                }
+                EventKind::Trade { instrument, maker_order, .. } => {
+                    if let Some((s, p)) = inst_book(&self.md, instrument, maker_order) {
+                        touched.insert((instrument, s, p));
+                    }
+                    traded.insert(instrument);
+                    trades.push(e.kind);
+                }
+                EventKind::TradingStatusChanged { instrument, status } => {
+                    self.status.insert(instrument, status);
+                }
+                _ => {}
+            }
+            if let Err(err) = self.md.apply_one(e) {
+                // A gap or an inconsistent stream: log loudly; the book is
+                // left as before that event.
+                tracing::error!(%err, "market data could not apply an engine event");
+            }
+        }
+        let changes = self.accounts.apply(&batch.events);
+        self.seq = batch.seq;
+        let mut out = Vec::new();
+        if !publish {
+            // Keep the diff chain right for later subscribers.
+            for (inst, _, _) in &touched {
+                self.last_diff.insert(*inst, batch.seq);
+            }
+            return out;
+        }
+        let ts = batch.ts;
+        // Depth diffs, one per instrument touched.
+        type Levels = Vec<[String; 2]>;
+        let mut by_inst: BTreeMap<InstrumentId, (Levels, Levels)> = BTreeMap::new();
+        for (inst, side, price) in touched {
+            let (Some(spec), Some(d)) = (self.instruments.specs.get(&inst), self.md.instrument(inst)) else { continue };
+            let q = d.book.level(side, price).map(|l| l.qty).unwrap_or(0);
+            let entry = [price_str(spec, price), qty_str(spec, q)];
+            let e = by_inst.entry(inst).or_default();
+            match side {
+                Side::Buy => e.0.push(entry),
+                Side::Sell => e.1.push(entry),
+            }
+        }
+        for (inst, (bids, asks)) in by_inst {
+            let Some(spec) = self.instruments.specs.get(&inst) else { continue };
+            let prev = self.last_diff.insert(inst, batch.seq).unwrap_or(0);
+            out.push(Push {
+                topic: Topic::Depth(inst),
+                ts,
+                text: json!({"stream": "depth", "symbol": spec.symbol.as_str(), "first_seq": batch.seq,
+                    "last_seq": batch.seq, "prev_seq": prev, "time": ns_to_ms(ts), "bids": bids, "asks": asks})
+                .to_string(),
+            });
+        }
+        for t in trades {
+            if let EventKind::Trade { trade_id, instrument, price, qty, aggressor, .. } = t {
+                let Some(spec) = self.instruments.specs.get(&instrument) else { continue };
+                out.push(Push {
+                    topic: Topic::Trades(instrument),
+                    ts,
+                    text: json!({"stream": "trades", "symbol": spec.symbol.as_str(), "trade_id": trade_id,
+                        "price": price_str(spec, price), "quantity": qty_str(spec, qty), "taker_side": side_dto(aggressor),
+                        "time": ns_to_ms(ts), "seq": batch.seq})
+                    .to_string(),
+                });
+            }
+        }
+        for inst in traded {
+            let Some(spec) = self.instruments.specs.get(&inst) else { continue };
+            if let Some(d) = self.md.instrument(inst) {
+                let mut v = serde_json::to_value(ticker_view(spec, &d.ticker())).unwrap_or_default();
+                v["stream"] = json!("ticker");
+                out.push(Push { topic: Topic::Ticker(inst), ts, text: v.to_string() });
+                for series in &d.candles {
+                    if let Some(c) = &series.current {
+                        let mut v = serde_json::to_value(candle_view(spec, c)).unwrap_or_default();
+                        v["stream"] = json!("candles");
+                        v["symbol"] = json!(spec.symbol.as_str());
+                        v["interval"] = json!(interval_name(series.interval));
+                        out.push(Push { topic: Topic::Candles(inst, series.interval), ts, text: v.to_string() });
+                    }
+                }
+            }
+        }
+        // User streams.
+        let mut seen = BTreeSet::new();
+        for (account, id) in changes.orders {
+            if !seen.insert((account, id)) {
+                continue;
+            }
+            if let Some(o) = self.accounts.get(account).and_then(|a| a.order(id)) {
+                if let Some(v) = order_view(&self.instruments, o, None) {
+                    let mut v = serde_json::to_value(v).unwrap_or_default();
+                    v["stream"] = json!("orders");
+                    out.push(Push { topic: Topic::User(account), ts, text: v.to_string() });
+                }
+            }
+        }
+        for (account, f) in changes.fills {
+            if let Some(v) = fill_view(&self.instruments, &f) {
+                let mut v = serde_json::to_value(v).unwrap_or_default();
+                v["stream"] = json!("fills");
+                out.push(Push { topic: Topic::User(account), ts, text: v.to_string() });
+            }
+        }
+        let mut seen = BTreeSet::new();
+        for (account, asset) in changes.balances {
+            if !seen.insert((account, asset)) {
+                continue;
+            }
+            if let Some(b) = self.accounts.get(account).and_then(|a| a.balances.get(&asset)) {
+                let dec = self.instruments.assets.get(&asset).map(|a| a.1).unwrap_or(8);
+                out.push(Push {
+                    topic: Topic::User(account),
+                    ts,
+                    text: json!({"stream": "balances", "asset": self.instruments.asset_name(asset),
+                        "available": units_str(b.available, dec), "locked": units_str(b.locked, dec), "seq": b.seq})
+                    .to_string(),
+                });
+            }
+        }
+        out
+    }
+}
+
+pub fn interval_name(secs: u64) -> &'static str {
+    match secs {
+        60 => "1m",
+        300 => "5m",
+        900 => "15m",
+        3_600 => "1h",
+        14_400 => "4h",
+        86_400 => "1d",
+        _ => "?",
+    }
+}
+
+pub fn interval_secs(name: &str) -> Option<u64> {
+    Some(match name {
+        "1m" => 60,
+        "5m" => 300,
+        "15m" => 900,
+        "1h" => 3_600,
+        "4h" => 14_400,
+        "1d" => 86_400,
+        _ => return None,
+    })
+}
+
+/// Quote minor units of `tick_lots` (price ticks times lots).
+fn notional_str(spec: &InstrumentSpec, tick_lots: i128) -> String {
+    let tv = spec.units().map(|u| u.tick_value).unwrap_or(0) as i128;
+    let units = tick_lots.saturating_mul(tv);
+    let units = i64::try_from(units).unwrap_or(i64::MAX);
+    units_str(units, spec.scaling.quote_decimals)
+}
+
+pub fn candle_view(spec: &InstrumentSpec, c: &castle_marketdata::Candle) -> CandleView {
+    CandleView {
+        open_time: ns_to_ms(c.open_time),
+        close_time: ns_to_ms(c.open_time) + c.interval * 1000 - 1,
+        open: price_str(spec, c.open),
+        high: price_str(spec, c.high),
+        low: price_str(spec, c.low),
+        close: price_str(spec, c.close),
+        volume: qty_str(spec, c.volume),
+        quote_volume: notional_str(spec, c.quote_volume),
+        trades: c.trades,
+        seq: c.seq,
+    }
+}
+
+pub fn ticker_view(spec: &InstrumentSpec, t: &castle_marketdata::Ticker) -> TickerView {
+    let has = t.trades > 0;
+    let p = |v: Price| has.then(|| price_str(spec, v));
+    let lvl = |x: Option<(Price, i64)>| x.map(|(p, q)| [price_str(spec, p), qty_str(spec, q)]);
+    TickerView {
+        symbol: spec.symbol.as_str().to_string(),
+        open: p(t.open),
+        high: p(t.high),
+        low: p(t.low),
+        last: (t.last > 0).then(|| price_str(spec, t.last)),
+        change: has.then(|| {
+            let d = spec.scaling.ticks_to_price(t.change);
+            d.normalize().to_string()
+        }),
+        volume: qty_str(spec, t.volume),
+        quote_volume: notional_str(spec, t.quote_volume),
+        trades: t.trades,
+        best_bid: lvl(t.best_bid),
+        best_ask: lvl(t.best_ask),
+        seq: t.seq,
+        time: ns_to_ms(t.ts),
+    }
+}
+
+pub fn fill_view(ins: &Instruments, f: &Fill) -> Option<FillView> {
+    let spec = ins.specs.get(&f.instrument)?;
+    Some(FillView {
+        fill_id: f.fill_id,
+        trade_id: f.trade_id,
+        order_id: f.order_id,
+        symbol: spec.symbol.as_str().to_string(),
+        side: side_dto(f.side),
+        price: price_str(spec, f.price),
+        quantity: qty_str(spec, f.qty),
+        fee: units_str(f.fee, spec.scaling.quote_decimals),
+        fee_asset: ins.asset_name(spec.quote),
+        maker: f.maker,
+        time: ns_to_ms(f.ts),
+        seq: f.seq,
+    })
+}
+
+pub fn order_view(ins: &Instruments, o: &OrderRecord, fills: Option<Vec<FillView>>) -> Option<OrderView> {
+    let spec = ins.specs.get(&o.instrument)?;
+    let (tif, expire) = match o.tif {
+        TimeInForce::Gtc => (TifDto::Gtc, None),
+        TimeInForce::Ioc => (TifDto::Ioc, None),
+        TimeInForce::Fok => (TifDto::Fok, None),
+        TimeInForce::Gtd(t) => (TifDto::Gtd, Some(ns_to_ms(t))),
+        TimeInForce::Day => (TifDto::Day, None),
+    };
+    let order_type = match o.kind {
+        OrderKind::Limit => OrderTypeDto::Limit,
+        OrderKind::Market => OrderTypeDto::Market,
+        OrderKind::StopMarket => OrderTypeDto::StopMarket,
+        OrderKind::StopLimit => OrderTypeDto::StopLimit,
+    };
+    let has_price = matches!(o.kind, OrderKind::Limit | OrderKind::StopLimit);
+    let has_stop = matches!(o.kind, OrderKind::StopMarket | OrderKind::StopLimit);
+    Some(OrderView {
+        order_id: o.id,
+        client_order_id: o.client_order_id.clone(),
+        symbol: spec.symbol.as_str().to_string(),
+        side: side_dto(o.side),
+        order_type,
+        time_in_force: tif,
+        expire_time: expire,
+        price: has_price.then(|| price_str(spec, o.price)),
+        stop_price: has_stop.then(|| price_str(spec, o.stop_price)),
+        quantity: (o.qty > 0).then(|| qty_str(spec, o.qty)),
+        quote_quantity: o.quote_budget.map(|b| units_str(b, spec.scaling.quote_decimals)),
+        executed_quantity: qty_str(spec, o.filled),
+        cumulative_quote: notional_str(spec, o.filled_notional),
+        leaves_quantity: qty_str(spec, o.leaves),
+        status: o.status.name().to_string(),
+        post_only: o.post_only,
+        display_quantity: (o.display_qty > 0).then(|| qty_str(spec, o.display_qty)),
+        stp: o.stp.map(|s| match s {
+            StpMode::None => StpDto::None,
+            StpMode::CancelNewest => StpDto::CancelNewest,
+            StpMode::CancelOldest => StpDto::CancelOldest,
+            StpMode::CancelBoth => StpDto::CancelBoth,
+            StpMode::DecrementAndCancel => StpDto::DecrementAndCancel,
+        }),
+        triggered: o.triggered,
+        cancel_reason: o.cancel_reason.map(|r| format!("{r:?}").to_uppercase()),
+        created_time: ns_to_ms(o.created),
+        update_time: ns_to_ms(o.updated),
+        seq: o.seq,
+        fills,
+    })
+}

@@ -1,0 +1,968 @@
+//! HTTP handlers (thin): parse and check the request, authenticate, charge
+//! the rate limits, build the engine command, wait for its batch, render.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::Router;
+use castle_engine::{
+    ClientOrderId, Command, EventKind, InstrumentSpec, NewOrder, OrderRef, OrderSize, OrderType, RejectReason, Replace,
+    Side, StpMode, TimeInForce,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::accounts::{OrderRecord, PlacedOptions};
+use crate::api::*;
+use crate::auth::{require, Caller, Scope, Scopes, SignedParts};
+use crate::decimal::{price_str, price_ticks, qty_lots, qty_str, quote_units, units_str};
+use crate::error::{ApiError, Code};
+use crate::gateway::{candle_view, fill_view, interval_secs, now_ms, order_view, ticker_view, Gateway, Instruments};
+use crate::limits::Used;
+
+pub const MAX_BODY: usize = 16 * 1024;
+pub const MAX_PAGE: u32 = 500;
+pub const DEFAULT_PAGE: u32 = 100;
+
+pub type Gw = Arc<Gateway>;
+
+/// A request as the handlers see it: what the signature covers plus the peer.
+pub struct Req {
+    pub method: Method,
+    pub path: String,
+    pub query: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub ip: IpAddr,
+}
+
+impl FromRequest<Gw> for Req {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, gw: &Gw) -> Result<Self, ApiError> {
+        let (mut parts, body) = req.into_parts();
+        // ConnectInfo (or MockConnectInfo in tests); unknown peers share one budget.
+        let ip = ConnectInfo::<SocketAddr>::from_request_parts(&mut parts, gw)
+            .await
+            .map(|c| c.0.ip())
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let query = parts.uri.query().unwrap_or("").to_string();
+        if query.len() > gw.cfg.max_query_len {
+            return Err(ApiError::new(Code::QueryTooLong, format!("query longer than {} bytes", gw.cfg.max_query_len)));
+        }
+        let too_large = || ApiError::new(Code::BodyTooLarge, format!("body larger than {MAX_BODY} bytes"));
+        if let Some(len) = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()) {
+            if len.parse::<usize>().map_or(true, |n| n > MAX_BODY) {
+                return Err(too_large());
+            }
+        }
+        let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| too_large())?;
+        Ok(Req { method: parts.method, path: parts.uri.path().to_string(), query, headers: parts.headers, body, ip })
+    }
+}
+
+impl Req {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    fn query<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        serde_urlencoded::from_str(&self.query).map_err(|e| ApiError::param(format!("query: {e}")))
+    }
+
+    fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        let ct = self.header("content-type").unwrap_or("");
+        if !ct.trim_start().to_ascii_lowercase().starts_with("application/json") {
+            return Err(ApiError::new(Code::UnsupportedMediaType, "Content-Type must be application/json"));
+        }
+        serde_json::from_slice(&self.body).map_err(|e| ApiError::new(Code::InvalidJson, format!("body: {e}")))
+    }
+}
+
+/// Admission of a request: rate limit charged, caller known (private routes).
+pub struct Ctx {
+    pub used: Used,
+    pub caller: Option<Caller>,
+}
+
+impl Ctx {
+    fn caller(&self) -> &Caller {
+        self.caller.as_ref().expect("private route has a caller")
+    }
+
+    fn reply<T: Serialize>(&self, v: &T) -> Response {
+        self.headers(axum::Json(v).into_response())
+    }
+
+    /// A response body already rendered as JSON.
+    fn reply_json(&self, body: Bytes) -> Response {
+        self.headers(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+    }
+
+    fn headers(&self, mut r: Response) -> Response {
+        let h = r.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&self.used.ip.to_string()) {
+            h.insert("x-ratelimit-used-weight-1m", v);
+        }
+        if let Some(k) = self.used.key {
+            if let Ok(v) = HeaderValue::from_str(&k.to_string()) {
+                h.insert("x-ratelimit-key-used-weight-1m", v);
+            }
+        }
+        r
+    }
+}
+
+fn public(gw: &Gateway, req: &Req, weight: u32) -> Result<Ctx, ApiError> {
+    Ok(Ctx { used: gw.charge(req.ip, None, weight)?, caller: None })
+}
+
+/// Authenticates (API key signature or bearer token), checks the scope and
+/// charges the IP (before anything else, so unsigned floods cost their
+/// sender) and then the key.
+pub fn private(gw: &Gateway, req: &Req, scope: Scope, weight: u32) -> Result<Ctx, ApiError> {
+    let ip_used = gw.charge(req.ip, None, weight)?;
+    let caller = authenticate(gw, req)?;
+    require(&caller, scope)?;
+    let key = caller.key_id.clone().unwrap_or_else(|| format!("account:{}", caller.account));
+    let used = gw.charge_key_only(&key, weight)?;
+    Ok(Ctx { used: Used { ip: ip_used.ip, key: Some(used) }, caller: Some(caller) })
+}
+
+pub fn authenticate(gw: &Gateway, req: &Req) -> Result<Caller, ApiError> {
+    if let Some(auth) = req.header("authorization") {
+        let token = auth
+            .strip_prefix("Bearer ")
+            .ok_or_else(|| ApiError::new(Code::InvalidToken, "Authorization must be 'Bearer <token>'"))?;
+        let v = gw.jwt.as_ref().ok_or_else(|| ApiError::new(Code::InvalidToken, "bearer tokens are not configured"))?;
+        return v.verify(token.trim());
+    }
+    let parts = SignedParts {
+        key: req.header("x-api-key"),
+        timestamp: req.header("x-timestamp"),
+        signature: req.header("x-signature"),
+        recv_window: req.header("x-recv-window"),
+    };
+    let mut keys = gw.keys.lock().unwrap_or_else(|e| e.into_inner());
+    keys.authenticate(&parts, req.method.as_str(), &req.path, &req.query, &req.body, Some(req.ip), now_ms())
+}
+
+fn spec_of(ins: &Instruments, sym: &str) -> Result<InstrumentSpec, ApiError> {
+    ins.by_symbol(sym).copied()
+}
+
+fn page_limit(limit: Option<u32>, default: u32, max: u32) -> Result<usize, ApiError> {
+    match limit.unwrap_or(default) {
+        l if l >= 1 && l <= max => Ok(l as usize),
+        _ => Err(ApiError::param(format!("limit must be 1..={max}"))),
+    }
+}
+
+fn cursor(c: &Option<String>) -> Result<Option<u64>, ApiError> {
+    match c {
+        None => Ok(None),
+        Some(s) if !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit()) => {
+            s.parse().map(Some).map_err(|_| ApiError::new(Code::InvalidCursor, "invalid cursor"))
+        }
+        Some(_) => Err(ApiError::new(Code::InvalidCursor, "invalid cursor")),
+    }
+}
+
+/// Client order ids: 1..=36 of `[A-Za-z0-9._:/-]` (ids starting with '~' are the gateway's own).
+pub fn valid_client_id(s: &str) -> bool {
+    (1..=ClientOrderId::LEN).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'/' | b'-'))
+}
+
+fn client_id(s: &str, field: &str) -> Result<ClientOrderId, ApiError> {
+    if !valid_client_id(s) {
+        return Err(ApiError::param(format!("{field} must be 1-36 characters of [A-Za-z0-9._:/-]")));
+    }
+    ClientOrderId::new(s).ok_or_else(|| ApiError::param(format!("invalid {field}")))
+}
+
+fn side(s: SideDto) -> Side {
+    match s {
+        SideDto::Buy => Side::Buy,
+        SideDto::Sell => Side::Sell,
+    }
+}
+
+/// Builds the engine order from a request (sans-IO, so it is unit tested).
+pub fn build_order(
+    spec: &InstrumentSpec,
+    r: &PlaceOrderRequest,
+    account: u32,
+    generated_cl: &str,
+) -> Result<(NewOrder, PlacedOptions, String), ApiError> {
+    let cl = match &r.client_order_id {
+        Some(c) => c.clone(),
+        None => generated_cl.to_string(),
+    };
+    let client_order_id = if r.client_order_id.is_some() {
+        client_id(&cl, "client_order_id")?
+    } else {
+        ClientOrderId::new(&cl).ok_or_else(|| ApiError::new(Code::Internal, "generated id"))?
+    };
+    let need = |v: &Option<String>, f: &str| -> Result<String, ApiError> {
+        v.clone().ok_or_else(|| ApiError::param(format!("{f} is required for this order type")))
+    };
+    let forbid = |v: bool, f: &str| {
+        if v {
+            Err(ApiError::param(format!("{f} is not allowed for this order type")))
+        } else {
+            Ok(())
+        }
+    };
+    let side = side(r.side);
+    let size = |allow_quote: bool| -> Result<OrderSize, ApiError> {
+        match (&r.quantity, &r.quote_quantity) {
+            (Some(q), None) => Ok(OrderSize::Base(qty_lots(spec, "quantity", q)?)),
+            (None, Some(b)) if allow_quote && side == Side::Buy => {
+                Ok(OrderSize::QuoteBudget(quote_units(spec, "quote_quantity", b)?))
+            }
+            (None, Some(_)) => Err(ApiError::param("quote_quantity is only for MARKET and STOP_MARKET buys")),
+            (Some(_), Some(_)) => Err(ApiError::param("give quantity or quote_quantity, not both")),
+            (None, None) => Err(ApiError::param("quantity is required")),
+        }
+    };
+    let (order_type, size, default_tif) = match r.order_type {
+        OrderTypeDto::Limit => {
+            forbid(r.stop_price.is_some(), "stop_price")?;
+            let price = price_ticks(spec, "price", &need(&r.price, "price")?)?;
+            (OrderType::Limit { price }, size(false)?, TifDto::Gtc)
+        }
+        OrderTypeDto::Market => {
+            forbid(r.price.is_some(), "price")?;
+            forbid(r.stop_price.is_some(), "stop_price")?;
+            (OrderType::Market, size(true)?, TifDto::Ioc)
+        }
+        OrderTypeDto::StopMarket => {
+            forbid(r.price.is_some(), "price")?;
+            let stop = price_ticks(spec, "stop_price", &need(&r.stop_price, "stop_price")?)?;
+            (OrderType::StopMarket { stop }, size(true)?, TifDto::Gtc)
+        }
+        OrderTypeDto::StopLimit => {
+            let stop = price_ticks(spec, "stop_price", &need(&r.stop_price, "stop_price")?)?;
+            let price = price_ticks(spec, "price", &need(&r.price, "price")?)?;
+            (OrderType::StopLimit { stop, price }, size(false)?, TifDto::Gtc)
+        }
+    };
+    let tif = match (r.time_in_force.unwrap_or(default_tif), r.expire_time) {
+        (TifDto::Gtd, Some(ms)) => {
+            let ns = ms.checked_mul(1_000_000).ok_or_else(|| ApiError::param("expire_time out of range"))?;
+            TimeInForce::Gtd(ns)
+        }
+        (TifDto::Gtd, None) => return Err(ApiError::param("expire_time is required with GTD")),
+        (_, Some(_)) => return Err(ApiError::param("expire_time is only for GTD")),
+        (TifDto::Gtc, None) => TimeInForce::Gtc,
+        (TifDto::Ioc, None) => TimeInForce::Ioc,
+        (TifDto::Fok, None) => TimeInForce::Fok,
+        (TifDto::Day, None) => TimeInForce::Day,
+    };
+    let display_qty = match &r.display_quantity {
+        None => 0,
+        Some(d) => {
+            if r.order_type != OrderTypeDto::Limit {
+                return Err(ApiError::param("display_quantity is only for LIMIT orders"));
+            }
+            qty_lots(spec, "display_quantity", d)?
+        }
+    };
+    let stp = r.stp.map(|s| match s {
+        StpDto::None => StpMode::None,
+        StpDto::CancelNewest => StpMode::CancelNewest,
+        StpDto::CancelOldest => StpMode::CancelOldest,
+        StpDto::CancelBoth => StpMode::CancelBoth,
+        StpDto::DecrementAndCancel => StpMode::DecrementAndCancel,
+    });
+    let post_only = r.post_only.unwrap_or(false);
+    let order = NewOrder {
+        account,
+        instrument: spec.id,
+        client_order_id,
+        side,
+        order_type,
+        size,
+        tif,
+        post_only,
+        display_qty,
+        stp,
+    };
+    let quote_budget = match size {
+        OrderSize::QuoteBudget(b) => Some(b),
+        OrderSize::Base(_) => None,
+    };
+    Ok((order, PlacedOptions { quote_budget, post_only, display_qty, stp }, cl))
+}
+
+fn reject_in(batch: &castle_link::EngineBatch) -> Option<RejectReason> {
+    batch.events.iter().find_map(|e| match e.kind {
+        EventKind::Rejected { reason, .. } => Some(reason),
+        _ => None,
+    })
+}
+
+fn view_of(
+    gw: &Gateway,
+    account: u32,
+    id: u64,
+    fills_of: Option<&castle_link::EngineBatch>,
+) -> Result<OrderView, ApiError> {
+    let st = gw.read();
+    let o = st.accounts.get(account).and_then(|a| a.order(id)).ok_or_else(ApiError::not_found)?;
+    let fills = fills_of.map(|b| {
+        b.events
+            .iter()
+            .filter_map(|e| match e.kind {
+                EventKind::Trade {
+                    trade_id,
+                    instrument,
+                    price,
+                    qty,
+                    aggressor,
+                    maker_order,
+                    taker_order,
+                    maker_fee,
+                    taker_fee,
+                    ..
+                } => {
+                    let (maker, fee, s) = if taker_order == id {
+                        (false, taker_fee, aggressor)
+                    } else if maker_order == id {
+                        (true, maker_fee, aggressor.opposite())
+                    } else {
+                        return None;
+                    };
+                    let f = crate::accounts::Fill {
+                        fill_id: trade_id * 2 + u64::from(!maker),
+                        trade_id,
+                        order_id: id,
+                        instrument,
+                        side: s,
+                        price,
+                        qty,
+                        fee,
+                        maker,
+                        ts: b.ts,
+                        seq: b.seq,
+                    };
+                    fill_view(&st.instruments, &f)
+                }
+                _ => None,
+            })
+            .collect()
+    });
+    order_view(&st.instruments, o, fills).ok_or_else(ApiError::not_found)
+}
+
+fn record_view(gw: &Gateway, o: &OrderRecord) -> Result<OrderView, ApiError> {
+    order_view(&gw.read().instruments, o, None).ok_or_else(ApiError::not_found)
+}
+
+// ---------------------------------------------------------------- public
+
+#[utoipa::path(get, path = "/api/v1/time", tag = "market", responses((status = 200, body = ServerTime)))]
+pub async fn time(State(gw): State<Gw>, req: Req) -> Result<Response, ApiError> {
+    let ctx = public(&gw, &req, 1)?;
+    let _: EmptyQuery = req.query()?;
+    Ok(ctx.reply(&ServerTime { server_time: now_ms() }))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmptyQuery {}
+
+#[utoipa::path(get, path = "/api/v1/exchangeInfo", tag = "market", responses((status = 200, body = ExchangeInfo)))]
+pub async fn exchange_info(State(gw): State<Gw>, req: Req) -> Result<Response, ApiError> {
+    let ctx = public(&gw, &req, 10)?;
+    let _: EmptyQuery = req.query()?;
+    let st = gw.read();
+    let symbols = st
+        .instruments
+        .specs
+        .values()
+        .map(|s| {
+            let status = st.status.get(&s.id).copied().unwrap_or(castle_engine::TradingStatus::Open);
+            InstrumentInfo {
+                symbol: s.symbol.as_str().to_string(),
+                base_asset: st.instruments.asset_name(s.base),
+                quote_asset: st.instruments.asset_name(s.quote),
+                status: format!("{status:?}").to_uppercase(),
+                tick_size: crate::decimal::show(s.scaling.tick_size),
+                lot_size: crate::decimal::show(s.scaling.lot_size),
+                min_quantity: qty_str(s, s.min_qty.max(1)),
+                min_notional: units_str(s.min_notional, s.scaling.quote_decimals),
+                base_decimals: s.scaling.base_decimals,
+                quote_decimals: s.scaling.quote_decimals,
+                maker_fee_bps: s.maker_fee_bps,
+                taker_fee_bps: s.taker_fee_bps,
+                order_types: vec![
+                    OrderTypeDto::Limit,
+                    OrderTypeDto::Market,
+                    OrderTypeDto::StopMarket,
+                    OrderTypeDto::StopLimit,
+                ],
+                time_in_force: vec![TifDto::Gtc, TifDto::Ioc, TifDto::Fok, TifDto::Gtd, TifDto::Day],
+            }
+        })
+        .collect();
+    let r = gw.cfg.rate;
+    Ok(ctx.reply(&ExchangeInfo {
+        server_time: now_ms(),
+        rate_limits: vec![
+            RateLimitInfo { kind: "IP_WEIGHT".into(), interval_seconds: 60, limit: r.ip_weight_per_min },
+            RateLimitInfo { kind: "KEY_WEIGHT".into(), interval_seconds: 60, limit: r.key_weight_per_min },
+        ],
+        symbols,
+    }))
+}
+
+fn depth_weight(limit: u32) -> u32 {
+    match limit {
+        0..=100 => 1,
+        101..=500 => 5,
+        _ => 10,
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/depth", tag = "market", params(DepthQuery), responses((status = 200, body = DepthResponse)))]
+pub async fn depth(State(gw): State<Gw>, req: Req) -> Result<Response, ApiError> {
+    let q: DepthQuery = req.query()?;
+    let ctx = public(&gw, &req, depth_weight(q.limit.unwrap_or(100)))?;
+    let limit = page_limit(q.limit, 100, 1000)?;
+    let st = gw.read();
+    let spec = spec_of(&st.instruments, &q.symbol)?;
+    let seq = st.md.instrument(spec.id).map(|d| d.book.seq).unwrap_or(0);
+    // Books are read far more often than they change: a rendering is reused
+    // until the book's seq moves.
+    let key = (spec.id, limit);
+    if let Some(body) = gw.depth_cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key).filter(|c| c.0 == seq) {
+        return Ok(ctx.reply_json(body.1.clone()));
+    }
+    let d = st.md.instrument(spec.id).map(|d| d.book.depth(limit)).unwrap_or_default();
+    drop(st);
+    let lv = |l: &castle_marketdata::DepthLevel| [price_str(&spec, l.price), qty_str(&spec, l.qty)];
+    let body = DepthResponse {
+        symbol: q.symbol.clone(),
+        seq,
+        bids: d.bids.iter().map(lv).collect(),
+        asks: d.asks.iter().map(lv).collect(),
+    };
+    let bytes = Bytes::from(serde_json::to_vec(&body).map_err(|e| ApiError::new(Code::Internal, e.to_string()))?);
+    let mut cache = gw.depth_cache.lock().unwrap_or_else(|e| e.into_inner());
+    if cache.len() >= crate::gateway::DEPTH_CACHE_ENTRIES {
+        cache.clear();
+    }
+    cache.insert(key, (seq, bytes.clone()));
+    Ok(ctx.reply_json(bytes))
+}
+
+#[utoipa::path(get, path = "/api/v1/trades", tag = "market", params(TradesQuery), responses((status = 200, body = [TradeView])))]
+pub async fn trades(State(gw): State<Gw>, req: Req) -> Result<Response, ApiError> {
+    let q: TradesQuery = req.query()?;
+    let ctx = public(&gw, &req, 2)?;
+    let limit = page_limit(q.limit, 500, 1000)?;
+    let st = gw.read();
+    let spec = spec_of(&st.instruments, &q.symbol)?;
+    let v: Vec<TradeView> = st
+        .md
+        .instrument(spec.id)
+        .map(|d| {
+            let n = d.trades.len();
+            d.trades
+                .iter()
+                .skip(n.saturating_sub(limit))
+                .map(|t| TradeView {
+                    trade_id: t.trade_id,
+                    price: price_str(&spec, t.price),
+                    quantity: qty_str(&spec, t.qty),
+                    taker_side: if t.aggressor == Side::Buy { SideDto::Buy } else { SideDto::Sell },
+                    time: crate::gateway::ns_to_ms(t.ts),
+                    seq: t.seq,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(ctx.reply(&v))
+}
+
+#[utoipa::path(get, path = "/api/v1/klines", tag = "market", params(CandlesQuery), responses((status = 200, body = [CandleView])))]
+pub async fn candles(State(gw): State<Gw>, req: Req) -> Result<Response, ApiError> {
+    let q: CandlesQuery = req.query()?;
+    let ctx = public(&gw, &req, 2)?;
+    let limit = page_limit(q.limit, 500, 1000)?;
+    let secs =
+        interval_secs(&q.interval).ok_or_else(|| ApiError::param("interval must be one of 1m 5m 15m 1h 4h 1d"))?;
+    let (start, end) = (q.start_time.unwrap_or(0), q.end_time.unwrap_or(u64::MAX));
+    let st = gw.read();
+    let spec = spec_of(&st.instruments, &q.symbol)?;
+    let mut v: Vec<CandleView> = Vec::new();
+    if let Some(series) = st.md.instrument(spec.id).and_then(|d| d.candles(secs)) {
+        for c in series.closed.iter().chain(series.current.iter()) {
+            let open_ms = crate::gateway::ns_to_ms(c.open_time);
+            if open_ms >= start && open_ms <= end {
+                v.push(candle_view(&spec, c));
+            }
+        }
+    }
+    let n = v.len();
+    let v: Vec<CandleView> = v.into_iter().skip(n.saturating_sub(limit)).collect();
+    Ok(ctx.reply(&v))
+}
+
+#[utoipa::path(get, path = "/api/v1/ticker/24hr", tag = "market", params(SymbolQuery), responses((status = 200, body = [TickerView])))]
+pub async fn ticker(State(gw): State<Gw>, req: Req) -> Result<Response, ApiError> {
+    let q: SymbolQuery = req.query()?;
+    let ctx = public(&gw, &req, if q.symbol.is_some() { 1 } else { 20 })?;
+    let st = gw.read();
+    let specs: Vec<InstrumentSpec> = match &q.symbol {
+        Some(s) => vec![spec_of(&st.instruments, s)?],
+        None => st.instruments.specs.values().copied().collect(),
+    };
+    let v: Vec<TickerView> = specs
+        .iter()
+        .map(|spec| {
+            let t = st.md.instrument(spec.id).map(|d| d.ticker()).unwrap_or_default();
+            ticker_view(spec, &t)
+        })
+        .collect();
+    Ok(ctx.reply(&v))
+}
+
+// ---------------------------------------------------------------- private
+
+#[utoipa::path(post, path = "/api/v1/order", tag = "trading", request_body = PlaceOrderRequest,
+    responses((status = 200, description = "the order (or the existing order with this client_order_id)", body = OrderView)),
+    security(("api_key" = []), ("bearer" = [])))]
+pub async fn place_order(State(gw): State<Gw>, req: Req) -> Result<Response, ApiError> {
+    let ctx = private(&gw, &req, Scope::Trade, 1)?;
+    let account = ctx.caller().account;
+    let r: PlaceOrderRequest = req.json()?;
+    let spec = spec_of(&gw.read().instruments, &r.symbol)?;
+    let generated = format!("~{:016x}", rand::random::<u64>());
+    let (order, opts, cl) = build_order(&spec, &r, account, &generated)?;
+    {
+        let mut st = gw.state.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(o) = st.accounts.get(account).and_then(|a| a.by_client_id(&cl)).cloned() {
+            drop(st);
+            return Ok(ctx.reply(&record_view(&gw, &o)?));
+        }
+        if st.accounts.open_count(account) >= gw.cfg.max_open_orders {
+            return Err(ApiError::new(
+                Code::TooManyOpenOrders,
+                format!("at most {} open orders", gw.cfg.max_open_orders),
+            ));
+        }
+        st.accounts.note_placed(account, &cl, opts);
+    }
+    let batch = match gw.submit_order(Command::PlaceOrder(order), account, &cl).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(existing)) => return Ok(ctx.reply(&record_view(&gw, &existing)?)),
+        Err(e) => {
+            if e.code != Code::StatusUnknown as u16 {
+                gw.state.write().unwrap_or_else(|e| e.into_inner()).accounts.forget_placed(account, &cl);
+            }
+            return Err(e);
+        }
+    };
+    let accepted = batch.events.iter().find_map(|e| match e.kind {
+        EventKind::OrderAccepted { order_id, account: a, client_order_id, .. }
+            if a == account && client_order_id.as_str() == cl =>
+        {
+            Some(order_id)
+        }
+        _ => None,
+    });
+    match (accepted, reject_in(&batch)) {
+        (Some(id), _) => Ok(ctx.reply(&view_of(&gw, account, id, Some(&batch))?)),
+        (None, Some(RejectReason::DuplicateClientOrderId)) => {
+            // A retry of an order placed elsewhere or earlier: answer with it.
+            let existing = gw.read().accounts.get(account).and_then(|a| a.by_client_id(&cl)).cloned();
+            match existing {
+                Some(o) => Ok(ctx.reply(&record_view(&gw, &o)?)),
+                None => Err(ApiError::rejected(RejectReason::DuplicateClientOrderId)),
+            }
+        }
+        (None, Some(reason)) => Err(ApiError::rejected(reason)),
+        (None, None) => Err(ApiError::new(Code::Internal, "the engine answered without accepting or rejecting")),
+    }
+}
+
+/// How a route names one of the caller's orders.
+#[derive(Clone, Debug)]
+pub enum Target {
+    Id(u64),
+    Client(String),
+}
+
+fn target_id(raw: &str) -> Result<Target, ApiError> {
+    if raw.is_empty() || raw.len() > 20 || !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::param("order_id must be an unsigned integer"));
+    }
+    raw.parse().map(Target::Id).map_err(|_| ApiError::param("order_id must be an unsigned integer"))
+}
+
+fn target_client(raw: &str) -> Result<Target, ApiError> {
+    client_id(raw, "client_order_id")?;
+    Ok(Target::Client(raw.to_string()))
+}
+
+/// Resolves an order of the caller (None for anyone else's: they answer 404).
+fn find_order(gw: &Gateway, account: u32, t: &Target) -> Option<OrderRecord> {
+    let st = gw.read();
+    let a = st.accounts.get(account)?;
+    match t {
+        Target::Id(id) => a.order(*id).cloned(),
+        Target::Client(c) => a.by_client_id(c).cloned(),
+    }
+}
+
+fn engine_ref(t: &Target) -> Result<OrderRef, ApiError> {
+    Ok(match t {
+        Target::Id(id) => OrderRef::Id(*id),
+        Target::Client(c) => OrderRef::Client(client_id(c, "client_order_id")?),
+    })
+}
+
+async fn query_inner(gw: Gw, req: Req, t: Result<Target, ApiError>) -> Result<Response, ApiError> {
+    let ctx = private(&gw, &req, Scope::Read, 2)?;
+    let q: SymbolQuery = req.query()?;
+    let o = find_order(&gw, ctx.caller().account, &t?).ok_or_else(ApiError::not_found)?;
+    if let Some(s) = &q.symbol {
+        if spec_of(&gw.read().instruments, s)?.id != o.instrument {
+            return Err(ApiError::not_found());
+        }
+    }
+    Ok(ctx.reply(&record_view(&gw, &o)?))
+}
+
+async fn cancel_inner(gw: Gw, req: Req, t: Result<Target, ApiError>) -> Result<Response, ApiError> {
+    let ctx = private(&gw, &req, Scope::Trade, 1)?;
+    let account = ctx.caller().account;
+    let q: SymbolQuery = req.query()?;
+    let t = t?;
+    let known = find_order(&gw, account, &t);
+    let instrument = match (&q.symbol, &known) {
+        (Some(s), _) => spec_of(&gw.read().instruments, s)?.id,
+        (None, Some(o)) => o.instrument,
+        (None, None) => return Err(ApiError::not_found()),
+    };
+    let batch = gw.submit(Command::Cancel { account, instrument, target: engine_ref(&t)? }).await?;
+    if let Some(r) = reject_in(&batch) {
+        return Err(ApiError::rejected(r));
+    }
+    let id = batch
+        .events
+        .iter()
+        .find_map(|e| match e.kind {
+            EventKind::OrderCancelled { order_id, account: a, .. } if a == account => Some(order_id),
+            _ => None,
+        })
+        .ok_or_else(ApiError::not_found)?;
+    Ok(ctx.reply(&view_of(&gw, account, id, None)?))
+}
+
+async fn replace_inner(gw: Gw, req: Req, t: Result<Target, ApiError>) -> Result<Response, ApiError> {
+    let ctx = private(&gw, &req, Scope::Trade, 1)?;
+    let account = ctx.caller().account;
+    let t = t?;
+    let r: ReplaceOrderRequest = req.json()?;
+    let spec = spec_of(&gw.read().instruments, &r.symbol)?;
+    let new_client_order_id =
+        r.new_client_order_id.as_deref().map(|c| client_id(c, "new_client_order_id")).transpose()?;
+    let price = price_ticks(&spec, "price", &r.price)?;
+    let qty = qty_lots(&spec, "quantity", &r.quantity)?;
+    let target = engine_ref(&t)?;
+    let batch = gw
+        .submit(Command::Replace(Replace { account, instrument: spec.id, target, new_client_order_id, price, qty }))
+        .await?;
+    if let Some(reason) = reject_in(&batch) {
+        return Err(ApiError::rejected(reason));
+    }
+    let id = batch
+        .events
+        .iter()
+        .find_map(|e| match e.kind {
+            EventKind::OrderReplaced { order_id, account: a, .. } if a == account => Some(order_id),
+            _ => None,
+        })
+        .ok_or_else(ApiError::not_found)?;
+    Ok(ctx.reply(&view_of(&gw, account, id, Some(&batch))?))
+}
+
+#[utoipa::path(get, path = "/api/v1/order/{order_id}", tag = "trading",
+    params(("order_id" = u64, Path, description = "engine order id"), SymbolQuery),
+    responses((status = 200, body = OrderView)), security(("api_key" = []), ("bearer" = [])))]
+pub async fn query_order(State(gw): State<Gw>, Path(id): Path<String>, req: Req) -> Result<Response, ApiError> {
+    query_inner(gw, req, target_id(&id)).await
+}
+
+#[utoipa::path(get, path = "/api/v1/order/client/{client_order_id}", tag = "trading",
+    params(("client_order_id" = String, Path), SymbolQuery),
+    responses((status = 200, body = OrderView)), security(("api_key" = []), ("bearer" = [])))]
+pub async fn query_order_client(State(gw): State<Gw>, Path(cl): Path<String>, req: Req) -> Result<Response, ApiError> {
+    query_inner(gw, req, target_client(&cl)).await
+}
+
+#[utoipa::path(delete, path = "/api/v1/order/{order_id}", tag = "trading",
+    params(("order_id" = u64, Path, description = "engine order id"), SymbolQuery),
+    responses((status = 200, description = "the cancelled order", body = OrderView)), security(("api_key" = []), ("bearer" = [])))]
+pub async fn cancel_order(State(gw): State<Gw>, Path(id): Path<String>, req: Req) -> Result<Response, ApiError> {
+    cancel_inner(gw, req, target_id(&id)).await
+}
+
+#[utoipa::path(delete, path = "/api/v1/order/client/{client_order_id}", tag = "trading",
+    params(("client_order_id" = String, Path), SymbolQuery),
+    responses((status = 200, description = "the cancelled order", body = OrderView)), security(("api_key" = []), ("bearer" = [])))]
+pub async fn cancel_order_client(State(gw): State<Gw>, Path(cl): Path<String>, req: Req) -> Result<Response, ApiError> {
+    cancel_inner(gw, req, target_client(&cl)).await
+}
+
+#[utoipa::path(post, path = "/api/v1/order/{order_id}/replace", tag = "trading",
+    params(("order_id" = u64, Path, description = "engine order id")), request_body = ReplaceOrderRequest,
+    responses((status = 200, description = "cancel-replace applied", body = OrderView)), security(("api_key" = []), ("bearer" = [])))]
+pub async fn replace_order(State(gw): State<Gw>, Path(id): Path<String>, req: Req) -> Result<Response, ApiError> {
+    replace_inner(gw, req, target_id(&id)).await
+}
+
+#[utoipa::path(post, path = "/api/v1/order/client/{client_order_id}/replace", tag = "trading",
+    params(("client_order_id" = String, Path)), request_body = ReplaceOrderRequest,
+    responses((status = 200, description = "cancel-replace applied", body = OrderView)), security(("api_key" = []), ("bearer" = [])))]
+pub async fn replace_order_client(
+    State(gw): State<Gw>,
+    Path(cl): Path<String>,
+    req: Req,
+) -> Result<Response, ApiError> {
+    replace_inner(gw, req, target_client(&cl)).await
+}
+
+#[utoipa::path(get, path = "/api/v1/openOrders", tag = "trading", params(PageQuery), responses((status = 200, body = OrderPage)),
+    security(("api_key" = []), ("bearer" = [])))]
+pub async fn open_orders(State(gw): State<Gw>, req: Req) -> Result<Response, ApiError> {
+    let ctx = private(&gw, &req, Scope::Read, 3)?;
+    let q: PageQuery = req.query()?;
+    let limit = page_limit(q.limit, DEFAULT_PAGE, MAX_PAGE)?;
+    let after = cursor(&q.cursor)?.unwrap_or(0);
+    let st = gw.read();
+    let inst = q.symbol.as_deref().map(|s| spec_of(&st.instruments, s).map(|s| s.id)).transpose()?;
+    let mut orders = Vec::new();
+    let mut next = None;
+    if let Some(a) = st.accounts.get(ctx.caller().account) {
+        for o in
+            a.open.range(after.saturating_add(1)..).map(|(_, o)| o).filter(|o| inst.is_none_or(|i| i == o.instrument))
+        {
+            if orders.len() == limit {
+                next = orders.last().map(|v: &OrderView| v.order_id.to_string());
+                break;
+            }
+            orders.extend(order_view(&st.instruments, o, None));
+        }
+    }
+    Ok(ctx.reply(&OrderPage { orders, next_cursor: next }))
+}
+
+#[utoipa::path(delete, path = "/api/v1/openOrders", tag = "trading", params(SymbolQuery), responses((status = 200, body = CancelAllResponse)),
+    security(("api_key" = []), ("bearer" = [])))]
+pub async fn cancel_all(State(gw): State<Gw>, req: Req) -> Result<Response, ApiError> {
+    let ctx = private(&gw, &req, Scope::Trade, 1)?;
+    let account = ctx.caller().account;
+    let q: SymbolQuery = req.query()?;
+    let instrument = q.symbol.as_deref().map(|s| spec_of(&gw.read().instruments, s).map(|s| s.id)).transpose()?;
+    let batch = gw.submit(Command::MassCancel { account, instrument, side: None }).await?;
+    if let Some(r) = reject_in(&batch) {
+        return Err(ApiError::rejected(r));
+    }
+    let mut cancelled = Vec::new();
+    for e in &batch.events {
+        if let EventKind::OrderCancelled { order_id, account: a, .. } = e.kind {
+            if a == account {
+                cancelled.extend(view_of(&gw, account, order_id, None).ok());
+            }
+        }
+    }
+    Ok(ctx.reply(&CancelAllResponse { cancelled }))
+}
+
+#[utoipa::path(get, path = "/api/v1/allOrders", tag = "trading", params(PageQuery),
+    responses((status = 200, description = "open and closed orders, newest first", body = OrderPage)),
+    security(("api_key" = []), ("bearer" = [])))]
+pub async fn all_orders(State(gw): State<Gw>, req: Req) -> Result<Response, ApiError> {
+    let ctx = private(&gw, &req, Scope::Read, 10)?;
+    let q: PageQuery = req.query()?;
+    let limit = page_limit(q.limit, DEFAULT_PAGE, MAX_PAGE)?;
+    let before = cursor(&q.cursor)?.unwrap_or(u64::MAX);
+    let st = gw.read();
+    let inst = q.symbol.as_deref().map(|s| spec_of(&st.instruments, s).map(|s| s.id)).transpose()?;
+    let mut all: Vec<&OrderRecord> = Vec::new();
+    if let Some(a) = st.accounts.get(ctx.caller().account) {
+        all.extend(a.open.values());
+        all.extend(a.history.iter());
+    }
+    all.retain(|o| o.id < before && inst.is_none_or(|i| i == o.instrument));
+    all.sort_by_key(|o| std::cmp::Reverse(o.id));
+    let next = (all.len() > limit).then(|| all[limit - 1].id.to_string());
+    let orders = all.iter().take(limit).filter_map(|o| order_view(&st.instruments, o, None)).collect();
+    Ok(ctx.reply(&OrderPage { orders, next_cursor: next }))
+}
+
+#[utoipa::path(get, path = "/api/v1/myTrades", tag = "trading", params(PageQuery),
+    responses((status = 200, description = "fills, newest first", body = FillPage)), security(("api_key" = []), ("bearer" = [])))]
+pub async fn my_trades(State(gw): State<Gw>, req: Req) -> Result<Response, ApiError> {
+    let ctx = private(&gw, &req, Scope::Read, 10)?;
+    let q: PageQuery = req.query()?;
+    let limit = page_limit(q.limit, DEFAULT_PAGE, MAX_PAGE)?;
+    let before = cursor(&q.cursor)?.unwrap_or(u64::MAX);
+    let st = gw.read();
+    let inst = q.symbol.as_deref().map(|s| spec_of(&st.instruments, s).map(|s| s.id)).transpose()?;
+    let mut fills = Vec::new();
+    let mut next = None;
+    if let Some(a) = st.accounts.get(ctx.caller().account) {
+        for f in a.fills.iter().rev().filter(|f| f.fill_id < before && inst.is_none_or(|i| i == f.instrument)) {
+            if fills.len() == limit {
+                next = fills.last().map(|v: &FillView| v.fill_id.to_string());
+                break;
+            }
+            fills.extend(fill_view(&st.instruments, f));
+        }
+    }
+    Ok(ctx.reply(&FillPage { fills, next_cursor: next }))
+}
+
+#[utoipa::path(get, path = "/api/v1/account", tag = "account", responses((status = 200, body = AccountView)),
+    security(("api_key" = []), ("bearer" = [])))]
+pub async fn account(State(gw): State<Gw>, req: Req) -> Result<Response, ApiError> {
+    let ctx = private(&gw, &req, Scope::Read, 10)?;
+    let _: EmptyQuery = req.query()?;
+    let account = ctx.caller().account;
+    let st = gw.read();
+    let mut balances = Vec::new();
+    if let Some(a) = st.accounts.get(account) {
+        for (asset, b) in &a.balances {
+            let dec = st.instruments.assets.get(asset).map(|a| a.1).unwrap_or(8);
+            balances.push(BalanceView {
+                asset: st.instruments.asset_name(*asset),
+                available: units_str(b.available, dec),
+                locked: units_str(b.locked, dec),
+            });
+        }
+    }
+    Ok(ctx.reply(&AccountView { account, balances, seq: st.accounts.seq }))
+}
+
+fn key_view(k: &crate::auth::ApiKey) -> KeyView {
+    KeyView {
+        key_id: k.id.clone(),
+        scopes: k.scopes.names().iter().map(|s| s.to_string()).collect(),
+        allowed_ips: k.allowed_ips.iter().map(|i| i.to_string()).collect(),
+        label: k.label.clone(),
+        created_time: k.created_ms,
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/apiKeys", tag = "account", responses((status = 200, body = KeyList)),
+    security(("api_key" = []), ("bearer" = [])))]
+pub async fn list_keys(State(gw): State<Gw>, req: Req) -> Result<Response, ApiError> {
+    let ctx = private(&gw, &req, Scope::Read, 1)?;
+    let _: EmptyQuery = req.query()?;
+    let keys = gw.keys.lock().unwrap_or_else(|e| e.into_inner()).list(ctx.caller().account);
+    Ok(ctx.reply(&KeyList { keys: keys.iter().map(key_view).collect() }))
+}
+
+#[utoipa::path(post, path = "/api/v1/apiKeys", tag = "account", request_body = CreateKeyRequest,
+    responses((status = 200, description = "the new key; the secret is shown only here", body = CreatedKey)),
+    security(("api_key" = []), ("bearer" = [])))]
+pub async fn create_key(State(gw): State<Gw>, req: Req) -> Result<Response, ApiError> {
+    let ctx = private(&gw, &req, Scope::Trade, 1)?;
+    let r: CreateKeyRequest = req.json()?;
+    let caller = ctx.caller();
+    let scopes = Scopes { read: r.scopes.contains(&ScopeDto::Read), trade: r.scopes.contains(&ScopeDto::Trade) };
+    if scopes == Scopes::default() {
+        return Err(ApiError::param("scopes must name at least one of read, trade"));
+    }
+    if !caller.scopes.contains(scopes) {
+        return Err(ApiError::new(Code::MissingScope, "a key cannot grant scopes its creator lacks"));
+    }
+    if r.allowed_ips.len() > 16 {
+        return Err(ApiError::param("at most 16 allowed_ips"));
+    }
+    let ips = r
+        .allowed_ips
+        .iter()
+        .map(|s| s.parse::<IpAddr>().map_err(|_| ApiError::param(format!("allowed_ips: {s:?} is not an IP address"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let label = r.label.unwrap_or_default();
+    if label.len() > 64 || !label.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
+        return Err(ApiError::param("label: at most 64 printable characters"));
+    }
+    let (k, secret) =
+        gw.keys.lock().unwrap_or_else(|e| e.into_inner()).create(caller.account, scopes, ips, label, now_ms())?;
+    let v = key_view(&k);
+    Ok(ctx.reply(&CreatedKey {
+        key_id: v.key_id,
+        secret,
+        scopes: v.scopes,
+        allowed_ips: v.allowed_ips,
+        label: v.label,
+        created_time: v.created_time,
+    }))
+}
+
+#[utoipa::path(delete, path = "/api/v1/apiKeys/{key_id}", tag = "account", params(("key_id" = String, Path)),
+    responses((status = 200, body = Revoked)), security(("api_key" = []), ("bearer" = [])))]
+pub async fn revoke_key(State(gw): State<Gw>, Path(key_id): Path<String>, req: Req) -> Result<Response, ApiError> {
+    let ctx = private(&gw, &req, Scope::Trade, 1)?;
+    let _: EmptyQuery = req.query()?;
+    if !gw.keys.lock().unwrap_or_else(|e| e.into_inner()).revoke(ctx.caller().account, &key_id) {
+        return Err(ApiError::new(Code::NotFound, "no such key"));
+    }
+    Ok(ctx.reply(&Revoked { key_id, revoked: true }))
+}
+
+async fn no_route() -> ApiError {
+    ApiError::new(Code::NoSuchRoute, "no such route")
+}
+
+async fn no_method() -> ApiError {
+    ApiError::new(Code::MethodNotAllowed, "method not allowed on this route")
+}
+
+/// The whole HTTP surface.
+pub fn router(gw: Gw) -> Router {
+    let cors = crate::server::cors(&gw.cfg.cors_origins);
+    Router::new()
+        .route("/api/v1/time", get(time))
+        .route("/api/v1/exchangeInfo", get(exchange_info))
+        .route("/api/v1/depth", get(depth))
+        .route("/api/v1/trades", get(trades))
+        .route("/api/v1/klines", get(candles))
+        .route("/api/v1/ticker/24hr", get(ticker))
+        .route("/api/v1/order", post(place_order))
+        .route("/api/v1/order/{order_id}", get(query_order).delete(cancel_order))
+        .route("/api/v1/order/{order_id}/replace", post(replace_order))
+        .route("/api/v1/order/client/{client_order_id}", get(query_order_client).delete(cancel_order_client))
+        .route("/api/v1/order/client/{client_order_id}/replace", post(replace_order_client))
+        .route("/api/v1/openOrders", get(open_orders).delete(cancel_all))
+        .route("/api/v1/allOrders", get(all_orders))
+        .route("/api/v1/myTrades", get(my_trades))
+        .route("/api/v1/account", get(account))
+        .route("/api/v1/apiKeys", get(list_keys).post(create_key))
+        .route("/api/v1/apiKeys/{key_id}", delete(revoke_key))
+        .route("/api/v1/ws", get(crate::ws::upgrade))
+        .route("/api/v1/openapi.json", get(crate::openapi::document))
+        .merge(crate::page::routes())
+        .fallback(no_route)
+        .method_not_allowed_fallback(no_method)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(cors)
+        .with_state(gw)
+}
+
+pub fn status_of(e: &ApiError) -> StatusCode {
+    e.status
+}
