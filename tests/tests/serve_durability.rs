@@ -13,7 +13,8 @@ use castle_tests::Proc;
 /// A running `castle serve` on `data`: (process, FIX address, recovered seq, recovered hash).
 fn start(data: &Path) -> (Proc, String, u64, String, String) {
     let data = data.to_str().expect("utf-8 path");
-    let mut p = Proc::castle(&["serve", "--fix-listen", "127.0.0.1:0", "--rest-listen", "127.0.0.1:0", "--data-dir", data]);
+    let mut p =
+        Proc::castle(&["serve", "--fix-listen", "127.0.0.1:0", "--rest-listen", "127.0.0.1:0", "--data-dir", data]);
     let rec = p.wait_for_line("engine recovered: ");
     let mut it = rec.split_whitespace();
     let seq = it.nth(3).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("seq in {rec:?}"));
@@ -101,7 +102,16 @@ fn a_set_up_interrupted_by_a_crash_is_completed_at_the_next_start() {
     drop(link);
 
     let data = dir.path().to_str().expect("utf-8 path");
-    let mut p = Proc::castle(&["serve", "--check", "--fix-listen", "127.0.0.1:0", "--rest-listen", "127.0.0.1:0", "--data-dir", data]);
+    let mut p = Proc::castle(&[
+        "serve",
+        "--check",
+        "--fix-listen",
+        "127.0.0.1:0",
+        "--rest-listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data,
+    ]);
     assert!(p.wait_for_line("engine recovered: ").starts_with("engine recovered: seq 3 "));
     let up = p.wait_for_line("castle is up");
     assert!(up.contains("2 instruments, 5 set-up commands"), "{up}");

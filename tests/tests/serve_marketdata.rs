@@ -100,7 +100,17 @@ fn feed_rebuilds_what_was_traded_over_fix_and_late_joiners_use_the_snapshot() {
     let data = dir.path().to_str().expect("utf-8 path").to_string();
     let port = free_udp_port();
     let dest = format!("{GROUP}:{port}");
-    let mut p = Proc::castle(&["serve", "--fix-listen", "127.0.0.1:0", "--rest-listen", "127.0.0.1:0", "--data-dir", &data, "--feed-dest", &dest]);
+    let mut p = Proc::castle(&[
+        "serve",
+        "--fix-listen",
+        "127.0.0.1:0",
+        "--rest-listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        &data,
+        "--feed-dest",
+        &dest,
+    ]);
     let up = p.wait_for_line("castle is up");
     assert!(up.contains(&format!("market data feed on {dest}")), "{up}");
     assert!(up.contains("Redis off"), "{up}");
@@ -177,8 +187,19 @@ fn redis_url_fans_market_data_out_to_redis() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().to_str().expect("utf-8 path").to_string();
     let dest = format!("{GROUP}:{}", free_udp_port());
-    let args =
-        ["serve", "--fix-listen", "127.0.0.1:0", "--rest-listen", "127.0.0.1:0", "--data-dir", &data, "--feed-dest", &dest, "--redis-url", &redis.url];
+    let args = [
+        "serve",
+        "--fix-listen",
+        "127.0.0.1:0",
+        "--rest-listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        &data,
+        "--feed-dest",
+        &dest,
+        "--redis-url",
+        &redis.url,
+    ];
     let mut p = Proc::castle(&args);
     let up = p.wait_for_line("castle is up");
     assert!(up.contains(&format!("Redis fan-out to {}", redis.url)), "{up}");

@@ -21,7 +21,15 @@ fn serve_settles_the_demo_deposits_and_resumes() {
     let data = dir.path().display().to_string();
     let ledger = dir.path().join("settlement.sqlite");
     for run in 0..2 {
-        let mut p = Proc::castle(&["serve", "--fix-listen", "127.0.0.1:0", "--rest-listen", "127.0.0.1:0", "--data-dir", &data]);
+        let mut p = Proc::castle(&[
+            "serve",
+            "--fix-listen",
+            "127.0.0.1:0",
+            "--rest-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            &data,
+        ]);
         p.wait_for_line("castle is up");
         // 2 instruments + 6 deposits = 8 set-up commands.
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -52,7 +60,8 @@ fn serve_settles_the_demo_deposits_and_resumes() {
         let f = castle_settlement::Flush { prev_seq: 8, seq: 100, ..Default::default() };
         s.apply(std::sync::Arc::new(f)).await.unwrap();
     });
-    let mut p = Proc::castle(&["serve", "--fix-listen", "127.0.0.1:0", "--rest-listen", "127.0.0.1:0", "--data-dir", &data]);
+    let mut p =
+        Proc::castle(&["serve", "--fix-listen", "127.0.0.1:0", "--rest-listen", "127.0.0.1:0", "--data-dir", &data]);
     p.wait_for_line("castle is up");
     let deadline = Instant::now() + Duration::from_secs(30);
     while ledger_state(&ledger).0 != 8 {
