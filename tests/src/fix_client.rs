@@ -1,27 +1,11 @@
-//! A minimal FIX 4.4 client for end-to-end tests: build messages with
-//! BodyLength and CheckSum, read until a message with given fields arrives.
+//! A FIX 4.4 session client for end-to-end tests (logon, orders, reading
+//! until given fields arrive), built on [`crate::fix`]'s message framing.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-/// Now as a FIX UTCTimestamp (the gateway checks SendingTime accuracy).
-pub fn utc_now() -> String {
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock after 1970");
-    let (secs, ms) = (t.as_secs() as i64, t.subsec_millis());
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}{m:02}{d:02}-{:02}:{:02}:{:02}.{ms:03}", rem / 3600, rem / 60 % 60, rem % 60)
-}
+pub use crate::fix::utc_now;
 
 /// One FIX session as an initiator (`sender` -> CASTLE) over plain TCP.
 pub struct FixClient {
@@ -47,12 +31,7 @@ impl FixClient {
     /// Sends `msg_type` with `body` ('|' for SOH); header and trailer are added.
     pub fn send(&mut self, msg_type: &str, body: &str) {
         self.seq += 1;
-        let now = utc_now();
-        let body =
-            format!("35={msg_type}|49={}|56=CASTLE|34={}|52={now}|{body}", self.sender, self.seq).replace('|', "\x01");
-        let mut m = format!("8=FIX.4.4\x019={}\x01{body}", body.len()).into_bytes();
-        let sum: u32 = m.iter().map(|&b| b as u32).sum::<u32>() % 256;
-        m.extend_from_slice(format!("10={sum:03}\x01").as_bytes());
+        let m = crate::fix::fix_from(&self.sender, self.seq, msg_type, body);
         self.stream.write_all(&m).expect("send to the FIX gateway");
     }
 
