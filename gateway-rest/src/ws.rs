@@ -118,6 +118,27 @@ fn err_msg(code: u16, message: &str) -> Message {
 async fn run(gw: Arc<Gateway>, socket: WebSocket, ip: IpAddr) {
     let limits = gw.cfg.ws;
     let (mut tx, mut rx) = socket.split();
+    // Every exit after a limit goes through `close_with`: send our Close,
+    // then keep reading (and discarding) until the client's Close or the
+    // timeout, as RFC 6455 section 7.1.1 asks. Dropping the socket right
+    // after our Close would reset the connection while the client may still
+    // be writing, and it would lose the close frame with the reason.
+    macro_rules! close_with {
+        ($code:expr, $reason:expr) => {{
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+                if tx.send(close($code, $reason)).await.is_err() {
+                    return;
+                }
+                while let Some(Ok(m)) = rx.next().await {
+                    if matches!(m, Message::Close(_)) {
+                        break;
+                    }
+                }
+            })
+            .await;
+            return;
+        }};
+    }
     let mut push = gw.push.subscribe();
     let mut subs: BTreeSet<Topic> = BTreeSet::new();
     let mut user: Option<u32> = None;
@@ -131,13 +152,11 @@ async fn run(gw: Arc<Gateway>, socket: WebSocket, ip: IpAddr) {
     loop {
         let out: Vec<Message> = tokio::select! {
             _ = &mut deadline => {
-                let _ = tokio::time::timeout(CLOSE_TIMEOUT, tx.send(close(1000, "max connection lifetime reached"))).await;
-                return;
+                close_with!(1000, "max connection lifetime reached");
             }
             _ = ping.tick() => {
                 if last_pong.elapsed() > limits.ping_interval * 3 {
-                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, tx.send(close(1011, "no pong"))).await;
-                    return;
+                    close_with!(1011, "no pong");
                 }
                 vec![Message::Ping(Vec::new().into())]
             }
@@ -151,12 +170,10 @@ async fn run(gw: Arc<Gateway>, socket: WebSocket, ip: IpAddr) {
                     .map(|p| Message::Text(p.text.clone().into()))
                     .collect(),
                 Err(RecvError::Lagged(_)) => {
-                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, tx.send(close(1008, "slow consumer: send buffer full"))).await;
-                    return;
+                    close_with!(1008, "slow consumer: send buffer full");
                 }
                 Err(RecvError::Closed) => {
-                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, tx.send(close(1001, "gateway shutting down"))).await;
-                    return;
+                    close_with!(1001, "gateway shutting down");
                 }
             },
             m = rx.next() => {
@@ -166,8 +183,7 @@ async fn run(gw: Arc<Gateway>, socket: WebSocket, ip: IpAddr) {
                 }
                 count += 1;
                 if count > limits.max_messages_per_sec {
-                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, tx.send(close(1008, "message rate exceeded"))).await;
-                    return;
+                    close_with!(1008, "message rate exceeded");
                 }
                 match m {
                     Message::Text(t) => vec![on_text(&gw, t.as_str(), &mut subs, &mut user, ip)],

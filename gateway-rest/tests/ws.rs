@@ -177,7 +177,9 @@ async fn limits_close_with_a_reason() {
     let (_gw, srv, _) = start(|c| {
         c.ws.max_subscriptions = 2;
         c.ws.max_messages_per_sec = 5;
-        c.ws.max_lifetime = Duration::from_millis(500);
+        // Long enough that the first connection reaches the rate limit first
+        // even on a loaded machine.
+        c.ws.max_lifetime = Duration::from_secs(3);
     })
     .await;
     let url = format!("ws://{}/api/v1/ws", srv.addr);
