@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -163,6 +163,8 @@ fn lossy_run(loss: u64, reorder: u64, blackout: (u64, u64), max_gap: u64) -> Out
 
     let last_seq = *books.keys().max().unwrap();
     let books2 = books.clone();
+    let progress = Arc::new(AtomicU64::new(0));
+    let progress2 = progress.clone();
     let client_thread = std::thread::spawn(move || {
         let mut checked = 0usize;
         let mut failures = Vec::new();
@@ -176,6 +178,9 @@ fn lossy_run(loss: u64, reorder: u64, blackout: (u64, u64), max_gap: u64) -> Out
                     }
                 })
                 .unwrap();
+            if client.core.in_sync() {
+                progress2.store(client.core.next_seq(), Ordering::Release);
+            }
         }
         assert!(failures.is_empty(), "{:?}", &failures[..failures.len().min(5)]);
         (checked, client.core.stats, client.core.book.engine_seq, client.core.book.clone())
@@ -191,8 +196,14 @@ fn lossy_run(loss: u64, reorder: u64, blackout: (u64, u64), max_gap: u64) -> Out
             std::thread::sleep(Duration::from_millis(2));
         }
     }
-    publisher.flush().unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    // Shut down (which also stops the re-request and snapshot servers) only
+    // once the client has recovered everything published.
+    let end = publisher.flush().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while progress.load(Ordering::Acquire) < end && !client_thread.is_finished() {
+        assert!(Instant::now() < deadline, "client stuck at {} of {end}", progress.load(Ordering::Acquire));
+        std::thread::sleep(Duration::from_millis(5));
+    }
     publisher.shutdown();
     let (checked, stats, engine_seq, fb) = client_thread.join().unwrap();
     stop.store(true, Ordering::Relaxed);
@@ -310,7 +321,13 @@ fn feed_cli_follows_a_session_to_its_end() {
     .to_vec();
     assert_eq!(parse_args(&args).unwrap().depth, 5);
     let cli = std::thread::spawn(move || feed_cli(&args));
-    std::thread::sleep(Duration::from_millis(200));
+    // Publish only once the CLI has bound its port: End of Session sent
+    // before that would never reach it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !udp_port_bound(port) {
+        assert!(Instant::now() < deadline, "castle feed never bound 127.0.0.1:{port}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let mut run = Run::chaos(2);
     for _ in 0..1_000 {
         let (ev, specs) = run.step();
@@ -356,4 +373,19 @@ fn inline_publisher_sends_heartbeats_when_idle_and_ends_the_session() {
         eos += usize::from(h.is_end_of_session() && h.seq == 3);
     }
     assert_eq!(eos, 3, "'C' took seq 2; End of Session three times announcing seq 3");
+}
+
+/// True when some socket is bound to UDP `port` (Linux: /proc/net/udp lists
+/// the local address as hex `ADDR:PORT`).
+fn udp_port_bound(port: u16) -> bool {
+    let needle = format!(":{port:04X} ");
+    ["/proc/net/udp", "/proc/net/udp6"].iter().any(|f| {
+        std::fs::read_to_string(f)
+            .map(|t| {
+                t.lines()
+                    .skip(1)
+                    .any(|l| l.split_whitespace().nth(1).is_some_and(|a| format!("{a} ").ends_with(&needle)))
+            })
+            .unwrap_or(false)
+    })
 }
