@@ -1,7 +1,12 @@
 //! `castle engine`: the engine server as its own process.
+//!
+//! Every flag can also come from a `CASTLE_*` environment variable so the
+//! systemd unit of the engine AMI (infra/packer) runs a bare `castle engine`
+//! with its settings in /etc/castle/engine.env (written by Terraform's user
+//! data, infra/terraform/modules/engine).
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,14 +37,17 @@ impl From<Writer> for WriterChoice {
 #[derive(Args, Debug)]
 pub struct EngineArgs {
     /// Journal directory (snapshots go to DIR/snapshots).
-    #[arg(long)]
+    #[arg(long, env = "CASTLE_JOURNAL_DIR")]
     pub journal: PathBuf,
     /// Address to accept gateways, subscribers and standbys on (port 0: any; the bound address is printed).
-    #[arg(long, default_value = "127.0.0.1:7400")]
+    #[arg(long, env = "CASTLE_LISTEN", default_value = "127.0.0.1:7400")]
     pub listen: String,
     /// Run as a hot standby of the primary at this address.
-    #[arg(long)]
+    #[arg(long, env = "CASTLE_FOLLOW")]
     pub follow: Option<String>,
+    /// Serve GET /metrics (Prometheus), /live and /ready on this address (off when absent).
+    #[arg(long, env = "CASTLE_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// Discard a corrupt journal from the first bad byte on instead of refusing to start.
     #[arg(long)]
     pub truncate_corrupt: bool,
@@ -75,10 +83,87 @@ pub fn run(a: EngineArgs) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("installing the signal handler")?;
+    let status = Arc::new(EngineStatus::default());
+    let metrics = match a.metrics_listen {
+        Some(addr) => Some(serve_metrics(addr, status.clone())?),
+        None => None,
+    };
+    // The status is refreshed here rather than in the scrape handler because
+    // `Server::status` waits on the sequencer: a scrape must never queue
+    // behind the engine, and the engine never waits for a scrape.
+    let mut last_status = std::time::Instant::now() - Duration::from_secs(1);
     while !stop.load(Ordering::SeqCst) && !server.stopped() {
+        if last_status.elapsed() >= Duration::from_secs(1) {
+            last_status = std::time::Instant::now();
+            if let Ok(s) = server.status() {
+                status.update(s.primary, s.epoch, s.seq);
+            }
+        }
         std::thread::sleep(Duration::from_millis(50));
+    }
+    if let Some(m) = &metrics {
+        m.0.set_ready(false);
     }
     tracing::info!("engine stopping");
     server.shutdown().context("engine server")?;
+    if let Some((_, rt, handle)) = metrics {
+        rt.block_on(handle.shutdown());
+    }
     Ok(())
+}
+
+/// The engine's gauges as the main loop last saw them.
+#[derive(Default)]
+struct EngineStatus {
+    known: AtomicBool,
+    primary: AtomicBool,
+    epoch: AtomicU64,
+    seq: AtomicU64,
+}
+
+impl EngineStatus {
+    fn update(&self, primary: bool, epoch: u64, seq: u64) {
+        self.primary.store(primary, Ordering::Relaxed);
+        self.epoch.store(epoch, Ordering::Relaxed);
+        self.seq.store(seq, Ordering::Relaxed);
+        self.known.store(true, Ordering::Release);
+    }
+
+    fn render(&self, out: &mut String) {
+        use std::fmt::Write;
+        if !self.known.load(Ordering::Acquire) {
+            return;
+        }
+        let _ = write!(
+            out,
+            "# HELP castle_engine_seq Last sequence number applied and durable.\n# TYPE castle_engine_seq gauge\ncastle_engine_seq {}\n\
+             # HELP castle_engine_epoch Fencing epoch of this engine.\n# TYPE castle_engine_epoch gauge\ncastle_engine_epoch {}\n\
+             # HELP castle_engine_primary 1 when this engine accepts orders, 0 when it follows a primary.\n# TYPE castle_engine_primary gauge\ncastle_engine_primary {}\n",
+            self.seq.load(Ordering::Relaxed),
+            self.epoch.load(Ordering::Relaxed),
+            u8::from(self.primary.load(Ordering::Relaxed)),
+        );
+    }
+}
+
+/// Starts the metrics/probe endpoint on its own small runtime (the engine
+/// process is otherwise synchronous). Ready from the start: the server has
+/// recovered before this is called.
+fn serve_metrics(
+    addr: std::net::SocketAddr,
+    status: Arc<EngineStatus>,
+) -> Result<(crate::metrics::Metrics, tokio::runtime::Runtime, crate::metrics::MetricsServer)> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("castle-metrics")
+        .enable_all()
+        .build()
+        .context("metrics runtime")?;
+    let metrics = crate::metrics::Metrics::default();
+    metrics.register(move |out: &mut String| status.render(out));
+    let args = crate::metrics::MetricsArgs { metrics_listen: addr };
+    let handle = rt.block_on(crate::metrics::serve(&args, metrics.clone()))?;
+    println!("castle engine metrics on http://{}/metrics", handle.addr);
+    metrics.set_ready(true);
+    Ok((metrics, rt, handle))
 }

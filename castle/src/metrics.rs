@@ -5,8 +5,15 @@
 //! [`MetricsSource`] (a closure appending its lines) with [`Metrics`] and
 //! keeps its own counters; nothing here knows what they mean. Each source
 //! must write complete `# HELP`/`# TYPE` blocks with metric names of its own.
+//!
+//! The same listener answers the orchestrator's probes: `GET /live` is 200
+//! while the process serves HTTP at all, `GET /ready` is 200 only once the
+//! process has said it is ready (recovery done, every listener bound) and
+//! 503 before and while shutting down, so a load balancer or systemd/k8s
+//! never routes to a half-started venue.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use anyhow::{Context, Result};
@@ -38,9 +45,19 @@ impl<F: Fn(&mut String) + Send + Sync + 'static> MetricsSource for F {
 #[derive(Clone, Default)]
 pub struct Metrics {
     sources: Arc<RwLock<Vec<Arc<dyn MetricsSource>>>>,
+    ready: Arc<AtomicBool>,
 }
 
 impl Metrics {
+    /// What `GET /ready` answers from now on.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+
+    pub fn ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
     pub fn register(&self, source: impl MetricsSource) {
         self.sources.write().unwrap_or_else(|p| p.into_inner()).push(Arc::new(source));
     }
@@ -69,6 +86,7 @@ impl MetricsServer {
 }
 
 fn router(metrics: Metrics) -> Router {
+    let probe = metrics.clone();
     Router::new()
         .route(
             "/metrics",
@@ -80,14 +98,27 @@ fn router(metrics: Metrics) -> Router {
                 }
             }),
         )
+        .route("/live", get(|| async { json(StatusCode::OK, r#"{"status":"live"}"#) }))
+        .route(
+            "/ready",
+            get(move || {
+                let ready = probe.ready();
+                async move {
+                    if ready {
+                        json(StatusCode::OK, r#"{"status":"ready"}"#)
+                    } else {
+                        json(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"not ready"}"#)
+                    }
+                }
+            }),
+        )
         .fallback(|| async {
-            (
-                StatusCode::NOT_FOUND,
-                [(header::CONTENT_TYPE, "application/json")],
-                r#"{"error":"not found: the only resource is GET /metrics"}"#,
-            )
-                .into_response()
+            json(StatusCode::NOT_FOUND, r#"{"error":"not found: the resources are GET /metrics, /live and /ready"}"#)
         })
+}
+
+fn json(status: StatusCode, body: &'static str) -> axum::response::Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// Binds the endpoint and serves it until [`MetricsServer::shutdown`].
@@ -128,11 +159,18 @@ mod tests {
         metrics.register(|out: &mut String| out.push_str("# TYPE a_total counter\na_total 1\n"));
         metrics.register(|out: &mut String| out.push_str("# TYPE b gauge\nb 2\n"));
         let args = MetricsArgs { metrics_listen: "127.0.0.1:0".parse().unwrap() };
-        let server = serve(&args, metrics).await.unwrap();
+        let server = serve(&args, metrics.clone()).await.unwrap();
         let ok = get(server.addr, "/metrics").await;
         assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
         assert!(ok.contains("text/plain; version=0.0.4"), "{ok}");
         assert!(ok.contains("\r\n\r\n# TYPE a_total counter\na_total 1\n# TYPE b gauge\nb 2\n"), "{ok}");
+        assert!(get(server.addr, "/live").await.starts_with("HTTP/1.1 200"));
+        let before = get(server.addr, "/ready").await;
+        assert!(before.starts_with("HTTP/1.1 503") && before.contains("not ready"), "{before}");
+        metrics.set_ready(true);
+        assert!(get(server.addr, "/ready").await.starts_with("HTTP/1.1 200"));
+        metrics.set_ready(false);
+        assert!(get(server.addr, "/ready").await.starts_with("HTTP/1.1 503"));
         let missing = get(server.addr, "/nope").await;
         assert!(missing.starts_with("HTTP/1.1 404") && missing.contains(r#"{"error":"#), "{missing}");
         server.shutdown().await;

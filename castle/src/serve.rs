@@ -99,12 +99,14 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let link: Arc<dyn EngineLink> = engine.clone();
     let metrics = crate::metrics::Metrics::default();
     let md = crate::serve_marketdata::start(&args.md, link.clone(), &metrics)?;
-    let metrics_server = crate::metrics::serve(&args.metrics, metrics).await?;
+    let metrics_server = crate::metrics::serve(&args.metrics, metrics.clone()).await?;
     let settlement = crate::serve_settlement::start(&args.data_dir, link.clone()).await?;
     let server = serve_fix(config, link.clone()).await.context("starting the FIX gateway")?;
     let (rest, rest_lines) = crate::serve_rest::start(&args.rest, link, &args.data_dir).await?;
     let fix = server.local_addr().map(|a| a.to_string()).unwrap_or_else(|| "-".into());
     let fix_tls = server.tls_local_addr().map(|a| a.to_string()).unwrap_or_else(|| "-".into());
+    // Ready before the line that tells scripts and tests the venue is up.
+    metrics.set_ready(true);
     println!(
         "castle is up: {} instruments, {} set-up commands, FIX 4.4 on {fix} (TLS {fix_tls}), {md}, metrics on http://{}/metrics",
         instruments.len(),
@@ -125,6 +127,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+    metrics.set_ready(false);
     rest.shutdown().await;
     server.shutdown().await;
     settlement.stop().await?;

@@ -173,6 +173,9 @@ fn feed_rebuilds_what_was_traded_over_fix_and_late_joiners_use_the_snapshot() {
         assert!(text.lines().any(|l| l == line), "missing {line:?} in:\n{text}");
     }
     assert!(http_get(&metrics, "/other").starts_with("HTTP/1.1 404"));
+    // The orchestrator's probes on the same listener.
+    assert!(http_get(&metrics, "/ready").starts_with("HTTP/1.1 200"));
+    assert!(http_get(&metrics, "/live").starts_with("HTTP/1.1 200"));
 
     // Shutdown ends the session: the early joiner hears End of Session.
     p.signal("TERM");

@@ -21,12 +21,14 @@ locals {
   ami_id = coalesce(var.ami_id, try(data.aws_ami.engine[0].id, null))
 
   engine_env = merge({
-    CASTLE_SHARD        = var.shard
-    CASTLE_COMMAND_PORT = tostring(var.ports.command)
-    CASTLE_EVENTS_PORT  = tostring(var.ports.events)
-    CASTLE_METRICS_PORT = tostring(var.ports.metrics)
-    CASTLE_JOURNAL_DIR  = "/var/lib/castle/journal"
-    AWS_REGION          = data.aws_region.current.name
+    # Read by `castle engine` (castle/src/engine_cmd.rs): one listener serves
+    # gateways, event subscribers and standbys; metrics and the /live and
+    # /ready probes on their own port.
+    CASTLE_SHARD          = var.shard
+    CASTLE_LISTEN         = "0.0.0.0:${var.ports.command}"
+    CASTLE_METRICS_LISTEN = "0.0.0.0:${var.ports.metrics}"
+    CASTLE_JOURNAL_DIR    = "/var/lib/castle/journal"
+    AWS_REGION            = data.aws_region.current.name
   }, var.environment)
 }
 
@@ -49,7 +51,6 @@ resource "aws_security_group" "this" {
 locals {
   ingress_ports = {
     command = var.ports.command
-    events  = var.ports.events
     metrics = var.ports.metrics
   }
   sg_rules = merge(
@@ -75,8 +76,8 @@ resource "aws_vpc_security_group_ingress_rule" "peers" {
   security_group_id            = aws_security_group.this.id
   description                  = "journal replication between primary and standbys"
   ip_protocol                  = "tcp"
-  from_port                    = var.ports.events
-  to_port                      = var.ports.events
+  from_port                    = var.ports.command
+  to_port                      = var.ports.command
   referenced_security_group_id = aws_security_group.this.id
 }
 

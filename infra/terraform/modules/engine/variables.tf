@@ -118,10 +118,9 @@ variable "ingress" {
 }
 
 variable "ports" {
-  description = "Engine listening ports."
+  description = "Engine listening ports: command serves gateways, event-stream subscribers and standbys (one listener, as `castle engine --listen`); metrics serves /metrics, /live and /ready."
   type = object({
-    command = optional(number, 7001)
-    events  = optional(number, 7002)
+    command = optional(number, 7400)
     metrics = optional(number, 9100)
   })
   default = {}

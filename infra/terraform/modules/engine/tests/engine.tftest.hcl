@@ -103,6 +103,10 @@ run "engine_env_in_user_data" {
     error_message = "User data must pass the shard to the engine."
   }
   assert {
+    condition     = strcontains(base64decode(aws_launch_template.this.user_data), "CASTLE_LISTEN=0.0.0.0:7400") && strcontains(base64decode(aws_launch_template.this.user_data), "CASTLE_METRICS_LISTEN=0.0.0.0:9100") && strcontains(base64decode(aws_launch_template.this.user_data), "CASTLE_JOURNAL_DIR=/var/lib/castle/journal")
+    error_message = "User data must give castle engine its listener, metrics/probe address and journal directory in the variables it reads."
+  }
+  assert {
     condition     = strcontains(base64decode(aws_launch_template.this.user_data), "castle-verify-tuning")
     error_message = "User data must verify the tuning before starting the engine."
   }
