@@ -175,6 +175,89 @@ pub fn hello(role: Role, gateway: u32, from_seq: u64) -> Vec<u8> {
     b
 }
 
+/// A frame a client sent, decoded (sans-IO: the server's connection threads
+/// read frames with [`read_frame`] and hand the bytes here; the fuzz target
+/// `engine/server/fuzz` drives the same function).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientFrame {
+    Hello {
+        role: Role,
+        gateway: u32,
+        from_seq: u64,
+    },
+    /// `command` is `Err` when the command bytes do not decode: the server
+    /// answers that request `Invalid` and keeps the connection.
+    Submit {
+        request: u64,
+        command: Result<castle_engine::Command, castle_engine::codec::CodecError>,
+    },
+    Status,
+    Promote,
+}
+
+/// Why a client frame was refused (the server says Goodbye and closes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("unknown client frame type {0:#04x}")]
+    UnknownType(u8),
+    #[error("frame {0:#04x} too short")]
+    Short(u8),
+    #[error("unknown role {0}")]
+    Role(u8),
+    #[error("{0} bytes after the Hello fields")]
+    Trailing(usize),
+}
+
+/// Decodes one client frame body of type `ty`.
+pub fn parse_client_frame(ty: u8, body: &[u8]) -> Result<ClientFrame, FrameError> {
+    let mut b = Body(body);
+    match ty {
+        HELLO => {
+            let role = b.u8().ok_or(FrameError::Short(ty))?;
+            let role = Role::from_u8(role).ok_or(FrameError::Role(role))?;
+            let (gateway, from_seq) = (b.u32().ok_or(FrameError::Short(ty))?, b.u64().ok_or(FrameError::Short(ty))?);
+            match b.rest().len() {
+                0 => Ok(ClientFrame::Hello { role, gateway, from_seq }),
+                n => Err(FrameError::Trailing(n)),
+            }
+        }
+        SUBMIT => {
+            let request = b.u64().ok_or(FrameError::Short(ty))?;
+            Ok(ClientFrame::Submit { request, command: castle_engine::codec::decode_command(b.rest()) })
+        }
+        STATUS => Ok(ClientFrame::Status),
+        PROMOTE => Ok(ClientFrame::Promote),
+        other => Err(FrameError::UnknownType(other)),
+    }
+}
+
+/// Reads `data` as a client would send it to the server: frames until the
+/// end, each decoded with [`parse_client_frame`]. Returns how many frames
+/// decoded before the first refusal (or the end). Never panics and never
+/// allocates more than [`MAX_CLIENT_FRAME`] per frame whatever the length
+/// prefix says: this is the fuzz and property-test entry point.
+pub fn check_client_bytes(data: &[u8]) -> usize {
+    let mut r = data;
+    let mut buf = Vec::new();
+    let mut n = 0;
+    while let Ok(Some(ty)) = read_frame(&mut r, &mut buf, MAX_CLIENT_FRAME) {
+        assert!(buf.len() < MAX_CLIENT_FRAME, "frame body beyond the limit");
+        match parse_client_frame(ty, &buf) {
+            Ok(ClientFrame::Submit { request, command: Ok(cmd) }) => {
+                // What decodes re-encodes to a frame that decodes the same.
+                let mut again = request.to_le_bytes().to_vec();
+                castle_engine::codec::encode_command(&cmd, &mut again);
+                let back = parse_client_frame(SUBMIT, &again);
+                assert_eq!(back, Ok(ClientFrame::Submit { request, command: Ok(cmd) }));
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+        n += 1;
+    }
+    n
+}
+
 /// Little-endian field reader for frame bodies; `None` when short.
 pub struct Body<'a>(pub &'a [u8]);
 

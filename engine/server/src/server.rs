@@ -10,14 +10,14 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use castle_engine::codec::{decode_command, put_event_kind};
+use castle_engine::codec::put_event_kind;
 use castle_engine::{Command, Event, EventKind, InstrumentSpec, Limits, StateHash};
 use castle_journal::{
     prune_snapshots, write_snapshot, Journal, JournalError, JournalOptions, RecoveryMode, Verify, WriterChoice,
 };
 
 use crate::payload::Payload;
-use crate::proto::{self, AckStatus, Body, GoodbyeReason, Role};
+use crate::proto::{self, AckStatus, Body, ClientFrame, GoodbyeReason, Role};
 use crate::ring::{ChunkBuilder, Entry, Ring};
 use crate::state::{self, Dedup, GatewayMark, Replica};
 use crate::ServerError;
@@ -843,9 +843,8 @@ fn connection(sh: &Arc<Shared>, stream: TcpStream, inbox: SyncSender<Inbound>) -
     let mut w = BufWriter::with_capacity(1 << 16, stream.try_clone()?);
     let mut buf = Vec::with_capacity(256);
     let ty = proto::read_frame(&mut r, &mut buf, proto::MAX_CLIENT_FRAME)?;
-    let mut b = Body(&buf);
-    let hello = match (ty, b.u8().and_then(Role::from_u8), b.u32(), b.u64()) {
-        (Some(proto::HELLO), Some(role), Some(gw), Some(from)) => (role, gw, from),
+    let hello = match ty.map(|ty| proto::parse_client_frame(ty, &buf)) {
+        Some(Ok(ClientFrame::Hello { role, gateway, from_seq })) => (role, gateway, from_seq),
         _ => {
             goodbye(&mut w, GoodbyeReason::ProtocolError, 0, "expected Hello")?;
             return Ok(());
@@ -869,9 +868,9 @@ fn connection(sh: &Arc<Shared>, stream: TcpStream, inbox: SyncSender<Inbound>) -
         (Role::Control, _, _) => loop {
             let Some(ty) = proto::read_frame(&mut r, &mut buf, proto::MAX_CLIENT_FRAME)? else { return Ok(()) };
             let (tx, rx) = sync_channel(1);
-            let m = match ty {
-                proto::STATUS => Inbound::Status { reply: tx },
-                proto::PROMOTE => Inbound::Promote { reply: tx },
+            let m = match proto::parse_client_frame(ty, &buf) {
+                Ok(ClientFrame::Status) => Inbound::Status { reply: tx },
+                Ok(ClientFrame::Promote) => Inbound::Promote { reply: tx },
                 _ => {
                     goodbye(&mut w, GoodbyeReason::ProtocolError, 0, "control: expected Status or Promote")?;
                     return Ok(());
@@ -950,14 +949,13 @@ fn gateway_conn(
             Ok(None) => break Ok(()),
             Err(e) => break Err(e.into()),
         };
-        let mut b = Body(&buf);
-        let Some(request) = b.u64().filter(|_| ty == proto::SUBMIT) else {
-            out.send(ack_frame(0, 0, AckStatus::Invalid));
-            break Ok(());
-        };
-        match decode_command(b.rest()) {
-            Ok(cmd) => batch.push((request, cmd)),
-            Err(_) => out.send(ack_frame(request, 0, AckStatus::Invalid)),
+        match proto::parse_client_frame(ty, &buf) {
+            Ok(ClientFrame::Submit { request, command: Ok(cmd) }) => batch.push((request, cmd)),
+            Ok(ClientFrame::Submit { request, command: Err(_) }) => out.send(ack_frame(request, 0, AckStatus::Invalid)),
+            _ => {
+                out.send(ack_frame(0, 0, AckStatus::Invalid));
+                break Ok(());
+            }
         }
         // Hand over everything already buffered as one message (bounded by 256 commands).
         if batch.len() >= 256 || !frame_buffered(&r) {
