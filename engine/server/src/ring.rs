@@ -73,18 +73,45 @@ pub struct ChunkBuilder {
 impl ChunkBuilder {
     /// Adds the next seq (must follow the previous one).
     pub fn push(&mut self, seq: u64, ts: u64, payload: &[u8], events: &[Event]) {
-        if self.slots.is_empty() {
-            self.first = seq;
-        }
-        debug_assert_eq!(seq, self.first + self.slots.len() as u64, "chunk seqs must be contiguous");
         self.payloads.extend_from_slice(payload);
         self.events.extend_from_slice(events);
         // Offsets fit in u32: a journal batch is far smaller than 4 GiB / 4 G events.
-        self.slots.push(Slot { ts, payload_end: self.payloads.len() as u32, events_end: self.events.len() as u32 });
+        self.close(seq, ts);
     }
 
     pub fn is_empty(&self) -> bool {
         self.slots.is_empty()
+    }
+
+    /// In-place filling, the sequencer's path: the payload is encoded straight into
+    /// [`payloads`](Self::payloads) and the engine appends its events straight to
+    /// [`events`](Self::events) (no copy of either per command); then [`close`](Self::close)
+    /// ends the seq. [`open_lens`](Self::open_lens) gives the offsets where the open seq began.
+    pub fn open_lens(&self) -> (usize, usize) {
+        (self.payloads.len(), self.events.len())
+    }
+
+    pub fn payloads(&mut self) -> &mut Vec<u8> {
+        &mut self.payloads
+    }
+
+    pub fn events(&mut self) -> &mut Vec<Event> {
+        &mut self.events
+    }
+
+    /// Drops what was written since the last [`close`](Self::close) (down to `lens`).
+    pub fn discard_open(&mut self, lens: (usize, usize)) {
+        self.payloads.truncate(lens.0);
+        self.events.truncate(lens.1);
+    }
+
+    /// Ends the seq whose payload and events were written in place since the last seq.
+    pub fn close(&mut self, seq: u64, ts: u64) {
+        if self.slots.is_empty() {
+            self.first = seq;
+        }
+        debug_assert_eq!(seq, self.first + self.slots.len() as u64, "chunk seqs must be contiguous");
+        self.slots.push(Slot { ts, payload_end: self.payloads.len() as u32, events_end: self.events.len() as u32 });
     }
 
     /// The seqs collected so far as a chunk (None when empty); the builder starts over with
