@@ -32,9 +32,8 @@ pub struct Chunk {
     payloads: Vec<u8>,
     events: Vec<Event>,
     /// Built once per seq by the first in-process subscriber that needs it, then shared. The
-    /// slots themselves are allocated by that subscriber too: filling them in at seal time was
-    /// about 110 instructions per command on the sequencer (callgrind), for nothing when no
-    /// in-process subscriber listens.
+    /// slots themselves are allocated by that subscriber too, so the sequencer does not
+    /// allocate and initialise them for chunks no in-process subscriber ever reads.
     batches: OnceLock<Box<[OnceLock<Arc<EngineBatch>>]>>,
 }
 
@@ -125,12 +124,9 @@ impl ChunkBuilder {
         }
         // Sized like this batch (not like the largest ever), so a ring of small batches stays small.
         let (n, np, ne) = (self.slots.len(), self.payloads.len(), self.events.len());
-        // A quarter of headroom: batch sizes wobble under load, and growing a buffer mid-batch
-        // copies it (realloc was about 70 instructions per command on the sequencer).
-        let grown = |x: usize| x + x / 4 + 16;
-        let slots = std::mem::replace(&mut self.slots, Vec::with_capacity(grown(n)));
-        let payloads = std::mem::replace(&mut self.payloads, Vec::with_capacity(grown(np)));
-        let events = std::mem::replace(&mut self.events, Vec::with_capacity(grown(ne)));
+        let slots = std::mem::replace(&mut self.slots, Vec::with_capacity(n));
+        let payloads = std::mem::replace(&mut self.payloads, Vec::with_capacity(np));
+        let events = std::mem::replace(&mut self.events, Vec::with_capacity(ne));
         Some(Chunk { first: self.first, slots, payloads, events, batches: OnceLock::new() })
     }
 }
