@@ -20,6 +20,7 @@ use castle_engine::workload::{Workload, WorkloadConfig};
 use castle_engine::{Command, Limits};
 use castle_engine_server::payload::Payload;
 use castle_engine_server::proto::AckStatus;
+use castle_engine_server::state::ReplayMode;
 use castle_engine_server::{Config, Replica, Server};
 use castle_journal::{write_snapshot, Journal, JournalError, JournalOptions, WriterChoice};
 use clap::Args;
@@ -212,33 +213,48 @@ fn replay_bench(a: &DurableArgs) -> Result<()> {
     eprintln!("built in {:.1} s ({} MB of segments)", t.elapsed().as_secs_f64(), bytes >> 20);
     let expected = rep.engine.state_hash();
 
-    let t = Instant::now();
-    let r = castle_engine_server::replay_dir(&dir, limits, &mut |_, _| {})?;
-    let secs = t.elapsed().as_secs_f64();
-    if r.hash != expected {
-        bail!("replay hash differs from the builder's");
+    // The earlier design (everything on one thread) and the pipelined one, alternating in the
+    // same run so machine load hits both alike.
+    for mode in [ReplayMode::Serial, ReplayMode::Pipelined, ReplayMode::Serial, ReplayMode::Pipelined] {
+        let name = match mode {
+            ReplayMode::Serial => "serial",
+            ReplayMode::Pipelined => "pipelined",
+        };
+        let t = Instant::now();
+        let r = castle_engine_server::replay_dir_with(mode, &dir, limits, &mut |_, _| {})?;
+        let secs = t.elapsed().as_secs_f64();
+        if r.hash != expected {
+            bail!("replay hash differs from the builder's");
+        }
+        println!(
+            "replay from scratch, {name:<12} {:>11.0} commands/s   ({} commands in {:.2} s, {} snapshot checked)",
+            r.records as f64 / secs,
+            r.records,
+            secs,
+            r.snapshots_checked
+        );
     }
-    println!(
-        "replay from scratch                {:>11.0} commands/s   ({} commands in {:.2} s, {} snapshot checked)",
-        r.records as f64 / secs,
-        r.records,
-        secs,
-        r.snapshots_checked
-    );
-    let mut cfg = Config::new(&dir, "127.0.0.1:0");
-    cfg.limits = limits;
-    let t = Instant::now();
-    let (rec, journal) = castle_engine_server::recover(&cfg)?;
-    let secs = t.elapsed().as_secs_f64();
-    if rec.engine.state_hash() != expected {
-        bail!("recovered hash differs from the builder's");
+    for mode in [ReplayMode::Serial, ReplayMode::Pipelined, ReplayMode::Serial, ReplayMode::Pipelined] {
+        let name = match mode {
+            ReplayMode::Serial => "serial",
+            ReplayMode::Pipelined => "pipelined",
+        };
+        let mut cfg = Config::new(&dir, "127.0.0.1:0");
+        cfg.limits = limits;
+        cfg.replay = mode;
+        let t = Instant::now();
+        let (rec, journal) = castle_engine_server::recover(&cfg)?;
+        let secs = t.elapsed().as_secs_f64();
+        if rec.engine.state_hash() != expected {
+            bail!("recovered hash differs from the builder's");
+        }
+        drop(journal);
+        println!(
+            "restart (snapshot + tail), {name:<9} {:>8.3} s   ({n} journaled commands, snapshot at seq {snapshot_at}, tail {})",
+            secs,
+            n as u64 - snapshot_at
+        );
     }
-    drop(journal);
-    println!(
-        "restart (snapshot + tail)          {:>11.3} s   ({n} journaled commands, snapshot at seq {snapshot_at}, tail {})",
-        secs,
-        n as u64 - snapshot_at
-    );
     Ok(())
 }
 

@@ -396,6 +396,12 @@ enum LocalReject {
 }
 
 impl OrderLayer {
+    /// Numbers the next engine request from `first` (the link's `first_request`: request ids
+    /// stay unique across restarts of a journal-backed engine).
+    pub fn set_first_request(&mut self, first: u64) {
+        self.next_request = first.max(1);
+    }
+
     pub fn new(gateway: u32, instruments: &[InstrumentSpec]) -> Self {
         let mut l = OrderLayer {
             gateway,

@@ -189,6 +189,7 @@ pub async fn serve(config: Config, link: Arc<dyn EngineLink>) -> Result<Server, 
     let mut tasks = Vec::new();
     let dict = Dictionary::fix44();
     let mut layer = OrderLayer::new(config.gateway_id, &link.instruments());
+    layer.set_first_request(link.first_request(config.gateway_id));
     let (router_tx, router_rx) = mpsc::channel::<ToRouter>(4096);
     let mut to_sessions = Vec::new();
     // (our CompID, their CompID) -> (session, require TLS, connection channel)

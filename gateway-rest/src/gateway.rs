@@ -195,6 +195,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Gateway {
     pub fn new(cfg: RestConfig, link: Arc<dyn EngineLink>, jwt: Option<JwtVerifier>) -> Arc<Gateway> {
         let instruments = Instruments::from_specs(&link.instruments());
+        // Unique across restarts of a journal-backed engine (see `EngineLink::first_request`).
+        let first_request = link.first_request(cfg.gateway_id);
         let (push, _) = broadcast::channel(cfg.ws.send_buffer.max(16));
         Arc::new(Gateway {
             keys: Mutex::new(KeyStore::new(cfg.master_key.clone())),
@@ -209,7 +211,7 @@ impl Gateway {
             }),
             cfg,
             link,
-            next_request: AtomicU64::new(1),
+            next_request: AtomicU64::new(first_request),
             pending: Mutex::new(PendingTable::default()),
             jwt,
             push,

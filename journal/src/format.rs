@@ -201,7 +201,9 @@ pub fn decode_record(buf: &[u8]) -> Decoded<'_> {
         return if buf.iter().all(|&b| b == 0) { Decoded::End } else { Decoded::Incomplete };
     }
     let h = &buf[..RECORD_HEADER_LEN];
-    if h.iter().all(|&b| b == 0) {
+    // A record's seq is never 0, so only a zero seq field needs the full all-zero test (a
+    // byte loop over every header was a tenth of a replay's reading cost).
+    if u64_at(h, 8) == 0 && h == [0u8; RECORD_HEADER_LEN] {
         return Decoded::End;
     }
     let len = u32_at(h, 0);

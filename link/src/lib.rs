@@ -80,6 +80,16 @@ pub trait EngineLink: Send + Sync + 'static {
     /// Instruments currently listed (refreshed by the gateway when it sees
     /// `InstrumentAdded` in the stream).
     fn instruments(&self) -> Vec<InstrumentSpec>;
+    /// The request id a gateway starting with this id numbers its requests
+    /// from. A journal-backed engine answers one past the highest request id
+    /// it has journaled for that gateway, so request ids stay unique across
+    /// restarts: an origin seen in a replayed stream (`subscribe_after`) is
+    /// never mistaken for a request of the new run. Links without history
+    /// answer 1.
+    fn first_request(&self, gateway: u32) -> u64 {
+        let _ = gateway;
+        1
+    }
 }
 
 /// How many batches the in-process engine remembers for `subscribe_after`.

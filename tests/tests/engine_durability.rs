@@ -232,5 +232,25 @@ fn standby_matches_primary_and_takes_over_without_a_gap() {
     assert_eq!(seqs, (promoted_seq + 1..=promoted_seq + 2_000).collect::<Vec<_>>(), "no gap in sequence numbers");
     let (_, _, fseq, fhash) = s.status();
     s.kill9();
-    assert_eq!(replay(&tmp.path().join("standby")), (fseq, fhash), "the standby's own journal replays to its state");
+    assert_eq!(
+        replay(&tmp.path().join("standby")),
+        (fseq, fhash.clone()),
+        "the standby's own journal replays to its state"
+    );
+
+    // Fencing: the deposed primary comes back (epoch 1, it never saw the promotion). A node that
+    // has seen epoch 2 (the promoted journal) refuses to follow it, so its stale stream cannot
+    // reach anyone who knows better: the node keeps its own state.
+    let old = EngineProc::start(&tmp.path().join("primary"), &[]).expect("deposed primary restarts");
+    let (old_primary, old_epoch, _, _) = old.status();
+    assert!(old_primary && old_epoch == 1, "the deposed primary only knows epoch 1");
+    let f = EngineProc::start(&tmp.path().join("standby"), &["--follow", &old.addr]).expect("fenced standby");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&f.stderr_path).unwrap_or_default().contains("fenced, not following") {
+        assert!(Instant::now() < deadline, "the epoch-2 node did not refuse the epoch-1 primary");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (fp, fepoch, seq_after, hash_after) = f.status();
+    assert!(!fp && fepoch == new_epoch, "still a standby at epoch {new_epoch}: {fp} {fepoch}");
+    assert_eq!((seq_after, hash_after), (fseq, fhash), "nothing of the stale primary was applied");
 }

@@ -6,7 +6,7 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
-use castle_tests::durable::replay;
+use castle_tests::durable::{journal_requests, replay};
 use castle_tests::fix::{fix_from, read_until, utc_now};
 use castle_tests::Proc;
 
@@ -79,6 +79,22 @@ fn an_acknowledged_order_survives_kill_9_of_castle_serve() {
     let (seq2, hash2) = replay(&journal);
     assert!(seq2 > seq1, "the trade was journaled after the restart");
     assert_eq!(stopped, format!("engine stopped: seq {seq2} state hash {hash2}"));
+
+    // The FIX gateway's request ids continue across the restart (it numbers from the link's
+    // `first_request`): no (gateway, request) origin is journaled twice, so a replayed batch of
+    // the first run can never be taken for a request of the second.
+    let mut seen = std::collections::BTreeSet::new();
+    let mut before_restart = 0;
+    for (seq, gateway, request) in journal_requests(&journal) {
+        if gateway == 0 {
+            continue;
+        }
+        assert!(seen.insert((gateway, request)), "gateway {gateway} request {request} journaled twice (seq {seq})");
+        if seq <= seq1 {
+            before_restart += 1;
+        }
+    }
+    assert!(before_restart >= 1 && seen.len() > before_restart, "orders from both runs: {seen:?}");
 }
 
 #[test]

@@ -101,6 +101,16 @@ pub fn replay_dir(
     limits: castle_engine::Limits,
     progress: state::Progress<'_>,
 ) -> Result<ReplayResult, ServerError> {
+    replay_dir_with(state::ReplayMode::Pipelined, dir, limits, progress)
+}
+
+/// [`replay_dir`] with an explicit [`state::ReplayMode`] (benchmarks compare both).
+pub fn replay_dir_with(
+    mode: state::ReplayMode,
+    dir: &std::path::Path,
+    limits: castle_engine::Limits,
+    progress: state::Progress<'_>,
+) -> Result<ReplayResult, ServerError> {
     let mut checks: std::collections::BTreeMap<u64, castle_engine::StateHash> = Default::default();
     for info in castle_journal::list_snapshots(state::snapshot_dir(dir))? {
         if let Ok(s) = castle_journal::load_snapshot(&info.path) {
@@ -112,7 +122,8 @@ pub fn replay_dir(
     let mut r = Replica::new(limits, usize::MAX);
     let mut bad: Option<ServerError> = None;
     let mut checked = 0;
-    let records = state::replay_into(
+    let records = state::replay_into_with(
+        mode,
         dir,
         &mut r,
         u64::MAX,

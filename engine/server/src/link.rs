@@ -13,7 +13,9 @@
 //!
 //! * `submit` never blocks: a full inbox is `LinkError::Busy`. In-process commands are not
 //!   deduplicated (see `Inbound::Local`), but their origin (gateway id, request id) is journaled
-//!   and comes back on every batch, so a gateway recognises its own requests.
+//!   and comes back on every batch, so a gateway recognises its own requests. Request ids stay
+//!   unique across restarts: a gateway numbers from `first_request` (one past the highest id
+//!   journaled for it), so an origin in a replayed stream is never taken for a new request.
 //! * Events reach subscribers only from the ring, that is only after the command is durable.
 //! * Each subscriber has a feeder thread with its own cursor: the sequencer never waits for it.
 //!   When the subscriber's channel is full the feeder waits (re-trying whenever the sequencer
@@ -162,6 +164,22 @@ impl EngineLink for DurableLink {
 
     fn instruments(&self) -> Vec<InstrumentSpec> {
         self.shared.instruments.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// One past the highest request id journaled for `gateway` (the dedup index, recovered from
+    /// snapshot + journal), asked of the sequencer after everything before is durable.
+    fn first_request(&self, gateway: u32) -> u64 {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        if self.inbox.send(Inbound::GatewayHello { gateway, reply: tx }).is_err() {
+            return 1; // stopped: nothing will be submitted anyway
+        }
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok((_, mark)) => mark.request + 1,
+            Err(_) => {
+                tracing::error!(gateway, "no answer from the sequencer for the gateway's first request id");
+                1
+            }
+        }
     }
 }
 
@@ -334,7 +352,8 @@ mod tests {
         let st = link.status().unwrap();
         drop(rx);
         drop(link);
-        // Restart: same state; the in-process gateway may number its requests from 1 again.
+        // Restart: same state. (A gateway numbers from `first_request`; reusing an id is not
+        // refused in process, there being no resend to deduplicate.)
         let link = DurableLink::start(cfg(dir.path())).unwrap();
         assert_eq!((link.recovered().seq, link.recovered().hash), (st.seq, st.hash));
         let mut rx = link.subscribe_after(0, 16).unwrap();
@@ -344,6 +363,39 @@ mod tests {
         link.submit(req(7, 1, deposit(7))).unwrap();
         let c = recv(&mut rx).unwrap();
         assert_eq!((c.seq, c.origin), (3, Some(Origin { gateway: 7, request: 1 })), "not a duplicate in process");
+    }
+
+    #[test]
+    fn request_ids_continue_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let link = DurableLink::start(cfg(dir.path())).unwrap();
+        assert_eq!(link.first_request(7), 1, "an empty journal: start at 1");
+        // Two tasks of one in-process gateway may be journaled out of order (3 before 2).
+        for r in [1, 3, 2] {
+            link.submit(req(7, r, deposit(1))).unwrap();
+        }
+        link.submit(req(9, 40, deposit(1))).unwrap();
+        link.submit(req(0, 0, deposit(1))).unwrap();
+        assert_eq!(link.first_request(7), 4, "one past the highest, not past the latest");
+        drop(link);
+        let link = DurableLink::start(cfg(dir.path())).unwrap();
+        assert_eq!((link.first_request(7), link.first_request(9), link.first_request(5)), (4, 41, 1));
+        // What a restarted gateway sees when it replays the history: none of the old origins can
+        // be one of its new requests.
+        let first = link.first_request(7);
+        let mut rx = link.subscribe_after(0, 16).unwrap();
+        link.submit(req(7, first, deposit(1))).unwrap();
+        let mut ours = Vec::new();
+        for _ in 0..6 {
+            let b = recv(&mut rx).unwrap();
+            if let Some(o) = b.origin.filter(|o| o.gateway == 7) {
+                ours.push(o.request);
+            }
+        }
+        assert_eq!(ours, vec![1, 3, 2, 4]);
+        drop(link);
+        let link = DurableLink::start(cfg(dir.path())).unwrap();
+        assert_eq!(link.first_request(7), 5);
     }
 
     #[test]

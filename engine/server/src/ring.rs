@@ -31,8 +31,10 @@ pub struct Chunk {
     slots: Vec<Slot>,
     payloads: Vec<u8>,
     events: Vec<Event>,
-    /// Built once per seq by the first in-process subscriber that needs it, then shared.
-    batches: Box<[OnceLock<Arc<EngineBatch>>]>,
+    /// Built once per seq by the first in-process subscriber that needs it, then shared. The
+    /// slots themselves are allocated by that subscriber too, so the sequencer does not
+    /// allocate and initialise them for chunks no in-process subscriber ever reads.
+    batches: OnceLock<Box<[OnceLock<Arc<EngineBatch>>]>>,
 }
 
 impl Chunk {
@@ -73,18 +75,45 @@ pub struct ChunkBuilder {
 impl ChunkBuilder {
     /// Adds the next seq (must follow the previous one).
     pub fn push(&mut self, seq: u64, ts: u64, payload: &[u8], events: &[Event]) {
-        if self.slots.is_empty() {
-            self.first = seq;
-        }
-        debug_assert_eq!(seq, self.first + self.slots.len() as u64, "chunk seqs must be contiguous");
         self.payloads.extend_from_slice(payload);
         self.events.extend_from_slice(events);
         // Offsets fit in u32: a journal batch is far smaller than 4 GiB / 4 G events.
-        self.slots.push(Slot { ts, payload_end: self.payloads.len() as u32, events_end: self.events.len() as u32 });
+        self.close(seq, ts);
     }
 
     pub fn is_empty(&self) -> bool {
         self.slots.is_empty()
+    }
+
+    /// In-place filling, the sequencer's path: the payload is encoded straight into
+    /// [`payloads`](Self::payloads) and the engine appends its events straight to
+    /// [`events`](Self::events) (no copy of either per command); then [`close`](Self::close)
+    /// ends the seq. [`open_lens`](Self::open_lens) gives the offsets where the open seq began.
+    pub fn open_lens(&self) -> (usize, usize) {
+        (self.payloads.len(), self.events.len())
+    }
+
+    pub fn payloads(&mut self) -> &mut Vec<u8> {
+        &mut self.payloads
+    }
+
+    pub fn events(&mut self) -> &mut Vec<Event> {
+        &mut self.events
+    }
+
+    /// Drops what was written since the last [`close`](Self::close) (down to `lens`).
+    pub fn discard_open(&mut self, lens: (usize, usize)) {
+        self.payloads.truncate(lens.0);
+        self.events.truncate(lens.1);
+    }
+
+    /// Ends the seq whose payload and events were written in place since the last seq.
+    pub fn close(&mut self, seq: u64, ts: u64) {
+        if self.slots.is_empty() {
+            self.first = seq;
+        }
+        debug_assert_eq!(seq, self.first + self.slots.len() as u64, "chunk seqs must be contiguous");
+        self.slots.push(Slot { ts, payload_end: self.payloads.len() as u32, events_end: self.events.len() as u32 });
     }
 
     /// The seqs collected so far as a chunk (None when empty); the builder starts over with
@@ -98,8 +127,7 @@ impl ChunkBuilder {
         let slots = std::mem::replace(&mut self.slots, Vec::with_capacity(n));
         let payloads = std::mem::replace(&mut self.payloads, Vec::with_capacity(np));
         let events = std::mem::replace(&mut self.events, Vec::with_capacity(ne));
-        let batches = (0..n).map(|_| OnceLock::new()).collect();
-        Some(Chunk { first: self.first, slots, payloads, events, batches })
+        Some(Chunk { first: self.first, slots, payloads, events, batches: OnceLock::new() })
     }
 }
 
@@ -125,7 +153,8 @@ impl Entry {
 
     /// The events as an [`EngineBatch`] (built once, then shared by every in-process subscriber).
     pub fn batch(&self) -> Arc<EngineBatch> {
-        self.chunk.batches[self.i]
+        let slots = self.chunk.batches.get_or_init(|| (0..self.chunk.len()).map(|_| OnceLock::new()).collect());
+        slots[self.i]
             .get_or_init(|| {
                 Arc::new(EngineBatch {
                     origin: payload::origin(self.payload()),

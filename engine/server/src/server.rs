@@ -54,6 +54,8 @@ pub struct Config {
     pub max_batch: usize,
     pub max_connections: usize,
     pub journal_segment_size: u64,
+    /// How recovery replays the journal (pipelined by default).
+    pub replay: state::ReplayMode,
 }
 
 impl Config {
@@ -75,6 +77,7 @@ impl Config {
             max_batch: 8_192,
             max_connections: 1_024,
             journal_segment_size: 64 << 20,
+            replay: state::ReplayMode::Pipelined,
         }
     }
 }
@@ -115,8 +118,9 @@ pub(crate) enum Inbound {
     },
     /// One command of an in-process gateway ([`crate::DurableLink`]): no acknowledgement (the
     /// gateway sees its origin in the event stream) and no deduplication: in process the gateway
-    /// and the engine live and die together, so there is no reconnect to deduplicate, and a
-    /// restarted gateway numbers its requests from 1 again.
+    /// and the engine live and die together, so there is no reconnect to deduplicate. Its request
+    /// ids still never repeat: after a restart it numbers from `EngineLink::first_request` (one
+    /// past the highest journaled), so origins in a replayed stream are never taken for new ones.
     Local {
         gateway: u32,
         request: u64,
@@ -187,17 +191,36 @@ pub fn recover(cfg: &Config) -> Result<(Replica, Journal), ServerError> {
         RecoveryMode::Strict => Verify::LastSegment,
         RecoveryMode::Truncate => Verify::Full,
     };
-    let (journal, report) = Journal::open(opts)?;
+    // The newest snapshot is restored on a second thread while the journal is opened (which
+    // reads and checks the last segment): the two are independent unless recovery truncated the
+    // journal below that snapshot, in which case an older one is loaded afterwards.
+    let (opened, newest) = std::thread::scope(|scope| {
+        let newest = std::thread::Builder::new()
+            .name("castle-snapshot-load".into())
+            .spawn_scoped(scope, || {
+                state::load_snapshot_at_or_below(&cfg.journal_dir, cfg.limits, cfg.max_gateways, u64::MAX)
+            })
+            .ok();
+        let opened = Journal::open(opts);
+        (opened, newest.and_then(|h| h.join().ok()))
+    });
+    let (journal, report) = opened?;
     for t in &report.truncations {
         tracing::warn!(file = %t.file.display(), offset = t.offset, reason = %t.reason, corruption = t.corruption, "journal truncated");
     }
     let last = report.last_seq.unwrap_or(0);
-    let mut r = state::load_snapshot_at_or_below(&cfg.journal_dir, cfg.limits, cfg.max_gateways, last)?
-        .unwrap_or_else(|| Replica::new(cfg.limits, cfg.max_gateways));
+    let newest = match newest {
+        Some(Ok(Some(r))) if r.seq() <= last => Some(r),
+        Some(Ok(None)) => None,
+        // Past the (truncated) journal's end, failed, or not loaded: the sequential way.
+        _ => state::load_snapshot_at_or_below(&cfg.journal_dir, cfg.limits, cfg.max_gateways, last)?,
+    };
+    let mut r = newest.unwrap_or_else(|| Replica::new(cfg.limits, cfg.max_gateways));
     let from = r.seq();
-    let n = state::replay_into(&cfg.journal_dir, &mut r, last, |_, _, _, _, _| true, &mut |n, seq| {
-        tracing::info!(records = n, seq, "replaying journal");
-    })?;
+    let n =
+        state::replay_into_with(cfg.replay, &cfg.journal_dir, &mut r, last, |_, _, _, _, _| true, &mut |n, seq| {
+            tracing::info!(records = n, seq, "replaying journal");
+        })?;
     if r.seq() != last {
         return Err(ServerError::RecoveryGap { recovered: r.seq(), journal: last });
     }
@@ -474,8 +497,6 @@ struct Sequencer {
     filling: ChunkBuilder,
     /// ... and of the batches submitted but not yet durable, oldest first.
     sealed: VecDeque<crate::ring::Chunk>,
-    out: Vec<Event>,
-    payload: Vec<u8>,
     last_ts: u64,
     since_snapshot: u64,
     acks: Vec<(Arc<ConnOut>, Vec<u8>)>,
@@ -492,8 +513,6 @@ impl Sequencer {
             pending: VecDeque::new(),
             filling: ChunkBuilder::default(),
             sealed: VecDeque::new(),
-            out: Vec::with_capacity(4_096),
-            payload: Vec::with_capacity(256),
             last_ts: 0,
             since_snapshot: 0,
             acks: Vec::new(),
@@ -643,31 +662,62 @@ impl Sequencer {
     }
 
     /// Journals and applies one record; its events and ack wait in `pending` for durability.
+    ///
+    /// The payload is encoded straight into the ring chunk being filled and the engine writes
+    /// its events straight into it too: the journal's copy (with the CRC) is the only copy of
+    /// either on this path.
     fn append(&mut self, ts: u64, p: Payload, ack: Option<(Arc<ConnOut>, u64)>) -> Result<(), ServerError> {
-        self.payload.clear();
-        p.encode(&mut self.payload);
-        let seq = match self.journal.append(ts, &self.payload) {
+        let lens = self.filling.open_lens();
+        p.encode(self.filling.payloads());
+        let seq = match self.journal.append(ts, &self.filling.payloads()[lens.0..]) {
             Ok(s) => s,
             Err(JournalError::BatchFull { .. }) => {
+                // The batch is full: this record opens the next one (and the next chunk).
+                self.filling.discard_open(lens);
                 self.submit_batch()?;
-                self.journal.append(ts, &self.payload)?
+                let lens = self.filling.open_lens();
+                p.encode(self.filling.payloads());
+                return self.append_encoded(ts, &p, lens, ack);
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                self.filling.discard_open(lens);
+                return Err(e.into());
+            }
         };
-        self.out.clear();
-        let applied = self.rep.apply(ts, &p, &mut self.out);
+        self.apply_appended(seq, ts, &p, lens, ack)
+    }
+
+    /// [`append`](Self::append) after a batch change: the payload is encoded at `lens`.
+    fn append_encoded(
+        &mut self,
+        ts: u64,
+        p: &Payload,
+        lens: (usize, usize),
+        ack: Option<(Arc<ConnOut>, u64)>,
+    ) -> Result<(), ServerError> {
+        let seq = self.journal.append(ts, &self.filling.payloads()[lens.0..])?;
+        self.apply_appended(seq, ts, p, lens, ack)
+    }
+
+    fn apply_appended(
+        &mut self,
+        seq: u64,
+        ts: u64,
+        p: &Payload,
+        lens: (usize, usize),
+        ack: Option<(Arc<ConnOut>, u64)>,
+    ) -> Result<(), ServerError> {
+        let applied = self.rep.apply(ts, p, self.filling.events());
         if applied != seq {
             return Err(ServerError::BadRecord { seq, reason: format!("engine applied it as seq {applied}") });
         }
+        self.filling.close(seq, ts);
         self.sh.applied.store(seq, Ordering::Release);
         self.since_snapshot += 1;
-        if self.out.iter().any(|e| matches!(e.kind, EventKind::InstrumentAdded { .. })) {
+        if self.filling.events()[lens.1..].iter().any(|e| matches!(e.kind, EventKind::InstrumentAdded { .. })) {
             let specs = listed(&self.rep.engine);
             *self.sh.instruments.write().unwrap_or_else(|p| p.into_inner()) = specs;
         }
-        // Copied into the batch's chunk (no allocation once the buffers have grown); encoded
-        // for TCP subscribers on their own threads.
-        self.filling.push(seq, ts, &self.payload, &self.out);
         if let Some((out, request)) = ack {
             self.pending.push_back(Pending { seq, ack: (out, request, seq, AckStatus::Applied) });
         }

@@ -85,7 +85,13 @@ impl Replica {
     pub fn apply(&mut self, ts: u64, p: &Payload, out: &mut Vec<Event>) -> u64 {
         let seq = self.engine.apply(ts, &p.command, out);
         if p.gateway != 0 {
-            self.gateways.insert(p.gateway, GatewayMark { request: p.request, seq });
+            // The highest request id, not the latest: a TCP gateway's are increasing (the dedup
+            // check refuses anything else), but in-process gateways submit from several tasks
+            // and may be journaled slightly out of order; `first_request` must pass them all.
+            let m = self.gateways.entry(p.gateway).or_default();
+            if p.request >= m.request {
+                *m = GatewayMark { request: p.request, seq };
+            }
         }
         self.epoch = self.epoch.max(p.epoch);
         seq
@@ -182,7 +188,35 @@ pub fn load_snapshot_at_or_below(
 
 /// Replays journal records after the replica's seq up to `until` (inclusive), calling `each`
 /// with every record's events. Errors on a gap or an undecodable payload.
+///
+/// Pipelined: a reader thread reads the segments, checks every record's CRC and sequence and
+/// decodes the payloads into batches of [`REPLAY_BATCH`] records, handed over through a bounded
+/// queue of [`REPLAY_QUEUE`] batches (buffers are recycled, so nothing is allocated per record);
+/// this thread only applies. Records reach the engine in journal order and an error is reported
+/// after every record before it was applied, exactly as a single-threaded replay would.
 pub fn replay_into(
+    dir: &Path,
+    r: &mut Replica,
+    until: u64,
+    each: impl FnMut(&Replica, u64, u64, &[u8], &[Event]) -> bool,
+    progress: Progress<'_>,
+) -> Result<u64, ServerError> {
+    replay_into_with(ReplayMode::Pipelined, dir, r, until, each, progress)
+}
+
+/// How [`replay_into_with`] reads the journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayMode {
+    /// Reading, CRC checks and payload decoding on a second thread (the default).
+    Pipelined,
+    /// Everything on the calling thread (the earlier design, kept for comparison in
+    /// `castle bench durable`).
+    Serial,
+}
+
+/// [`replay_into`] with an explicit [`ReplayMode`].
+pub fn replay_into_with(
+    mode: ReplayMode,
     dir: &Path,
     r: &mut Replica,
     until: u64,
@@ -197,17 +231,151 @@ pub fn replay_into(
         if from > until {
             return Ok(n);
         }
-        let (mut reader, archived) = reader_from(dir, from)?;
+        let (reader, archived) = reader_from(dir, from)?;
         let before = r.seq();
-        let stopped = replay_reader(&mut reader, r, until, &mut each, &mut *progress, &mut out, &mut n)?;
+        let stopped = match mode {
+            ReplayMode::Pipelined => replay_reader(reader, r, until, &mut each, &mut *progress, &mut out, &mut n)?,
+            ReplayMode::Serial => {
+                let mut reader = reader;
+                replay_reader_serial(&mut reader, r, until, &mut each, &mut *progress, &mut out, &mut n)?
+            }
+        };
         if stopped || !archived || r.seq() == before {
             return Ok(n);
         }
     }
 }
 
+/// Records per hand-over from the reader thread to the applying thread.
+pub const REPLAY_BATCH: usize = 1_024;
+/// Decoded batches queued between the two threads (bounds replay memory to a few MB).
+pub const REPLAY_QUEUE: usize = 4;
+
+/// A run of consecutive records, CRC-checked and decoded by the reader thread.
+#[derive(Default)]
+struct DecodedBatch {
+    /// Payload bytes back to back (the callback gets each record's slice).
+    bytes: Vec<u8>,
+    /// (seq, ts, end of the payload in `bytes`, decoded payload)
+    recs: Vec<(u64, u64, usize, Payload)>,
+    /// Set on the last batch: why reading stopped.
+    end: Option<ReadEnd>,
+}
+
+enum ReadEnd {
+    /// End of the journal.
+    Exhausted,
+    /// A record past `until` was reached.
+    PastUntil,
+    Failed(ServerError),
+}
+
+/// The reader thread: fills batches until the journal ends, `until` is passed, a record is bad,
+/// or the applying side hangs up.
+fn read_ahead(
+    mut reader: JournalReader,
+    until: u64,
+    tx: std::sync::mpsc::SyncSender<DecodedBatch>,
+    recycled: std::sync::mpsc::Receiver<DecodedBatch>,
+) {
+    loop {
+        let mut b = recycled.try_recv().unwrap_or_else(|_| DecodedBatch {
+            bytes: Vec::with_capacity(REPLAY_BATCH * 96),
+            recs: Vec::with_capacity(REPLAY_BATCH),
+            end: None,
+        });
+        b.bytes.clear();
+        b.recs.clear();
+        b.end = None;
+        while b.recs.len() < REPLAY_BATCH {
+            match reader.next_record() {
+                Ok(Some(rec)) if rec.seq > until => {
+                    b.end = Some(ReadEnd::PastUntil);
+                    break;
+                }
+                Ok(Some(rec)) => match Payload::decode(rec.payload) {
+                    Ok(p) => {
+                        b.bytes.extend_from_slice(rec.payload);
+                        b.recs.push((rec.seq, rec.ts, b.bytes.len(), p));
+                    }
+                    Err(e) => {
+                        b.end = Some(ReadEnd::Failed(ServerError::BadRecord { seq: rec.seq, reason: e.to_string() }));
+                        break;
+                    }
+                },
+                Ok(None) => {
+                    b.end = Some(ReadEnd::Exhausted);
+                    break;
+                }
+                Err(e) => {
+                    b.end = Some(ReadEnd::Failed(e.into()));
+                    break;
+                }
+            }
+        }
+        let last = b.end.is_some();
+        if tx.send(b).is_err() || last {
+            return;
+        }
+    }
+}
+
 /// [`replay_into`] over one reader; true when `each` asked to stop or `until` was passed.
 fn replay_reader(
+    reader: JournalReader,
+    r: &mut Replica,
+    until: u64,
+    each: &mut impl FnMut(&Replica, u64, u64, &[u8], &[Event]) -> bool,
+    progress: Progress<'_>,
+    out: &mut Vec<Event>,
+    n: &mut u64,
+) -> Result<bool, ServerError> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<DecodedBatch>(REPLAY_QUEUE);
+    let (back_tx, back_rx) = std::sync::mpsc::sync_channel::<DecodedBatch>(REPLAY_QUEUE + 2);
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("castle-replay-read".into())
+            .spawn_scoped(scope, move || read_ahead(reader, until, tx, back_rx))
+            .map_err(|e| ServerError::io("spawning the replay reader", e))?;
+        // Dropping `rx` (on any return) makes the reader's next send fail, so it stops early.
+        let rx = rx;
+        loop {
+            let Ok(mut b) = rx.recv() else {
+                return Err(ServerError::Stopped("the replay reader stopped".into()));
+            };
+            let mut start = 0;
+            for &(seq, ts, end, ref p) in &b.recs {
+                out.clear();
+                let applied = r.apply(ts, p, out);
+                if applied != seq {
+                    return Err(ServerError::BadRecord {
+                        seq,
+                        reason: format!("journal record seq {seq} but engine at seq {applied}"),
+                    });
+                }
+                *n += 1;
+                if *n % 1_000_000 == 0 {
+                    progress(*n, seq);
+                }
+                if !each(r, seq, ts, &b.bytes[start..end], out) {
+                    return Ok(true);
+                }
+                start = end;
+            }
+            match b.end.take() {
+                None => {
+                    let _ = back_tx.try_send(b);
+                }
+                Some(ReadEnd::Exhausted) => return Ok(false),
+                Some(ReadEnd::PastUntil) => return Ok(true),
+                Some(ReadEnd::Failed(e)) => return Err(e),
+            }
+        }
+    })
+}
+
+/// [`ReplayMode::Serial`]: read, check, decode and apply on one thread.
+fn replay_reader_serial(
     reader: &mut JournalReader,
     r: &mut Replica,
     until: u64,
