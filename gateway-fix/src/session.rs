@@ -811,6 +811,9 @@ impl<S: MessageStore> Session<S> {
             }
             _ if def.admin => self.set_target(seq + 1, out),
             _ => {
+                // Held until the order layer finishes it: a crash before that
+                // makes the client resend it (see store.rs).
+                self.store.hold_inbound(seq);
                 self.set_target(seq + 1, out);
                 out.push(Action::Deliver(AppMessage {
                     msg_type: t.to_vec(),

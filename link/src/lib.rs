@@ -80,6 +80,13 @@ pub trait EngineLink: Send + Sync + 'static {
     /// Instruments currently listed (refreshed by the gateway when it sees
     /// `InstrumentAdded` in the stream).
     fn instruments(&self) -> Vec<InstrumentSpec>;
+    /// Sequence number of the last batch released to subscribers (0: none),
+    /// when the link knows it: a consumer replaying with
+    /// `subscribe_after(0)` has caught up once it has seen this one (how the
+    /// FIX gateway knows its order view is rebuilt after a restart).
+    fn last_seq(&self) -> Option<Seq> {
+        None
+    }
 }
 
 /// How many batches the in-process engine remembers for `subscribe_after`.
@@ -286,6 +293,10 @@ impl EngineLink for InProcessEngine {
 
     fn instruments(&self) -> Vec<InstrumentSpec> {
         self.instruments.read().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    fn last_seq(&self) -> Option<Seq> {
+        self.subscribers.lock().ok().map(|f| f.last_seq)
     }
 }
 

@@ -163,6 +163,10 @@ impl EngineLink for DurableLink {
     fn instruments(&self) -> Vec<InstrumentSpec> {
         self.shared.instruments.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
+
+    fn last_seq(&self) -> Option<Seq> {
+        Some(self.shared.ring.lock().unwrap_or_else(|p| p.into_inner()).last())
+    }
 }
 
 /// Why a feeder stopped sending.

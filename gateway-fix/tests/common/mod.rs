@@ -47,18 +47,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
 
     /// Send `35=..|..` (header fields added).
     pub async fn send(&mut self, body: &str) {
+        let seq = self.seq;
+        self.seq += 1;
+        self.send_as(body, seq, "").await;
+    }
+
+    /// Send with MsgSeqNum `seq` (the counter is left alone) and extra
+    /// header fields (`|43=Y|122=...`), as a resend does.
+    pub async fn send_as(&mut self, body: &str, seq: u64, header: &str) {
         let mt_end = body.find('|').unwrap_or(body.len());
         let (mt, rest) = body.split_at(mt_end);
         let b = format!(
-            "35={mt}|49={}|56={}|34={}|52={}{rest}|",
+            "35={mt}|49={}|56={}|34={}|52={}{header}{rest}|",
             self.sender,
             self.target,
-            self.seq,
+            seq,
             now().to_fix_string()
         )
         .replace("||", "|")
         .replace('|', "\x01");
-        self.seq += 1;
         let mut v = format!("8=FIX.4.4\x019={}\x01{b}", b.len()).into_bytes();
         let cs = checksum(&v);
         v.extend_from_slice(format!("10={cs:03}\x01").as_bytes());
