@@ -56,6 +56,9 @@ pub struct SessionSettings {
     pub require_tls: bool,
     /// Accept undefined tags >= 5000 (needed for SelfTradePrevention 7928).
     pub allow_user_defined_tags: bool,
+    /// FIXT.1.1 sessions: the application version agreed at Logon (1137);
+    /// only 9 (FIX 5.0SP2).
+    pub default_appl_ver_id: Option<String>,
 }
 
 /// The whole file.
@@ -95,6 +98,7 @@ const SESSION_KEYS: &[&str] = &[
     "AllowUserDefinedTags",
     "OnBehalfOf",
     "DeliverTo",
+    "DefaultApplVerID",
 ];
 
 type Block = BTreeMap<String, (usize, String)>;
@@ -291,15 +295,30 @@ impl Config {
                 fsync,
                 require_tls: flag("RequireTls", false)?,
                 allow_user_defined_tags: flag("AllowUserDefinedTags", true)?,
+                default_appl_ver_id: None,
             };
-            if settings.begin_string != "FIX.4.4" {
+            let mut settings = settings;
+            if !["FIX.4.2", "FIX.4.4", "FIXT.1.1"].contains(&settings.begin_string.as_str()) {
                 let (line, v) = get("BeginString").cloned().unwrap_or_default();
                 return Err(ConfigError::InvalidValue {
                     line,
                     key: "BeginString".into(),
                     value: v,
-                    expected: "FIX.4.4",
+                    expected: "FIX.4.2, FIX.4.4 or FIXT.1.1",
                 });
+            }
+            match get("DefaultApplVerID") {
+                _ if settings.begin_string != "FIXT.1.1" => {}
+                None => settings.default_appl_ver_id = Some("9".into()),
+                Some((_, v)) if v == "9" => settings.default_appl_ver_id = Some(v.clone()),
+                Some((line, v)) => {
+                    return Err(ConfigError::InvalidValue {
+                        line: *line,
+                        key: "DefaultApplVerID".into(),
+                        value: v.clone(),
+                        expected: "9 (FIX 5.0SP2)",
+                    })
+                }
             }
             if out.iter().any(|o: &SessionSettings| {
                 o.sender_comp_id == settings.sender_comp_id && o.target_comp_id == settings.target_comp_id

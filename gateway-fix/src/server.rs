@@ -20,6 +20,7 @@
 //! stall every other session.
 
 use crate::config::{Config, SessionSettings};
+use crate::dialect::{adapt, Dialect};
 use crate::dictionary::Dictionary;
 use crate::field::Timestamp;
 use crate::frame::Parser;
@@ -152,9 +153,23 @@ impl Server {
     }
 }
 
-fn session_config(s: &SessionSettings) -> SessionConfig {
+/// The session dictionary of a BeginString (validated by the configuration).
+fn dictionary_for(begin_string: &str) -> &'static Dictionary {
+    let name = match begin_string {
+        "FIX.4.2" => "FIX42",
+        "FIXT.1.1" => "FIX50SP2",
+        _ => "FIX44",
+    };
+    Dictionary::builtin(name).unwrap_or_else(Dictionary::fix44)
+}
+
+fn session_config(s: &SessionSettings, dict: &Dictionary) -> SessionConfig {
     let mut c = SessionConfig::new(&s.sender_comp_id, &s.target_comp_id);
     c.begin_string = s.begin_string.clone();
+    c.default_appl_ver_id = s.default_appl_ver_id.clone();
+    // Message types this version does not define (q, AF, x in 4.2) are
+    // invalid MsgTypes for it, not unsupported ones.
+    c.supported_app_msg_types.retain(|t| dict.message(t).is_some());
     c.reset_on_logon = s.reset_on_logon;
     c.sending_time_tolerance = s.sending_time_tolerance;
     if s.allow_user_defined_tags {
@@ -200,8 +215,8 @@ fn tls_acceptor(cfg: &Config) -> Result<tokio_rustls::TlsAcceptor, ServeError> {
 /// until [`Server::shutdown`]. Must be called inside a tokio runtime.
 pub async fn serve(config: Config, link: Arc<dyn EngineLink>) -> Result<Server, ServeError> {
     let mut tasks = Vec::new();
-    let dict = Dictionary::fix44();
     let mut layer = OrderLayer::new(config.gateway_id, &link.instruments());
+    let mut versions: Vec<(&'static Dictionary, Dialect)> = Vec::new();
     let (router_tx, router_rx) = mpsc::channel::<ToRouter>(4096);
     let mut to_sessions = Vec::new();
     let mut tags: HashMap<u32, String> = HashMap::new();
@@ -211,7 +226,9 @@ pub async fn serve(config: Config, link: Arc<dyn EngineLink>) -> Result<Server, 
         let store = FileStore::open(&s.store_dir, &format!("{}-{}", s.sender_comp_id, s.target_comp_id), s.fsync)
             .map_err(|source| ServeError::Store { session: s.target_comp_id.clone(), source })?;
         let auth = PasswordAuth { username: s.username.clone(), password: s.password.clone() };
-        let session = Session::new(session_config(s), dict, store, Box::new(auth));
+        let dict = dictionary_for(&s.begin_string);
+        versions.push((dict, Dialect::for_begin_string(&s.begin_string)));
+        let session = Session::new(session_config(s, dict), dict, store, Box::new(auth));
         let sid = layer.add_session(s.profile.clone());
         let tag = session_tag(&s.sender_comp_id, &s.target_comp_id);
         let name = format!("{}-{}", s.sender_comp_id, s.target_comp_id);
@@ -249,7 +266,7 @@ pub async fn serve(config: Config, link: Arc<dyn EngineLink>) -> Result<Server, 
         }
         Err(e) => return Err(e.into()),
     };
-    tasks.push(tokio::spawn(router_task(layer, router_rx, engine_rx, to_sessions, link)));
+    tasks.push(tokio::spawn(router_task(layer, router_rx, engine_rx, to_sessions, versions, link)));
     let directory = Arc::new(directory);
     let mut local_addr = None;
     let mut tls_local_addr = None;
@@ -534,12 +551,14 @@ fn on_batch(
 }
 
 /// Submit commands and hand messages to sessions; true if anything was submitted.
-fn dispatch(
-    layer: &mut OrderLayer,
-    link: &Arc<dyn EngineLink>,
-    sessions: &[mpsc::UnboundedSender<ToSessionBatch>],
-    out: &mut Vec<Output>,
-) -> bool {
+/// The router's side of the sessions: their channels, dictionaries and
+/// dialects, by session id.
+struct Sessions {
+    tx: Vec<mpsc::UnboundedSender<ToSessionBatch>>,
+    versions: Vec<(&'static Dictionary, Dialect)>,
+}
+
+fn dispatch(layer: &mut OrderLayer, link: &Arc<dyn EngineLink>, sessions: &Sessions, out: &mut Vec<Output>) -> bool {
     let gateway = layer.gateway();
     let mut submitted = false;
     let mut i = 0;
@@ -569,7 +588,12 @@ fn dispatch(
     let mut groups: Vec<(SessionId, ToSessionBatch)> = Vec::new();
     for o in out.drain(..) {
         let (session, m) = match o {
-            Output::Send(m) => (m.session, ToSession::Send(m)),
+            Output::Send(mut m) => {
+                if let Some(&(dict, dialect)) = sessions.versions.get(m.session) {
+                    adapt(dialect, dict, m.msg_type, &mut m.body);
+                }
+                (m.session, ToSession::Send(m))
+            }
             Output::Done { session, seq } => (session, ToSession::Done(seq)),
             Output::Submit { .. } => continue,
         };
@@ -579,7 +603,7 @@ fn dispatch(
         }
     }
     for (s, items) in groups {
-        if let Some(tx) = sessions.get(s) {
+        if let Some(tx) = sessions.tx.get(s) {
             let _ = tx.send(items);
         }
     }
@@ -590,11 +614,12 @@ async fn router_task(
     mut layer: OrderLayer,
     mut rx: mpsc::Receiver<ToRouter>,
     mut engine: mpsc::Receiver<Arc<crate::link::EngineBatch>>,
-    sessions: Vec<mpsc::UnboundedSender<ToSessionBatch>>,
+    tx: Vec<mpsc::UnboundedSender<ToSessionBatch>>,
+    versions: Vec<(&'static Dictionary, Dialect)>,
     link: Arc<dyn EngineLink>,
 ) {
+    let sessions = Sessions { tx, versions };
     let mut parser = Parser::default();
-    let dict = Dictionary::fix44();
     let mut out: Vec<Output> = Vec::new();
     let spin = reply_spin();
     // Last engine seq seen: a durable engine closes the stream of a subscriber that fell too far
@@ -608,6 +633,7 @@ async fn router_task(
             m = rx.recv(), if !replaying => match m {
                 None => return,
                 Some(ToRouter::App { session, seq, bytes }) => {
+                    let dict = sessions.versions.get(session).map_or_else(Dictionary::fix44, |v| v.0);
                     match parser.parse(&bytes, dict) {
                         Ok(msg) => layer.on_message(session, &msg, seq, now().unix_nanos().max(0) as u64, &mut out),
                         Err(e) => {
