@@ -191,6 +191,13 @@ pub struct FileStore {
     engine_mark: u64,
     /// Marks changed since the last write of the seqnums file.
     marks_dirty: bool,
+    /// What the seqnums file holds (target as persisted, engine mark), and
+    /// whether the sender number must be written (set explicitly, reset):
+    /// a write that would change nothing is skipped. Usual case: an
+    /// application message is held at the number the file already has.
+    written_target: u64,
+    written_mark: u64,
+    sender_dirty: bool,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
@@ -233,11 +240,13 @@ impl FileStore {
 
         let mut buf = [0u8; 40];
         let (mut sender, mut target, mut engine_mark) = (1, 1, 0);
+        let mut loaded = false;
         let word = |b: &[u8], i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap());
         if seqs.read_exact_at(&mut buf[..24], 0).is_ok() {
             let (s, t, c) = (word(&buf, 0), word(&buf, 1), word(&buf, 2));
             if c == s ^ t ^ SEQ_CHECK && s > 0 && t > 0 {
                 (sender, target) = (s, t);
+                loaded = true;
             }
             if seqs.read_exact_at(&mut buf[24..], 24).is_ok() && word(&buf, 4) == word(&buf, 3) ^ MARK_CHECK {
                 engine_mark = word(&buf, 3);
@@ -257,23 +266,30 @@ impl FileStore {
             holds: Default::default(),
             engine_mark,
             marks_dirty: false,
+            written_target: target,
+            written_mark: engine_mark,
+            sender_dirty: !loaded,
         })
     }
 
     fn write_seqs(&mut self) -> Result<(), StoreError> {
         // The lowest held inbound message is expected again after a crash.
         let target = self.holds.first().map_or(self.target, |&h| h.min(self.target));
+        self.marks_dirty = false;
+        if !self.sender_dirty && target == self.written_target && self.engine_mark == self.written_mark {
+            return Ok(());
+        }
         let mut buf = [0u8; 40];
         buf[0..8].copy_from_slice(&self.sender.to_le_bytes());
         buf[8..16].copy_from_slice(&target.to_le_bytes());
         buf[16..24].copy_from_slice(&(self.sender ^ target ^ SEQ_CHECK).to_le_bytes());
         buf[24..32].copy_from_slice(&self.engine_mark.to_le_bytes());
         buf[32..40].copy_from_slice(&(self.engine_mark ^ MARK_CHECK).to_le_bytes());
-        self.marks_dirty = false;
         self.seqs.write_all_at(&buf, 0).map_err(io_err(&self.seq_path))?;
         if self.policy == FsyncPolicy::Always {
             self.seqs.sync_data().map_err(io_err(&self.seq_path))?;
         }
+        (self.written_target, self.written_mark, self.sender_dirty) = (target, self.engine_mark, false);
         Ok(())
     }
 }
@@ -287,6 +303,7 @@ impl MessageStore for FileStore {
     }
     fn set_next_sender_seq(&mut self, seq: u64) -> Result<(), StoreError> {
         self.sender = seq;
+        self.sender_dirty = true;
         self.write_seqs()
     }
     fn set_next_target_seq(&mut self, seq: u64) -> Result<(), StoreError> {
@@ -331,6 +348,7 @@ impl MessageStore for FileStore {
         self.sender = 1;
         self.target = 1;
         self.holds.clear();
+        self.sender_dirty = true;
         if self.policy == FsyncPolicy::Always {
             self.body.sync_data().map_err(io_err(&self.body_path))?;
         }
@@ -411,6 +429,24 @@ mod tests {
         let s = FileStore::open(dir.path(), "A-B", FsyncPolicy::OsBuffered).unwrap();
         assert_eq!((s.next_sender_seq(), s.next_target_seq()), (1, 1));
         assert!(collect(&s, 1, 100).is_empty());
+    }
+
+    #[test]
+    fn unchanged_numbers_are_not_rewritten_but_changes_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = FileStore::open(dir.path(), "A-B", FsyncPolicy::OsBuffered).unwrap();
+        s.set_next_target_seq(4).unwrap();
+        s.set_next_sender_seq(10).unwrap();
+        // Held at the number the file already has: nothing to write, and nothing lost.
+        s.hold_inbound(4);
+        s.set_next_target_seq(5).unwrap();
+        drop(s);
+        let mut s = FileStore::open(dir.path(), "A-B", FsyncPolicy::OsBuffered).unwrap();
+        assert_eq!((s.next_sender_seq(), s.next_target_seq()), (10, 4));
+        s.set_next_sender_seq(3).unwrap();
+        drop(s);
+        let s = FileStore::open(dir.path(), "A-B", FsyncPolicy::OsBuffered).unwrap();
+        assert_eq!(s.next_sender_seq(), 3, "an explicit sender number is always written");
     }
 
     #[test]
