@@ -107,6 +107,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let fix_tls = server.tls_local_addr().map(|a| a.to_string()).unwrap_or_else(|| "-".into());
     // Ready before the line that tells scripts and tests the venue is up.
     metrics.set_ready(true);
+    // Before "castle is up": a SIGTERM right after it must find the handler (a test that
+    // stops castle quickly on a loaded machine otherwise kills it by the default action).
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     println!(
         "castle is up: {} instruments, {} set-up commands, FIX 4.4 on {fix} (TLS {fix_tls}), {md}, metrics on http://{}/metrics",
         instruments.len(),
@@ -122,7 +125,6 @@ async fn serve(args: ServeArgs) -> Result<()> {
         metrics_server.shutdown().await;
         return crate::serve_engine::stop(&engine);
     }
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}

@@ -73,15 +73,23 @@ fn run<S: MessageStore>(store: S, n: u64, label: &str) {
                 layer.on_engine(&batch, &mut replies);
             }
         }
+        // As the session task does: store the reports, release the finished
+        // inbound message, write the marks once per wake-up.
         for r in replies {
-            if let Output::Send(m) = r {
-                sess.send_app(m.msg_type, now, &mut actions, |e| {
-                    e.raw(&m.body);
-                })
-                .unwrap();
-                sent += 1;
+            match r {
+                Output::Send(m) => {
+                    sess.send_app(m.msg_type, now, &mut actions, |e| {
+                        e.raw(&m.body);
+                    })
+                    .unwrap();
+                    sess.store_mut().set_engine_mark(m.engine_seq);
+                    sent += 1;
+                }
+                Output::Done { seq, .. } => sess.store_mut().release_inbound(seq),
+                _ => {}
             }
         }
+        sess.store_mut().flush_marks().unwrap();
     }
     let dt = t0.elapsed();
     println!("{label}: {n} orders, {sent} reports, {:.2} us per order", dt.as_secs_f64() * 1e6 / n as f64);

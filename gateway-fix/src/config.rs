@@ -56,6 +56,9 @@ pub struct SessionSettings {
     pub require_tls: bool,
     /// Accept undefined tags >= 5000 (needed for SelfTradePrevention 7928).
     pub allow_user_defined_tags: bool,
+    /// FIXT.1.1 sessions: the application version agreed at Logon (1137);
+    /// only 9 (FIX 5.0SP2).
+    pub default_appl_ver_id: Option<String>,
 }
 
 /// The whole file.
@@ -93,6 +96,9 @@ const SESSION_KEYS: &[&str] = &[
     "FsyncPolicy",
     "RequireTls",
     "AllowUserDefinedTags",
+    "OnBehalfOf",
+    "DeliverTo",
+    "DefaultApplVerID",
 ];
 
 type Block = BTreeMap<String, (usize, String)>;
@@ -217,6 +223,35 @@ impl Config {
                     SessionProfile::drop_copy(accounts)
                 }
             };
+            if let Some((line, v)) = get("OnBehalfOf") {
+                if kind == SessionKind::DropCopy {
+                    return Err(ConfigError::InvalidValue {
+                        line: *line,
+                        key: "OnBehalfOf".into(),
+                        value: v.clone(),
+                        expected: "no OnBehalfOf on a drop-copy session",
+                    });
+                }
+                for item in v.split(',').map(str::trim).filter(|x| !x.is_empty()) {
+                    let bad = || ConfigError::InvalidValue {
+                        line: *line,
+                        key: "OnBehalfOf".into(),
+                        value: item.into(),
+                        expected: "COMPID:ACCOUNT[,COMPID:ACCOUNT...] with distinct CompIDs and accounts",
+                    };
+                    let (comp, acct) = item.split_once(':').ok_or_else(bad)?;
+                    let acct: AccountId = acct.trim().parse().map_err(|_| bad())?;
+                    let comp = comp.trim();
+                    if comp.is_empty() || profile.on_behalf_of.iter().any(|(c, a)| c == comp || *a == acct) {
+                        return Err(bad());
+                    }
+                    profile = profile.with_on_behalf_of(comp, acct);
+                }
+            }
+            if let Some((_, v)) = get("DeliverTo") {
+                profile.deliver_to =
+                    v.split(',').map(str::trim).filter(|x| !x.is_empty()).map(str::to_string).collect();
+            }
             if let Some((line, v)) = get("MaxMessagesPerSecond") {
                 profile.max_messages_per_sec = parse_num(*line, "MaxMessagesPerSecond", v)?;
             }
@@ -260,15 +295,30 @@ impl Config {
                 fsync,
                 require_tls: flag("RequireTls", false)?,
                 allow_user_defined_tags: flag("AllowUserDefinedTags", true)?,
+                default_appl_ver_id: None,
             };
-            if settings.begin_string != "FIX.4.4" {
+            let mut settings = settings;
+            if !["FIX.4.2", "FIX.4.4", "FIXT.1.1"].contains(&settings.begin_string.as_str()) {
                 let (line, v) = get("BeginString").cloned().unwrap_or_default();
                 return Err(ConfigError::InvalidValue {
                     line,
                     key: "BeginString".into(),
                     value: v,
-                    expected: "FIX.4.4",
+                    expected: "FIX.4.2, FIX.4.4 or FIXT.1.1",
                 });
+            }
+            match get("DefaultApplVerID") {
+                _ if settings.begin_string != "FIXT.1.1" => {}
+                None => settings.default_appl_ver_id = Some("9".into()),
+                Some((_, v)) if v == "9" => settings.default_appl_ver_id = Some(v.clone()),
+                Some((line, v)) => {
+                    return Err(ConfigError::InvalidValue {
+                        line: *line,
+                        key: "DefaultApplVerID".into(),
+                        value: v.clone(),
+                        expected: "9 (FIX 5.0SP2)",
+                    })
+                }
             }
             if out.iter().any(|o: &SessionSettings| {
                 o.sender_comp_id == settings.sender_comp_id && o.target_comp_id == settings.target_comp_id
@@ -359,9 +409,15 @@ Accounts=7, 8
         let start = readme.find("```ini\n").expect("ini block") + 7;
         let end = start + readme[start..].find("```").expect("block end");
         let c = Config::parse(&readme[start..end]).unwrap();
-        assert_eq!(c.sessions.len(), 2);
+        assert_eq!(c.sessions.len(), 3);
         assert!(c.tls_client_ca.is_some() && c.sessions[0].require_tls);
         assert_eq!(c.sessions[1].profile.accounts, vec![7, 8]);
+        let hub = &c.sessions[2].profile;
+        assert_eq!(hub.on_behalf_of, vec![("CLIENTA".to_string(), 11), ("CLIENTB".to_string(), 12)]);
+        assert_eq!(
+            (hub.account, &hub.accounts[..], &hub.deliver_to[..]),
+            (9, &[9, 11, 12][..], &["CASTLE-EU".to_string()][..])
+        );
     }
 
     #[test]

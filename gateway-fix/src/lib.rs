@@ -18,9 +18,11 @@
 //! - [`link`]: the seam to the engine ([`EngineLink`]) and its in-process
 //!   implementation.
 //! - [`config`]: the session configuration file.
+//! - [`dialect`]: per-version adjustments of outbound messages (FIX 4.2).
 //! - [`server`]: the tokio transport (TCP, TLS) and [`serve`].
 
 pub mod config;
+pub mod dialect;
 pub mod dictionary;
 pub mod encode;
 pub mod field;

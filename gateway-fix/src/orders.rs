@@ -28,6 +28,7 @@ use rust_decimal::Decimal;
 use rustc_hash::FxHashMap;
 use std::collections::{BTreeMap, VecDeque};
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// Index of a configured session.
 pub type SessionId = usize;
@@ -58,6 +59,13 @@ pub struct SessionProfile {
     pub max_open_orders: usize,
     /// Cancel the session's open orders when its connection drops.
     pub cancel_on_disconnect: bool,
+    /// Service bureau / hub: OnBehalfOfCompID (115) values this session may
+    /// send, each trading for its own account. Messages without 115 trade
+    /// for `account`; an unknown 115 is refused.
+    pub on_behalf_of: Vec<(String, AccountId)>,
+    /// DeliverToCompID (128) values this session may address (desks of the
+    /// venue behind a hub); any other 128 is refused. Echoed back as 115.
+    pub deliver_to: Vec<String>,
 }
 
 impl SessionProfile {
@@ -69,10 +77,59 @@ impl SessionProfile {
             max_messages_per_sec: 0,
             max_open_orders: 0,
             cancel_on_disconnect: false,
+            on_behalf_of: Vec::new(),
+            deliver_to: Vec::new(),
         }
+    }
+
+    /// Add an OnBehalfOfCompID and its account (also followed for status).
+    pub fn with_on_behalf_of(mut self, comp_id: &str, account: AccountId) -> Self {
+        self.on_behalf_of.push((comp_id.to_string(), account));
+        if !self.accounts.contains(&account) {
+            self.accounts.push(account);
+        }
+        self
+    }
+
+    fn on_behalf_of_account(&self, comp_id: &[u8]) -> Option<AccountId> {
+        self.on_behalf_of.iter().find(|(c, _)| c.as_bytes() == comp_id).map(|(_, a)| *a)
+    }
+
+    fn on_behalf_of_name(&self, account: AccountId) -> Option<&str> {
+        self.on_behalf_of.iter().find(|(_, a)| *a == account).map(|(c, _)| c.as_str())
     }
     pub fn drop_copy(accounts: Vec<AccountId>) -> Self {
         SessionProfile { kind: SessionKind::DropCopy, account: 0, accounts, ..SessionProfile::order_entry(0) }
+    }
+}
+
+/// Routing header fields of an outbound message, for sessions of service
+/// bureaus and hubs: the inbound OnBehalfOfCompID (115) comes back as
+/// DeliverToCompID (128) and the inbound DeliverToCompID as OnBehalfOfCompID.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Route {
+    /// DeliverToCompID (128) to send.
+    pub deliver_to: Option<String>,
+    /// OnBehalfOfCompID (115) to send.
+    pub on_behalf_of: Option<String>,
+}
+
+impl Route {
+    /// The echo of an inbound message's 115/128 (None when it has neither).
+    pub fn echo(msg: &Message<'_>) -> Option<Arc<Route>> {
+        let deliver_to = msg.get(115).map(|v| text(v).to_string());
+        let on_behalf_of = msg.get(128).map(|v| text(v).to_string());
+        (deliver_to.is_some() || on_behalf_of.is_some()).then(|| Arc::new(Route { deliver_to, on_behalf_of }))
+    }
+
+    /// Write the header fields (right after TargetCompID).
+    pub fn write(&self, e: &mut crate::encode::Encoder) {
+        if let Some(v) = &self.on_behalf_of {
+            e.str(115, v.as_bytes());
+        }
+        if let Some(v) = &self.deliver_to {
+            e.str(128, v.as_bytes());
+        }
     }
 }
 
@@ -83,9 +140,19 @@ pub struct Outbound {
     pub session: SessionId,
     pub msg_type: &'static [u8],
     pub body: Vec<u8>,
+    /// Sequence number of the engine batch this message reports (0: not
+    /// from the engine stream). The session records the highest one it
+    /// stored (its engine mark) so a restarted gateway knows what it sent.
+    pub engine_seq: u64,
+    /// Routing header fields (115/128), for hub sessions.
+    pub route: Option<Arc<Route>>,
 }
 
 impl Outbound {
+    pub fn new(session: SessionId, msg_type: &'static [u8], body: Vec<u8>) -> Self {
+        Outbound { session, msg_type, body, engine_seq: 0, route: None }
+    }
+
     /// Value of the first occurrence of `tag` (tests, logs).
     pub fn get(&self, tag: u32) -> Option<&str> {
         self.fields().find(|(t, _)| *t == tag).map(|(_, v)| v)
@@ -109,6 +176,36 @@ pub enum Output {
         request: u64,
         command: Command,
     },
+    /// The application message with inbound MsgSeqNum `seq` is finished:
+    /// answered, or its command is applied by the engine (so in its
+    /// journal). The session releases its hold on it (see store.rs).
+    Done {
+        session: SessionId,
+        seq: u64,
+    },
+}
+
+/// Bits of a request id that name the session it came from: a restarted
+/// gateway finds the owner of every order in the engine stream by its
+/// origin, without a database of its own. Request ids stay increasing per
+/// gateway (the counter is in the high bits), as the engine's
+/// deduplication wants.
+pub const REQUEST_SESSION_BITS: u32 = 20;
+const REQUEST_SESSION_MASK: u64 = (1 << REQUEST_SESSION_BITS) - 1;
+/// Request ids with this bit are start-up barriers (a `Tick` whose batch
+/// marks the end of the replayed stream), never orders.
+pub const REQUEST_BARRIER_BIT: u64 = 1 << 63;
+
+/// A stable number for a session in request ids, from its CompIDs (so
+/// reordering the configuration file does not re-attribute orders).
+pub fn session_tag(sender_comp_id: &str, target_comp_id: &str) -> u32 {
+    // FNV-1a: stable across builds and platforms, unlike std's hasher.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in sender_comp_id.bytes().chain([1u8]).chain(target_comp_id.bytes()) {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    ((h ^ (h >> 20) ^ (h >> 40)) & REQUEST_SESSION_MASK) as u32
 }
 
 /// Body builder: `tag=value<SOH>` pairs.
@@ -275,6 +372,8 @@ struct OrderState {
     leaves: Qty,
     /// OrdStatus (39).
     status: u8,
+    /// Routing header of the owner's reports (hub sessions).
+    route: Option<Arc<Route>>,
 }
 
 /// Context of a request waiting for its engine batch.
@@ -315,6 +414,11 @@ struct Throttle {
 
 struct SessionState {
     profile: SessionProfile,
+    /// Low bits of this session's request ids.
+    tag: u32,
+    /// Engine mark of the session's store: messages of batches at or below
+    /// it were stored before a restart and are not produced again.
+    mark: u64,
     throttle: Throttle,
     /// Orders accepted and open, plus new orders waiting for the engine.
     open: usize,
@@ -359,6 +463,10 @@ struct MdSub {
     trades: bool,
 }
 
+/// A request waiting for its batch: its context, the inbound message
+/// (session, MsgSeqNum) it finishes, and the route of its answers.
+type Waiting = (Pending, Option<(SessionId, u64)>, Option<Arc<Route>>);
+
 /// Bound on finished orders kept for OrderStatusRequest.
 const DONE_KEPT: usize = 65_536;
 /// Bound on market-data subscriptions per session.
@@ -375,7 +483,21 @@ pub struct OrderLayer {
     orders: FxHashMap<OrderId, OrderState>,
     by_cl: FxHashMap<(AccountId, String), OrderId>,
     done: VecDeque<OrderId>,
-    pending: FxHashMap<u64, Pending>,
+    /// Requests waiting for their batch, with the inbound message (session,
+    /// MsgSeqNum) they answer.
+    pending: FxHashMap<u64, Waiting>,
+    /// The inbound message being handled by `on_message`, and whether it
+    /// became a request (then it is finished by its batch).
+    current: Option<(SessionId, u64)>,
+    current_submitted: bool,
+    /// Account and routing echo of the message being handled.
+    msg_account: Option<AccountId>,
+    msg_route: Option<Arc<Route>>,
+    /// Start-up barrier still to come back: until then the stream is a
+    /// replay and client messages must wait.
+    barrier: Option<u64>,
+    /// Or: the last engine seq of the replay (the link knew it).
+    replay_until: Option<u64>,
     md: FxHashMap<InstrumentId, MdBook>,
     md_subs: Vec<MdSub>,
 }
@@ -399,7 +521,11 @@ impl OrderLayer {
     /// Numbers the next engine request from `first` (the link's `first_request`: request ids
     /// stay unique across restarts of a journal-backed engine).
     pub fn set_first_request(&mut self, first: u64) {
-        self.next_request = first.max(1);
+        // `first` is one past the highest request id journaled for this gateway. Ids here are
+        // (counter << REQUEST_SESSION_BITS) | session tag (barriers have the top bit), so the
+        // counter continues above the highest one journaled, as the replay below also ensures.
+        let highest = first.saturating_sub(1) & !REQUEST_BARRIER_BIT;
+        self.next_request = self.next_request.max((highest >> REQUEST_SESSION_BITS) + 1);
     }
 
     pub fn new(gateway: u32, instruments: &[InstrumentSpec]) -> Self {
@@ -414,6 +540,12 @@ impl OrderLayer {
             by_cl: FxHashMap::default(),
             done: VecDeque::new(),
             pending: FxHashMap::default(),
+            current: None,
+            current_submitted: false,
+            msg_account: None,
+            msg_route: None,
+            barrier: None,
+            replay_until: None,
             md: FxHashMap::default(),
             md_subs: Vec::new(),
         };
@@ -434,8 +566,61 @@ impl OrderLayer {
     /// Register a session; ids are dense in registration order.
     pub fn add_session(&mut self, profile: SessionProfile) -> SessionId {
         let rate = profile.max_messages_per_sec as f64;
-        self.sessions.push(SessionState { profile, throttle: Throttle { tokens: rate, last: 0 }, open: 0 });
+        let tag = self.sessions.len() as u32 & REQUEST_SESSION_MASK as u32;
+        self.sessions.push(SessionState {
+            profile,
+            tag,
+            mark: 0,
+            throttle: Throttle { tokens: rate, last: 0 },
+            open: 0,
+        });
         self.sessions.len() - 1
+    }
+
+    /// Set the session's number in request ids (default: its index) and
+    /// the engine mark of its store. Tags must be unique and below
+    /// 2^[`REQUEST_SESSION_BITS`].
+    pub fn set_session_tag(&mut self, session: SessionId, tag: u32, mark: u64) {
+        assert!((tag as u64) <= REQUEST_SESSION_MASK, "session tag out of range");
+        assert!(
+            self.sessions.iter().enumerate().all(|(i, s)| i == session || s.tag != tag),
+            "session tags must be unique"
+        );
+        self.sessions[session].tag = tag;
+        self.sessions[session].mark = mark;
+    }
+
+    /// Start rebuilding from a replay of the engine stream: until the batch
+    /// of request `barrier` (a `Tick` the transport submits after
+    /// subscribing from the start) comes back, batches are history: they
+    /// rebuild the order view, and only messages of batches above a
+    /// session's engine mark are sent (what happened while the gateway was
+    /// down). The transport holds client messages until [`Self::recovering`]
+    /// is false.
+    pub fn begin_recovery(&mut self, barrier: u64) {
+        debug_assert!(barrier & REQUEST_BARRIER_BIT != 0);
+        self.barrier = Some(barrier);
+    }
+
+    /// Like [`Self::begin_recovery`] when the link tells the last sequence
+    /// number of the replay (no barrier command in the journal).
+    pub fn begin_recovery_until(&mut self, last_seq: u64) {
+        if last_seq > 0 {
+            self.replay_until = Some(last_seq);
+        }
+    }
+
+    /// True while the replay of the engine stream has not reached the barrier.
+    pub fn recovering(&self) -> bool {
+        self.barrier.is_some() || self.replay_until.is_some()
+    }
+
+    fn session_of_request(&self, request: u64) -> Option<SessionId> {
+        if request & REQUEST_BARRIER_BIT != 0 {
+            return None;
+        }
+        let tag = (request & REQUEST_SESSION_MASK) as u32;
+        self.sessions.iter().position(|s| s.tag == tag)
     }
 
     /// Open orders the layer attributes to a session (tests, metrics).
@@ -459,7 +644,7 @@ impl OrderLayer {
             .collect();
         ids.sort_unstable();
         for (id, account, instrument) in ids {
-            let request = self.request(Pending::Silent);
+            let request = self.request(Pending::Silent, session);
             out.push(Output::Submit {
                 request,
                 command: Command::Cancel { account, instrument, target: OrderRef::Id(id) },
@@ -467,22 +652,38 @@ impl OrderLayer {
         }
     }
 
-    fn request(&mut self, p: Pending) -> u64 {
-        let r = self.next_request;
+    fn request(&mut self, p: Pending, session: SessionId) -> u64 {
+        let r = (self.next_request << REQUEST_SESSION_BITS) | self.sessions[session].tag as u64;
         self.next_request += 1;
-        self.pending.insert(r, p);
+        let (inbound, route) = match self.current {
+            Some((s, seq)) if s == session && !matches!(p, Pending::Silent) => {
+                self.current_submitted = true;
+                (Some((s, seq)), self.msg_route.clone())
+            }
+            _ => (None, None),
+        };
+        self.pending.insert(r, (p, inbound, route));
         r
     }
 
     /// The engine refused to queue a request (busy or stopped): answer it
     /// as a reject instead of leaving the client waiting.
     pub fn on_submit_failed(&mut self, request: u64, reason: &'static str, out: &mut Vec<Output>) {
-        let Some(p) = self.pending.remove(&request) else { return };
+        let Some((p, inbound, route)) = self.pending.remove(&request) else { return };
+        let base = out.len();
+        self.answer_submit_failed(p, reason, out);
+        set_route(&mut out[base..], &route);
+        if let Some((session, seq)) = inbound {
+            out.push(Output::Done { session, seq });
+        }
+    }
+
+    fn answer_submit_failed(&mut self, p: Pending, reason: &'static str, out: &mut Vec<Output>) {
         match p {
             Pending::New { session, cl, symbol, side, qty, cash } => {
                 self.sessions[session].open = self.sessions[session].open.saturating_sub(1);
                 let b = self.reject_er(&cl, &symbol, side, qty, cash, 99, reason);
-                out.push(Output::Send(Outbound { session, msg_type: b"8", body: b }));
+                out.push(Output::Send(Outbound::new(session, b"8", b)));
             }
             Pending::Cancel { session, cl, orig, .. } => {
                 out.push(Output::Send(self.cancel_reject(session, &cl, &orig, None, b'1', 99, reason)));
@@ -493,7 +694,7 @@ impl OrderLayer {
             Pending::MassCancel { session, cl, req_type, .. } => {
                 let mut b = Body::default();
                 b.s(11, &cl).s(37, "NONE").c(530, req_type).c(531, b'0').s(58, reason);
-                out.push(Output::Send(Outbound { session, msg_type: b"r", body: b.0 }));
+                out.push(Output::Send(Outbound::new(session, b"r", b.0)));
             }
             Pending::Silent => {}
         }
@@ -519,10 +720,48 @@ impl OrderLayer {
 
     /// An application message from a session (validated by the session
     /// layer). `seq` is its MsgSeqNum (for RefSeqNum), `now` ns since epoch.
+    ///
+    /// Every message ends either in a request (finished by its engine batch
+    /// or by [`Self::on_submit_failed`]) or in an [`Output::Done`] here.
     pub fn on_message(&mut self, session: SessionId, msg: &Message<'_>, seq: u64, now: u64, out: &mut Vec<Output>) {
         if session >= self.sessions.len() {
             return;
         }
+        self.current = Some((session, seq));
+        self.current_submitted = false;
+        self.msg_route = Route::echo(msg);
+        self.msg_account = None;
+        let base = out.len();
+        self.handle_message(session, msg, seq, now, out);
+        // Answers go back the way the message came (115 <-> 128).
+        let route = self.msg_route.take();
+        set_route(&mut out[base..], &route);
+        if !self.current_submitted {
+            out.push(Output::Done { session, seq });
+        }
+        self.current = None;
+        self.msg_account = None;
+    }
+
+    /// The account of a message: its OnBehalfOfCompID's for hub sessions,
+    /// else the session's; and its DeliverToCompID must be one we serve.
+    fn resolve_route(&self, session: SessionId, msg: &Message<'_>) -> Result<AccountId, LocalReject> {
+        let prof = &self.sessions[session].profile;
+        if let Some(d) = msg.get(128) {
+            if !prof.deliver_to.iter().any(|x| x.as_bytes() == d) {
+                return Err(LocalReject::Business(7, "Unknown DeliverToCompID (128)"));
+            }
+        }
+        match msg.get(115) {
+            None => Ok(prof.account),
+            Some(c) => prof.on_behalf_of_account(c).ok_or(match msg.msg_type() {
+                b"D" | b"F" | b"G" => LocalReject::Order(15, "Unknown OnBehalfOfCompID (115)"),
+                _ => LocalReject::Business(6, "Unknown OnBehalfOfCompID (115)"),
+            }),
+        }
+    }
+
+    fn handle_message(&mut self, session: SessionId, msg: &Message<'_>, seq: u64, now: u64, out: &mut Vec<Output>) {
         let mt = msg.msg_type();
         if self.throttled(session, now) {
             tracing::debug!(session, "message rate limit exceeded");
@@ -545,6 +784,10 @@ impl OrderLayer {
                 out,
             );
             return;
+        }
+        match self.resolve_route(session, msg) {
+            Ok(account) => self.msg_account = Some(account),
+            Err(e) => return self.reject_message(session, msg, seq, e, out),
         }
         match mt {
             b"D" => self.new_order(session, msg, seq, out),
@@ -575,7 +818,7 @@ impl OrderLayer {
             b.s(379, text(id));
         }
         b.u(380, reason as u64).s(58, why);
-        out.push(Output::Send(Outbound { session, msg_type: b"j", body: b.0 }));
+        out.push(Output::Send(Outbound::new(session, b"j", b.0)));
     }
 
     /// Answer a message the gateway refuses before it reaches the engine,
@@ -606,7 +849,7 @@ impl OrderLayer {
                     code,
                     reason,
                 );
-                out.push(Output::Send(Outbound { session, msg_type: b"8", body: b }));
+                out.push(Output::Send(Outbound::new(session, b"8", b)));
             }
             b"F" | b"G" if !cl.is_empty() => {
                 let orig = text(msg.get(41).unwrap_or_default()).to_string();
@@ -664,11 +907,11 @@ impl OrderLayer {
         };
         let mut b = Body::default();
         b.s(37, &oid).s(11, cl).s(41, orig).c(39, status).c(434, response_to).u(102, code as u64).s(58, reason);
-        Outbound { session, msg_type: b"9", body: b.0 }
+        Outbound::new(session, b"9", b.0)
     }
 
     fn by_cl_id(&self, session: SessionId, cl: &str) -> Option<OrderId> {
-        let account = self.sessions.get(session)?.profile.account;
+        let account = self.msg_account.unwrap_or(self.sessions.get(session)?.profile.account);
         self.by_cl.get(&(account, cl.to_string())).copied()
     }
 
@@ -687,7 +930,7 @@ impl OrderLayer {
     }
 
     fn check_account(&self, session: SessionId, msg: &Message<'_>) -> Result<AccountId, LocalReject> {
-        let account = self.sessions[session].profile.account;
+        let account = self.msg_account.unwrap_or(self.sessions[session].profile.account);
         match msg.get(1) {
             Some(a) if text(a) != account.to_string() => {
                 Err(LocalReject::Order(15, "Account does not belong to this session"))
@@ -785,7 +1028,18 @@ impl OrderLayer {
         })
     }
 
+    /// A PossDup copy (43=Y) of an order message whose ClOrdID the engine
+    /// stream already showed: the original was applied (typically before a
+    /// gateway crash, whose ResendRequest brings the copy back), and its
+    /// reports come from the stream, so the copy is dropped.
+    fn already_applied(&self, session: SessionId, msg: &Message<'_>) -> bool {
+        msg.get(43) == Some(b"Y") && msg.get(11).is_some_and(|cl| self.by_cl_id(session, text(cl)).is_some())
+    }
+
     fn new_order(&mut self, session: SessionId, msg: &Message<'_>, seq: u64, out: &mut Vec<Output>) {
+        if self.already_applied(session, msg) {
+            return tracing::info!(session, "PossDup NewOrderSingle already applied: ignored");
+        }
         let order = match self.build_new_order(session, msg) {
             Ok(o) => o,
             Err(e) => return self.reject_message(session, msg, seq, e, out),
@@ -795,14 +1049,17 @@ impl OrderLayer {
             return self.reject_message(session, msg, seq, LocalReject::Order(3, "Open order limit reached"), out);
         }
         st.open += 1;
-        let request = self.request(Pending::New {
+        let request = self.request(
+            Pending::New {
+                session,
+                cl: order.client_order_id.as_str().to_string(),
+                symbol: text(msg.get(55).unwrap_or_default()).to_string(),
+                side: side_char(order.side),
+                qty: dec(msg.get(38)),
+                cash: dec(msg.get(152)),
+            },
             session,
-            cl: order.client_order_id.as_str().to_string(),
-            symbol: text(msg.get(55).unwrap_or_default()).to_string(),
-            side: side_char(order.side),
-            qty: dec(msg.get(38)),
-            cash: dec(msg.get(152)),
-        });
+        );
         out.push(Output::Submit { request, command: Command::PlaceOrder(order) });
     }
 
@@ -821,6 +1078,9 @@ impl OrderLayer {
     }
 
     fn cancel(&mut self, session: SessionId, msg: &Message<'_>, seq: u64, out: &mut Vec<Output>) {
+        if self.already_applied(session, msg) {
+            return tracing::info!(session, "PossDup OrderCancelRequest already applied: ignored");
+        }
         let r = (|| {
             let spec = *self.instrument_of(msg)?;
             let account = self.check_account(session, msg)?;
@@ -831,11 +1091,14 @@ impl OrderLayer {
             Ok(x) => x,
             Err(e) => return self.reject_message(session, msg, seq, e, out),
         };
-        let request = self.request(Pending::Cancel { session, cl, orig });
+        let request = self.request(Pending::Cancel { session, cl, orig }, session);
         out.push(Output::Submit { request, command: Command::Cancel { account, instrument: spec.id, target } });
     }
 
     fn replace(&mut self, session: SessionId, msg: &Message<'_>, seq: u64, out: &mut Vec<Output>) {
+        if self.already_applied(session, msg) {
+            return tracing::info!(session, "PossDup OrderCancelReplaceRequest already applied: ignored");
+        }
         use LocalReject::Order as R;
         let r = (|| {
             let spec = *self.instrument_of(msg)?;
@@ -867,7 +1130,7 @@ impl OrderLayer {
             Ok(x) => x,
             Err(e) => return self.reject_message(session, msg, seq, e, out),
         };
-        let request = self.request(Pending::Replace { session, cl, orig });
+        let request = self.request(Pending::Replace { session, cl, orig }, session);
         out.push(Output::Submit { request, command: Command::Replace(rep) });
     }
 
@@ -877,12 +1140,15 @@ impl OrderLayer {
         let accounts = &self.sessions[session].profile.accounts;
         let req_id = msg.get(790).map(|v| text(v).to_string());
         match id.and_then(|id| self.orders.get(&id).map(|o| (id, o))) {
-            Some((id, o)) if accounts.contains(&o.account) || self.sessions[session].profile.account == o.account => {
+            Some((id, o))
+                if (accounts.contains(&o.account) || self.sessions[session].profile.account == o.account)
+                    && (msg.get(115).is_none() || self.msg_account == Some(o.account)) =>
+            {
                 let mut b = self.er_base(id, o, &o.cl.clone(), None, b'I', &format!("S{id}-{}", o.cum));
                 if let Some(r) = req_id {
                     b.s(790, &r);
                 }
-                out.push(Output::Send(Outbound { session, msg_type: b"8", body: b.0 }));
+                out.push(Output::Send(Outbound::new(session, b"8", b.0)));
             }
             _ => {
                 let mut b = Body::default();
@@ -892,7 +1158,7 @@ impl OrderLayer {
                 if let Some(r) = req_id {
                     b.s(790, &r);
                 }
-                out.push(Output::Send(Outbound { session, msg_type: b"8", body: b.0 }));
+                out.push(Output::Send(Outbound::new(session, b"8", b.0)));
             }
         }
     }
@@ -912,7 +1178,7 @@ impl OrderLayer {
         let reject = |reason: u8, t: &str| {
             let mut b = Body::default();
             b.s(11, &cl).s(37, "NONE").c(530, req_type).c(531, b'0').c(532, reason).s(58, t);
-            Outbound { session, msg_type: b"r", body: b.0 }
+            Outbound::new(session, b"r", b.0)
         };
         let (instrument, symbol) = match req_type {
             b'7' => (None, None),
@@ -922,7 +1188,7 @@ impl OrderLayer {
             },
             _ => return out.push(Output::Send(reject(b'0', "MassCancelRequestType must be 1 or 7"))),
         };
-        let request = self.request(Pending::MassCancel { session, cl, req_type, symbol });
+        let request = self.request(Pending::MassCancel { session, cl, req_type, symbol }, session);
         out.push(Output::Submit { request, command: Command::MassCancel { account, instrument, side } });
     }
 
@@ -936,6 +1202,7 @@ impl OrderLayer {
             .filter(|(_, o)| {
                 is_open(o.status)
                     && (prof.account == o.account || prof.accounts.contains(&o.account))
+                    && (msg.get(115).is_none() || self.msg_account == Some(o.account))
                     && instrument.is_none_or(|i| i == o.instrument)
             })
             .map(|(id, _)| *id)
@@ -946,14 +1213,14 @@ impl OrderLayer {
             let mut b = Body::default();
             b.s(37, "NONE").s(11, "NONE").s(17, "0").c(150, b'I').c(39, b'8').s(55, "NA").c(54, b'1');
             b.s(151, "0").s(14, "0").s(6, "0").s(584, &req_id).u(911, 0).c(912, b'Y').s(58, "No open orders");
-            out.push(Output::Send(Outbound { session, msg_type: b"8", body: b.0 }));
+            out.push(Output::Send(Outbound::new(session, b"8", b.0)));
             return;
         }
         for (i, id) in ids.iter().enumerate() {
             let o = &self.orders[id];
             let mut b = self.er_base(*id, o, &o.cl.clone(), None, b'I', &format!("S{id}-{}", o.cum));
             b.s(584, &req_id).u(911, n as u64).c(912, if i + 1 == n { b'Y' } else { b'N' });
-            out.push(Output::Send(Outbound { session, msg_type: b"8", body: b.0 }));
+            out.push(Output::Send(Outbound::new(session, b"8", b.0)));
         }
     }
 
@@ -978,7 +1245,7 @@ impl OrderLayer {
             b.d(561, s.scaling.lot_size).d(562, s.scaling.lots_to_qty(s.min_qty.max(1)));
             b.s(58, &format!("tick={}", s.scaling.tick_size.normalize()));
         }
-        out.push(Output::Send(Outbound { session, msg_type: b"y", body: b.0 }));
+        out.push(Output::Send(Outbound::new(session, b"y", b.0)));
     }
 
     fn market_data_request(&mut self, session: SessionId, msg: &Message<'_>, seq: u64, out: &mut Vec<Output>) {
@@ -986,7 +1253,7 @@ impl OrderLayer {
         let reject = |reason: u8, t: &str| {
             let mut b = Body::default();
             b.s(262, &req_id).c(281, reason).s(58, t);
-            Outbound { session, msg_type: b"Y", body: b.0 }
+            Outbound::new(session, b"Y", b.0)
         };
         let sub_type = msg.get(263).and_then(|v| v.first().copied()).unwrap_or(b'0');
         if sub_type == b'2' {
@@ -1044,7 +1311,7 @@ impl OrderLayer {
             for (t, p, q) in entries {
                 b.c(269, t).d(270, sc.ticks_to_price(p)).d(271, sc.lots_to_qty(q));
             }
-            out.push(Output::Send(Outbound { session, msg_type: b"W", body: b.0 }));
+            out.push(Output::Send(Outbound::new(session, b"W", b.0)));
             if sub_type == b'1' {
                 self.md_subs.push(MdSub { session, req_id: req_id.clone(), instrument: id, bids_offers, trades });
             }
@@ -1112,11 +1379,19 @@ impl OrderLayer {
         let Some(o) = self.orders.get(&id) else { return };
         let mut to = Vec::new();
         self.recipients(o.session, o.account, &mut to);
+        let outbound = |s: SessionId, body: Vec<u8>| {
+            let mut m = Outbound::new(s, b"8", body);
+            // The owner's reports go back through its hub route; drop copies get none.
+            if Some(s) == o.session {
+                m.route = o.route.clone();
+            }
+            Output::Send(m)
+        };
         if let Some((last, rest)) = to.split_last() {
             for s in rest {
-                out.push(Output::Send(Outbound { session: *s, msg_type: b"8", body: body.0.clone() }));
+                out.push(outbound(*s, body.0.clone()));
             }
-            out.push(Output::Send(Outbound { session: *last, msg_type: b"8", body: body.0 }));
+            out.push(outbound(*last, body.0));
         }
     }
 
@@ -1138,10 +1413,27 @@ impl OrderLayer {
 
     /// One engine batch (the events of one command), from any gateway.
     pub fn on_engine(&mut self, batch: &EngineBatch, out: &mut Vec<Output>) {
-        let ctx = match batch.origin {
-            Some(Origin { gateway, request }) if gateway == self.gateway => self.pending.remove(&request),
+        let own = match batch.origin {
+            Some(Origin { gateway, request }) if gateway == self.gateway => Some(request),
             _ => None,
         };
+        let (ctx, inbound, ctx_route) = match own.and_then(|r| self.pending.remove(&r)) {
+            Some((p, i, r)) => (Some(p), i, r),
+            None => (None, None, None),
+        };
+        // One of our requests without a context: history from before a
+        // restart (its session is in the request id), or a barrier.
+        let mut owner = None;
+        let mut barrier_reached = false;
+        if let (Some(r), None) = (own, &ctx) {
+            if r & REQUEST_BARRIER_BIT == 0 {
+                self.next_request = self.next_request.max((r >> REQUEST_SESSION_BITS) + 1);
+                owner =
+                    self.session_of_request(r).filter(|&s| self.sessions[s].profile.kind == SessionKind::OrderEntry);
+            } else if self.barrier == Some(r) {
+                barrier_reached = true;
+            }
+        }
         let mut md_changes: Vec<(InstrumentId, Side, Price, Qty)> = Vec::new();
         let mut md_trades: Vec<(InstrumentId, Price, Qty)> = Vec::new();
         let mut cancelled = 0u64;
@@ -1163,12 +1455,22 @@ impl OrderLayer {
                     qty,
                     tif,
                 } => {
-                    let (session, cash) = match &ctx {
+                    let (session, cash, route) = match &ctx {
                         Some(Pending::New { session, cl, cash, .. }) if cl == client_order_id.as_str() => {
                             ctx_answered = true;
-                            (Some(*session), *cash)
+                            (Some(*session), *cash, ctx_route.clone())
                         }
-                        _ => (None, None),
+                        None if owner.is_some_and(|s| self.sessions[s].profile.accounts.contains(&account)) => {
+                            // Placed before a restart: the route back is the account's OnBehalfOfCompID.
+                            let s = owner.unwrap_or_default();
+                            self.sessions[s].open += 1;
+                            let route = self.sessions[s]
+                                .profile
+                                .on_behalf_of_name(account)
+                                .map(|name| Arc::new(Route { deliver_to: Some(name.to_string()), on_behalf_of: None }));
+                            (Some(s), None, route)
+                        }
+                        _ => (None, None, None),
                     };
                     let cl = client_order_id.as_str().to_string();
                     let o = OrderState {
@@ -1191,6 +1493,7 @@ impl OrderLayer {
                         notional: 0,
                         leaves: qty,
                         status: b'0',
+                        route,
                     };
                     self.by_cl.insert((account, cl.clone()), order_id);
                     self.orders.insert(order_id, o);
@@ -1200,6 +1503,7 @@ impl OrderLayer {
                 EventKind::Rejected { order_id, reason, .. } => {
                     let Some(p) = &ctx else { continue };
                     ctx_answered = true;
+                    let from = out.len();
                     let why = format!("{reason:?}");
                     match p {
                         Pending::New { session, cl, symbol, side, qty, cash } => {
@@ -1207,7 +1511,7 @@ impl OrderLayer {
                                 (*session, cl.clone(), symbol.clone(), *side, *qty, *cash);
                             self.sessions[session].open = self.sessions[session].open.saturating_sub(1);
                             let b = self.reject_er(&cl, &symbol, side, qty, cash, ord_rej_reason(reason), &why);
-                            out.push(Output::Send(Outbound { session, msg_type: b"8", body: b }));
+                            out.push(Output::Send(Outbound::new(session, b"8", b)));
                         }
                         Pending::Cancel { session, cl, orig, .. } | Pending::Replace { session, cl, orig, .. } => {
                             let to = if matches!(p, Pending::Cancel { .. }) { b'1' } else { b'2' };
@@ -1225,10 +1529,11 @@ impl OrderLayer {
                         Pending::MassCancel { session, cl, req_type, .. } => {
                             let mut b = Body::default();
                             b.s(11, cl).s(37, "NONE").c(530, *req_type).c(531, b'0').c(532, b'0').s(58, &why);
-                            out.push(Output::Send(Outbound { session: *session, msg_type: b"r", body: b.0 }));
+                            out.push(Output::Send(Outbound::new(*session, b"r", b.0)));
                         }
                         Pending::Silent => {}
                     }
+                    set_route(&mut out[from..], &ctx_route);
                 }
                 EventKind::Trade {
                     trade_id,
@@ -1373,7 +1678,9 @@ impl OrderLayer {
                     b.s(55, s);
                 }
                 // The report goes before the cancels it announces.
-                deferred.push(Output::Send(Outbound { session: *session, msg_type: b"r", body: b.0 }));
+                let mut m = Outbound::new(*session, b"r", b.0);
+                m.route = ctx_route.clone();
+                deferred.push(Output::Send(m));
             }
         }
         if !deferred.is_empty() {
@@ -1384,6 +1691,29 @@ impl OrderLayer {
         }
         if !self.md_subs.is_empty() && (!md_changes.is_empty() || !md_trades.is_empty()) {
             self.publish_md(&md_changes, &md_trades, out);
+        }
+        // Stamp this batch's messages with its seq; a session whose store
+        // already holds them (engine mark) does not get them again.
+        let produced = out.split_off(base);
+        for mut o in produced {
+            if let Output::Send(m) = &mut o {
+                if self.sessions.get(m.session).is_some_and(|s| batch.seq <= s.mark) {
+                    continue;
+                }
+                m.engine_seq = batch.seq;
+            }
+            out.push(o);
+        }
+        if let Some((session, seq)) = inbound {
+            out.push(Output::Done { session, seq });
+        }
+        if self.replay_until.is_some_and(|n| batch.seq >= n) {
+            self.replay_until = None;
+            barrier_reached = true;
+        }
+        if barrier_reached {
+            tracing::info!(seq = batch.seq, orders = self.orders.len(), "order view rebuilt from the engine stream");
+            self.barrier = None;
         }
     }
 
@@ -1434,7 +1764,21 @@ impl OrderLayer {
             }
             b.s(262, &sub.req_id).u(268, n);
             b.0.extend_from_slice(&entries.0);
-            out.push(Output::Send(Outbound { session: sub.session, msg_type: b"X", body: b.0 }));
+            out.push(Output::Send(Outbound::new(sub.session, b"X", b.0)));
+        }
+    }
+}
+
+/// Give messages without a route this one (answers to one request).
+fn set_route(out: &mut [Output], route: &Option<Arc<Route>>) {
+    if route.is_none() {
+        return;
+    }
+    for o in out {
+        if let Output::Send(m) = o {
+            if m.route.is_none() {
+                m.route = route.clone();
+            }
         }
     }
 }

@@ -20,13 +20,14 @@
 //! stall every other session.
 
 use crate::config::{Config, SessionSettings};
+use crate::dialect::{adapt, Dialect};
 use crate::dictionary::Dictionary;
 use crate::field::Timestamp;
 use crate::frame::Parser;
 use crate::link::{EngineLink, EngineRequest, Origin};
-use crate::orders::{OrderLayer, Outbound, Output, SessionId};
+use crate::orders::{session_tag, OrderLayer, Outbound, Output, SessionId, REQUEST_BARRIER_BIT};
 use crate::session::{peek_logon, Action, Authenticator, Peek, Session, SessionConfig, SessionEvent};
-use crate::store::FileStore;
+use crate::store::{FileStore, MessageStore};
 use crate::validate::UserDefinedTags;
 use castle_engine::EventKind;
 use std::collections::HashMap;
@@ -59,6 +60,8 @@ pub enum ServeError {
     },
     #[error("engine link: {0}")]
     Link(#[from] crate::link::LinkError),
+    #[error("configuration: {0}")]
+    Config(String),
 }
 
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -69,6 +72,17 @@ struct Connection {
     initial: Vec<u8>,
     peer: SocketAddr,
 }
+
+/// From the router to a session task, in order. One router step's items
+/// for a session travel together, so a report and the release of the
+/// message it answers are stored (and persisted) together.
+enum ToSession {
+    Send(Outbound),
+    /// The inbound application message with this MsgSeqNum is finished.
+    Done(u64),
+}
+
+type ToSessionBatch = Vec<ToSession>;
 
 enum ToRouter {
     App { session: SessionId, seq: u64, bytes: Vec<u8> },
@@ -139,9 +153,23 @@ impl Server {
     }
 }
 
-fn session_config(s: &SessionSettings) -> SessionConfig {
+/// The session dictionary of a BeginString (validated by the configuration).
+fn dictionary_for(begin_string: &str) -> &'static Dictionary {
+    let name = match begin_string {
+        "FIX.4.2" => "FIX42",
+        "FIXT.1.1" => "FIX50SP2",
+        _ => "FIX44",
+    };
+    Dictionary::builtin(name).unwrap_or_else(Dictionary::fix44)
+}
+
+fn session_config(s: &SessionSettings, dict: &Dictionary) -> SessionConfig {
     let mut c = SessionConfig::new(&s.sender_comp_id, &s.target_comp_id);
     c.begin_string = s.begin_string.clone();
+    c.default_appl_ver_id = s.default_appl_ver_id.clone();
+    // Message types this version does not define (q, AF, x in 4.2) are
+    // invalid MsgTypes for it, not unsupported ones.
+    c.supported_app_msg_types.retain(|t| dict.message(t).is_some());
     c.reset_on_logon = s.reset_on_logon;
     c.sending_time_tolerance = s.sending_time_tolerance;
     if s.allow_user_defined_tags {
@@ -187,27 +215,59 @@ fn tls_acceptor(cfg: &Config) -> Result<tokio_rustls::TlsAcceptor, ServeError> {
 /// until [`Server::shutdown`]. Must be called inside a tokio runtime.
 pub async fn serve(config: Config, link: Arc<dyn EngineLink>) -> Result<Server, ServeError> {
     let mut tasks = Vec::new();
-    let dict = Dictionary::fix44();
     let mut layer = OrderLayer::new(config.gateway_id, &link.instruments());
     layer.set_first_request(link.first_request(config.gateway_id));
+    let mut versions: Vec<(&'static Dictionary, Dialect)> = Vec::new();
     let (router_tx, router_rx) = mpsc::channel::<ToRouter>(4096);
     let mut to_sessions = Vec::new();
+    let mut tags: HashMap<u32, String> = HashMap::new();
     // (our CompID, their CompID) -> (session, require TLS, connection channel)
     let mut directory: HashMap<(String, String), (SessionId, bool, mpsc::Sender<Connection>)> = HashMap::new();
     for s in &config.sessions {
         let store = FileStore::open(&s.store_dir, &format!("{}-{}", s.sender_comp_id, s.target_comp_id), s.fsync)
             .map_err(|source| ServeError::Store { session: s.target_comp_id.clone(), source })?;
         let auth = PasswordAuth { username: s.username.clone(), password: s.password.clone() };
-        let session = Session::new(session_config(s), dict, store, Box::new(auth));
+        let dict = dictionary_for(&s.begin_string);
+        versions.push((dict, Dialect::for_begin_string(&s.begin_string)));
+        let session = Session::new(session_config(s, dict), dict, store, Box::new(auth));
         let sid = layer.add_session(s.profile.clone());
-        let (out_tx, out_rx) = mpsc::unbounded_channel::<Outbound>();
+        let tag = session_tag(&s.sender_comp_id, &s.target_comp_id);
+        let name = format!("{}-{}", s.sender_comp_id, s.target_comp_id);
+        if let Some(other) = tags.insert(tag, name.clone()) {
+            // 1 in a million per pair: rename one of them.
+            return Err(ServeError::Config(format!("sessions {other} and {name} have the same request tag")));
+        }
+        layer.set_session_tag(sid, tag, session.store().engine_mark());
+        let (out_tx, out_rx) = mpsc::unbounded_channel::<ToSessionBatch>();
         let (conn_tx, conn_rx) = mpsc::channel::<Connection>(4);
         to_sessions.push(out_tx);
         directory.insert((s.sender_comp_id.clone(), s.target_comp_id.clone()), (sid, s.require_tls, conn_tx));
         tasks.push(tokio::spawn(session_task(session, sid, conn_rx, out_rx, router_tx.clone())));
     }
-    let engine_rx = link.subscribe(65_536)?;
-    tasks.push(tokio::spawn(router_task(layer, router_rx, engine_rx, to_sessions, link)));
+    // Rebuild the order view from the whole engine stream (orders placed
+    // before a restart, fills while the gateway was down), then go live at
+    // the barrier. A link without that history starts from an empty view.
+    let engine_rx = match link.subscribe_after(0, 65_536) {
+        Ok(rx) => {
+            match link.last_seq() {
+                Some(last) => layer.begin_recovery_until(last),
+                None => {
+                    // The link cannot say where the replay ends: a barrier command marks it.
+                    let nonce = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1);
+                    let barrier = REQUEST_BARRIER_BIT | (nonce & !REQUEST_BARRIER_BIT).max(1);
+                    layer.begin_recovery(barrier);
+                    submit_barrier(&link, config.gateway_id, barrier).await?;
+                }
+            }
+            rx
+        }
+        Err(crate::link::LinkError::CannotResume(_)) => {
+            tracing::warn!("engine link has no history: the order view starts empty");
+            link.subscribe(65_536)?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    tasks.push(tokio::spawn(router_task(layer, router_rx, engine_rx, to_sessions, versions, link)));
     let directory = Arc::new(directory);
     let mut local_addr = None;
     let mut tls_local_addr = None;
@@ -225,6 +285,22 @@ pub async fn serve(config: Config, link: Arc<dyn EngineLink>) -> Result<Server, 
         tasks.push(tokio::spawn(accept_task(l, Some(acceptor), directory.clone())));
     }
     Ok(Server { local_addr, tls_local_addr, tasks })
+}
+
+/// Submit the start-up barrier: a `Tick` (harmless: the engine ticks by
+/// itself too) whose batch tells the router the replay is over.
+async fn submit_barrier(link: &Arc<dyn EngineLink>, gateway: u32, barrier: u64) -> Result<(), ServeError> {
+    let req = EngineRequest { origin: Origin { gateway, request: barrier }, command: castle_engine::Command::Tick };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match link.submit(req) {
+            Ok(()) => return Ok(()),
+            Err(crate::link::LinkError::Busy) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(1)).await
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 type Directory = Arc<HashMap<(String, String), (SessionId, bool, mpsc::Sender<Connection>)>>;
@@ -325,7 +401,7 @@ async fn read_opt(conn: &mut Option<Connection>, buf: &mut [u8]) -> std::io::Res
 enum Wake {
     Conn(Option<Connection>),
     Read(std::io::Result<usize>),
-    App(Option<Outbound>),
+    App(Option<ToSessionBatch>),
     Timer,
 }
 
@@ -333,7 +409,7 @@ async fn session_task(
     mut sess: Session<FileStore>,
     sid: SessionId,
     mut conn_rx: mpsc::Receiver<Connection>,
-    mut app_rx: mpsc::UnboundedReceiver<Outbound>,
+    mut app_rx: mpsc::UnboundedReceiver<ToSessionBatch>,
     router: mpsc::Sender<ToRouter>,
 ) {
     let mut conn: Option<Connection> = None;
@@ -385,13 +461,28 @@ async fn session_task(
             Wake::App(Some(m)) => {
                 let mut next = Some(m);
                 // Drain what is queued so one write carries many reports.
-                while let Some(m) = next {
-                    if let Err(e) = sess.send_app(m.msg_type, t, &mut actions, |e| {
-                        e.raw(&m.body);
-                    }) {
-                        tracing::error!(session = %name, error = %e, "store failure; message not sent");
+                while let Some(items) = next {
+                    for m in items {
+                        match m {
+                            ToSession::Send(m) => match sess.send_app(m.msg_type, t, &mut actions, |e| {
+                                // Header fields first: they follow TargetCompID.
+                                if let Some(r) = &m.route {
+                                    r.write(e);
+                                }
+                                e.raw(&m.body);
+                            }) {
+                                Ok(_) => sess.store_mut().set_engine_mark(m.engine_seq),
+                                Err(e) => {
+                                    tracing::error!(session = %name, error = %e, "store failure; message not sent")
+                                }
+                            },
+                            ToSession::Done(seq) => sess.store_mut().release_inbound(seq),
+                        }
                     }
                     next = if actions.len() < 256 { app_rx.try_recv().ok() } else { None };
+                }
+                if let Err(e) = sess.store_mut().flush_marks() {
+                    tracing::error!(session = %name, error = %e, "store failure writing marks");
                 }
             }
             Wake::Timer => sess.on_timer(t, &mut actions),
@@ -461,12 +552,14 @@ fn on_batch(
 }
 
 /// Submit commands and hand messages to sessions; true if anything was submitted.
-fn dispatch(
-    layer: &mut OrderLayer,
-    link: &Arc<dyn EngineLink>,
-    sessions: &[mpsc::UnboundedSender<Outbound>],
-    out: &mut Vec<Output>,
-) -> bool {
+/// The router's side of the sessions: their channels, dictionaries and
+/// dialects, by session id.
+struct Sessions {
+    tx: Vec<mpsc::UnboundedSender<ToSessionBatch>>,
+    versions: Vec<(&'static Dictionary, Dialect)>,
+}
+
+fn dispatch(layer: &mut OrderLayer, link: &Arc<dyn EngineLink>, sessions: &Sessions, out: &mut Vec<Output>) -> bool {
     let gateway = layer.gateway();
     let mut submitted = false;
     let mut i = 0;
@@ -490,11 +583,29 @@ fn dispatch(
         }
         i += 1;
     }
+    // Group per session (order kept within each): one channel send and one
+    // wake-up per session, and a report travels with the release of the
+    // message it answers.
+    let mut groups: Vec<(SessionId, ToSessionBatch)> = Vec::new();
     for o in out.drain(..) {
-        if let Output::Send(m) = o {
-            if let Some(tx) = sessions.get(m.session) {
-                let _ = tx.send(m);
+        let (session, m) = match o {
+            Output::Send(mut m) => {
+                if let Some(&(dict, dialect)) = sessions.versions.get(m.session) {
+                    adapt(dialect, dict, m.msg_type, &mut m.body);
+                }
+                (m.session, ToSession::Send(m))
             }
+            Output::Done { session, seq } => (session, ToSession::Done(seq)),
+            Output::Submit { .. } => continue,
+        };
+        match groups.iter_mut().find(|(s, _)| *s == session) {
+            Some((_, items)) => items.push(m),
+            None => groups.push((session, vec![m])),
+        }
+    }
+    for (s, items) in groups {
+        if let Some(tx) = sessions.tx.get(s) {
+            let _ = tx.send(items);
         }
     }
     submitted
@@ -504,24 +615,32 @@ async fn router_task(
     mut layer: OrderLayer,
     mut rx: mpsc::Receiver<ToRouter>,
     mut engine: mpsc::Receiver<Arc<crate::link::EngineBatch>>,
-    sessions: Vec<mpsc::UnboundedSender<Outbound>>,
+    tx: Vec<mpsc::UnboundedSender<ToSessionBatch>>,
+    versions: Vec<(&'static Dictionary, Dialect)>,
     link: Arc<dyn EngineLink>,
 ) {
+    let sessions = Sessions { tx, versions };
     let mut parser = Parser::default();
-    let dict = Dictionary::fix44();
     let mut out: Vec<Output> = Vec::new();
     let spin = reply_spin();
     // Last engine seq seen: a durable engine closes the stream of a subscriber that fell too far
     // behind (it never slows matching for one); the router then resumes right after it.
     let mut last_seq: Option<castle_engine::Seq> = None;
     loop {
+        // Client messages wait until the replay of the engine stream is over:
+        // they may refer to orders the replay has not reached yet.
+        let replaying = layer.recovering();
         tokio::select! {
-            m = rx.recv() => match m {
+            m = rx.recv(), if !replaying => match m {
                 None => return,
                 Some(ToRouter::App { session, seq, bytes }) => {
+                    let dict = sessions.versions.get(session).map_or_else(Dictionary::fix44, |v| v.0);
                     match parser.parse(&bytes, dict) {
                         Ok(msg) => layer.on_message(session, &msg, seq, now().unix_nanos().max(0) as u64, &mut out),
-                        Err(e) => tracing::warn!(session, error = ?e, "unparsable delivered message"),
+                        Err(e) => {
+                            tracing::warn!(session, error = ?e, "unparsable delivered message");
+                            out.push(Output::Done { session, seq });
+                        }
                     }
                 }
                 Some(ToRouter::Disconnected(session)) => layer.on_disconnect(session, &mut out),

@@ -60,6 +60,9 @@ pub struct SessionConfig {
     /// defined in the dictionary get BusinessMessageReject 380=3.
     pub supported_app_msg_types: Vec<Vec<u8>>,
     pub validation: ValidationOptions,
+    /// FIXT.1.1: the DefaultApplVerID (1137) the client's Logon must carry;
+    /// echoed in our Logon.
+    pub default_appl_ver_id: Option<String>,
 }
 
 impl SessionConfig {
@@ -83,6 +86,7 @@ impl SessionConfig {
                 .map(|s| s.as_bytes().to_vec())
                 .collect(),
             validation: ValidationOptions::default(),
+            default_appl_ver_id: None,
         }
     }
 }
@@ -589,6 +593,12 @@ impl<S: MessageStore> Session<S> {
             let text = format!("{}", r);
             return self.refuse_logon(DisconnectReason::InvalidLogon(text), now, out);
         }
+        if let Some(v) = &self.cfg.default_appl_ver_id {
+            if msg.get(1137) != Some(v.as_bytes()) {
+                let r = DisconnectReason::InvalidLogon(format!("DefaultApplVerID (1137) must be {v}"));
+                return self.refuse_logon(r, now, out);
+            }
+        }
         if msg.get(tag::ENCRYPT_METHOD) != Some(b"0") {
             // Castle uses TLS for confidentiality, not FIX encryption.
             let r = DisconnectReason::InvalidLogon("EncryptMethod must be 0".into());
@@ -623,10 +633,14 @@ impl<S: MessageStore> Session<S> {
         }
         self.heartbeat = (hb as i64).saturating_mul(1_000_000_000);
         self.state = State::Active;
+        let appl_ver = self.cfg.default_appl_ver_id.clone();
         self.send_admin(mt::LOGON, now, out, |e| {
             e.u64(tag::ENCRYPT_METHOD, 0).u64(tag::HEART_BT_INT, hb);
             if reset {
                 e.bool(tag::RESET_SEQ_NUM_FLAG, true);
+            }
+            if let Some(v) = &appl_ver {
+                e.str(1137, v.as_bytes());
             }
         });
         out.push(Action::Event(SessionEvent::LoggedOn {
@@ -811,6 +825,9 @@ impl<S: MessageStore> Session<S> {
             }
             _ if def.admin => self.set_target(seq + 1, out),
             _ => {
+                // Held until the order layer finishes it: a crash before that
+                // makes the client resend it (see store.rs).
+                self.store.hold_inbound(seq);
                 self.set_target(seq + 1, out);
                 out.push(Action::Deliver(AppMessage {
                     msg_type: t.to_vec(),

@@ -9,11 +9,28 @@
 //!   `[u32 LE length][u64 LE MsgSeqNum][message bytes]`. An in-memory index
 //!   (seq -> offset) is rebuilt by scanning at open; a torn record at the
 //!   tail (crash mid-write) is truncated away.
-//! - `<name>.seqnums`: 24 bytes `[u64 next sender][u64 next target][u64
-//!   check]`, rewritten in place (pwrite) when a number changes that the
-//!   body log cannot reconstruct (inbound progress, resets, gap fills).
-//!   On open the next sender number is max(file, last logged seq + 1), so the
-//!   body append alone is enough to persist outbound progress.
+//! - `<name>.seqnums`: 40 bytes `[u64 next sender][u64 next target][u64
+//!   check][u64 engine mark][u64 check]`, rewritten in place (pwrite) when a
+//!   number changes that the body log cannot reconstruct (inbound progress,
+//!   resets, gap fills, holds, the engine mark). On open the next sender
+//!   number is max(file, last logged seq + 1), so the body append alone is
+//!   enough to persist outbound progress. (24-byte files of older versions
+//!   read as engine mark 0.)
+//!
+//! Two marks tie the session to the engine stream across a gateway restart:
+//!
+//! - **Inbound holds** ([`MessageStore::hold_inbound`]): an application
+//!   message handed to the order layer is *held* until the order layer says
+//!   it is finished (answered, or its command is in the engine's journal).
+//!   The persisted next-target number is the lowest held MsgSeqNum, so after
+//!   a crash the session expects that message again, the client's Logon is
+//!   "too high", and the standard ResendRequest recovers it (the order layer
+//!   drops PossDup copies of what the engine had applied after all).
+//! - **Engine mark** ([`MessageStore::engine_mark`]): the engine sequence
+//!   number of the last engine batch whose messages this session stored. On
+//!   restart the order layer rebuilds its view from the engine stream and
+//!   sends this session only the messages of later batches (fills that
+//!   happened while the gateway was down).
 //!
 //! Fsync policy ([`FsyncPolicy`]): `OsBuffered` (default) issues a write(2)
 //! per change and leaves flushing to the kernel: everything survives a
@@ -59,8 +76,32 @@ pub trait MessageStore {
     /// in increasing seq order.
     fn outbound_range(&self, begin: u64, end: u64, f: &mut dyn FnMut(u64, &[u8])) -> Result<(), StoreError>;
     /// Forget all messages; both numbers back to 1 (ResetSeqNumFlag, daily
-    /// reset).
+    /// reset). Holds are dropped; the engine mark is kept (it is about the
+    /// engine stream, not this sequence of numbers).
     fn reset(&mut self) -> Result<(), StoreError>;
+    /// Hold inbound MsgSeqNum `seq` (see the module documentation): until it
+    /// is released the persisted next-target number does not pass it. Call
+    /// before advancing the target past `seq`.
+    fn hold_inbound(&mut self, seq: u64) {
+        let _ = seq;
+    }
+    /// The order layer finished inbound message `seq`. Persisted lazily (at
+    /// the next write or [`MessageStore::flush_marks`]).
+    fn release_inbound(&mut self, seq: u64) {
+        let _ = seq;
+    }
+    /// Engine sequence number of the last batch whose messages are stored.
+    fn engine_mark(&self) -> u64 {
+        0
+    }
+    /// Raise the engine mark (persisted lazily).
+    fn set_engine_mark(&mut self, seq: u64) {
+        let _ = seq;
+    }
+    /// Persist released holds and the engine mark if they changed.
+    fn flush_marks(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// In-memory store.
@@ -129,6 +170,7 @@ pub enum FsyncPolicy {
 
 const MAX_RECORD: usize = 16 * 1024 * 1024;
 const SEQ_CHECK: u64 = 0xC457_1E5E_0F1C_5EED;
+const MARK_CHECK: u64 = 0x3A4B_E1C0_FFEE_0001;
 
 /// File-backed store (see the module documentation for the layout).
 #[derive(Debug)]
@@ -144,6 +186,18 @@ pub struct FileStore {
     /// same seq (cannot happen without reset, which truncates) would win.
     index: BTreeMap<u64, (u64, u32)>,
     end: u64,
+    /// Inbound application messages handed on and not finished.
+    holds: std::collections::BTreeSet<u64>,
+    engine_mark: u64,
+    /// Marks changed since the last write of the seqnums file.
+    marks_dirty: bool,
+    /// What the seqnums file holds (target as persisted, engine mark), and
+    /// whether the sender number must be written (set explicitly, reset):
+    /// a write that would change nothing is skipped. Usual case: an
+    /// application message is held at the number the file already has.
+    written_target: u64,
+    written_mark: u64,
+    sender_dirty: bool,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
@@ -184,29 +238,58 @@ impl FileStore {
         }
         body.seek(SeekFrom::Start(pos as u64)).map_err(io_err(&body_path))?;
 
-        let mut buf = [0u8; 24];
-        let (mut sender, mut target) = (1, 1);
-        if seqs.read_exact_at(&mut buf, 0).is_ok() {
-            let s = u64::from_le_bytes(buf[0..8].try_into().unwrap());
-            let t = u64::from_le_bytes(buf[8..16].try_into().unwrap());
-            let c = u64::from_le_bytes(buf[16..24].try_into().unwrap());
+        let mut buf = [0u8; 40];
+        let (mut sender, mut target, mut engine_mark) = (1, 1, 0);
+        let mut loaded = false;
+        let word = |b: &[u8], i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap());
+        if seqs.read_exact_at(&mut buf[..24], 0).is_ok() {
+            let (s, t, c) = (word(&buf, 0), word(&buf, 1), word(&buf, 2));
             if c == s ^ t ^ SEQ_CHECK && s > 0 && t > 0 {
                 (sender, target) = (s, t);
+                loaded = true;
+            }
+            if seqs.read_exact_at(&mut buf[24..], 24).is_ok() && word(&buf, 4) == word(&buf, 3) ^ MARK_CHECK {
+                engine_mark = word(&buf, 3);
             }
         }
         sender = sender.max(last_seq + 1);
-        Ok(FileStore { body_path, seq_path, body, seqs, policy, sender, target, index, end: pos as u64 })
+        Ok(FileStore {
+            body_path,
+            seq_path,
+            body,
+            seqs,
+            policy,
+            sender,
+            target,
+            index,
+            end: pos as u64,
+            holds: Default::default(),
+            engine_mark,
+            marks_dirty: false,
+            written_target: target,
+            written_mark: engine_mark,
+            sender_dirty: !loaded,
+        })
     }
 
     fn write_seqs(&mut self) -> Result<(), StoreError> {
-        let mut buf = [0u8; 24];
+        // The lowest held inbound message is expected again after a crash.
+        let target = self.holds.first().map_or(self.target, |&h| h.min(self.target));
+        self.marks_dirty = false;
+        if !self.sender_dirty && target == self.written_target && self.engine_mark == self.written_mark {
+            return Ok(());
+        }
+        let mut buf = [0u8; 40];
         buf[0..8].copy_from_slice(&self.sender.to_le_bytes());
-        buf[8..16].copy_from_slice(&self.target.to_le_bytes());
-        buf[16..24].copy_from_slice(&(self.sender ^ self.target ^ SEQ_CHECK).to_le_bytes());
+        buf[8..16].copy_from_slice(&target.to_le_bytes());
+        buf[16..24].copy_from_slice(&(self.sender ^ target ^ SEQ_CHECK).to_le_bytes());
+        buf[24..32].copy_from_slice(&self.engine_mark.to_le_bytes());
+        buf[32..40].copy_from_slice(&(self.engine_mark ^ MARK_CHECK).to_le_bytes());
         self.seqs.write_all_at(&buf, 0).map_err(io_err(&self.seq_path))?;
         if self.policy == FsyncPolicy::Always {
             self.seqs.sync_data().map_err(io_err(&self.seq_path))?;
         }
+        (self.written_target, self.written_mark, self.sender_dirty) = (target, self.engine_mark, false);
         Ok(())
     }
 }
@@ -220,6 +303,7 @@ impl MessageStore for FileStore {
     }
     fn set_next_sender_seq(&mut self, seq: u64) -> Result<(), StoreError> {
         self.sender = seq;
+        self.sender_dirty = true;
         self.write_seqs()
     }
     fn set_next_target_seq(&mut self, seq: u64) -> Result<(), StoreError> {
@@ -263,10 +347,37 @@ impl MessageStore for FileStore {
         self.end = 0;
         self.sender = 1;
         self.target = 1;
+        self.holds.clear();
+        self.sender_dirty = true;
         if self.policy == FsyncPolicy::Always {
             self.body.sync_data().map_err(io_err(&self.body_path))?;
         }
         self.write_seqs()
+    }
+    fn hold_inbound(&mut self, seq: u64) {
+        self.holds.insert(seq);
+    }
+    fn release_inbound(&mut self, seq: u64) {
+        // Only a release of the lowest hold moves the persisted number.
+        if self.holds.first() == Some(&seq) {
+            self.marks_dirty = true;
+        }
+        self.holds.remove(&seq);
+    }
+    fn engine_mark(&self) -> u64 {
+        self.engine_mark
+    }
+    fn set_engine_mark(&mut self, seq: u64) {
+        if seq > self.engine_mark {
+            self.engine_mark = seq;
+            self.marks_dirty = true;
+        }
+    }
+    fn flush_marks(&mut self) -> Result<(), StoreError> {
+        if self.marks_dirty {
+            self.write_seqs()?;
+        }
+        Ok(())
     }
 }
 
@@ -318,5 +429,54 @@ mod tests {
         let s = FileStore::open(dir.path(), "A-B", FsyncPolicy::OsBuffered).unwrap();
         assert_eq!((s.next_sender_seq(), s.next_target_seq()), (1, 1));
         assert!(collect(&s, 1, 100).is_empty());
+    }
+
+    #[test]
+    fn unchanged_numbers_are_not_rewritten_but_changes_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = FileStore::open(dir.path(), "A-B", FsyncPolicy::OsBuffered).unwrap();
+        s.set_next_target_seq(4).unwrap();
+        s.set_next_sender_seq(10).unwrap();
+        // Held at the number the file already has: nothing to write, and nothing lost.
+        s.hold_inbound(4);
+        s.set_next_target_seq(5).unwrap();
+        drop(s);
+        let mut s = FileStore::open(dir.path(), "A-B", FsyncPolicy::OsBuffered).unwrap();
+        assert_eq!((s.next_sender_seq(), s.next_target_seq()), (10, 4));
+        s.set_next_sender_seq(3).unwrap();
+        drop(s);
+        let s = FileStore::open(dir.path(), "A-B", FsyncPolicy::OsBuffered).unwrap();
+        assert_eq!(s.next_sender_seq(), 3, "an explicit sender number is always written");
+    }
+
+    #[test]
+    fn held_inbound_messages_are_expected_again_after_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut s = FileStore::open(dir.path(), "A-B", FsyncPolicy::OsBuffered).unwrap();
+            s.hold_inbound(5);
+            s.set_next_target_seq(6).unwrap();
+            s.hold_inbound(6);
+            s.set_next_target_seq(7).unwrap();
+            s.set_engine_mark(42);
+            s.release_inbound(6);
+            s.flush_marks().unwrap();
+            assert_eq!(s.next_target_seq(), 7, "in memory the session moves on");
+        }
+        let mut s = FileStore::open(dir.path(), "A-B", FsyncPolicy::OsBuffered).unwrap();
+        assert_eq!((s.next_target_seq(), s.engine_mark()), (5, 42), "5 was never finished");
+        s.hold_inbound(5);
+        s.set_next_target_seq(6).unwrap();
+        s.release_inbound(5);
+        s.set_engine_mark(41);
+        s.flush_marks().unwrap();
+        drop(s);
+        let mut s = FileStore::open(dir.path(), "A-B", FsyncPolicy::OsBuffered).unwrap();
+        assert_eq!((s.next_target_seq(), s.engine_mark()), (6, 42), "released; the mark never goes back");
+        s.hold_inbound(6);
+        s.reset().unwrap();
+        drop(s);
+        let s = FileStore::open(dir.path(), "A-B", FsyncPolicy::OsBuffered).unwrap();
+        assert_eq!((s.next_target_seq(), s.engine_mark()), (1, 42), "a reset drops holds, keeps the mark");
     }
 }

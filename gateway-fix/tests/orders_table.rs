@@ -100,6 +100,7 @@ impl H {
                             EngineBatch { origin: Some(Origin { gateway: GW, request }), seq, ts: self.ts, events };
                         self.layer.on_engine(&batch, &mut next);
                     }
+                    Output::Done { .. } => {}
                 }
             }
             queue = next;

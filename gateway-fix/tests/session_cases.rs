@@ -977,6 +977,9 @@ fn restart_with_file_store_keeps_sequence_numbers_and_resend() {
             e.str(37, b"O1").str(17, b"E1").str(150, b"0").str(39, b"0");
         })
         .unwrap();
+        // The order layer finished message 2.
+        h.s.store_mut().release_inbound(2);
+        h.s.store_mut().flush_marks().unwrap();
         // gateway dies here: no logout
     }
     let mut h = H::with(config(), open(), Box::new(AllowAll));
@@ -1004,4 +1007,27 @@ fn messages_split_across_reads_and_batched() {
     let s = sends(&out);
     assert_eq!(s.len(), 2);
     has(&s[1], "35=0|112=X");
+}
+
+#[test]
+fn an_unfinished_application_message_is_asked_for_again_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || FileStore::open(dir.path(), "ISLD-TW", FsyncPolicy::OsBuffered).unwrap();
+    {
+        let mut h = H::with(config(), open(), Box::new(AllowAll));
+        h.logon();
+        let a = h.send(&format!("35=D|34=2|49=TW|52=<TIME>|56=ISLD|{NOS}"));
+        assert_eq!(delivered(&a), vec![2]);
+        h.send("35=0|34=3|49=TW|52=<TIME>|56=ISLD|");
+        assert_eq!(h.s.next_target_seq(), 4, "in memory the session moves on");
+        // gateway dies before the order layer finished message 2
+    }
+    let mut h = H::with(config(), open(), Box::new(AllowAll));
+    assert_eq!(h.s.next_target_seq(), 2, "message 2 is expected again");
+    let a = h.send("35=A|34=4|49=TW|52=<TIME>|56=ISLD|98=0|108=30|");
+    let s = sends(&a);
+    has(&s[0], "35=A|34=2");
+    has(&s[1], "35=2|34=3|7=2|16=0");
+    let a = h.send(&format!("35=D|34=2|43=Y|49=TW|52=<TIME>|56=ISLD|122=<TIME>|{NOS}"));
+    assert_eq!(delivered(&a), vec![2], "the resent copy reaches the order layer");
 }

@@ -255,17 +255,13 @@ struct CuttableLink {
     subscriptions: std::sync::atomic::AtomicUsize,
 }
 
-impl castle_gateway_fix::EngineLink for CuttableLink {
-    fn submit(&self, req: castle_link::EngineRequest) -> Result<(), castle_link::LinkError> {
-        self.inner.submit(req)
-    }
-
-    fn subscribe(
+impl CuttableLink {
+    /// Forward `from_engine` until the cut: then the stream closes.
+    fn cuttable(
         &self,
+        mut from_engine: tokio::sync::mpsc::Receiver<Arc<castle_link::EngineBatch>>,
         capacity: usize,
-    ) -> Result<tokio::sync::mpsc::Receiver<Arc<castle_link::EngineBatch>>, castle_link::LinkError> {
-        self.subscriptions.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let mut from_engine = self.inner.subscribe(capacity)?;
+    ) -> tokio::sync::mpsc::Receiver<Arc<castle_link::EngineBatch>> {
         let (tx, rx) = tokio::sync::mpsc::channel(capacity);
         let cut = self.cut.clone();
         tokio::spawn(async move {
@@ -279,7 +275,21 @@ impl castle_gateway_fix::EngineLink for CuttableLink {
                 }
             }
         });
-        Ok(rx)
+        rx
+    }
+}
+
+impl castle_gateway_fix::EngineLink for CuttableLink {
+    fn submit(&self, req: castle_link::EngineRequest) -> Result<(), castle_link::LinkError> {
+        self.inner.submit(req)
+    }
+
+    fn subscribe(
+        &self,
+        capacity: usize,
+    ) -> Result<tokio::sync::mpsc::Receiver<Arc<castle_link::EngineBatch>>, castle_link::LinkError> {
+        self.subscriptions.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(self.cuttable(self.inner.subscribe(capacity)?, capacity))
     }
 
     fn subscribe_after(
@@ -287,12 +297,17 @@ impl castle_gateway_fix::EngineLink for CuttableLink {
         after: castle_engine::Seq,
         capacity: usize,
     ) -> Result<tokio::sync::mpsc::Receiver<Arc<castle_link::EngineBatch>>, castle_link::LinkError> {
-        self.subscriptions.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.inner.subscribe_after(after, capacity)
+        // The first subscription (the gateway's start-up replay) can be cut, the resumed one not.
+        let n = self.subscriptions.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let rx = self.inner.subscribe_after(after, capacity)?;
+        Ok(if n == 0 { self.cuttable(rx, capacity) } else { rx })
     }
 
     fn instruments(&self) -> Vec<castle_engine::InstrumentSpec> {
         self.inner.instruments()
+    }
+    fn last_seq(&self) -> Option<castle_engine::Seq> {
+        self.inner.last_seq()
     }
 }
 

@@ -90,6 +90,13 @@ pub trait EngineLink: Send + Sync + 'static {
         let _ = gateway;
         1
     }
+    /// Sequence number of the last batch released to subscribers (0: none),
+    /// when the link knows it: a consumer replaying with
+    /// `subscribe_after(0)` has caught up once it has seen this one (how the
+    /// FIX gateway knows its order view is rebuilt after a restart).
+    fn last_seq(&self) -> Option<Seq> {
+        None
+    }
 }
 
 /// How many batches the in-process engine remembers for `subscribe_after`.
@@ -296,6 +303,10 @@ impl EngineLink for InProcessEngine {
 
     fn instruments(&self) -> Vec<InstrumentSpec> {
         self.instruments.read().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    fn last_seq(&self) -> Option<Seq> {
+        self.subscribers.lock().ok().map(|f| f.last_seq)
     }
 }
 

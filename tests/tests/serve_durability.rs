@@ -48,6 +48,9 @@ fn an_acknowledged_order_survives_kill_9_of_castle_serve() {
     s.write_all(&fix_from("DEMO1", 2, "D", &order)).expect("send order");
     let ack = read_until(&mut s, &mut buf, &["35=8|", "11=ord-1|"]);
     assert!(ack.contains("150=0|") && ack.contains("39=0|"), "expected a New execution report: {ack}");
+    let order2 = format!("11=ord-2|1=1|55=BTC-USDT|54=1|60={}|38=0.5|40=2|44=58000.00|59=1|", utc_now());
+    s.write_all(&fix_from("DEMO1", 3, "D", &order2)).expect("send order 2");
+    read_until(&mut s, &mut buf, &["35=8|", "11=ord-2|", "150=0|"]);
 
     // The acknowledged order is on disk: kill -9, nothing gets to flush.
     p.signal("KILL");
@@ -55,13 +58,20 @@ fn an_acknowledged_order_survives_kill_9_of_castle_serve() {
     assert!(!status.success(), "killed: {status}");
     drop(s);
     let (replayed_seq, replayed_hash) = replay(&journal);
-    assert!(replayed_seq >= 9, "8 set-up commands and the order, journal ends at {replayed_seq}");
+    assert!(replayed_seq >= 10, "8 set-up commands and two orders, journal ends at {replayed_seq}");
 
     // Restart on the same data dir: recovery ends at the journal's end with the replay's hash,
     // and the set-up is not journaled again.
     let (mut p, addr, seq1, hash1, up) = start(dir.path());
     assert_eq!((seq1, hash1.as_str()), (replayed_seq, replayed_hash.as_str()), "recovered state = castle replay");
     assert!(up.contains("2 instruments, 0 set-up commands"), "{up}");
+
+    // The gateway rebuilt its order view from the engine: the status of an order placed before
+    // the crash, by ClOrdID.
+    let (mut s, mut buf) = logon(&addr, "DEMO1", "demo1");
+    s.write_all(&fix_from("DEMO1", 2, "H", "11=ord-1|55=BTC-USDT|54=1|")).expect("status request");
+    let st = read_until(&mut s, &mut buf, &["35=8|", "11=ord-1|", "150=I|"]);
+    assert!(st.contains("39=0|") && st.contains("151=0.5|"), "ord-1 is open with 0.5 left: {st}");
 
     // The buy is still resting: a crossing sell from the other account trades against it at its price.
     let (mut s2, mut buf2) = logon(&addr, "DEMO2", "demo2");
@@ -70,6 +80,13 @@ fn an_acknowledged_order_survives_kill_9_of_castle_serve() {
     let fill = read_until(&mut s2, &mut buf2, &["35=8|", "11=sell-1|", "150=F|"]);
     assert!(fill.contains("31=59000") && fill.contains("32=0.5"), "expected a fill of 0.5 at 59000: {fill}");
     assert!(fill.contains("39=2|"), "the IOC sell is completely filled by the recovered buy: {fill}");
+    // The owner of the recovered buy hears of its fill, and cancels the other one by ClOrdID.
+    let fill1 = read_until(&mut s, &mut buf, &["35=8|", "11=ord-1|", "150=F|"]);
+    assert!(fill1.contains("39=2|") && fill1.contains("14=0.5|"), "ord-1 filled: {fill1}");
+    s.write_all(&fix_from("DEMO1", 3, "F", &format!("41=ord-2|11=cxl-2|55=BTC-USDT|54=1|60={}|", utc_now())))
+        .expect("cancel");
+    let cx = read_until(&mut s, &mut buf, &["35=8|", "11=cxl-2|"]);
+    assert!(cx.contains("150=4|") && cx.contains("41=ord-2|"), "ord-2 canceled by ClOrdID: {cx}");
 
     // A clean stop reports the final state; a from-scratch replay of the journal agrees.
     p.signal("TERM");

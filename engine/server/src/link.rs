@@ -181,6 +181,10 @@ impl EngineLink for DurableLink {
             }
         }
     }
+
+    fn last_seq(&self) -> Option<Seq> {
+        Some(self.shared.ring.lock().unwrap_or_else(|p| p.into_inner()).last())
+    }
 }
 
 /// Why a feeder stopped sending.

@@ -13,7 +13,7 @@ use super::{escape_token, DictError};
 use std::collections::HashMap;
 use std::fmt::Write;
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct Element {
     name: String,
     attrs: Vec<(String, String)>,
@@ -141,10 +141,51 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// The FIX 5.0SP2 messages Castle's gateway reads or writes: detailed in
+/// the FIXT session dictionary (see [`to_cdict_fixt`]).
+pub const FIXT_DETAILED: &[&str] = &["D", "F", "G", "H", "q", "AF", "x", "V", "8", "9", "r", "j", "W", "X", "Y", "y"];
+
 /// Convert a QuickFIX XML dictionary to Castle `.cdict` text.
 /// `source` is a label recorded in the header comment.
 pub fn to_cdict(xml: &str, source: &str) -> Result<String, DictError> {
-    let root = parse_xml(xml)?;
+    root_to_cdict(&parse_xml(xml)?, source)
+}
+
+/// A FIXT session dictionary: the transport's header, trailer, admin
+/// messages and BeginString (FIXT.1.1) with the application dictionary's
+/// messages and components (FIX 5.0SP2), fields from both (the transport's
+/// definition wins). One `.cdict` then validates everything a FIXT session
+/// carries, as for the FIX 4.x versions.
+///
+/// Only the application messages in `detailed` keep their layout; the
+/// others are declared with an empty body: still known message types (so an
+/// unsupported one gets BusinessMessageReject, not "invalid MsgType"), but
+/// without the ~2.5 MB their nested components expand to in 5.0SP2.
+pub fn to_cdict_fixt(transport_xml: &str, app_xml: &str, source: &str, detailed: &[&str]) -> Result<String, DictError> {
+    let mut root = parse_xml(transport_xml)?;
+    let app = parse_xml(app_xml)?;
+    for section in ["fields", "messages", "components"] {
+        let Some(from) = app.children.iter().find(|c| c.name == section) else { continue };
+        if root.child(section).is_none() {
+            root.children.push(Element { name: section.into(), ..Default::default() });
+        }
+        let to = root.children.iter_mut().find(|c| c.name == section).expect("just ensured");
+        for el in &from.children {
+            let key = if section == "fields" { "number" } else { "name" };
+            let dup = to.children.iter().any(|c| c.attr(key).is_some() && c.attr(key) == el.attr(key));
+            if !dup {
+                let mut el = el.clone();
+                if section == "messages" && !el.attr("msgtype").is_some_and(|t| detailed.contains(&t)) {
+                    el.children.clear();
+                }
+                to.children.push(el);
+            }
+        }
+    }
+    root_to_cdict(&root, source)
+}
+
+fn root_to_cdict(root: &Element, source: &str) -> Result<String, DictError> {
     let kind = root.attr("type").unwrap_or("FIX");
     let major = root.attr("major").unwrap_or("4");
     let minor = root.attr("minor").unwrap_or("4");
@@ -300,10 +341,18 @@ mod tests {
             );
             return;
         }
-        for name in crate::dictionary::Dictionary::builtin_names() {
+        let read = |name: &str| {
             let xml = dir.join(format!("{name}.xml"));
-            let x = std::fs::read_to_string(&xml).unwrap_or_else(|e| panic!("{}: {e}", xml.display()));
-            let generated = to_cdict(&x, &format!("{name}.xml")).unwrap();
+            std::fs::read_to_string(&xml).unwrap_or_else(|e| panic!("{}: {e}", xml.display()))
+        };
+        for name in crate::dictionary::Dictionary::builtin_names() {
+            let generated = match name {
+                // FIX 5.0SP2 runs over FIXT.1.1: one merged session dictionary.
+                "FIX50SP2" => {
+                    to_cdict_fixt(&read("FIXT11"), &read(name), "FIXT11.xml + FIX50SP2.xml", FIXT_DETAILED).unwrap()
+                }
+                _ => to_cdict(&read(name), &format!("{name}.xml")).unwrap(),
+            };
             let committed = std::fs::read_to_string(
                 std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("dict/{name}.cdict")),
             )

@@ -32,6 +32,10 @@ pub struct Client<S> {
     pub target: String,
     pub seq: u64,
     buf: Vec<u8>,
+    /// BeginString of the session ("FIX.4.4" unless set).
+    pub begin: String,
+    /// The last frame received, as bytes (for validation).
+    pub last_raw: Vec<u8>,
 }
 
 pub type Fields = Vec<(u32, String)>;
@@ -42,24 +46,39 @@ pub fn get(f: &Fields, tag: u32) -> Option<&str> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     pub fn new(s: S, sender: &str, target: &str) -> Self {
-        Client { s, sender: sender.into(), target: target.into(), seq: 1, buf: Vec::new() }
+        Client {
+            s,
+            sender: sender.into(),
+            target: target.into(),
+            seq: 1,
+            buf: Vec::new(),
+            begin: "FIX.4.4".into(),
+            last_raw: Vec::new(),
+        }
     }
 
     /// Send `35=..|..` (header fields added).
     pub async fn send(&mut self, body: &str) {
+        let seq = self.seq;
+        self.seq += 1;
+        self.send_as(body, seq, "").await;
+    }
+
+    /// Send with MsgSeqNum `seq` (the counter is left alone) and extra
+    /// header fields (`|43=Y|122=...`), as a resend does.
+    pub async fn send_as(&mut self, body: &str, seq: u64, header: &str) {
         let mt_end = body.find('|').unwrap_or(body.len());
         let (mt, rest) = body.split_at(mt_end);
         let b = format!(
-            "35={mt}|49={}|56={}|34={}|52={}{rest}|",
+            "35={mt}|49={}|56={}|34={}|52={}{header}{rest}|",
             self.sender,
             self.target,
-            self.seq,
+            seq,
             now().to_fix_string()
         )
         .replace("||", "|")
         .replace('|', "\x01");
-        self.seq += 1;
-        let mut v = format!("8=FIX.4.4\x019={}\x01{b}", b.len()).into_bytes();
+        let mut v = format!("8={}\x019={}\x01{b}", self.begin, b.len()).into_bytes();
         let cs = checksum(&v);
         v.extend_from_slice(format!("10={cs:03}\x01").as_bytes());
         self.s.write_all(&v).await.unwrap();
@@ -78,6 +97,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         loop {
             if let FrameStatus::Complete { len } = next_frame(&self.buf, 1 << 20) {
                 let frame: Vec<u8> = self.buf.drain(..len).collect();
+                self.last_raw = frame.clone();
                 return Some(
                     String::from_utf8_lossy(&frame)
                         .split('\x01')
