@@ -1441,7 +1441,9 @@ impl OrderLayer {
         let mut deferred: Vec<Output> = Vec::new();
         let base = out.len();
         for (i, ev) in batch.events.iter().enumerate() {
-            let exec_id = format!("{}-{}", batch.seq, i);
+            // Built only for the events that produce a report (most do not:
+            // book and balance events).
+            let exec_id = || format!("{}-{}", batch.seq, i);
             match ev.kind {
                 EventKind::OrderAccepted {
                     order_id,
@@ -1497,7 +1499,7 @@ impl OrderLayer {
                     };
                     self.by_cl.insert((account, cl.clone()), order_id);
                     self.orders.insert(order_id, o);
-                    let b = self.er_base(order_id, &self.orders[&order_id], &cl, None, b'0', &exec_id);
+                    let b = self.er_base(order_id, &self.orders[&order_id], &cl, None, b'0', &exec_id());
                     self.emit(order_id, b, out);
                 }
                 EventKind::Rejected { order_id, reason, .. } => {
@@ -1565,7 +1567,8 @@ impl OrderLayer {
                         o.status = if leaves == 0 { b'2' } else { b'1' };
                         let cl = o.cl.clone();
                         let sc = self.instruments.get(&o.instrument).map(|s| s.scaling);
-                        let mut b = self.er_base(oid, &self.orders[&oid], &cl, None, b'F', &format!("{exec_id}{tag}"));
+                        let mut b =
+                            self.er_base(oid, &self.orders[&oid], &cl, None, b'F', &format!("{}-{i}{tag}", batch.seq));
                         if let Some(sc) = sc {
                             b.d(31, sc.ticks_to_price(price)).d(32, sc.lots_to_qty(qty));
                         }
@@ -1604,7 +1607,7 @@ impl OrderLayer {
                         &cl,
                         orig.as_deref(),
                         if expired { b'C' } else { b'4' },
-                        &exec_id,
+                        &exec_id(),
                     );
                     b.s(58, cancel_text(reason));
                     self.emit(order_id, b, out);
@@ -1622,7 +1625,7 @@ impl OrderLayer {
                         ctx_answered = true;
                     }
                     self.by_cl.insert((account, cl.clone()), order_id);
-                    let b = self.er_base(order_id, &self.orders[&order_id], &cl, Some(&orig), b'5', &exec_id);
+                    let b = self.er_base(order_id, &self.orders[&order_id], &cl, Some(&orig), b'5', &exec_id());
                     self.emit(order_id, b, out);
                 }
                 EventKind::OrderTriggered { order_id, .. } => {
@@ -1630,7 +1633,7 @@ impl OrderLayer {
                     // FIX 4.4 has no ExecType "triggered" (L is 5.0): a
                     // restatement with reason 99 and a Text says it.
                     let cl = o.cl.clone();
-                    let mut b = self.er_base(order_id, o, &cl, None, b'D', &exec_id);
+                    let mut b = self.er_base(order_id, o, &cl, None, b'D', &exec_id());
                     b.u(378, 99).s(58, "Stop triggered");
                     self.emit(order_id, b, out);
                 }

@@ -2,8 +2,8 @@
 //! (tests/quickfix/initiator.cpp), compiled here with g++ against Debian's
 //! libquickfix-dev, logs on to the gateway, sends orders, a replace and
 //! cancels, and checks the execution reports it receives with QuickFIX's
-//! own FIX 4.4 data dictionary validation switched on (when the XML
-//! dictionary is available).
+//! own data dictionary validation switched on (when the XML dictionary is
+//! available); once as FIX 4.4, once as FIX 4.2.
 
 mod common;
 
@@ -30,28 +30,32 @@ fn ensure_quickfix() {
     );
 }
 
-/// QuickFIX's FIX44.xml: the shared reference copy next to the repository
-/// (as laid out for developers and CI), else none (validation off).
-fn fix44_xml() -> Option<PathBuf> {
+/// A QuickFIX XML dictionary (FIX44.xml, FIX42.xml): the shared reference
+/// copy next to the repository (as laid out for developers and CI), else
+/// none (validation off).
+fn quickfix_xml(name: &str) -> Option<PathBuf> {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     [
-        manifest.join("../../shared/reference/fix/FIX44.xml"),
-        manifest.join("../shared/reference/fix/FIX44.xml"),
-        PathBuf::from("/work/shared/reference/fix/FIX44.xml"),
-        PathBuf::from("/usr/share/quickfix/FIX44.xml"),
+        manifest.join("../../shared/reference/fix").join(name),
+        manifest.join("../shared/reference/fix").join(name),
+        PathBuf::from("/work/shared/reference/fix").join(name),
+        PathBuf::from("/usr/share/quickfix").join(name),
     ]
     .into_iter()
     .find(|p| p.exists())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn quickfix_initiator_orders_cancels_replaces() {
+/// Compile the initiator (`define`: extra -D flags), run it against a
+/// gateway as `sender` on `begin`, and return what it printed.
+async fn run_initiator(begin: &str, sender: &str, xml: &str, define: &[&str]) -> String {
     ensure_quickfix();
     let dir = tempfile::tempdir().unwrap();
     let exe = dir.path().join("initiator");
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/quickfix/initiator.cpp");
     let out = Command::new("g++")
-        .args(["-O1", "-std=gnu++14", "-Wno-deprecated", "-Wno-deprecated-declarations", "-o"])
+        .args(["-O1", "-std=gnu++14", "-Wno-deprecated", "-Wno-deprecated-declarations"])
+        .args(define)
+        .arg("-o")
         .arg(&exe)
         .arg(&src)
         .args(["-lquickfix", "-lpthread"])
@@ -59,13 +63,14 @@ async fn quickfix_initiator_orders_cancels_replaces() {
         .expect("g++ is required for this test: apt-get install -y g++");
     assert!(out.status.success(), "compiling the QuickFIX initiator failed:\n{}", String::from_utf8_lossy(&out.stderr));
 
-    let cfg = Config::parse(&common::config_text(&dir.path().join("store"), "ListenAddress=127.0.0.1:0")).unwrap();
-    let server = serve(cfg, common::engine()).await.unwrap();
+    let text = common::config_text(&dir.path().join("store"), "ListenAddress=127.0.0.1:0")
+        + "[SESSION]\nBeginString=FIX.4.2\nTargetCompID=DESK42\nAccount=7\n";
+    let server = serve(Config::parse(&text).unwrap(), common::engine()).await.unwrap();
     let port = server.local_addr().unwrap().port();
-    let dd = match fix44_xml() {
+    let dd = match quickfix_xml(xml) {
         Some(p) => format!("UseDataDictionary=Y\nDataDictionary={}\nValidateUserDefinedFields=N\n", p.display()),
         None => {
-            eprintln!("FIX44.xml not found: QuickFIX runs without its data dictionary");
+            eprintln!("{xml} not found: QuickFIX runs without its data dictionary");
             "UseDataDictionary=N\n".to_string()
         }
     };
@@ -73,7 +78,7 @@ async fn quickfix_initiator_orders_cancels_replaces() {
         "[DEFAULT]\nConnectionType=initiator\nReconnectInterval=1\nFileStorePath={d}/qfstore\nFileLogPath={d}/qflog\n\
          StartTime=00:00:00\nEndTime=00:00:00\n{dd}ResetOnLogon=Y\nHeartBtInt=30\n\
          SocketConnectHost=127.0.0.1\nSocketConnectPort={port}\n\
-         [SESSION]\nBeginString=FIX.4.4\nSenderCompID=DESK\nTargetCompID=CASTLE\n",
+         [SESSION]\nBeginString={begin}\nSenderCompID={sender}\nTargetCompID=CASTLE\n",
         d = dir.path().display()
     );
     let settings_path = dir.path().join("initiator.cfg");
@@ -90,18 +95,38 @@ async fn quickfix_initiator_orders_cancels_replaces() {
     assert!(stdout.contains("LOGON"));
     assert!(stdout.contains("DONE OK"), "{stdout}");
     assert!(!stdout.contains("SESSION-REJECT"), "{stdout}");
-    // Spot checks on the reports QuickFIX decoded.
-    let line = |cl: &str, et: &str| {
-        stdout
-            .lines()
-            .find(|l| l.contains(&format!(" 11={cl} ")) && l.contains(&format!(" 150={et} ")))
-            .unwrap_or_else(|| panic!("no report 11={cl} 150={et} in\n{stdout}"))
-            .to_string()
-    };
-    assert!(line("Q2", "5").contains(" 41=Q1 ") && line("Q2", "5").contains(" 38=0.3 "));
-    let fill = line("Q2", "F");
-    assert!(fill.contains(" 14=0.1 ") && fill.contains(" 151=0.2 ") && fill.contains(" 31=59001 "), "{fill}");
-    assert!(line("Q4", "4").contains(" 41=Q2 "));
-    assert!(stdout.contains("CXLREJ 11=Q5 41=Q4"), "{stdout}");
     server.shutdown().await;
+    stdout
+}
+
+/// A report line the initiator printed for ClOrdID `cl` and ExecType `et`.
+fn line(stdout: &str, cl: &str, et: &str) -> String {
+    stdout
+        .lines()
+        .find(|l| l.contains(&format!(" 11={cl} ")) && l.contains(&format!(" 150={et} ")))
+        .unwrap_or_else(|| panic!("no report 11={cl} 150={et} in\n{stdout}"))
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quickfix_initiator_orders_cancels_replaces() {
+    let stdout = run_initiator("FIX.4.4", "DESK", "FIX44.xml", &[]).await;
+    // Spot checks on the reports QuickFIX decoded.
+    assert!(line(&stdout, "Q2", "5").contains(" 41=Q1 ") && line(&stdout, "Q2", "5").contains(" 38=0.3 "));
+    let fill = line(&stdout, "Q2", "F");
+    assert!(fill.contains(" 14=0.1 ") && fill.contains(" 151=0.2 ") && fill.contains(" 31=59001 "), "{fill}");
+    assert!(line(&stdout, "Q4", "4").contains(" 41=Q2 "));
+    assert!(stdout.contains("CXLREJ 11=Q5 41=Q4"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quickfix_fix42_initiator_orders_cancels_replaces() {
+    // The same script over a FIX 4.2 session, QuickFIX validating with its FIX42.xml.
+    let stdout = run_initiator("FIX.4.2", "DESK42", "FIX42.xml", &["-DCASTLE_FIX42"]).await;
+    assert!(line(&stdout, "Q2", "5").contains(" 41=Q1 "));
+    let fill = line(&stdout, "Q2", "1");
+    assert!(fill.contains(" 14=0.1 ") && fill.contains(" 151=0.2 ") && fill.contains(" 31=59001 "), "{fill}");
+    assert!(line(&stdout, "Q3", "2").contains(" 39=2 "));
+    assert!(line(&stdout, "Q4", "4").contains(" 41=Q2 "));
+    assert!(stdout.contains("CXLREJ 11=Q5 41=Q4"), "{stdout}");
 }
