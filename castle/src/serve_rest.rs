@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use castle_gateway_rest::vault::{KeyVault, StorageKey};
 use castle_gateway_rest::{Gateway, RestConfig, RestServer, Scopes, Tls, DEMO_KEYS, DEMO_MASTER_KEY};
 use castle_link::EngineLink;
 use clap::Args;
@@ -72,11 +73,24 @@ pub async fn start(args: &RestArgs, link: Arc<dyn EngineLink>, data_dir: &Path) 
         None => None,
     };
     let gw = Gateway::new(cfg, link, jwt);
+    // API keys created through the API persist in <data-dir>/rest/keys.sqlite,
+    // secrets sealed under CASTLE_REST_STORAGE_KEY (64 hex digits) or the 0600
+    // key file <data-dir>/rest/storage.key created on first start.
+    let storage_key = match std::env::var("CASTLE_REST_STORAGE_KEY") {
+        Ok(h) => StorageKey::from_hex(&h).context("CASTLE_REST_STORAGE_KEY")?,
+        Err(_) => StorageKey::load_or_create(&data_dir.join("rest/storage.key"))?,
+    };
+    let vault = KeyVault::open(&data_dir.join("rest/keys.sqlite"), storage_key)?;
+    let loaded = gw.attach_key_vault(vault)?;
+    tracing::info!(loaded, "REST API keys loaded");
     let mut lines = Vec::new();
     for (id, account) in DEMO_KEYS {
-        let secret = gw.add_key(id, account, Scopes::ALL);
-        if demo {
-            lines.push(format!("REST demo key for account {account}: key {id} secret {secret}"));
+        match gw.add_key(id, account, Scopes::ALL) {
+            Some(secret) if demo => {
+                lines.push(format!("REST demo key for account {account}: key {id} secret {secret}"))
+            }
+            Some(_) => {}
+            None => lines.push(format!("REST demo key {id} was revoked; not re-added")),
         }
     }
     let tls = match (&args.rest_tls_cert, &args.rest_tls_key) {

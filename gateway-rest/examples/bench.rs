@@ -146,8 +146,8 @@ async fn run() {
     cfg.ws.max_connections = 100_000;
     let engine = InProcessEngine::start(Limits::default(), &setup(), 65_536);
     let gw = Gateway::new(cfg, engine, None);
-    let s1 = gw.add_key("k1", 1, Scopes::ALL);
-    let s2 = gw.add_key("k2", 2, Scopes::ALL);
+    let s1 = gw.add_key("k1", 1, Scopes::ALL).expect("configured key");
+    let s2 = gw.add_key("k2", 2, Scopes::ALL).expect("configured key");
     let srv = serve(gw.clone(), "127.0.0.1:0".parse().unwrap(), Tls::Off).await.unwrap();
     let addr = srv.addr;
     // A book of 200 levels a side for the depth GETs.

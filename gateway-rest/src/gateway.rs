@@ -222,8 +222,15 @@ impl Gateway {
         self.state.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Adds an API key with a chosen id; returns its secret.
-    pub fn add_key(&self, id: &str, account: u32, scopes: Scopes) -> String {
+    /// Persists API keys in `vault` from now on and loads the keys it holds;
+    /// returns how many were loaded. Call before serving.
+    pub fn attach_key_vault(&self, vault: crate::vault::KeyVault) -> Result<usize, crate::vault::VaultError> {
+        lock(&self.keys).attach_vault(vault)
+    }
+
+    /// Adds a configured API key with a chosen id; returns its secret (None:
+    /// this id was revoked through the API and stays revoked).
+    pub fn add_key(&self, id: &str, account: u32, scopes: Scopes) -> Option<String> {
         lock(&self.keys).insert(ApiKey {
             id: id.to_string(),
             account,

@@ -2,7 +2,7 @@
 //! streams, shaped like the large crypto venues' APIs.
 //!
 //! - [`api`]: wire types; [`routes`]: thin handlers; [`ws`]: streams;
-//! - [`auth`]: HMAC-signed API keys and JWTs (sans-IO); [`limits`]: weighted rate limits (sans-IO);
+//! - [`auth`]: HMAC-signed API keys and JWTs (sans-IO); [`vault`]: keys persisted, secrets sealed; [`limits`]: weighted rate limits (sans-IO);
 //! - [`accounts`]: per-account orders, fills, balances from the engine stream (sans-IO);
 //! - [`gateway`]: shared state, the engine stream consumer, pending requests;
 //! - [`decimal`]: exact decimal strings <-> ticks/lots; [`error`]: `{code, message}`;
@@ -20,6 +20,7 @@ pub mod openapi;
 pub mod page;
 pub mod routes;
 pub mod server;
+pub mod vault;
 pub mod ws;
 
 pub use auth::{Scopes, DEMO_MASTER_KEY};

@@ -859,7 +859,12 @@ fn key_view(k: &crate::auth::ApiKey) -> KeyView {
     KeyView {
         key_id: k.id.clone(),
         scopes: k.scopes.names().iter().map(|s| s.to_string()).collect(),
-        allowed_ips: k.allowed_ips.iter().map(|i| i.to_string()).collect(),
+        // A single host shows as its address, a range as CIDR.
+        allowed_ips: k
+            .allowed_ips
+            .iter()
+            .map(|n| if n.prefix_len() == n.max_prefix_len() { n.addr().to_string() } else { n.to_string() })
+            .collect(),
         label: k.label.clone(),
         created_time: k.created_ms,
     }
@@ -894,7 +899,10 @@ pub async fn create_key(State(gw): State<Gw>, req: Req) -> Result<Response, ApiE
     let ips = r
         .allowed_ips
         .iter()
-        .map(|s| s.parse::<IpAddr>().map_err(|_| ApiError::param(format!("allowed_ips: {s:?} is not an IP address"))))
+        .map(|s| {
+            crate::vault::parse_net(s)
+                .ok_or_else(|| ApiError::param(format!("allowed_ips: {s:?} is not an IP address or CIDR range")))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let label = r.label.unwrap_or_default();
     if label.len() > 64 || !label.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
@@ -918,7 +926,7 @@ pub async fn create_key(State(gw): State<Gw>, req: Req) -> Result<Response, ApiE
 pub async fn revoke_key(State(gw): State<Gw>, Path(key_id): Path<String>, req: Req) -> Result<Response, ApiError> {
     let ctx = private(&gw, &req, Scope::Trade, 1)?;
     let _: EmptyQuery = req.query()?;
-    if !gw.keys.lock().unwrap_or_else(|e| e.into_inner()).revoke(ctx.caller().account, &key_id) {
+    if !gw.keys.lock().unwrap_or_else(|e| e.into_inner()).revoke(ctx.caller().account, &key_id, now_ms())? {
         return Err(ApiError::new(Code::NotFound, "no such key"));
     }
     Ok(ctx.reply(&Revoked { key_id, revoked: true }))
