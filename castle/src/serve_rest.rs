@@ -39,6 +39,18 @@ pub struct RestArgs {
     pub rest_ip_weight: Option<u32>,
     #[arg(long)]
     pub rest_key_weight: Option<u32>,
+    /// Where order history (allOrders, order by id) and fills (myTrades) come from:
+    /// `ledger` reads the settlement database (read-only; the one settlement writes,
+    /// CASTLE_SETTLEMENT_DB or <data-dir>/settlement.sqlite) merged with the gateway's
+    /// memory; `memory` serves only the last 1,000 orders and fills per account kept in memory.
+    #[arg(long, value_enum, default_value_t = HistorySource::Ledger)]
+    pub rest_history: HistorySource,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HistorySource {
+    Ledger,
+    Memory,
 }
 
 /// Starts the gateway; returns it and the lines to print at start.
@@ -56,6 +68,14 @@ pub async fn start(args: &RestArgs, link: Arc<dyn EngineLink>, data_dir: &Path) 
     }
     if let Some(w) = args.rest_key_weight {
         cfg.rate.key_weight_per_min = w;
+    }
+    if args.rest_history == HistorySource::Ledger {
+        // Settlement starts first in `castle serve`, so the ledger exists.
+        let url = crate::serve_settlement::ledger_url(data_dir);
+        let h = castle_settlement::history::History::open(&url, None)
+            .await
+            .context("opening the settlement ledger for order history (--rest-history memory to do without)")?;
+        cfg.history = Some(h);
     }
     let jwt = match &args.rest_jwks {
         Some(p) => {

@@ -20,6 +20,8 @@ pub enum Code {
     /// reconcile by querying the client order id.
     StatusUnknown = 1002,
     EngineStopped = 1003,
+    /// The settlement database serving order history and fills did not answer.
+    HistoryUnavailable = 1004,
     Unauthorized = 1100,
     InvalidApiKey = 1101,
     InvalidSignature = 1102,
@@ -54,6 +56,7 @@ pub const CODES: &[(Code, u16, &str)] = &[
     (Code::EngineBusy, 503, "engine busy: nothing was submitted, retry later"),
     (Code::StatusUnknown, 504, "no answer from the engine in time: status unknown, query by client_order_id"),
     (Code::EngineStopped, 503, "engine unavailable"),
+    (Code::HistoryUnavailable, 503, "order history database unavailable: retry later"),
     (Code::Unauthorized, 401, "authentication required"),
     (Code::InvalidApiKey, 401, "unknown or revoked API key"),
     (Code::InvalidSignature, 401, "signature does not match"),

@@ -66,6 +66,10 @@ pub struct RestConfig {
     pub ws: WsLimits,
     /// Longest query string accepted.
     pub max_query_len: usize,
+    /// Serve order history (`allOrders`, order by id) and fills (`myTrades`)
+    /// from the settlement ledger merged with memory; None: memory only
+    /// (the last `accounts.max_history` orders and `max_fills` fills).
+    pub history: Option<castle_settlement::history::History>,
 }
 
 impl RestConfig {
@@ -80,6 +84,7 @@ impl RestConfig {
             master_key,
             ws: WsLimits::default(),
             max_query_len: 1_024,
+            history: None,
         }
     }
 }
@@ -642,7 +647,8 @@ pub fn order_view(ins: &Instruments, o: &OrderRecord, fills: Option<Vec<FillView
         TimeInForce::Gtc => (TifDto::Gtc, None),
         TimeInForce::Ioc => (TifDto::Ioc, None),
         TimeInForce::Fok => (TifDto::Fok, None),
-        TimeInForce::Gtd(t) => (TifDto::Gtd, Some(ns_to_ms(t))),
+        // 0: unknown (orders read from the settlement ledger, which keeps no expiry).
+        TimeInForce::Gtd(t) => (TifDto::Gtd, (t > 0).then(|| ns_to_ms(t))),
         TimeInForce::Day => (TifDto::Day, None),
     };
     let order_type = match o.kind {

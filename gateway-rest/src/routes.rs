@@ -17,7 +17,7 @@ use castle_engine::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::accounts::{OrderRecord, PlacedOptions};
+use crate::accounts::{Fill, OrderRecord, PlacedOptions};
 use crate::api::*;
 use crate::auth::{require, Caller, Scope, Scopes, SignedParts};
 use crate::decimal::{price_str, price_ticks, qty_lots, qty_str, quote_units, units_str};
@@ -633,7 +633,19 @@ fn engine_ref(t: &Target) -> Result<OrderRef, ApiError> {
 async fn query_inner(gw: Gw, req: Req, t: Result<Target, ApiError>) -> Result<Response, ApiError> {
     let ctx = private(&gw, &req, Scope::Read, 2)?;
     let q: SymbolQuery = req.query()?;
-    let o = find_order(&gw, ctx.caller().account, &t?).ok_or_else(ApiError::not_found)?;
+    let t = t?;
+    let o = match (find_order(&gw, ctx.caller().account, &t), &gw.cfg.history, &t) {
+        (Some(o), _, _) => o,
+        // Aged out of memory: the ledger has it (by order id; client ids are
+        // only unique among an account's open orders).
+        (None, Some(h), Target::Id(id)) => {
+            let o = h.order(ctx.caller().account, *id).await.map_err(crate::history::unavailable)?;
+            let o = o.ok_or_else(ApiError::not_found)?;
+            let n = h.filled_notional(o.account, &[o.order_id]).await.map_err(crate::history::unavailable)?;
+            crate::history::order_record(&o, n.get(&o.order_id).copied().unwrap_or(0))?
+        }
+        _ => return Err(ApiError::not_found()),
+    };
     if let Some(s) = &q.symbol {
         if spec_of(&gw.read().instruments, s)?.id != o.instrument {
             return Err(ApiError::not_found());
@@ -797,18 +809,45 @@ pub async fn all_orders(State(gw): State<Gw>, req: Req) -> Result<Response, ApiE
     let q: PageQuery = req.query()?;
     let limit = page_limit(q.limit, DEFAULT_PAGE, MAX_PAGE)?;
     let before = cursor(&q.cursor)?.unwrap_or(u64::MAX);
+    let account = ctx.caller().account;
+    // The newest `limit + 1` in memory (no lock is held across the ledger query).
+    let (inst, mem) = {
+        let st = gw.read();
+        let inst = q.symbol.as_deref().map(|s| spec_of(&st.instruments, s).map(|s| s.id)).transpose()?;
+        let mut all: Vec<&OrderRecord> = Vec::new();
+        if let Some(a) = st.accounts.get(account) {
+            all.extend(a.open.values());
+            all.extend(a.history.iter());
+        }
+        all.retain(|o| o.id < before && inst.is_none_or(|i| i == o.instrument));
+        all.sort_by_key(|o| std::cmp::Reverse(o.id));
+        (inst, all.into_iter().take(limit + 1).cloned().collect::<Vec<OrderRecord>>())
+    };
+    let (rows, next) = match &gw.cfg.history {
+        None => {
+            let next = (mem.len() > limit).then(|| mem[limit - 1].id);
+            (mem.into_iter().take(limit).collect(), next)
+        }
+        Some(h) => {
+            let page = h
+                .orders(account, inst, (before != u64::MAX).then_some(before), limit)
+                .await
+                .map_err(crate::history::unavailable)?;
+            let known: std::collections::HashSet<u64> = mem.iter().map(|o| o.id).collect();
+            let missing: Vec<u64> = page.rows.iter().map(|o| o.order_id).filter(|id| !known.contains(id)).collect();
+            let notional = h.filled_notional(account, &missing).await.map_err(crate::history::unavailable)?;
+            let db = page
+                .rows
+                .iter()
+                .filter(|o| !known.contains(&o.order_id))
+                .map(|o| crate::history::order_record(o, notional.get(&o.order_id).copied().unwrap_or(0)))
+                .collect::<Result<Vec<_>, _>>()?;
+            crate::history::merge(mem, db, page.next.is_some(), limit, |o| o.id)
+        }
+    };
     let st = gw.read();
-    let inst = q.symbol.as_deref().map(|s| spec_of(&st.instruments, s).map(|s| s.id)).transpose()?;
-    let mut all: Vec<&OrderRecord> = Vec::new();
-    if let Some(a) = st.accounts.get(ctx.caller().account) {
-        all.extend(a.open.values());
-        all.extend(a.history.iter());
-    }
-    all.retain(|o| o.id < before && inst.is_none_or(|i| i == o.instrument));
-    all.sort_by_key(|o| std::cmp::Reverse(o.id));
-    let next = (all.len() > limit).then(|| all[limit - 1].id.to_string());
-    let orders = all.iter().take(limit).filter_map(|o| order_view(&st.instruments, o, None)).collect();
-    Ok(ctx.reply(&OrderPage { orders, next_cursor: next }))
+    let orders = rows.iter().filter_map(|o| order_view(&st.instruments, o, None)).collect();
+    Ok(ctx.reply(&OrderPage { orders, next_cursor: next.map(|n| n.to_string()) }))
 }
 
 #[utoipa::path(get, path = "/api/v1/myTrades", tag = "trading", params(PageQuery),
@@ -818,20 +857,42 @@ pub async fn my_trades(State(gw): State<Gw>, req: Req) -> Result<Response, ApiEr
     let q: PageQuery = req.query()?;
     let limit = page_limit(q.limit, DEFAULT_PAGE, MAX_PAGE)?;
     let before = cursor(&q.cursor)?.unwrap_or(u64::MAX);
-    let st = gw.read();
-    let inst = q.symbol.as_deref().map(|s| spec_of(&st.instruments, s).map(|s| s.id)).transpose()?;
-    let mut fills = Vec::new();
-    let mut next = None;
-    if let Some(a) = st.accounts.get(ctx.caller().account) {
-        for f in a.fills.iter().rev().filter(|f| f.fill_id < before && inst.is_none_or(|i| i == f.instrument)) {
-            if fills.len() == limit {
-                next = fills.last().map(|v: &FillView| v.fill_id.to_string());
-                break;
-            }
-            fills.extend(fill_view(&st.instruments, f));
+    let account = ctx.caller().account;
+    let (inst, mem) = {
+        let st = gw.read();
+        let inst = q.symbol.as_deref().map(|s| spec_of(&st.instruments, s).map(|s| s.id)).transpose()?;
+        let mem: Vec<Fill> = st
+            .accounts
+            .get(account)
+            .map(|a| {
+                a.fills
+                    .iter()
+                    .rev()
+                    .filter(|f| f.fill_id < before && inst.is_none_or(|i| i == f.instrument))
+                    .take(limit + 1)
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default();
+        (inst, mem)
+    };
+    let (rows, next) = match &gw.cfg.history {
+        None => {
+            let next = (mem.len() > limit).then(|| mem[limit - 1].fill_id);
+            (mem.into_iter().take(limit).collect::<Vec<_>>(), next)
         }
-    }
-    Ok(ctx.reply(&FillPage { fills, next_cursor: next }))
+        Some(h) => {
+            let page = h
+                .fills(account, inst, (before != u64::MAX).then_some(before), limit)
+                .await
+                .map_err(crate::history::unavailable)?;
+            let db = page.rows.iter().map(crate::history::fill).collect::<Result<Vec<_>, _>>()?;
+            crate::history::merge(mem, db, page.next.is_some(), limit, |f| f.fill_id)
+        }
+    };
+    let st = gw.read();
+    let fills = rows.iter().filter_map(|f| fill_view(&st.instruments, f)).collect();
+    Ok(ctx.reply(&FillPage { fills, next_cursor: next.map(|n| n.to_string()) }))
 }
 
 #[utoipa::path(get, path = "/api/v1/account", tag = "account", responses((status = 200, body = AccountView)),

@@ -298,6 +298,59 @@ impl History {
         Ok(page_orders(rows, limit))
     }
 
+    /// Sum of price * qty (tick-lots) of the fills of each of `orders` (orders of
+    /// `account`; at most [`MAX_HISTORY_PAGE`]). This scans the account's fills
+    /// (the ledger has no index by order id), so it is for one page at a time.
+    pub async fn filled_notional(
+        &self,
+        account: AccountId,
+        orders: &[u64],
+    ) -> Result<std::collections::HashMap<u64, i128>, HistoryError> {
+        let mut out = std::collections::HashMap::new();
+        if orders.is_empty() {
+            return Ok(out);
+        }
+        assert!(orders.len() <= MAX_HISTORY_PAGE, "one page of orders at a time");
+        let (lo, hi) = (*orders.iter().min().expect("not empty"), *orders.iter().max().expect("not empty"));
+        let (a, lo, hi) = (account as i64, cursor(Some(lo)), cursor(Some(hi)));
+        let sql = |p: [&str; 3]| {
+            format!(
+                "SELECT maker_order, price, qty FROM fills WHERE maker_account = {0} AND maker_order BETWEEN {1} AND {2} \
+                 UNION ALL SELECT taker_order, price, qty FROM fills WHERE taker_account = {0} \
+                 AND taker_order BETWEEN {1} AND {2}",
+                p[0], p[1], p[2]
+            )
+        };
+        let rows: Vec<(i64, i64, i64)> = match self {
+            History::Sqlite(_) => {
+                let q = sql(["?1", "?2", "?3"]);
+                self.sqlite(move |c| {
+                    let mut st = c.prepare_cached(&q)?;
+                    let rows = st.query_map(rusqlite::params![a, lo, hi], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+                })
+                .await?
+            }
+            History::Postgres(_) => {
+                let c = self.pg().await?;
+                let st = c.prepare_cached(&sql(["$1", "$2", "$3"])).await?;
+                let mut v = Vec::new();
+                for r in c.query(&st, &[&a, &lo, &hi]).await? {
+                    v.push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?));
+                }
+                v
+            }
+        };
+        let wanted: std::collections::HashSet<u64> = orders.iter().copied().collect();
+        for (o, price, qty) in rows {
+            let o = u(o)?;
+            if wanted.contains(&o) {
+                *out.entry(o).or_insert(0) += price as i128 * qty as i128;
+            }
+        }
+        Ok(out)
+    }
+
     /// One order of `account` (None: not in the ledger, or another account's).
     pub async fn order(&self, account: AccountId, order_id: u64) -> Result<Option<HistOrder>, HistoryError> {
         let Ok(id) = i64::try_from(order_id) else { return Ok(None) };
