@@ -312,7 +312,10 @@ impl KeyStore {
         if hex::decode_to_slice(sig_hex, &mut digest).is_err() {
             return Err(ApiError::new(Code::InvalidSignature, "signature does not match"));
         }
-        let (queue, set) = self.seen.entry(key_id.to_string()).or_default();
+        if !self.seen.contains_key(key_id) {
+            self.seen.insert(key_id.to_string(), Default::default());
+        }
+        let (queue, set) = self.seen.get_mut(key_id).expect("inserted above");
         while let Some(&(t, d)) = queue.front() {
             if t + MAX_RECV_WINDOW_MS + MAX_CLOCK_AHEAD_MS < now_ms || queue.len() >= REPLAY_CACHE_PER_KEY {
                 queue.pop_front();

@@ -92,6 +92,8 @@ pub struct ApiError {
     pub message: String,
     /// Seconds, for 429.
     pub retry_after: Option<u64>,
+    /// For 429: the used-weight header (per IP or per key) and its value.
+    pub used_weight: Option<(&'static str, u32)>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -109,6 +111,7 @@ impl ApiError {
             code: code as u16,
             message: message.into(),
             retry_after: None,
+            used_weight: None,
         }
     }
 
@@ -146,6 +149,7 @@ impl ApiError {
             code: 2000 + reason as u16,
             message: format!("rejected by the engine: {}", reject_text(reason)),
             retry_after: None,
+            used_weight: None,
         }
     }
 
@@ -199,6 +203,11 @@ impl IntoResponse for ApiError {
         if let Some(s) = self.retry_after {
             if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
                 r.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+            }
+        }
+        if let Some((name, used)) = self.used_weight {
+            if let Ok(v) = HeaderValue::from_str(&used.to_string()) {
+                r.headers_mut().insert(name, v);
             }
         }
         r

@@ -379,18 +379,22 @@ impl Gateway {
     }
 
     pub fn charge_key_only(&self, key: &str, weight: u32) -> Result<u32, ApiError> {
-        lock(&self.limiter).charge_key(key, weight, now_ms()).map_err(limited)
+        lock(&self.limiter).charge_key(key, weight, now_ms()).map_err(|l| limited(l, "x-ratelimit-key-used-weight-1m"))
     }
 
     pub fn charge(&self, ip: IpAddr, key: Option<&str>, weight: u32) -> Result<crate::limits::Used, ApiError> {
-        lock(&self.limiter).charge(ip, key, weight, now_ms()).map_err(limited)
+        lock(&self.limiter).charge(ip, key, weight, now_ms()).map_err(|l| limited(l, "x-ratelimit-used-weight-1m"))
     }
 }
 
-fn limited(l: crate::limits::Limited) -> ApiError {
+/// A 429 with Retry-After and the weight used in the window (`header`: the IP's or the key's).
+fn limited(l: crate::limits::Limited, header: &'static str) -> ApiError {
     match l {
-        crate::limits::Limited::Over { retry_after_s, .. } => {
-            ApiError::new(Code::RateLimited, "request weight limit exceeded").with_retry_after(retry_after_s)
+        crate::limits::Limited::Over { retry_after_s, used } => {
+            let mut e =
+                ApiError::new(Code::RateLimited, "request weight limit exceeded").with_retry_after(retry_after_s);
+            e.used_weight = Some((header, used));
+            e
         }
         crate::limits::Limited::Banned { retry_after_s } => {
             ApiError::new(Code::Banned, "temporarily banned after repeated 429s").with_retry_after(retry_after_s)

@@ -129,8 +129,10 @@ pub fn private(gw: &Gateway, req: &Req, scope: Scope, weight: u32) -> Result<Ctx
     let ip_used = gw.charge(req.ip, None, weight)?;
     let caller = authenticate(gw, req)?;
     require(&caller, scope)?;
-    let key = caller.key_id.clone().unwrap_or_else(|| format!("account:{}", caller.account));
-    let used = gw.charge_key_only(&key, weight)?;
+    let used = match &caller.key_id {
+        Some(k) => gw.charge_key_only(k, weight)?,
+        None => gw.charge_key_only(&format!("account:{}", caller.account), weight)?,
+    };
     Ok(Ctx { used: Used { ip: ip_used.ip, key: Some(used) }, caller: Some(caller) })
 }
 

@@ -536,6 +536,7 @@ async fn rate_limits_429_and_ban() {
     let r = t.get("/api/v1/time").await;
     assert_eq!((r.status.as_u16(), r.body["code"].as_u64()), (429, Some(1200)));
     assert!(r.headers["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    assert_eq!(r.headers["x-ratelimit-used-weight-1m"], "5", "a 429 shows the weight used");
     t.get("/api/v1/time").await;
     let r = t.get("/api/v1/time").await;
     assert_eq!(r.body["code"], 1201, "banned after repeated 429s");
