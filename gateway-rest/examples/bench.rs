@@ -10,7 +10,7 @@
 //! `wrk`) also loads the baseline and the depth GET. Signed order placement
 //! stays on this generator: a wrk Lua script cannot compute HMAC-SHA256.
 //!
-//! `cargo run --release -p castle-gateway-rest --example bench -- [--seconds 5] [--connections 32] [--subscribers 1000] [--rounds 3] [--wrk]`
+//! `cargo run --release -p castle-gateway-rest --example bench -- [--seconds 5] [--connections 32] [--subscribers 1000] [--rounds 3] [--wrk] [--orders-only]`
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -189,6 +189,8 @@ async fn run() {
     let conns = arg("--connections", 32);
     let subs = arg("--subscribers", 1000);
     let use_wrk = std::env::args().any(|a| a == "--wrk");
+    // For profiling (valgrind --tool=callgrind): plain HTTP order placement only.
+    let orders_only = std::env::args().any(|a| a == "--orders-only");
     println!("castle-gateway-rest bench: loopback, HTTP/1.1 keep-alive, {conns} connections, {secs} s per case");
 
     // Baseline: the smallest axum handler, same runtime, same clients, plain and TLS.
@@ -277,6 +279,12 @@ async fn run() {
         {
             let bt = Target { addr: b_addr, tls: tls.clone() };
             let gt = Target { addr: g_addr, tls };
+            if orders_only {
+                if mode == "http" {
+                    report("  http POST /order (signed, IOC)", &load(gt, conns, secs, place.clone()).await, None);
+                }
+                continue;
+            }
             let baseline = load(bt, conns, secs, base_req.clone()).await;
             report(&format!("  {mode} baseline axum GET"), &baseline, None);
             let b = baseline.count as f64 / baseline.secs;
@@ -311,7 +319,9 @@ async fn run() {
         println!("median of {rounds} rounds: {name} {:.0}% of its baseline", v[v.len() / 2] * 100.0);
     }
 
-    fanout(addr, subs, &s1, &s2).await;
+    if !orders_only {
+        fanout(addr, subs, &s1, &s2).await;
+    }
     srv.shutdown().await;
     let _ = std::fs::remove_dir_all(&cert_dir);
 }

@@ -105,14 +105,14 @@ impl Ctx {
     }
 
     fn headers(&self, mut r: Response) -> Response {
+        // Constant names and integer values: no parsing per response (this
+        // showed in the order path's profile).
+        const IP_USED: header::HeaderName = header::HeaderName::from_static("x-ratelimit-used-weight-1m");
+        const KEY_USED: header::HeaderName = header::HeaderName::from_static("x-ratelimit-key-used-weight-1m");
         let h = r.headers_mut();
-        if let Ok(v) = HeaderValue::from_str(&self.used.ip.to_string()) {
-            h.insert("x-ratelimit-used-weight-1m", v);
-        }
+        h.insert(IP_USED, HeaderValue::from(self.used.ip));
         if let Some(k) = self.used.key {
-            if let Ok(v) = HeaderValue::from_str(&k.to_string()) {
-                h.insert("x-ratelimit-key-used-weight-1m", v);
-            }
+            h.insert(KEY_USED, HeaderValue::from(k));
         }
         r
     }

@@ -168,6 +168,11 @@ impl KeyVault {
             std::fs::create_dir_all(dir).map_err(|e| VaultError::KeyFile(dir.to_path_buf(), e))?;
         }
         let conn = Connection::open(path)?;
+        // Owner-only, like the storage key: the rows hold no secret in the clear,
+        // but key ids, accounts and allow-lists are nobody else's business.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| VaultError::KeyFile(path.to_path_buf(), e))?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;

@@ -137,6 +137,11 @@ async fn created_keys_and_revocations_survive_a_restart_and_secrets_are_sealed()
         assert!(!files_contain(dir.path(), secret.as_bytes()), "a secret is stored in the clear");
     }
     assert!(files_contain(dir.path(), a_id.as_bytes()), "the scan reads the key database");
+    use std::os::unix::fs::PermissionsExt;
+    for f in ["keys.sqlite", "storage.key"] {
+        let mode = std::fs::metadata(dir.path().join(f)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{f}");
+    }
 }
 
 #[tokio::test]
