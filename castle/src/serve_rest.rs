@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use castle_gateway_rest::vault::{KeyVault, StorageKey};
 use castle_gateway_rest::{Gateway, RestConfig, RestServer, Scopes, Tls, DEMO_KEYS, DEMO_MASTER_KEY};
 use castle_link::EngineLink;
 use clap::Args;
@@ -38,6 +39,18 @@ pub struct RestArgs {
     pub rest_ip_weight: Option<u32>,
     #[arg(long)]
     pub rest_key_weight: Option<u32>,
+    /// Where order history (allOrders, order by id) and fills (myTrades) come from:
+    /// `ledger` reads the settlement database (read-only; the one settlement writes,
+    /// CASTLE_SETTLEMENT_DB or <data-dir>/settlement.sqlite) merged with the gateway's
+    /// memory; `memory` serves only the last 1,000 orders and fills per account kept in memory.
+    #[arg(long, value_enum, default_value_t = HistorySource::Ledger)]
+    pub rest_history: HistorySource,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HistorySource {
+    Ledger,
+    Memory,
 }
 
 /// Starts the gateway; returns it and the lines to print at start.
@@ -56,6 +69,14 @@ pub async fn start(args: &RestArgs, link: Arc<dyn EngineLink>, data_dir: &Path) 
     if let Some(w) = args.rest_key_weight {
         cfg.rate.key_weight_per_min = w;
     }
+    if args.rest_history == HistorySource::Ledger {
+        // Settlement starts first in `castle serve`, so the ledger exists.
+        let url = crate::serve_settlement::ledger_url(data_dir);
+        let h = castle_settlement::history::History::open(&url, None)
+            .await
+            .context("opening the settlement ledger for order history (--rest-history memory to do without)")?;
+        cfg.history = Some(h);
+    }
     let jwt = match &args.rest_jwks {
         Some(p) => {
             let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
@@ -72,11 +93,24 @@ pub async fn start(args: &RestArgs, link: Arc<dyn EngineLink>, data_dir: &Path) 
         None => None,
     };
     let gw = Gateway::new(cfg, link, jwt);
+    // API keys created through the API persist in <data-dir>/rest/keys.sqlite,
+    // secrets sealed under CASTLE_REST_STORAGE_KEY (64 hex digits) or the 0600
+    // key file <data-dir>/rest/storage.key created on first start.
+    let storage_key = match std::env::var("CASTLE_REST_STORAGE_KEY") {
+        Ok(h) => StorageKey::from_hex(&h).context("CASTLE_REST_STORAGE_KEY")?,
+        Err(_) => StorageKey::load_or_create(&data_dir.join("rest/storage.key"))?,
+    };
+    let vault = KeyVault::open(&data_dir.join("rest/keys.sqlite"), storage_key)?;
+    let loaded = gw.attach_key_vault(vault)?;
+    tracing::info!(loaded, "REST API keys loaded");
     let mut lines = Vec::new();
     for (id, account) in DEMO_KEYS {
-        let secret = gw.add_key(id, account, Scopes::ALL);
-        if demo {
-            lines.push(format!("REST demo key for account {account}: key {id} secret {secret}"));
+        match gw.add_key(id, account, Scopes::ALL) {
+            Some(secret) if demo => {
+                lines.push(format!("REST demo key for account {account}: key {id} secret {secret}"))
+            }
+            Some(_) => {}
+            None => lines.push(format!("REST demo key {id} was revoked; not re-added")),
         }
     }
     let tls = match (&args.rest_tls_cert, &args.rest_tls_key) {

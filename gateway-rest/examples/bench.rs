@@ -1,11 +1,16 @@
-//! Loopback load generator for the REST gateway (plain HTTP, one process):
+//! Loopback load generator for the REST gateway (one process):
 //! a minimal axum handler as the same-run baseline, then public depth GETs
 //! and signed order placements (signature check and engine round trip
 //! included), closed loop with `--connections` clients; then WebSocket
 //! fan-out of trades to `--subscribers` clients, latency from the taker
 //! order's submission to delivery at each subscriber.
 //!
-//! `cargo run --release -p castle-gateway-rest --example bench -- [--seconds 5] [--connections 32] [--subscribers 1000]`
+//! Every REST case runs over plain HTTP and over HTTPS (rustls on both
+//! ends, the gateway's self-signed certificate); with `--wrk`, wrk (Debian's
+//! `wrk`) also loads the baseline and the depth GET. Signed order placement
+//! stays on this generator: a wrk Lua script cannot compute HMAC-SHA256.
+//!
+//! `cargo run --release -p castle-gateway-rest --example bench -- [--seconds 5] [--connections 32] [--subscribers 1000] [--rounds 3] [--wrk] [--orders-only]`
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,7 +28,7 @@ use hdrhistogram::Histogram;
 use http_body_util::BodyExt;
 use hyper::Request;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 
 fn arg(name: &str, default: u64) -> u64 {
     let a: Vec<String> = std::env::args().collect();
@@ -42,7 +47,7 @@ fn report(name: &str, r: &Run, baseline: Option<f64>) {
     let h = &r.hist;
     let ratio = baseline.map(|b| format!(" ({:.0}% of baseline)", rps / b * 100.0)).unwrap_or_default();
     println!(
-        "{name:<28} {rps:>9.0} req/s{ratio}  p50 {:>6} us  p99 {:>6} us  p99.9 {:>6} us  max {:>6} us  errors {}",
+        "{name:<34} {rps:>9.0} req/s{ratio}  p50 {:>6} us  p99 {:>6} us  p99.9 {:>6} us  max {:>6} us  errors {}",
         h.value_at_quantile(0.5),
         h.value_at_quantile(0.99),
         h.value_at_quantile(0.999),
@@ -53,24 +58,53 @@ fn report(name: &str, r: &Run, baseline: Option<f64>) {
 
 type Make = Arc<dyn Fn(u64) -> Request<Body> + Send + Sync>;
 
-async fn load(addr: SocketAddr, connections: u64, secs: u64, make: Make) -> Run {
+/// Where a case sends its requests: plain HTTP or HTTPS (rustls client
+/// trusting the self-signed certificate).
+#[derive(Clone)]
+struct Target {
+    addr: SocketAddr,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// One HTTP/1.1 keep-alive connection (TLS handshake included when asked).
+async fn connect(t: &Target) -> hyper::client::conn::http1::SendRequest<Body> {
+    let tcp = tokio::net::TcpStream::connect(t.addr).await.expect("connect");
+    tcp.set_nodelay(true).unwrap();
+    match &t.tls {
+        None => {
+            let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.unwrap();
+            tokio::spawn(conn);
+            send
+        }
+        Some(cfg) => {
+            let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+            let tls = tokio_rustls::TlsConnector::from(cfg.clone()).connect(name, tcp).await.expect("TLS handshake");
+            let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
+            tokio::spawn(conn);
+            send
+        }
+    }
+}
+
+async fn load(target: Target, connections: u64, secs: u64, make: Make) -> Run {
     let stop = Arc::new(AtomicBool::new(false));
     let seq = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     let start = Instant::now();
     for _ in 0..connections {
-        let (stop, seq, make) = (stop.clone(), seq.clone(), make.clone());
+        let (stop, seq, make, target) = (stop.clone(), seq.clone(), make.clone(), target.clone());
         tasks.push(tokio::spawn(async move {
-            // One keep-alive connection per client.
-            let client: Client<_, Body> = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(1).build_http();
+            let mut send = connect(&target).await;
             let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
             let (mut n, mut errors) = (0u64, 0u64);
             while !stop.load(Ordering::Relaxed) {
                 let mut req = make(seq.fetch_add(1, Ordering::Relaxed));
-                let uri = format!("http://{addr}{}", req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/"));
-                *req.uri_mut() = uri.parse().unwrap();
+                req.headers_mut().insert("host", "localhost".parse().unwrap());
                 let t = Instant::now();
-                match client.request(req).await {
+                if send.ready().await.is_err() {
+                    send = connect(&target).await;
+                }
+                match send.send_request(req).await {
                     Ok(resp) => {
                         let ok = resp.status().is_success();
                         let _ = resp.into_body().collect().await;
@@ -97,6 +131,30 @@ async fn load(addr: SocketAddr, connections: u64, secs: u64, make: Make) -> Run 
     }
     run.secs = start.elapsed().as_secs_f64();
     run
+}
+
+/// wrk against `url` (wrk/wrk-report.lua prints one line); None when wrk is missing.
+fn wrk(url: &str, connections: u64, secs: u64) -> Option<(f64, u64, u64, u64, u64)> {
+    let script = std::env::temp_dir().join(format!("castle-wrk-report-{}.lua", std::process::id()));
+    std::fs::write(&script, include_str!("wrk-report.lua")).unwrap();
+    let out = std::process::Command::new("wrk")
+        .args(["-t2", &format!("-c{connections}"), &format!("-d{secs}s"), "-s"])
+        .arg(&script)
+        .arg(url)
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| l.starts_with("WRK "))?;
+    let v: Vec<f64> = line[4..].split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    (v.len() == 6).then(|| (v[0] / v[1], v[2] as u64, v[3] as u64, v[4] as u64, v[5] as u64))
+}
+
+fn report_wrk(name: &str, r: (f64, u64, u64, u64, u64), baseline: Option<f64>) {
+    let ratio = baseline.map(|b| format!(" ({:.0}% of baseline)", r.0 / b * 100.0)).unwrap_or_default();
+    println!(
+        "{name:<34} {:>9.0} req/s{ratio}  p50 {:>6} us  p99 {:>6} us  p99.9 {:>6} us  errors {}",
+        r.0, r.1, r.2, r.3, r.4
+    );
 }
 
 fn setup() -> Vec<Command> {
@@ -130,14 +188,46 @@ async fn run() {
     let secs = arg("--seconds", 5);
     let conns = arg("--connections", 32);
     let subs = arg("--subscribers", 1000);
-    println!("castle-gateway-rest bench: loopback, plain HTTP/1.1 keep-alive, {conns} connections, {secs} s per case");
+    let use_wrk = std::env::args().any(|a| a == "--wrk");
+    // For profiling (valgrind --tool=callgrind): plain HTTP order placement only.
+    let orders_only = std::env::args().any(|a| a == "--orders-only");
+    println!("castle-gateway-rest bench: loopback, HTTP/1.1 keep-alive, {conns} connections, {secs} s per case");
 
-    // Baseline: the smallest axum handler, same runtime, same client.
+    // Baseline: the smallest axum handler, same runtime, same clients, plain and TLS.
     let base = axum::Router::new()
         .route("/baseline", axum::routing::get(|| async { axum::Json(serde_json::json!({"ok": true})) }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base_addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, base).await.unwrap() });
+    let b2 = base.clone();
+    tokio::spawn(async move { axum::serve(listener, b2).await.unwrap() });
+    let cert_dir = std::env::temp_dir().join(format!("castle-rest-bench-{}", std::process::id()));
+    let (cert, key) = castle_gateway_rest::server::self_signed(&cert_dir).unwrap();
+    let server_tls = castle_gateway_rest::server::rustls_config(&cert, &key).unwrap();
+    let client_tls = {
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls::pki_types::CertificateDer::pem_file_iter(&cert).unwrap() {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        )
+    };
+    let tls_listen = |app: axum::Router| {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        let addr = l.local_addr().unwrap();
+        let cfg = axum_server::tls_rustls::RustlsConfig::from_config(server_tls.clone());
+        let svc = app.into_make_service_with_connect_info::<SocketAddr>();
+        tokio::spawn(async move { axum_server::from_tcp_rustls(l, cfg).serve(svc).await.unwrap() });
+        addr
+    };
+    let base_tls_addr = tls_listen(base);
 
     let mut cfg = RestConfig::new(3, DEMO_MASTER_KEY.to_vec());
     cfg.rate.ip_weight_per_min = u32::MAX / 2;
@@ -146,10 +236,12 @@ async fn run() {
     cfg.ws.max_connections = 100_000;
     let engine = InProcessEngine::start(Limits::default(), &setup(), 65_536);
     let gw = Gateway::new(cfg, engine, None);
-    let s1 = gw.add_key("k1", 1, Scopes::ALL);
-    let s2 = gw.add_key("k2", 2, Scopes::ALL);
+    let s1 = gw.add_key("k1", 1, Scopes::ALL).expect("configured key");
+    let s2 = gw.add_key("k2", 2, Scopes::ALL).expect("configured key");
     let srv = serve(gw.clone(), "127.0.0.1:0".parse().unwrap(), Tls::Off).await.unwrap();
     let addr = srv.addr;
+    // The same gateway (one stream consumer) also behind a TLS listener.
+    let tls_addr = tls_listen(castle_gateway_rest::routes::router(gw.clone()));
     // A book of 200 levels a side for the depth GETs.
     let client: Client<_, Body> = Client::builder(TokioExecutor::new()).build_http();
     for i in 0..200u64 {
@@ -174,36 +266,68 @@ async fn run() {
         signed("POST", "/api/v1/order", body, "k1", &s1c, now_ms())
     });
     let base_req: Make = Arc::new(|_| Request::get("/baseline").body(Body::empty()).unwrap());
-    let depth_req: Make =
-        Arc::new(|_| Request::get("/api/v1/depth?symbol=BTC-USDT&limit=100").body(Body::empty()).unwrap());
-    // Rounds of baseline / depth / orders back to back, so each ratio
-    // compares cases measured under the same background load.
+    let depth_path = "/api/v1/depth?symbol=BTC-USDT&limit=100";
+    let depth_req: Make = Arc::new(move |_| Request::get(depth_path).body(Body::empty()).unwrap());
+    // Rounds of every case back to back, so each ratio compares cases
+    // measured under the same background load.
     let rounds = arg("--rounds", 3);
-    let (mut depth_ratios, mut order_ratios) = (Vec::new(), Vec::new());
+    let mut ratios: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
     for round in 1..=rounds {
         println!("round {round}");
-        let baseline = load(base_addr, conns, secs, base_req.clone()).await;
-        report("  baseline axum GET", &baseline, None);
-        let b = baseline.count as f64 / baseline.secs;
-        let depth = load(addr, conns, secs, depth_req.clone()).await;
-        report("  GET /depth limit=100", &depth, Some(b));
-        let orders = load(addr, conns, secs, place.clone()).await;
-        report("  POST /order (signed, IOC)", &orders, Some(b));
-        depth_ratios.push(depth.count as f64 / depth.secs / b);
-        order_ratios.push(orders.count as f64 / orders.secs / b);
+        for (mode, b_addr, g_addr, tls) in
+            [("http", base_addr, addr, None), ("https", base_tls_addr, tls_addr, Some(client_tls.clone()))]
+        {
+            let bt = Target { addr: b_addr, tls: tls.clone() };
+            let gt = Target { addr: g_addr, tls };
+            if orders_only {
+                if mode == "http" {
+                    report("  http POST /order (signed, IOC)", &load(gt, conns, secs, place.clone()).await, None);
+                }
+                continue;
+            }
+            let baseline = load(bt, conns, secs, base_req.clone()).await;
+            report(&format!("  {mode} baseline axum GET"), &baseline, None);
+            let b = baseline.count as f64 / baseline.secs;
+            let depth = load(gt.clone(), conns, secs, depth_req.clone()).await;
+            report(&format!("  {mode} GET /depth limit=100"), &depth, Some(b));
+            let orders = load(gt, conns, secs, place.clone()).await;
+            report(&format!("  {mode} POST /order (signed, IOC)"), &orders, Some(b));
+            ratios
+                .entry(if tls_is(mode) { "https depth" } else { "http depth" })
+                .or_default()
+                .push(depth.count as f64 / depth.secs / b);
+            ratios
+                .entry(if tls_is(mode) { "https order" } else { "http order" })
+                .or_default()
+                .push(orders.count as f64 / orders.secs / b);
+            if use_wrk {
+                let Some(wb) = wrk(&format!("{mode}://localhost:{}/baseline", b_addr.port()), conns, secs) else {
+                    panic!("wrk not found: apt-get install wrk")
+                };
+                report_wrk(&format!("  {mode} wrk baseline axum GET"), wb, None);
+                let wd = wrk(&format!("{mode}://localhost:{}{depth_path}", g_addr.port()), conns, secs).expect("wrk");
+                report_wrk(&format!("  {mode} wrk GET /depth limit=100"), wd, Some(wb.0));
+                ratios
+                    .entry(if tls_is(mode) { "https wrk depth" } else { "http wrk depth" })
+                    .or_default()
+                    .push(wd.0 / wb.0);
+            }
+        }
     }
-    let median = |v: &mut Vec<f64>| {
+    for (name, v) in ratios.iter_mut() {
         v.sort_by(|a, b| a.total_cmp(b));
-        v[v.len() / 2] * 100.0
-    };
-    println!(
-        "median of {rounds} rounds: depth {:.0}% of baseline, signed order placement {:.0}% of baseline",
-        median(&mut depth_ratios),
-        median(&mut order_ratios)
-    );
+        println!("median of {rounds} rounds: {name} {:.0}% of its baseline", v[v.len() / 2] * 100.0);
+    }
 
-    fanout(addr, subs, &s1, &s2).await;
+    if !orders_only {
+        fanout(addr, subs, &s1, &s2).await;
+    }
     srv.shutdown().await;
+    let _ = std::fs::remove_dir_all(&cert_dir);
+}
+
+fn tls_is(mode: &str) -> bool {
+    mode == "https"
 }
 
 /// `subs` WebSocket clients on trades@BTC-USDT; 200 trades, one every 20 ms;

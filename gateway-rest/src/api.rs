@@ -172,7 +172,7 @@ pub struct CreateKeyRequest {
     /// Subset of the caller's scopes: "read", "trade".
     #[schema(min_items = 1)]
     pub scopes: Vec<ScopeDto>,
-    /// IP addresses allowed to use the key; empty or absent: any.
+    /// IPv4/IPv6 addresses or CIDR ranges allowed to use the key; empty or absent: any.
     #[serde(default)]
     pub allowed_ips: Vec<String>,
     #[serde(default)]

@@ -12,12 +12,14 @@
 //!
 //! with the path and query exactly as sent on the request line.
 //!
-//! Secrets are never stored: a key's secret is derived from the gateway's
+//! Secrets: a key created through the API gets 32 random bytes (base64url),
+//! shown once at creation. With a [`KeyVault`] attached (`castle serve`) the
+//! key is persisted with its secret sealed (ChaCha20-Poly1305, see
+//! [`crate::vault`]), so it survives a restart; revocations persist too.
+//! Configured keys (the demo accounts) have secrets derived from the gateway's
 //! master key and the key id (`HMAC-SHA256(master, "castle/api-secret/v1/" + id)`,
-//! base64url), shown once at creation and recomputed when verifying. The key
-//! records hold only the id, account, scopes and IP allow-list, so a dump of
-//! them reveals nothing that signs. The master key is the single secret to
-//! protect (configured, or random per process).
+//! base64url), recomputed at start. Secrets are never logged and `Debug`
+//! never prints them.
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
@@ -25,7 +27,11 @@ use sha2::Sha256;
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 
+use ipnet::IpNet;
+use zeroize::Zeroizing;
+
 use crate::error::{ApiError, Code};
+use crate::vault::{KeyVault, VaultError};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -81,8 +87,8 @@ pub struct ApiKey {
     pub id: String,
     pub account: u32,
     pub scopes: Scopes,
-    /// Empty: any address.
-    pub allowed_ips: Vec<IpAddr>,
+    /// Addresses and CIDR ranges (IPv4 and IPv6) allowed to use the key; empty: any address.
+    pub allowed_ips: Vec<IpNet>,
     pub label: String,
     pub created_ms: u64,
 }
@@ -140,6 +146,9 @@ type SeenSignatures = (VecDeque<(u64, [u8; 32])>, std::collections::HashSet<[u8;
 pub struct KeyStore {
     master: Vec<u8>,
     keys: HashMap<String, ApiKey>,
+    secrets: HashMap<String, Zeroizing<String>>,
+    /// Where created keys and revocations are persisted (none: memory only).
+    vault: Option<KeyVault>,
     /// Recently seen signatures per key, oldest first, with their timestamps.
     seen: HashMap<String, SeenSignatures>,
 }
@@ -154,7 +163,25 @@ impl std::fmt::Debug for KeyStore {
 impl KeyStore {
     pub fn new(master: Vec<u8>) -> Self {
         assert!(master.len() >= 16, "master key too short");
-        KeyStore { master, keys: HashMap::new(), seen: HashMap::new() }
+        KeyStore { master, keys: HashMap::new(), secrets: HashMap::new(), vault: None, seen: HashMap::new() }
+    }
+
+    /// Persists keys from now on and loads the keys already stored (not
+    /// revoked); returns how many were loaded.
+    pub fn attach_vault(&mut self, vault: KeyVault) -> Result<usize, VaultError> {
+        let stored = vault.load()?;
+        let n = stored.len();
+        for (k, secret) in stored {
+            self.secrets.insert(k.id.clone(), secret);
+            self.keys.insert(k.id.clone(), k);
+        }
+        self.vault = Some(vault);
+        Ok(n)
+    }
+
+    /// Whether a key id was revoked (persisted revocations only).
+    pub fn is_revoked(&self, id: &str) -> bool {
+        self.vault.as_ref().is_some_and(|v| v.is_revoked(id).unwrap_or(false))
     }
 
     /// The secret of a key id under this store's master key.
@@ -165,11 +192,17 @@ impl KeyStore {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
     }
 
-    /// Adds a key with a chosen id (demo keys); returns its secret.
-    pub fn insert(&mut self, key: ApiKey) -> String {
+    /// Adds a configured key with a chosen id (demo keys), its secret derived
+    /// from the master key; returns the secret. A key revoked earlier (and
+    /// persisted as such) stays revoked: None.
+    pub fn insert(&mut self, key: ApiKey) -> Option<String> {
+        if self.is_revoked(&key.id) {
+            return None;
+        }
         let secret = self.secret_of(&key.id);
+        self.secrets.insert(key.id.clone(), Zeroizing::new(secret.clone()));
         self.keys.insert(key.id.clone(), key);
-        secret
+        Some(secret)
     }
 
     /// Creates a key with a random id; returns (key, secret).
@@ -177,7 +210,7 @@ impl KeyStore {
         &mut self,
         account: u32,
         scopes: Scopes,
-        allowed_ips: Vec<IpAddr>,
+        allowed_ips: Vec<IpNet>,
         label: String,
         now_ms: u64,
     ) -> Result<(ApiKey, String), ApiError> {
@@ -189,18 +222,26 @@ impl KeyStore {
         }
         let id = format!("ck_{}", hex::encode(rand::random::<[u8; 12]>()));
         let key = ApiKey { id, account, scopes, allowed_ips, label, created_ms: now_ms };
-        let secret = self.insert(key.clone());
+        let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+        // Durable before it is usable or shown.
+        if let Some(v) = &self.vault {
+            v.insert(&key, &secret).map_err(storage_error)?;
+        }
+        self.secrets.insert(key.id.clone(), Zeroizing::new(secret.clone()));
+        self.keys.insert(key.id.clone(), key.clone());
         Ok((key, secret))
     }
 
-    pub fn revoke(&mut self, account: u32, id: &str) -> bool {
-        if self.keys.get(id).is_some_and(|k| k.account == account) {
-            self.keys.remove(id);
-            self.seen.remove(id);
-            true
-        } else {
-            false
+    /// Revokes a key of `account` (persisted first); Ok(false): no such key of this account.
+    pub fn revoke(&mut self, account: u32, id: &str, now_ms: u64) -> Result<bool, ApiError> {
+        let Some(k) = self.keys.get(id).filter(|k| k.account == account) else { return Ok(false) };
+        if let Some(v) = &self.vault {
+            v.revoke(k, now_ms).map_err(storage_error)?;
         }
+        self.keys.remove(id);
+        self.secrets.remove(id);
+        self.seen.remove(id);
+        Ok(true)
     }
 
     pub fn list(&self, account: u32) -> Vec<ApiKey> {
@@ -228,7 +269,10 @@ impl KeyStore {
     ) -> Result<Caller, ApiError> {
         let key_id = parts.key.ok_or_else(|| ApiError::new(Code::Unauthorized, "X-API-KEY header required"))?;
         let key = self.keys.get(key_id).ok_or_else(|| ApiError::new(Code::InvalidApiKey, "invalid API key"))?;
-        if !key.allowed_ips.is_empty() && !ip.is_some_and(|ip| key.allowed_ips.contains(&ip)) {
+        // An IPv4 peer on a dual-stack socket shows as ::ffff:a.b.c.d: compare it as IPv4.
+        if !key.allowed_ips.is_empty()
+            && !ip.is_some_and(|ip| key.allowed_ips.iter().any(|n| n.contains(&ip.to_canonical())))
+        {
             return Err(ApiError::new(Code::IpNotAllowed, "this API key does not allow this IP address"));
         }
         let window = match parts.recv_window {
@@ -251,9 +295,9 @@ impl KeyStore {
             ));
         }
         let sig = parts.signature.ok_or_else(|| ApiError::new(Code::Unauthorized, "X-SIGNATURE header required"))?;
-        let secret = self.secret_of(key_id);
+        let secret = self.secrets.get(key_id).ok_or_else(|| ApiError::new(Code::InvalidApiKey, "invalid API key"))?;
         let payload = canonical(ts_text, method, path, query, body);
-        if !verify(&secret, &payload, sig) {
+        if !verify(secret, &payload, sig) {
             return Err(ApiError::new(Code::InvalidSignature, "signature does not match"));
         }
         let caller = Caller { account: key.account, scopes: key.scopes, key_id: Some(key.id.clone()) };
@@ -268,7 +312,10 @@ impl KeyStore {
         if hex::decode_to_slice(sig_hex, &mut digest).is_err() {
             return Err(ApiError::new(Code::InvalidSignature, "signature does not match"));
         }
-        let (queue, set) = self.seen.entry(key_id.to_string()).or_default();
+        if !self.seen.contains_key(key_id) {
+            self.seen.insert(key_id.to_string(), Default::default());
+        }
+        let (queue, set) = self.seen.get_mut(key_id).expect("inserted above");
         while let Some(&(t, d)) = queue.front() {
             if t + MAX_RECV_WINDOW_MS + MAX_CLOCK_AHEAD_MS < now_ms || queue.len() >= REPLAY_CACHE_PER_KEY {
                 queue.pop_front();
@@ -283,6 +330,11 @@ impl KeyStore {
         queue.push_back((now_ms, digest));
         Ok(())
     }
+}
+
+fn storage_error(e: VaultError) -> ApiError {
+    tracing::error!(%e, "API key storage failed");
+    ApiError::new(Code::Internal, "API key storage failed; nothing was changed")
 }
 
 /// Checks a route's scope.
@@ -383,14 +435,16 @@ mod tests {
 
     fn store() -> (KeyStore, String) {
         let mut s = KeyStore::new(DEMO_MASTER_KEY.to_vec());
-        let secret = s.insert(ApiKey {
-            id: "k1".into(),
-            account: 1,
-            scopes: Scopes { read: true, trade: false },
-            allowed_ips: vec![],
-            label: String::new(),
-            created_ms: 0,
-        });
+        let secret = s
+            .insert(ApiKey {
+                id: "k1".into(),
+                account: 1,
+                scopes: Scopes { read: true, trade: false },
+                allowed_ips: vec![],
+                label: String::new(),
+                created_ms: 0,
+            })
+            .unwrap();
         (s, secret)
     }
 
@@ -439,7 +493,7 @@ mod tests {
     fn ip_allow_list_and_revoke() {
         let mut s = KeyStore::new(vec![7; 32]);
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
-        let (k, secret) = s.create(5, Scopes::ALL, vec![ip], "bot".into(), 0).unwrap();
+        let (k, secret) = s.create(5, Scopes::ALL, vec![IpNet::from(ip)], "bot".into(), 0).unwrap();
         let ts = "1000";
         let sig = sign(&secret, &canonical(ts, "GET", "/p", "", b""));
         let p = SignedParts { key: Some(&k.id), timestamp: Some(ts), signature: Some(&sig), recv_window: None };
@@ -449,8 +503,8 @@ mod tests {
             Code::IpNotAllowed as u16
         );
         assert!(s.authenticate(&p, "GET", "/p", "", b"", Some(ip), 1000).is_ok());
-        assert!(!s.revoke(6, &k.id), "another account cannot revoke it");
-        assert!(s.revoke(5, &k.id));
+        assert!(!s.revoke(6, &k.id, 0).unwrap(), "another account cannot revoke it");
+        assert!(s.revoke(5, &k.id, 0).unwrap());
         assert_eq!(
             s.authenticate(&p, "GET", "/p", "", b"", Some(ip), 1000).unwrap_err().code,
             Code::InvalidApiKey as u16

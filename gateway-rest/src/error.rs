@@ -20,6 +20,8 @@ pub enum Code {
     /// reconcile by querying the client order id.
     StatusUnknown = 1002,
     EngineStopped = 1003,
+    /// The settlement database serving order history and fills did not answer.
+    HistoryUnavailable = 1004,
     Unauthorized = 1100,
     InvalidApiKey = 1101,
     InvalidSignature = 1102,
@@ -54,6 +56,7 @@ pub const CODES: &[(Code, u16, &str)] = &[
     (Code::EngineBusy, 503, "engine busy: nothing was submitted, retry later"),
     (Code::StatusUnknown, 504, "no answer from the engine in time: status unknown, query by client_order_id"),
     (Code::EngineStopped, 503, "engine unavailable"),
+    (Code::HistoryUnavailable, 503, "order history database unavailable: retry later"),
     (Code::Unauthorized, 401, "authentication required"),
     (Code::InvalidApiKey, 401, "unknown or revoked API key"),
     (Code::InvalidSignature, 401, "signature does not match"),
@@ -89,6 +92,8 @@ pub struct ApiError {
     pub message: String,
     /// Seconds, for 429.
     pub retry_after: Option<u64>,
+    /// For 429: the used-weight header (per IP or per key) and its value.
+    pub used_weight: Option<(&'static str, u32)>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -106,6 +111,7 @@ impl ApiError {
             code: code as u16,
             message: message.into(),
             retry_after: None,
+            used_weight: None,
         }
     }
 
@@ -143,6 +149,7 @@ impl ApiError {
             code: 2000 + reason as u16,
             message: format!("rejected by the engine: {}", reject_text(reason)),
             retry_after: None,
+            used_weight: None,
         }
     }
 
@@ -196,6 +203,11 @@ impl IntoResponse for ApiError {
         if let Some(s) = self.retry_after {
             if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
                 r.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+            }
+        }
+        if let Some((name, used)) = self.used_weight {
+            if let Ok(v) = HeaderValue::from_str(&used.to_string()) {
+                r.headers_mut().insert(name, v);
             }
         }
         r

@@ -44,7 +44,8 @@ pub fn check(data: &[u8]) {
         allowed_ips: vec![],
         label: String::new(),
         created_ms: 0,
-    });
+    })
+    .expect("no vault, never revoked");
     let mut parts = text.splitn(4, '\n');
     let (ts, sig, rw) = (parts.next(), parts.next(), parts.next());
     let p = SignedParts { key: Some("k"), timestamp: ts, signature: sig, recv_window: rw };

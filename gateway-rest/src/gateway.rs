@@ -66,6 +66,10 @@ pub struct RestConfig {
     pub ws: WsLimits,
     /// Longest query string accepted.
     pub max_query_len: usize,
+    /// Serve order history (`allOrders`, order by id) and fills (`myTrades`)
+    /// from the settlement ledger merged with memory; None: memory only
+    /// (the last `accounts.max_history` orders and `max_fills` fills).
+    pub history: Option<castle_settlement::history::History>,
 }
 
 impl RestConfig {
@@ -80,6 +84,7 @@ impl RestConfig {
             master_key,
             ws: WsLimits::default(),
             max_query_len: 1_024,
+            history: None,
         }
     }
 }
@@ -224,8 +229,15 @@ impl Gateway {
         self.state.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Adds an API key with a chosen id; returns its secret.
-    pub fn add_key(&self, id: &str, account: u32, scopes: Scopes) -> String {
+    /// Persists API keys in `vault` from now on and loads the keys it holds;
+    /// returns how many were loaded. Call before serving.
+    pub fn attach_key_vault(&self, vault: crate::vault::KeyVault) -> Result<usize, crate::vault::VaultError> {
+        lock(&self.keys).attach_vault(vault)
+    }
+
+    /// Adds a configured API key with a chosen id; returns its secret (None:
+    /// this id was revoked through the API and stays revoked).
+    pub fn add_key(&self, id: &str, account: u32, scopes: Scopes) -> Option<String> {
         lock(&self.keys).insert(ApiKey {
             id: id.to_string(),
             account,
@@ -369,18 +381,22 @@ impl Gateway {
     }
 
     pub fn charge_key_only(&self, key: &str, weight: u32) -> Result<u32, ApiError> {
-        lock(&self.limiter).charge_key(key, weight, now_ms()).map_err(limited)
+        lock(&self.limiter).charge_key(key, weight, now_ms()).map_err(|l| limited(l, "x-ratelimit-key-used-weight-1m"))
     }
 
     pub fn charge(&self, ip: IpAddr, key: Option<&str>, weight: u32) -> Result<crate::limits::Used, ApiError> {
-        lock(&self.limiter).charge(ip, key, weight, now_ms()).map_err(limited)
+        lock(&self.limiter).charge(ip, key, weight, now_ms()).map_err(|l| limited(l, "x-ratelimit-used-weight-1m"))
     }
 }
 
-fn limited(l: crate::limits::Limited) -> ApiError {
+/// A 429 with Retry-After and the weight used in the window (`header`: the IP's or the key's).
+fn limited(l: crate::limits::Limited, header: &'static str) -> ApiError {
     match l {
-        crate::limits::Limited::Over { retry_after_s, .. } => {
-            ApiError::new(Code::RateLimited, "request weight limit exceeded").with_retry_after(retry_after_s)
+        crate::limits::Limited::Over { retry_after_s, used } => {
+            let mut e =
+                ApiError::new(Code::RateLimited, "request weight limit exceeded").with_retry_after(retry_after_s);
+            e.used_weight = Some((header, used));
+            e
         }
         crate::limits::Limited::Banned { retry_after_s } => {
             ApiError::new(Code::Banned, "temporarily banned after repeated 429s").with_retry_after(retry_after_s)
@@ -637,7 +653,8 @@ pub fn order_view(ins: &Instruments, o: &OrderRecord, fills: Option<Vec<FillView
         TimeInForce::Gtc => (TifDto::Gtc, None),
         TimeInForce::Ioc => (TifDto::Ioc, None),
         TimeInForce::Fok => (TifDto::Fok, None),
-        TimeInForce::Gtd(t) => (TifDto::Gtd, Some(ns_to_ms(t))),
+        // 0: unknown (orders read from the settlement ledger, which keeps no expiry).
+        TimeInForce::Gtd(t) => (TifDto::Gtd, (t > 0).then(|| ns_to_ms(t))),
         TimeInForce::Day => (TifDto::Day, None),
     };
     let order_type = match o.kind {

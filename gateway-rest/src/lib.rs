@@ -2,9 +2,10 @@
 //! streams, shaped like the large crypto venues' APIs.
 //!
 //! - [`api`]: wire types; [`routes`]: thin handlers; [`ws`]: streams;
-//! - [`auth`]: HMAC-signed API keys and JWTs (sans-IO); [`limits`]: weighted rate limits (sans-IO);
+//! - [`auth`]: HMAC-signed API keys and JWTs (sans-IO); [`vault`]: keys persisted, secrets sealed; [`limits`]: weighted rate limits (sans-IO);
 //! - [`accounts`]: per-account orders, fills, balances from the engine stream (sans-IO);
 //! - [`gateway`]: shared state, the engine stream consumer, pending requests;
+//! - [`history`]: order history and fills from the settlement ledger, merged with memory;
 //! - [`decimal`]: exact decimal strings <-> ticks/lots; [`error`]: `{code, message}`;
 //! - [`openapi`]: the generated OpenAPI document; [`page`]: the trading page; [`server`]: TLS listener.
 
@@ -15,11 +16,13 @@ pub mod decimal;
 pub mod error;
 pub mod fuzzing;
 pub mod gateway;
+pub mod history;
 pub mod limits;
 pub mod openapi;
 pub mod page;
 pub mod routes;
 pub mod server;
+pub mod vault;
 pub mod ws;
 
 pub use auth::{Scopes, DEMO_MASTER_KEY};

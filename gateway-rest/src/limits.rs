@@ -62,12 +62,20 @@ struct Table<K> {
     map: HashMap<K, Window>,
 }
 
-impl<K: Hash + Eq + Clone> Table<K> {
-    fn charge(&mut self, cfg: &RateConfig, k: &K, weight: u32, limit: u32, now: u64) -> Result<u32, Limited> {
-        if self.map.len() >= cfg.max_tracked && !self.map.contains_key(k) {
-            self.map.retain(|_, w| w.start + WINDOW_MS > now || w.banned_until > now);
+impl<K: Hash + Eq> Table<K> {
+    fn charge<Q>(&mut self, cfg: &RateConfig, k: &Q, weight: u32, limit: u32, now: u64) -> Result<u32, Limited>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        if !self.map.contains_key(k) {
+            if self.map.len() >= cfg.max_tracked {
+                self.map.retain(|_, w| w.start + WINDOW_MS > now || w.banned_until > now);
+            }
+            // The key is copied only for a new caller (not on every request).
+            self.map.insert(k.to_owned(), Window::default());
         }
-        let w = self.map.entry(k.clone()).or_default();
+        let w = self.map.get_mut(k).expect("inserted above");
         if w.banned_until > now {
             return Err(Limited::Banned { retry_after_s: (w.banned_until - now).div_ceil(1000) });
         }
@@ -91,7 +99,11 @@ impl<K: Hash + Eq + Clone> Table<K> {
         Ok(w.used)
     }
 
-    fn used(&self, k: &K, now: u64) -> u32 {
+    fn used<Q>(&self, k: &Q, now: u64) -> u32
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         self.map.get(k).filter(|w| now < w.start + WINDOW_MS).map(|w| w.used).unwrap_or(0)
     }
 }
@@ -119,7 +131,7 @@ impl RateLimiter {
         let cfg = self.cfg;
         let ip_used = self.ips.charge(&cfg, &ip, weight, cfg.ip_weight_per_min, now_ms)?;
         let key_used = match key {
-            Some(k) => Some(self.keys.charge(&cfg, &k.to_string(), weight, cfg.key_weight_per_min, now_ms)?),
+            Some(k) => Some(self.keys.charge(&cfg, k, weight, cfg.key_weight_per_min, now_ms)?),
             None => None,
         };
         Ok(Used { ip: ip_used, key: key_used })
@@ -128,7 +140,7 @@ impl RateLimiter {
     /// Charges only the key (after the IP was charged and the key verified).
     pub fn charge_key(&mut self, key: &str, weight: u32, now_ms: u64) -> Result<u32, Limited> {
         let cfg = self.cfg;
-        self.keys.charge(&cfg, &key.to_string(), weight, cfg.key_weight_per_min, now_ms)
+        self.keys.charge(&cfg, key, weight, cfg.key_weight_per_min, now_ms)
     }
 
     pub fn used_ip(&self, ip: IpAddr, now_ms: u64) -> u32 {

@@ -171,10 +171,12 @@ pub fn document_for(ins: &crate::gateway::Instruments) -> serde_json::Value {
         }
     }
     if let Some(props) = doc.pointer_mut("/components/schemas/CreateKeyRequest/properties") {
-        // IPv4 addresses only in the document; the gateway also takes IPv6.
+        // IPv4 addresses and ranges only in the document (a pattern for IPv6
+        // would be unreadable); the gateway also takes IPv6 addresses and ranges.
         let octet = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])";
         props["allowed_ips"] = json!({"type": "array", "maxItems": 16,
-            "items": {"type": "string", "pattern": format!("^{octet}(\\.{octet}){{3}}$")}});
+            "description": "IPv4/IPv6 addresses or CIDR ranges (e.g. 203.0.113.7, 10.0.0.0/8, 2001:db8::/32); empty: any",
+            "items": {"type": "string", "pattern": format!("^{octet}(\\.{octet}){{3}}(/(3[0-2]|[12]?[0-9]))?$")}});
         props["label"] = json!({"type": ["string", "null"], "pattern": "^[ -~]{0,64}$"});
     }
     doc

@@ -17,7 +17,7 @@ use castle_engine::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::accounts::{OrderRecord, PlacedOptions};
+use crate::accounts::{Fill, OrderRecord, PlacedOptions};
 use crate::api::*;
 use crate::auth::{require, Caller, Scope, Scopes, SignedParts};
 use crate::decimal::{price_str, price_ticks, qty_lots, qty_str, quote_units, units_str};
@@ -105,14 +105,14 @@ impl Ctx {
     }
 
     fn headers(&self, mut r: Response) -> Response {
+        // Constant names and integer values: no parsing per response (this
+        // showed in the order path's profile).
+        const IP_USED: header::HeaderName = header::HeaderName::from_static("x-ratelimit-used-weight-1m");
+        const KEY_USED: header::HeaderName = header::HeaderName::from_static("x-ratelimit-key-used-weight-1m");
         let h = r.headers_mut();
-        if let Ok(v) = HeaderValue::from_str(&self.used.ip.to_string()) {
-            h.insert("x-ratelimit-used-weight-1m", v);
-        }
+        h.insert(IP_USED, HeaderValue::from(self.used.ip));
         if let Some(k) = self.used.key {
-            if let Ok(v) = HeaderValue::from_str(&k.to_string()) {
-                h.insert("x-ratelimit-key-used-weight-1m", v);
-            }
+            h.insert(KEY_USED, HeaderValue::from(k));
         }
         r
     }
@@ -129,8 +129,10 @@ pub fn private(gw: &Gateway, req: &Req, scope: Scope, weight: u32) -> Result<Ctx
     let ip_used = gw.charge(req.ip, None, weight)?;
     let caller = authenticate(gw, req)?;
     require(&caller, scope)?;
-    let key = caller.key_id.clone().unwrap_or_else(|| format!("account:{}", caller.account));
-    let used = gw.charge_key_only(&key, weight)?;
+    let used = match &caller.key_id {
+        Some(k) => gw.charge_key_only(k, weight)?,
+        None => gw.charge_key_only(&format!("account:{}", caller.account), weight)?,
+    };
     Ok(Ctx { used: Used { ip: ip_used.ip, key: Some(used) }, caller: Some(caller) })
 }
 
@@ -633,7 +635,19 @@ fn engine_ref(t: &Target) -> Result<OrderRef, ApiError> {
 async fn query_inner(gw: Gw, req: Req, t: Result<Target, ApiError>) -> Result<Response, ApiError> {
     let ctx = private(&gw, &req, Scope::Read, 2)?;
     let q: SymbolQuery = req.query()?;
-    let o = find_order(&gw, ctx.caller().account, &t?).ok_or_else(ApiError::not_found)?;
+    let t = t?;
+    let o = match (find_order(&gw, ctx.caller().account, &t), &gw.cfg.history, &t) {
+        (Some(o), _, _) => o,
+        // Aged out of memory: the ledger has it (by order id; client ids are
+        // only unique among an account's open orders).
+        (None, Some(h), Target::Id(id)) => {
+            let o = h.order(ctx.caller().account, *id).await.map_err(crate::history::unavailable)?;
+            let o = o.ok_or_else(ApiError::not_found)?;
+            let n = h.filled_notional(o.account, &[o.order_id]).await.map_err(crate::history::unavailable)?;
+            crate::history::order_record(&o, n.get(&o.order_id).copied().unwrap_or(0))?
+        }
+        _ => return Err(ApiError::not_found()),
+    };
     if let Some(s) = &q.symbol {
         if spec_of(&gw.read().instruments, s)?.id != o.instrument {
             return Err(ApiError::not_found());
@@ -797,18 +811,45 @@ pub async fn all_orders(State(gw): State<Gw>, req: Req) -> Result<Response, ApiE
     let q: PageQuery = req.query()?;
     let limit = page_limit(q.limit, DEFAULT_PAGE, MAX_PAGE)?;
     let before = cursor(&q.cursor)?.unwrap_or(u64::MAX);
+    let account = ctx.caller().account;
+    // The newest `limit + 1` in memory (no lock is held across the ledger query).
+    let (inst, mem) = {
+        let st = gw.read();
+        let inst = q.symbol.as_deref().map(|s| spec_of(&st.instruments, s).map(|s| s.id)).transpose()?;
+        let mut all: Vec<&OrderRecord> = Vec::new();
+        if let Some(a) = st.accounts.get(account) {
+            all.extend(a.open.values());
+            all.extend(a.history.iter());
+        }
+        all.retain(|o| o.id < before && inst.is_none_or(|i| i == o.instrument));
+        all.sort_by_key(|o| std::cmp::Reverse(o.id));
+        (inst, all.into_iter().take(limit + 1).cloned().collect::<Vec<OrderRecord>>())
+    };
+    let (rows, next) = match &gw.cfg.history {
+        None => {
+            let next = (mem.len() > limit).then(|| mem[limit - 1].id);
+            (mem.into_iter().take(limit).collect(), next)
+        }
+        Some(h) => {
+            let page = h
+                .orders(account, inst, (before != u64::MAX).then_some(before), limit)
+                .await
+                .map_err(crate::history::unavailable)?;
+            let known: std::collections::HashSet<u64> = mem.iter().map(|o| o.id).collect();
+            let missing: Vec<u64> = page.rows.iter().map(|o| o.order_id).filter(|id| !known.contains(id)).collect();
+            let notional = h.filled_notional(account, &missing).await.map_err(crate::history::unavailable)?;
+            let db = page
+                .rows
+                .iter()
+                .filter(|o| !known.contains(&o.order_id))
+                .map(|o| crate::history::order_record(o, notional.get(&o.order_id).copied().unwrap_or(0)))
+                .collect::<Result<Vec<_>, _>>()?;
+            crate::history::merge(mem, db, page.next.is_some(), limit, |o| o.id)
+        }
+    };
     let st = gw.read();
-    let inst = q.symbol.as_deref().map(|s| spec_of(&st.instruments, s).map(|s| s.id)).transpose()?;
-    let mut all: Vec<&OrderRecord> = Vec::new();
-    if let Some(a) = st.accounts.get(ctx.caller().account) {
-        all.extend(a.open.values());
-        all.extend(a.history.iter());
-    }
-    all.retain(|o| o.id < before && inst.is_none_or(|i| i == o.instrument));
-    all.sort_by_key(|o| std::cmp::Reverse(o.id));
-    let next = (all.len() > limit).then(|| all[limit - 1].id.to_string());
-    let orders = all.iter().take(limit).filter_map(|o| order_view(&st.instruments, o, None)).collect();
-    Ok(ctx.reply(&OrderPage { orders, next_cursor: next }))
+    let orders = rows.iter().filter_map(|o| order_view(&st.instruments, o, None)).collect();
+    Ok(ctx.reply(&OrderPage { orders, next_cursor: next.map(|n| n.to_string()) }))
 }
 
 #[utoipa::path(get, path = "/api/v1/myTrades", tag = "trading", params(PageQuery),
@@ -818,20 +859,42 @@ pub async fn my_trades(State(gw): State<Gw>, req: Req) -> Result<Response, ApiEr
     let q: PageQuery = req.query()?;
     let limit = page_limit(q.limit, DEFAULT_PAGE, MAX_PAGE)?;
     let before = cursor(&q.cursor)?.unwrap_or(u64::MAX);
-    let st = gw.read();
-    let inst = q.symbol.as_deref().map(|s| spec_of(&st.instruments, s).map(|s| s.id)).transpose()?;
-    let mut fills = Vec::new();
-    let mut next = None;
-    if let Some(a) = st.accounts.get(ctx.caller().account) {
-        for f in a.fills.iter().rev().filter(|f| f.fill_id < before && inst.is_none_or(|i| i == f.instrument)) {
-            if fills.len() == limit {
-                next = fills.last().map(|v: &FillView| v.fill_id.to_string());
-                break;
-            }
-            fills.extend(fill_view(&st.instruments, f));
+    let account = ctx.caller().account;
+    let (inst, mem) = {
+        let st = gw.read();
+        let inst = q.symbol.as_deref().map(|s| spec_of(&st.instruments, s).map(|s| s.id)).transpose()?;
+        let mem: Vec<Fill> = st
+            .accounts
+            .get(account)
+            .map(|a| {
+                a.fills
+                    .iter()
+                    .rev()
+                    .filter(|f| f.fill_id < before && inst.is_none_or(|i| i == f.instrument))
+                    .take(limit + 1)
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default();
+        (inst, mem)
+    };
+    let (rows, next) = match &gw.cfg.history {
+        None => {
+            let next = (mem.len() > limit).then(|| mem[limit - 1].fill_id);
+            (mem.into_iter().take(limit).collect::<Vec<_>>(), next)
         }
-    }
-    Ok(ctx.reply(&FillPage { fills, next_cursor: next }))
+        Some(h) => {
+            let page = h
+                .fills(account, inst, (before != u64::MAX).then_some(before), limit)
+                .await
+                .map_err(crate::history::unavailable)?;
+            let db = page.rows.iter().map(crate::history::fill).collect::<Result<Vec<_>, _>>()?;
+            crate::history::merge(mem, db, page.next.is_some(), limit, |f| f.fill_id)
+        }
+    };
+    let st = gw.read();
+    let fills = rows.iter().filter_map(|f| fill_view(&st.instruments, f)).collect();
+    Ok(ctx.reply(&FillPage { fills, next_cursor: next.map(|n| n.to_string()) }))
 }
 
 #[utoipa::path(get, path = "/api/v1/account", tag = "account", responses((status = 200, body = AccountView)),
@@ -859,7 +922,12 @@ fn key_view(k: &crate::auth::ApiKey) -> KeyView {
     KeyView {
         key_id: k.id.clone(),
         scopes: k.scopes.names().iter().map(|s| s.to_string()).collect(),
-        allowed_ips: k.allowed_ips.iter().map(|i| i.to_string()).collect(),
+        // A single host shows as its address, a range as CIDR.
+        allowed_ips: k
+            .allowed_ips
+            .iter()
+            .map(|n| if n.prefix_len() == n.max_prefix_len() { n.addr().to_string() } else { n.to_string() })
+            .collect(),
         label: k.label.clone(),
         created_time: k.created_ms,
     }
@@ -894,7 +962,10 @@ pub async fn create_key(State(gw): State<Gw>, req: Req) -> Result<Response, ApiE
     let ips = r
         .allowed_ips
         .iter()
-        .map(|s| s.parse::<IpAddr>().map_err(|_| ApiError::param(format!("allowed_ips: {s:?} is not an IP address"))))
+        .map(|s| {
+            crate::vault::parse_net(s)
+                .ok_or_else(|| ApiError::param(format!("allowed_ips: {s:?} is not an IP address or CIDR range")))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let label = r.label.unwrap_or_default();
     if label.len() > 64 || !label.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
@@ -918,7 +989,7 @@ pub async fn create_key(State(gw): State<Gw>, req: Req) -> Result<Response, ApiE
 pub async fn revoke_key(State(gw): State<Gw>, Path(key_id): Path<String>, req: Req) -> Result<Response, ApiError> {
     let ctx = private(&gw, &req, Scope::Trade, 1)?;
     let _: EmptyQuery = req.query()?;
-    if !gw.keys.lock().unwrap_or_else(|e| e.into_inner()).revoke(ctx.caller().account, &key_id) {
+    if !gw.keys.lock().unwrap_or_else(|e| e.into_inner()).revoke(ctx.caller().account, &key_id, now_ms())? {
         return Err(ApiError::new(Code::NotFound, "no such key"));
     }
     Ok(ctx.reply(&Revoked { key_id, revoked: true }))

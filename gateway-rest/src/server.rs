@@ -48,7 +48,8 @@ pub fn cors(origins: &[String]) -> CorsLayer {
         ])
 }
 
-fn self_signed(dir: &Path) -> Result<(PathBuf, PathBuf), ServeError> {
+/// The self-signed localhost certificate and key in `dir` (generated when missing).
+pub fn self_signed(dir: &Path) -> Result<(PathBuf, PathBuf), ServeError> {
     let cert = dir.join("rest-cert.pem");
     let key = dir.join("rest-key.pem");
     if cert.exists() && key.exists() {
@@ -73,7 +74,8 @@ fn self_signed(dir: &Path) -> Result<(PathBuf, PathBuf), ServeError> {
     Ok((cert, key))
 }
 
-fn rustls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, ServeError> {
+/// The rustls server configuration for a PEM certificate chain and key.
+pub fn rustls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, ServeError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)

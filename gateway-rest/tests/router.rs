@@ -54,9 +54,9 @@ async fn setup_with(cfg: impl FnOnce(&mut RestConfig), link: Option<Arc<dyn Engi
     let link: Arc<dyn EngineLink> =
         link.unwrap_or_else(|| InProcessEngine::start(Limits::default(), &setup_cmds(), 1024));
     let gw = Gateway::new(c, link, Some(jwt()));
-    let k1 = gw.add_key("k1", 1, Scopes::ALL);
-    let k2 = gw.add_key("k2", 2, Scopes::ALL);
-    let kr = gw.add_key("kr", 1, Scopes { read: true, trade: false });
+    let k1 = gw.add_key("k1", 1, Scopes::ALL).expect("configured key");
+    let k2 = gw.add_key("k2", 2, Scopes::ALL).expect("configured key");
+    let kr = gw.add_key("kr", 1, Scopes { read: true, trade: false }).expect("configured key");
     gw.start_stream().unwrap();
     let app = routes::router(gw.clone()).layer(MockConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
     let t = T { gw, app, k1, k2, kr };
@@ -536,6 +536,7 @@ async fn rate_limits_429_and_ban() {
     let r = t.get("/api/v1/time").await;
     assert_eq!((r.status.as_u16(), r.body["code"].as_u64()), (429, Some(1200)));
     assert!(r.headers["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    assert_eq!(r.headers["x-ratelimit-used-weight-1m"], "5", "a 429 shows the weight used");
     t.get("/api/v1/time").await;
     let r = t.get("/api/v1/time").await;
     assert_eq!(r.body["code"], 1201, "banned after repeated 429s");

@@ -32,8 +32,8 @@ async fn start(cfg: impl FnOnce(&mut RestConfig)) -> (Arc<Gateway>, castle_gatew
     let mut c = RestConfig::new(3, DEMO_MASTER_KEY.to_vec());
     cfg(&mut c);
     let gw = Gateway::new(c, InProcessEngine::start(Limits::default(), &setup_cmds(), 1024), None);
-    let s1 = gw.add_key("k1", 1, Scopes::ALL);
-    let s2 = gw.add_key("k2", 2, Scopes::ALL);
+    let s1 = gw.add_key("k1", 1, Scopes::ALL).expect("configured key");
+    let s2 = gw.add_key("k2", 2, Scopes::ALL).expect("configured key");
     let srv = serve(gw.clone(), "127.0.0.1:0".parse().unwrap(), Tls::Off).await.unwrap();
     (gw, srv, [s1, s2])
 }

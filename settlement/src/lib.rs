@@ -14,6 +14,7 @@
 
 pub mod any;
 pub mod consumer;
+pub mod history;
 pub mod ledger;
 pub mod metrics;
 pub mod postgres;
