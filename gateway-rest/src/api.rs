@@ -186,6 +186,15 @@ pub enum ScopeDto {
     Trade,
 }
 
+/// Answer of the load balancer's health check.
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// Always "ok" when the gateway answers.
+    pub status: String,
+    /// Engine sequence number the gateway's view reflects (a stalled stream shows as a seq that stops moving).
+    pub seq: u64,
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct ServerTime {
     /// ms since the epoch.

@@ -17,7 +17,7 @@ use crate::routes;
 #[openapi(
     info(title = "Castle REST API", version = "1.0.0"),
     paths(
-        routes::time, routes::exchange_info, routes::depth, routes::trades, routes::candles, routes::ticker,
+        routes::health, routes::time, routes::exchange_info, routes::depth, routes::trades, routes::candles, routes::ticker,
         routes::place_order, routes::query_order, routes::query_order_client, routes::cancel_order,
         routes::cancel_order_client, routes::replace_order, routes::replace_order_client, routes::open_orders,
         routes::cancel_all, routes::all_orders, routes::my_trades, routes::account, routes::list_keys,

@@ -380,6 +380,14 @@ pub async fn time(State(gw): State<Gw>, req: Req) -> Result<Response, ApiError> 
 #[serde(deny_unknown_fields)]
 struct EmptyQuery {}
 
+/// The load balancer's health check (infra/terraform/modules/edge): not
+/// rate limited, because the probes come from the balancer's few addresses
+/// and a 429 would take a healthy gateway out of service.
+#[utoipa::path(get, path = "/api/v1/health", tag = "market", responses((status = 200, body = Health)))]
+pub async fn health(State(gw): State<Gw>) -> axum::Json<Health> {
+    axum::Json(Health { status: "ok".into(), seq: gw.read().seq })
+}
+
 #[utoipa::path(get, path = "/api/v1/exchangeInfo", tag = "market", responses((status = 200, body = ExchangeInfo)))]
 pub async fn exchange_info(State(gw): State<Gw>, req: Req) -> Result<Response, ApiError> {
     let ctx = public(&gw, &req, 10)?;
@@ -1007,6 +1015,7 @@ async fn no_method() -> ApiError {
 pub fn router(gw: Gw) -> Router {
     let cors = crate::server::cors(&gw.cfg.cors_origins);
     Router::new()
+        .route("/api/v1/health", get(health))
         .route("/api/v1/time", get(time))
         .route("/api/v1/exchangeInfo", get(exchange_info))
         .route("/api/v1/depth", get(depth))

@@ -138,6 +138,12 @@ async fn public_endpoints() {
     assert_eq!(r.status, 200);
     assert!(r.body["server_time"].as_u64().unwrap() > 1_600_000_000_000);
     assert!(r.headers.contains_key("x-ratelimit-used-weight-1m"));
+    // The load balancer's probe: the gateway's engine seq, and never charged to a rate limit.
+    let r = t.get("/api/v1/health").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["status"], "ok");
+    assert!(r.body["seq"].as_u64().unwrap() > 0, "{}", r.body);
+    assert!(!r.headers.contains_key("x-ratelimit-used-weight-1m"));
     let r = t.get("/api/v1/exchangeInfo").await;
     assert_eq!(r.status, 200);
     let s = &r.body["symbols"][0];
