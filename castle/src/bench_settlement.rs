@@ -34,6 +34,9 @@ pub struct SettlementBenchArgs {
     pub seconds: u64,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Flushes in flight (1-4) for the batched COPY run and the lag measurement.
+    #[arg(long, default_value_t = 2)]
+    pub pipeline: usize,
 }
 
 fn stream(seed: u64, fills: u64) -> (Vec<EngineBatch>, u64) {
@@ -45,7 +48,12 @@ fn stream(seed: u64, fills: u64) -> (Vec<EngineBatch>, u64) {
     (batches, s.fills)
 }
 
-async fn throughput<S: Store + Clone>(store: S, batches: &[EngineBatch], max_flush_rows: usize) -> Result<(f64, u64)> {
+async fn throughput<S: Store + Clone>(
+    store: S,
+    batches: &[EngineBatch],
+    max_flush_rows: usize,
+    pipeline: usize,
+) -> Result<(f64, u64)> {
     let src = VecSource::default();
     for b in batches {
         src.push(b.clone());
@@ -53,7 +61,7 @@ async fn throughput<S: Store + Clone>(store: S, batches: &[EngineBatch], max_flu
     let last = src.last_seq();
     let metrics = Arc::new(Metrics::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let cfg = ConsumerConfig { max_flush_rows, ..ConsumerConfig::default() };
+    let cfg = ConsumerConfig { max_flush_rows, pipeline, ..ConsumerConfig::default() };
     let start = Instant::now();
     let task = tokio::spawn(consumer::run(store, src, cfg, metrics.clone(), stop_rx));
     while metrics.applied_seq.load(Relaxed) < last {
@@ -96,20 +104,31 @@ pub fn run(a: SettlementBenchArgs) -> Result<()> {
         conn.abort();
         println!("settlement bench: {settings}; machine shared with other builds, numbers are noisy");
 
+        let ceiling_url = pg::create_database(&admin, "castle_bench_ceiling").await.map_err(anyhow::Error::msg)?;
+        let ceiling = castle_settlement::postgres::copy_ceiling(&ceiling_url, 1_000_000).await?;
+        println!("{:<40} {ceiling:>10.0} rows/s  (binary COPY, 10 BIGINT columns, no index: this server now)", "reference");
+
         let (batches, fills) = stream(a.seed, a.fills);
         println!("stream: {} commands, {fills} fills", batches.len());
         let mut results = Vec::new();
-        for (label, mode) in [("postgres batched, binary COPY", WriteMode::Copy), ("postgres batched, unnest", WriteMode::Unnest)] {
-            let db = format!("castle_bench_{}", if mode == WriteMode::Copy { "copy" } else { "unnest" });
+        for (run, (label, mode, pipeline)) in [
+            ("postgres batched, binary COPY", WriteMode::Copy, a.pipeline),
+            ("postgres batched, COPY, 1 in flight", WriteMode::Copy, 1),
+            ("postgres batched, unnest", WriteMode::Unnest, a.pipeline),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let db = format!("castle_bench_run{run}");
             let s = pg_store(&admin, &db, mode).await?;
-            let (secs, flushes) = throughput(s, &batches, 100_000).await?;
+            let (secs, flushes) = throughput(s, &batches, 100_000, pipeline).await?;
             let rate = fills as f64 / secs;
             println!("{label:<40} {rate:>10.0} fills/s  ({fills} fills in {secs:.2} s, {flushes} transactions)");
             results.push((label, rate));
         }
         let (base, base_fills) = stream(a.seed, a.baseline_fills);
         let s = pg_store(&admin, "castle_bench_single", WriteMode::Copy).await?;
-        let (secs, flushes) = throughput(s, &base, 1).await?;
+        let (secs, flushes) = throughput(s, &base, 1, 1).await?;
         let base_rate = base_fills as f64 / secs;
         println!(
             "{:<40} {base_rate:>10.0} fills/s  ({base_fills} fills in {secs:.2} s, {flushes} transactions)",
@@ -120,7 +139,7 @@ pub fn run(a: SettlementBenchArgs) -> Result<()> {
         }
         let dir = tempfile::tempdir()?;
         let s = SqliteStore::open(dir.path().join("bench.sqlite"))?;
-        let (secs, flushes) = throughput(s, &batches, 100_000).await?;
+        let (secs, flushes) = throughput(s, &batches, 100_000, 1).await?;
         println!(
             "{:<40} {:>10.0} fills/s  ({fills} fills in {secs:.2} s, {flushes} transactions, synchronous=FULL)",
             "sqlite batched",
@@ -134,7 +153,13 @@ pub fn run(a: SettlementBenchArgs) -> Result<()> {
         let src = VecSource::default();
         let metrics = Arc::new(Metrics::default());
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let task = tokio::spawn(consumer::run(s, src.clone(), ConsumerConfig::default(), metrics.clone(), stop_rx));
+        let task = tokio::spawn(consumer::run(
+            s,
+            src.clone(),
+            ConsumerConfig { pipeline: a.pipeline, ..ConsumerConfig::default() },
+            metrics.clone(),
+            stop_rx,
+        ));
         let pacer = {
             let src = src.clone();
             let rate = a.rate;

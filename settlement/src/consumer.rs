@@ -2,18 +2,22 @@
 //!
 //! Resume point: the applied seq stored in the ledger. The consumer loads it with the
 //! balances and open orders, opens the stream after it, projects batches and commits them
-//! in flushes (each one transaction with a compare-and-set on the applied seq). One flush
-//! is in flight while the next is being projected; a flush grows while the previous one
-//! commits (up to `max_flush_rows`), so throughput is not bound by one commit per fill.
+//! in flushes (each one transaction with a compare-and-set on the applied seq). Up to
+//! `pipeline` flushes are in flight while the next is being projected; each one's
+//! compare-and-set waits for the commit of the one before ([`Store::apply_after`]), so they
+//! commit in order. A flush grows while the previous ones commit (up to `max_flush_rows`),
+//! so throughput is not bound by one commit per fill.
 //! On any transient failure (database down, stream lost, compare-and-set conflict) the
-//! in-memory state is dropped and rebuilt from the database: a batch is never applied twice
-//! (the compare-and-set refuses it) and never skipped (the stream reopens after the stored seq).
+//! in-flight flushes are awaited, the in-memory state is dropped and rebuilt from the
+//! database: a batch is never applied twice (the compare-and-set refuses it) and never
+//! skipped (the stream reopens after the stored seq).
 
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use crate::ledger::Flush;
 use crate::metrics::Metrics;
@@ -29,11 +33,14 @@ pub struct ConsumerConfig {
     pub channel: usize,
     /// Wait before reloading after a transient failure.
     pub retry: Duration,
+    /// Flushes in flight at once (1 to 4). With 2, the next flush writes its own rows while
+    /// the previous one settles and commits; their compare-and-sets stay in order.
+    pub pipeline: usize,
 }
 
 impl Default for ConsumerConfig {
     fn default() -> Self {
-        ConsumerConfig { max_flush_rows: 100_000, channel: 65_536, retry: Duration::from_millis(200) }
+        ConsumerConfig { max_flush_rows: 100_000, channel: 65_536, retry: Duration::from_millis(200), pipeline: 2 }
     }
 }
 
@@ -94,10 +101,63 @@ pub async fn run<S: Store + Clone>(
 
 type Inflight = tokio::task::JoinHandle<Result<Arc<Flush>, StoreError>>;
 
-async fn finish(h: Inflight, metrics: &Metrics) -> Result<(), ConsumerError> {
-    let f = h.await.map_err(|e| StoreError::Config(format!("flush task: {e}")))??;
-    metrics.committed(&f);
-    Ok(())
+/// The flushes in flight, oldest first; each one's commit gates the next one's.
+struct Pipeline {
+    tasks: VecDeque<Inflight>,
+    /// Resolves with whether the newest in-flight flush committed.
+    newest: Option<oneshot::Receiver<bool>>,
+}
+
+impl Pipeline {
+    fn start<S: Store + Clone>(&mut self, store: &S, f: Flush) {
+        let f = Arc::new(f);
+        let s = store.clone();
+        let (done_tx, done_rx) = oneshot::channel();
+        let before = self.newest.replace(done_rx);
+        self.tasks.push_back(tokio::spawn(async move {
+            let previous = async move {
+                match before {
+                    None => Ok(()),
+                    Some(rx) => match rx.await {
+                        Ok(true) => Ok(()),
+                        _ => Err(StoreError::PreviousFailed),
+                    },
+                }
+            };
+            let r = s.apply_after(f.clone(), previous).await;
+            let _ = done_tx.send(r.is_ok());
+            r.map(|()| f)
+        }));
+    }
+
+    /// The oldest flush's outcome, once it is done.
+    fn done(
+        &mut self,
+        r: Result<Result<Arc<Flush>, StoreError>, tokio::task::JoinError>,
+        metrics: &Metrics,
+    ) -> Result<(), ConsumerError> {
+        self.tasks.pop_front();
+        if self.tasks.is_empty() {
+            self.newest = None;
+        }
+        let f = r.map_err(|e| StoreError::Config(format!("flush task: {e}")))??;
+        metrics.committed(&f);
+        Ok(())
+    }
+
+    /// Waits for every flush in flight, in order; the first error is returned after all ended
+    /// (none can commit after a failed one: each waits for the one before).
+    async fn drain(&mut self, metrics: &Metrics) -> Result<(), ConsumerError> {
+        let mut first = Ok(());
+        while let Some(h) = self.tasks.front_mut() {
+            let r = h.await;
+            let r = self.done(r, metrics);
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
 }
 
 async fn run_once<S: Store + Clone>(
@@ -112,7 +172,8 @@ async fn run_once<S: Store + Clone>(
     metrics.applied_seq.store(proj.seq(), Ordering::Relaxed);
     tracing::info!(backend = store.backend(), applied_seq = proj.seq(), "settlement resuming");
     let mut rx = source.open(proj.seq(), cfg.channel, metrics)?;
-    let mut inflight: Option<Inflight> = None;
+    let mut inflight = Pipeline { tasks: VecDeque::new(), newest: None };
+    let depth = cfg.pipeline.clamp(1, 4);
     let mut ended = false;
     loop {
         let room = proj.pending_rows() < cfg.max_flush_rows;
@@ -120,15 +181,13 @@ async fn run_once<S: Store + Clone>(
             biased;
             _ = shutdown.changed() => {
                 // Commit what is in flight; the rest is re-read from the stream next time.
-                if let Some(h) = inflight.take() {
-                    finish(h, metrics).await?;
-                }
-                return Ok(());
+                return inflight.drain(metrics).await;
             }
-            r = async { inflight.as_mut().expect("guarded").await }, if inflight.is_some() => {
-                inflight = None;
-                let f = r.map_err(|e| StoreError::Config(format!("flush task: {e}")))??;
-                metrics.committed(&f);
+            r = async { inflight.tasks.front_mut().expect("guarded").await }, if !inflight.tasks.is_empty() => {
+                if let Err(e) = inflight.done(r, metrics) {
+                    let _ = inflight.drain(metrics).await;
+                    return Err(e);
+                }
             }
             b = rx.recv(), if !ended && room => match b {
                 Some(b) => {
@@ -152,12 +211,10 @@ async fn run_once<S: Store + Clone>(
                 None => ended = true,
             },
         }
-        if inflight.is_none() {
+        if inflight.tasks.len() < depth {
             if let Some(f) = proj.take_flush() {
-                let f = Arc::new(f);
-                let s = store.clone();
-                inflight = Some(tokio::spawn(async move { s.apply(f.clone()).await.map(|()| f) }));
-            } else if ended {
+                inflight.start(store, f);
+            } else if ended && inflight.tasks.is_empty() {
                 return Err(ConsumerError::StreamEnded);
             }
         }

@@ -158,6 +158,9 @@ pub struct Flush {
     pub entries: Vec<Entry>,
     pub fills: Vec<FillRow>,
     pub orders: Vec<OrderRow>,
+    /// The first `new_orders` rows of `orders` were accepted inside this flush, so the
+    /// database cannot hold them yet: a backend may insert them without a conflict check.
+    pub new_orders: usize,
     pub balances: Vec<BalanceRow>,
 }
 

@@ -20,6 +20,7 @@ use std::pin::Pin;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{pin_mut, SinkExt};
 use tokio_postgres::config::SslMode;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::CopyInSink;
 use tokio_postgres::Row;
@@ -96,9 +97,15 @@ fn u32c(v: i64) -> Result<u32, StoreError> {
 
 const ORDER_COLUMNS: &str = "order_id, account, instrument, client_order_id, side, kind, price, stop_price, qty, tif, \
                              status, cancel_reason, filled, leaves, created_seq, created_ts, updated_seq, updated_ts";
+const ORDER_UPSERT: &str = " ON CONFLICT (order_id) DO UPDATE SET client_order_id = EXCLUDED.client_order_id, \
+                            price = EXCLUDED.price, qty = EXCLUDED.qty, status = EXCLUDED.status, \
+                            cancel_reason = EXCLUDED.cancel_reason, filled = EXCLUDED.filled, \
+                            leaves = EXCLUDED.leaves, updated_seq = EXCLUDED.updated_seq, \
+                            updated_ts = EXCLUDED.updated_ts";
 const FILL_COLUMNS: &str = "trade_id, seq, idx, ts, instrument, price, qty, aggressor, maker_order, taker_order, \
                             maker_account, taker_account, maker_fee, taker_fee";
 const ENTRY_COLUMNS: &str = "seq, idx, ts, account, asset, kind, reference, available, locked, external";
+const JOURNAL_COLUMNS: &str = "seq, ts, account, asset, kind, reference, available, locked, external";
 
 fn order_from(r: &Row) -> Result<OrderRow, StoreError> {
     Ok(OrderRow {
@@ -191,15 +198,155 @@ impl PgStore {
         Ok(())
     }
 
+    /// Writes `f` in one transaction once `previous` (the commit of the flush before it)
+    /// resolved `Ok`, so two flushes can overlap on two connections:
+    ///
+    /// 1. append: the rows only this flush can hold (journal lines and fills of its
+    ///    sequence range, orders accepted inside it), which conflict with no other transaction;
+    /// 2. after `previous` committed: changed orders, balances, then the compare-and-set of the
+    ///    applied seq from `f.prev_seq` to `f.seq`, and commit.
+    ///
+    /// Exactly once holds as before: the compare-and-set is in the same transaction as every
+    /// effect, and it can only succeed after the previous flush committed. If `previous`
+    /// fails, this transaction is rolled back and the error returned.
+    async fn write_after(
+        &self,
+        f: Arc<Flush>,
+        previous: impl std::future::Future<Output = Result<(), StoreError>> + Send,
+    ) -> Result<(), StoreError> {
+        let mut c = self.pool.get().await.map_err(pool_err)?;
+        let tx = c.transaction().await?;
+        let t0 = std::time::Instant::now();
+        let new_orders = &f.orders[..f.new_orders];
+        let changed_orders = &f.orders[f.new_orders..];
+        let appended: Result<(), StoreError> = async {
+            match self.mode {
+                WriteMode::Copy => {
+                    if !f.entries.is_empty() {
+                        copy_journal(&tx, &f.entries).await?;
+                    }
+                    if !f.fills.is_empty() {
+                        copy_fills(&tx, &f.fills).await?;
+                    }
+                    if !new_orders.is_empty() {
+                        copy_new_orders(&tx, new_orders).await?;
+                    }
+                }
+                WriteMode::Unnest => {
+                    if !f.entries.is_empty() {
+                        unnest_journal(&tx, &f.entries).await?;
+                    }
+                    if !f.fills.is_empty() {
+                        unnest_fills(&tx, &f.fills).await?;
+                    }
+                    if !new_orders.is_empty() {
+                        insert_orders(&tx, new_orders, false).await?;
+                    }
+                }
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = appended {
+            // A key of this flush's range is already stored: the flush (or an overlapping one
+            // of another writer) was applied before. Report it as the compare-and-set failure
+            // it is, so the consumer reloads instead of stopping.
+            let duplicate = matches!(&e, StoreError::Postgres(p) if p.code() == Some(&SqlState::UNIQUE_VIOLATION));
+            drop(tx);
+            if duplicate {
+                let found =
+                    u(c.query_one("SELECT applied_seq FROM settlement_cursor WHERE id = 1", &[]).await?.try_get(0)?)?;
+                if found != f.prev_seq {
+                    return Err(StoreError::Conflict { expected: f.prev_seq, found });
+                }
+            }
+            return Err(e);
+        }
+        let t1 = std::time::Instant::now();
+        previous.await?;
+        let t2 = std::time::Instant::now();
+        let cas = tx
+            .prepare_cached(
+                "UPDATE settlement_cursor SET applied_seq = $2, updated_at = now() WHERE id = 1 AND applied_seq = $1",
+            )
+            .await?;
+        // The three statements are pipelined on the connection (one round trip instead of
+        // three; the lag at low rates is mostly round trips). Their order inside the
+        // transaction does not matter: it commits whole or not at all.
+        let orders = async {
+            if changed_orders.is_empty() {
+                return Ok(());
+            }
+            insert_orders(&tx, changed_orders, true).await
+        };
+        let balances = async {
+            if f.balances.is_empty() {
+                return Ok(());
+            }
+            upsert_balances(&tx, &f.balances).await
+        };
+        let swap = async { Ok::<u64, StoreError>(tx.execute(&cas, &[&i(f.prev_seq), &i(f.seq)]).await?) };
+        let ((), (), swapped) = futures_util::future::try_join3(orders, balances, swap).await?;
+        if swapped != 1 {
+            let found =
+                u(tx.query_one("SELECT applied_seq FROM settlement_cursor WHERE id = 1", &[]).await?.try_get(0)?)?;
+            return Err(StoreError::Conflict { expected: f.prev_seq, found });
+        }
+        let t3 = std::time::Instant::now();
+        tx.commit().await?;
+        tracing::debug!(
+            entries = f.entries.len(),
+            fills = f.fills.len(),
+            orders = f.orders.len(),
+            new_orders = f.new_orders,
+            balances = f.balances.len(),
+            append_ms = (t1 - t0).as_millis() as u64,
+            wait_ms = (t2 - t1).as_millis() as u64,
+            settle_ms = (t3 - t2).as_millis() as u64,
+            commit_ms = t3.elapsed().as_millis() as u64,
+            "postgres flush"
+        );
+        Ok(())
+    }
+
     /// Deletes every row and resets the cursor (benchmarks and tests only).
     pub async fn truncate_all(&self) -> Result<(), StoreError> {
         let c = self.pool.get().await.map_err(pool_err)?;
         c.batch_execute(
-            "TRUNCATE ledger_entries, fills, orders, balances; UPDATE settlement_cursor SET applied_seq = 0 WHERE id = 1",
+            "TRUNCATE ledger_journal, fills, orders, balances; UPDATE settlement_cursor SET applied_seq = 0 WHERE id = 1",
         )
         .await?;
         Ok(())
     }
+}
+
+/// The machine's reference point for `castle bench settlement`: binary COPY of `rows` rows of
+/// ten BIGINTs into a table with no index, in one committed transaction (fsync as
+/// configured). Returns rows per second. The ledger writes about 3.8 rows and 10 index
+/// entries per fill, so this bounds what any design can reach on the same server and load.
+pub async fn copy_ceiling(url: &str, rows: usize) -> Result<f64, StoreError> {
+    let (mut client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    let conn = tokio::spawn(conn);
+    client.batch_execute("DROP TABLE IF EXISTS bench_copy_ceiling; CREATE TABLE bench_copy_ceiling (a BIGINT, b BIGINT, c BIGINT, d BIGINT, e BIGINT, f BIGINT, g BIGINT, h BIGINT, i BIGINT, j BIGINT)").await?;
+    let start = std::time::Instant::now();
+    let tx = client.transaction().await?;
+    let sink = tx.copy_in("COPY bench_copy_ceiling FROM STDIN BINARY").await?;
+    pin_mut!(sink);
+    let mut out = CopyOut::new(rows, 2 + 10 * 12);
+    for r in 0..rows as i64 {
+        out.row(10);
+        for k in 0..10 {
+            out.i64(r * 10 + k);
+        }
+        out.maybe_send(&mut sink).await?;
+    }
+    out.finish(sink).await?;
+    tx.commit().await?;
+    let rate = rows as f64 / start.elapsed().as_secs_f64();
+    client.batch_execute("DROP TABLE bench_copy_ceiling").await?;
+    drop(client);
+    let _ = conn.await;
+    Ok(rate)
 }
 
 /// Hand-encoded binary COPY (`COPY ... FROM STDIN BINARY`): the rows are written straight
@@ -250,22 +397,82 @@ impl CopyOut {
     }
 }
 
-async fn copy_entries(tx: &deadpool_postgres::Transaction<'_>, rows: &[Entry]) -> Result<(), StoreError> {
-    let sink = tx.copy_in(&format!("COPY ledger_entries ({ENTRY_COLUMNS}) FROM STDIN BINARY")).await?;
+/// Binary array header of a one-dimensional array without NULLs: the field length is
+/// written by the caller.
+fn array_header(out: &mut CopyOut, elem_oid: u32, n: usize) {
+    out.buf.put_i32(1); // dimensions
+    out.buf.put_i32(0); // has NULLs
+    out.buf.put_u32(elem_oid);
+    out.buf.put_i32(n as i32);
+    out.buf.put_i32(1); // lower bound
+}
+
+const INT8_OID: u32 = 20;
+const INT2_OID: u32 = 21;
+
+/// One journal row per seq (see migration V2): the flush's entries are in (seq, idx) order,
+/// so each seq's lines are one contiguous run, written as parallel arrays.
+async fn copy_journal(tx: &deadpool_postgres::Transaction<'_>, rows: &[Entry]) -> Result<(), StoreError> {
+    let sink = tx.copy_in(&format!("COPY ledger_journal ({JOURNAL_COLUMNS}) FROM STDIN BINARY")).await?;
     pin_mut!(sink);
-    let mut out = CopyOut::new(rows.len(), 2 + 10 * 12);
-    for e in rows {
-        out.row(10);
-        out.i64(i(e.seq));
-        out.i32(e.idx as i32);
-        out.i64(i(e.ts));
-        out.i64(e.account as i64);
-        out.i64(e.asset as i64);
-        out.i16(e.kind as i16);
-        out.i64(i(e.reference));
-        out.i64(e.available);
-        out.i64(e.locked);
-        out.i64(e.external);
+    let mut out = CopyOut::new(rows.len(), 7 * 12 + 40);
+    for lines in rows.chunk_by(|a, b| a.seq == b.seq) {
+        let n = lines.len();
+        debug_assert!(lines.iter().enumerate().all(|(k, e)| e.idx as usize == k), "lines of a seq are 0..n");
+        out.row(9);
+        out.i64(i(lines[0].seq));
+        out.i64(i(lines[0].ts));
+        let i64_array = |out: &mut CopyOut, f: &dyn Fn(&Entry) -> i64| {
+            out.buf.put_i32((20 + 12 * n) as i32);
+            array_header(out, INT8_OID, n);
+            for e in lines {
+                out.buf.put_i32(8);
+                out.buf.put_i64(f(e));
+            }
+        };
+        i64_array(&mut out, &|e| e.account as i64);
+        i64_array(&mut out, &|e| e.asset as i64);
+        out.buf.put_i32((20 + 6 * n) as i32);
+        array_header(&mut out, INT2_OID, n);
+        for e in lines {
+            out.buf.put_i32(2);
+            out.buf.put_i16(e.kind as i16);
+        }
+        i64_array(&mut out, &|e| i(e.reference));
+        i64_array(&mut out, &|e| e.available);
+        i64_array(&mut out, &|e| e.locked);
+        i64_array(&mut out, &|e| e.external);
+        out.maybe_send(&mut sink).await?;
+    }
+    out.finish(sink).await
+}
+
+/// Orders accepted inside the flush: plain binary COPY (they cannot exist yet).
+async fn copy_new_orders(tx: &deadpool_postgres::Transaction<'_>, rows: &[OrderRow]) -> Result<(), StoreError> {
+    let sink = tx.copy_in(&format!("COPY orders ({ORDER_COLUMNS}) FROM STDIN BINARY")).await?;
+    pin_mut!(sink);
+    let mut out = CopyOut::new(rows.len(), 2 + 18 * 12 + 32);
+    for o in rows {
+        out.row(18);
+        out.i64(i(o.order_id));
+        out.i64(o.account as i64);
+        out.i64(o.instrument as i64);
+        out.buf.put_i32(o.client_order_id.len() as i32);
+        out.buf.put_slice(o.client_order_id.as_bytes());
+        out.i16(o.side);
+        out.i16(o.kind);
+        out.i64(o.price);
+        out.i64(o.stop_price);
+        out.i64(o.qty);
+        out.i16(o.tif);
+        out.i16(o.status);
+        out.i16(o.cancel_reason);
+        out.i64(o.filled);
+        out.i64(o.leaves);
+        out.i64(i(o.created_seq));
+        out.i64(i(o.created_ts));
+        out.i64(i(o.updated_seq));
+        out.i64(i(o.updated_ts));
         out.maybe_send(&mut sink).await?;
     }
     out.finish(sink).await
@@ -296,7 +503,8 @@ async fn copy_fills(tx: &deadpool_postgres::Transaction<'_>, rows: &[FillRow]) -
     out.finish(sink).await
 }
 
-async fn unnest_entries(tx: &deadpool_postgres::Transaction<'_>, rows: &[Entry]) -> Result<(), StoreError> {
+/// The journal rows built server-side from flat line arrays (set-based: one statement).
+async fn unnest_journal(tx: &deadpool_postgres::Transaction<'_>, rows: &[Entry]) -> Result<(), StoreError> {
     let col = |f: &dyn Fn(&Entry) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
     let seq = col(&|e| i(e.seq));
     let idx: Vec<i32> = rows.iter().map(|e| e.idx as i32).collect();
@@ -310,8 +518,12 @@ async fn unnest_entries(tx: &deadpool_postgres::Transaction<'_>, rows: &[Entry])
     let external = col(&|e| e.external);
     let st = tx
         .prepare_cached(&format!(
-            "INSERT INTO ledger_entries ({ENTRY_COLUMNS}) SELECT * FROM unnest($1::int8[], $2::int4[], $3::int8[], \
-             $4::int8[], $5::int8[], $6::int2[], $7::int8[], $8::int8[], $9::int8[], $10::int8[])"
+            "INSERT INTO ledger_journal ({JOURNAL_COLUMNS}) SELECT seq, min(ts), array_agg(account ORDER BY idx), \
+             array_agg(asset ORDER BY idx), array_agg(kind ORDER BY idx), array_agg(reference ORDER BY idx), \
+             array_agg(available ORDER BY idx), array_agg(locked ORDER BY idx), array_agg(external ORDER BY idx) \
+             FROM unnest($1::int8[], $2::int4[], $3::int8[], $4::int8[], $5::int8[], $6::int2[], $7::int8[], \
+             $8::int8[], $9::int8[], $10::int8[]) AS l(seq, idx, ts, account, asset, kind, reference, available, \
+             locked, external) GROUP BY seq"
         ))
         .await?;
     tx.execute(&st, &[&seq, &idx, &ts, &account, &asset, &kind, &reference, &available, &locked, &external]).await?;
@@ -361,7 +573,12 @@ async fn unnest_fills(tx: &deadpool_postgres::Transaction<'_>, rows: &[FillRow])
     Ok(())
 }
 
-async fn upsert_orders(tx: &deadpool_postgres::Transaction<'_>, rows: &[OrderRow]) -> Result<(), StoreError> {
+/// Orders via `unnest`; `upsert` for rows that may exist (changed, not accepted, in the flush).
+async fn insert_orders(
+    tx: &deadpool_postgres::Transaction<'_>,
+    rows: &[OrderRow],
+    upsert: bool,
+) -> Result<(), StoreError> {
     let col = |f: &dyn Fn(&OrderRow) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
     let col2 = |f: &dyn Fn(&OrderRow) -> i16| rows.iter().map(f).collect::<Vec<i16>>();
     let order_id = col(&|o| i(o.order_id));
@@ -386,11 +603,8 @@ async fn upsert_orders(tx: &deadpool_postgres::Transaction<'_>, rows: &[OrderRow
         .prepare_cached(&format!(
             "INSERT INTO orders ({ORDER_COLUMNS}) SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::text[], \
              $5::int2[], $6::int2[], $7::int8[], $8::int8[], $9::int8[], $10::int2[], $11::int2[], $12::int2[], \
-             $13::int8[], $14::int8[], $15::int8[], $16::int8[], $17::int8[], $18::int8[]) \
-             ON CONFLICT (order_id) DO UPDATE SET client_order_id = EXCLUDED.client_order_id, price = EXCLUDED.price, \
-             qty = EXCLUDED.qty, status = EXCLUDED.status, cancel_reason = EXCLUDED.cancel_reason, \
-             filled = EXCLUDED.filled, leaves = EXCLUDED.leaves, updated_seq = EXCLUDED.updated_seq, \
-             updated_ts = EXCLUDED.updated_ts"
+             $13::int8[], $14::int8[], $15::int8[], $16::int8[], $17::int8[], $18::int8[]){}",
+            if upsert { ORDER_UPSERT } else { "" }
         ))
         .await?;
     let p: [&(dyn ToSql + Sync); 18] = [
@@ -467,59 +681,14 @@ impl Store for PgStore {
     }
 
     async fn apply(&self, f: Arc<Flush>) -> Result<(), StoreError> {
-        let mut c = self.pool.get().await.map_err(pool_err)?;
-        let tx = c.transaction().await?;
-        let cas = tx
-            .prepare_cached(
-                "UPDATE settlement_cursor SET applied_seq = $2, updated_at = now() WHERE id = 1 AND applied_seq = $1",
-            )
-            .await?;
-        if tx.execute(&cas, &[&i(f.prev_seq), &i(f.seq)]).await? != 1 {
-            let found =
-                u(tx.query_one("SELECT applied_seq FROM settlement_cursor WHERE id = 1", &[]).await?.try_get(0)?)?;
-            return Err(StoreError::Conflict { expected: f.prev_seq, found });
-        }
-        let t0 = std::time::Instant::now();
-        match self.mode {
-            WriteMode::Copy => {
-                if !f.entries.is_empty() {
-                    copy_entries(&tx, &f.entries).await?;
-                }
-                if !f.fills.is_empty() {
-                    copy_fills(&tx, &f.fills).await?;
-                }
-            }
-            WriteMode::Unnest => {
-                if !f.entries.is_empty() {
-                    unnest_entries(&tx, &f.entries).await?;
-                }
-                if !f.fills.is_empty() {
-                    unnest_fills(&tx, &f.fills).await?;
-                }
-            }
-        }
-        let t1 = std::time::Instant::now();
-        if !f.orders.is_empty() {
-            upsert_orders(&tx, &f.orders).await?;
-        }
-        let t2 = std::time::Instant::now();
-        if !f.balances.is_empty() {
-            upsert_balances(&tx, &f.balances).await?;
-        }
-        let t3 = std::time::Instant::now();
-        tx.commit().await?;
-        tracing::debug!(
-            entries = f.entries.len(),
-            fills = f.fills.len(),
-            orders = f.orders.len(),
-            balances = f.balances.len(),
-            append_ms = (t1 - t0).as_millis() as u64,
-            orders_ms = (t2 - t1).as_millis() as u64,
-            balances_ms = (t3 - t2).as_millis() as u64,
-            commit_ms = t3.elapsed().as_millis() as u64,
-            "postgres flush"
-        );
-        Ok(())
+        self.write_after(f, std::future::ready(Ok(()))).await
+    }
+
+    async fn apply_after<P>(&self, f: Arc<Flush>, previous: P) -> Result<(), StoreError>
+    where
+        P: std::future::Future<Output = Result<(), StoreError>> + Send,
+    {
+        self.write_after(f, previous).await
     }
 
     async fn applied_seq(&self) -> Result<Seq, StoreError> {
@@ -548,6 +717,20 @@ impl Store for PgStore {
 
     async fn entry_totals(&self) -> Result<Vec<EntryTotal>, StoreError> {
         let c = self.pool.get().await.map_err(pool_err)?;
+        // The view pads arrays of unequal length with NULLs, which SUM would skip: refuse them.
+        let ragged: i64 = c
+            .query_one(
+                "SELECT count(*) FROM ledger_journal WHERE array_ndims(account) <> 1 OR cardinality(account) = 0 \
+                 OR cardinality(asset) <> cardinality(account) OR cardinality(kind) <> cardinality(account) \
+                 OR cardinality(reference) <> cardinality(account) OR cardinality(available) <> cardinality(account) \
+                 OR cardinality(locked) <> cardinality(account) OR cardinality(external) <> cardinality(account)",
+                &[],
+            )
+            .await?
+            .try_get(0)?;
+        if ragged != 0 {
+            return Err(StoreError::Corrupt(format!("{ragged} journal rows have arrays of different lengths")));
+        }
         // SUM(bigint) is numeric in PostgreSQL: cast to text and parse, no overflow anywhere.
         let rows = c
             .query(

@@ -46,7 +46,8 @@ pub struct Projector {
     orders: HashMap<OrderId, OrderRow>,
     pending: Flush,
     dirty_balances: BTreeMap<(AccountId, AssetId), ()>,
-    dirty_orders: BTreeMap<OrderId, ()>,
+    /// Orders changed in the pending flush; `true` when accepted inside it (not stored yet).
+    dirty_orders: BTreeMap<OrderId, bool>,
     /// Per-asset sums of the current command's legs (reused).
     sums: BTreeMap<AssetId, i128>,
 }
@@ -239,7 +240,7 @@ impl Projector {
                             updated_ts: ts,
                         },
                     );
-                    self.dirty_orders.insert(order_id, ());
+                    self.dirty_orders.insert(order_id, true);
                 }
                 EventKind::OrderReplaced { order_id, client_order_id, price, qty, leaves, .. } => {
                     cause = Cause { kind: EntryKind::Hold, reference: order_id };
@@ -335,7 +336,7 @@ impl Projector {
             f(o);
             o.updated_seq = seq;
             o.updated_ts = ts;
-            self.dirty_orders.insert(id, ());
+            self.dirty_orders.entry(id).or_insert(false);
         } else {
             tracing::warn!(order = id, seq, "order update for an order never seen accepted");
         }
@@ -352,16 +353,23 @@ impl Projector {
                 self.pending.balances.push(*b);
             }
         }
-        for (&id, _) in std::mem::take(&mut self.dirty_orders).iter() {
-            let terminal = match self.orders.get(&id) {
-                Some(o) => {
-                    self.pending.orders.push(o.clone());
-                    !o.is_open()
+        // New orders first (see `Flush::new_orders`), each group in order id order.
+        let dirty = std::mem::take(&mut self.dirty_orders);
+        for new in [true, false] {
+            for (&id, _) in dirty.iter().filter(|(_, &n)| n == new) {
+                let terminal = match self.orders.get(&id) {
+                    Some(o) => {
+                        self.pending.orders.push(o.clone());
+                        !o.is_open()
+                    }
+                    None => false,
+                };
+                if new {
+                    self.pending.new_orders = self.pending.orders.len();
                 }
-                None => false,
-            };
-            if terminal {
-                self.orders.remove(&id);
+                if terminal {
+                    self.orders.remove(&id);
+                }
             }
         }
         let next = Flush { prev_seq: self.seq, seq: self.seq, ..Flush::default() };

@@ -15,6 +15,10 @@ pub enum StoreError {
     /// earlier attempt whose commit we did not see) applied it. Nothing was written.
     #[error("compare-and-set failed: expected applied seq {expected}, found {found}")]
     Conflict { expected: Seq, found: Seq },
+    /// The flush before this one failed, so this one was not applied (it is retried after
+    /// the reload that failure causes).
+    #[error("the flush before this one failed")]
+    PreviousFailed,
     #[error("postgres: {0}")]
     Postgres(#[from] tokio_postgres::Error),
     #[error("postgres pool: {0}")]
@@ -36,7 +40,7 @@ impl StoreError {
     /// by reloading); the others (constraint violations, corrupt data) need a human.
     pub fn is_transient(&self) -> bool {
         match self {
-            StoreError::Conflict { .. } | StoreError::Pool(_) => true,
+            StoreError::Conflict { .. } | StoreError::Pool(_) | StoreError::PreviousFailed => true,
             StoreError::Postgres(e) => match e.as_db_error() {
                 // I/O and protocol errors: the connection is gone.
                 None => true,
@@ -70,8 +74,10 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-pub const POSTGRES_MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "ledger", sql: include_str!("../migrations/postgres/V1__ledger.sql") }];
+pub const POSTGRES_MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "ledger", sql: include_str!("../migrations/postgres/V1__ledger.sql") },
+    Migration { version: 2, name: "journal", sql: include_str!("../migrations/postgres/V2__journal.sql") },
+];
 pub const SQLITE_MIGRATIONS: &[Migration] =
     &[Migration { version: 1, name: "ledger", sql: include_str!("../migrations/sqlite/V1__ledger.sql") }];
 
@@ -86,6 +92,19 @@ pub trait Store: Send + Sync + 'static {
     fn load(&self) -> impl Future<Output = Result<LedgerState, StoreError>> + Send;
     /// Writes a flush in one transaction, compare-and-set on the applied seq.
     fn apply(&self, flush: Arc<Flush>) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Like [`apply`](Self::apply), for the flush after one still committing: `previous`
+    /// resolves when that one committed (`Ok`) or failed (`Err`, then this one must not be
+    /// applied). A backend may write the rows no other flush can touch before that; the
+    /// compare-and-set still happens only after it. Default: wait, then apply.
+    fn apply_after<P>(&self, flush: Arc<Flush>, previous: P) -> impl Future<Output = Result<(), StoreError>> + Send
+    where
+        P: Future<Output = Result<(), StoreError>> + Send,
+    {
+        async move {
+            previous.await?;
+            self.apply(flush).await
+        }
+    }
     fn applied_seq(&self) -> impl Future<Output = Result<Seq, StoreError>> + Send;
     fn balances(&self) -> impl Future<Output = Result<Vec<BalanceRow>, StoreError>> + Send;
     /// Per (account, asset): the sum of every entry's legs (must equal the balances table).

@@ -124,6 +124,61 @@ async fn a_flush_applied_twice_is_refused_and_changes_nothing<S: Store + Clone>(
     assert!(!proj.project(&setup[0]).unwrap());
 }
 
+/// Two flushes in flight (what the consumer does with `pipeline` 2): the second commits only
+/// after the first, a second whose predecessor failed writes nothing, and a gate that lies
+/// (says "committed" when it was not) is still caught by the compare-and-set.
+async fn pipelined_flushes_commit_in_order_or_not_at_all<S: Store + Clone>(s: S) {
+    let (mut stream, setup) = FillStream::new(11);
+    let mut proj = castle_settlement::Projector::new(Default::default());
+    for b in setup.iter().chain(stream.round().iter()) {
+        proj.project(b).unwrap();
+    }
+    let f1 = Arc::new(proj.take_flush().unwrap());
+    for _ in 0..5 {
+        for b in stream.round() {
+            proj.project(&b).unwrap();
+        }
+    }
+    let f2 = Arc::new(proj.take_flush().unwrap());
+    assert!(!f2.fills.is_empty() && f2.new_orders > 0, "the second flush appends rows");
+
+    // The predecessor failed: nothing of f2 is written.
+    let e = s.apply_after(f2.clone(), async { Err(StoreError::PreviousFailed) }).await.expect_err("must not apply");
+    assert!(matches!(e, StoreError::PreviousFailed), "{e}");
+    assert!(e.is_transient());
+    // The gate says "committed" but f1 was never applied: the compare-and-set refuses f2.
+    match s.apply_after(f2.clone(), async { Ok(()) }).await {
+        Err(StoreError::Conflict { expected, found: 0 }) => assert_eq!(expected, f1.seq),
+        other => panic!("expected a compare-and-set conflict, got {other:?}"),
+    }
+    assert_eq!(s.applied_seq().await.unwrap(), 0);
+    assert!(s.entries(0, u64::MAX).await.unwrap().is_empty(), "no entry was kept");
+    assert_eq!(s.fill_stats().await.unwrap().0, 0, "no fill was kept");
+
+    // Both in flight at once, the second gated on the first's commit.
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<bool>();
+    let first = {
+        let (s, f1) = (s.clone(), f1.clone());
+        tokio::spawn(async move {
+            let r = s.apply(f1).await;
+            let _ = done_tx.send(r.is_ok());
+            r
+        })
+    };
+    let second = s.apply_after(f2.clone(), async {
+        match done_rx.await {
+            Ok(true) => Ok(()),
+            _ => Err(StoreError::PreviousFailed),
+        }
+    });
+    second.await.expect("second flush");
+    first.await.unwrap().expect("first flush");
+    assert_eq!(s.applied_seq().await.unwrap(), f2.seq);
+    let want: Vec<_> = f1.entries.iter().chain(f2.entries.iter()).copied().collect();
+    assert_eq!(s.entries(0, u64::MAX).await.unwrap(), want);
+    assert_eq!(s.fill_stats().await.unwrap().0, (f1.fills.len() + f2.fills.len()) as u64);
+}
+
 async fn a_negative_balance_is_refused_atomically<S: Store + Clone>(s: S) {
     let bad = Flush {
         prev_seq: 0,
@@ -304,6 +359,7 @@ conformance!(
     every_event_type_makes_the_right_entries,
     a_flush_applied_twice_is_refused_and_changes_nothing,
     a_negative_balance_is_refused_atomically,
+    pipelined_flushes_commit_in_order_or_not_at_all,
     random_engine_streams_reconcile,
     history_pages_by_account,
     consumer_ignores_duplicate_and_replayed_batches,

@@ -1,7 +1,8 @@
 //! Property test of the sans-IO projector over random engine command streams (every
 //! command and option, `workload::Chaos`): after every command the projected balances equal
 //! the engine's, no balance is negative, every command's legs sum to zero per asset (the
-//! projector refuses the batch otherwise), and the running sum of all legs per asset is zero.
+//! projector refuses the batch otherwise), the running sum of all legs per asset is zero, and
+//! each flush lists the orders accepted inside it first (`Flush::new_orders`).
 
 use std::collections::BTreeMap;
 
@@ -54,6 +55,16 @@ fn check_stream(seed: u64, len: usize, flush_every: u64) {
                 for o in &f.orders {
                     assert!(o.filled >= 0 && o.leaves >= 0, "{o:?}");
                 }
+                // The first `new_orders` rows were accepted inside this flush (PostgreSQL
+                // inserts them without a conflict check), the others before it; each order
+                // appears once.
+                assert!(f.new_orders <= f.orders.len());
+                for (k, o) in f.orders.iter().enumerate() {
+                    let new = o.created_seq > f.prev_seq;
+                    assert_eq!(new, k < f.new_orders, "seed {seed}: order {} at {k} of {:?}", o.order_id, f.new_orders);
+                }
+                let ids: std::collections::BTreeSet<_> = f.orders.iter().map(|o| o.order_id).collect();
+                assert_eq!(ids.len(), f.orders.len(), "seed {seed}: an order twice in one flush");
             }
         }
     }
