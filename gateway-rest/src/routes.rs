@@ -53,17 +53,42 @@ impl FromRequest<Gw> for Req {
             .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         let query = parts.uri.query().unwrap_or("").to_string();
         if query.len() > gw.cfg.max_query_len {
+            drain(body).await;
             return Err(ApiError::new(Code::QueryTooLong, format!("query longer than {} bytes", gw.cfg.max_query_len)));
         }
         let too_large = || ApiError::new(Code::BodyTooLarge, format!("body larger than {MAX_BODY} bytes"));
         if let Some(len) = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()) {
             if len.parse::<usize>().map_or(true, |n| n > MAX_BODY) {
+                drain(body).await;
                 return Err(too_large());
             }
         }
         let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| too_large())?;
         Ok(Req { method: parts.method, path: parts.uri.path().to_string(), query, headers: parts.headers, body, ip })
     }
+}
+
+/// How much of a refused request's body is read and thrown away.
+const MAX_DRAIN: usize = 1 << 20;
+
+/// Reads and discards what the client is still sending, up to [`MAX_DRAIN`]
+/// bytes or one second, before an early refusal. Closing a socket with
+/// unread input makes the kernel send a reset, which can destroy our 4xx
+/// answer before the client reads it: the client sees a broken connection
+/// instead of a clear error. Past the bounds the connection is simply closed.
+async fn drain(body: axum::body::Body) {
+    use futures_util::StreamExt;
+    let mut data = body.into_data_stream();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+        let mut seen = 0usize;
+        while let Some(Ok(chunk)) = data.next().await {
+            seen += chunk.len();
+            if seen > MAX_DRAIN {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 impl Req {
