@@ -17,7 +17,9 @@ import sys
 # target group key (modules/edge output target_group_arns) -> (service, port)
 BINDINGS = {
     "rest": ("gateway-rest", 8080),
-    "ws": ("gateway-rest", 8081),
+    # WebSocket streams are served on the REST port (/api/v1/ws); their target group differs only in
+    # stickiness and drain time.
+    "ws": ("gateway-rest", 8080),
     "fix": ("gateway-fix", 9880),
     "binary": ("gateway-binary", 9890),
 }

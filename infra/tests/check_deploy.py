@@ -3,7 +3,8 @@
 
 Parses every manifest, resolves the kustomize overlays (resources + JSON6902 patches) in Python, and checks
 the contracts with infra/terraform: service accounts = Pod Identity associations, KEDA Kinesis triggers =
-the environment's stream name, node pools = node group labels. Exits non-zero listing every violation.
+the environment's stream name, node pools = node group labels, ALB target groups = the REST gateway's port
+and health route. Exits non-zero listing every violation.
 """
 import pathlib
 import re
@@ -135,7 +136,35 @@ def check_env(env, docs):
     return sum(len(v) for v in by_kind.values())
 
 
+def check_edge_contract():
+    """The ALB target groups must point at what the REST gateway serves: its port and its health path."""
+    sys.dont_write_bytecode = True  # do not leave __pycache__ in deploy/k8s
+    sys.path.insert(0, str(K8S))
+    bindings = __import__("render-target-group-bindings").BINDINGS
+    lb = (TF.parent / "edge" / "load-balancers.tf").read_text()
+    routes = (REPO / "gateway-rest" / "src" / "routes.rs").read_text()
+    services = yaml.safe_load_all((K8S / "base" / "services.yaml").read_text())
+    ports = {(s["metadata"]["name"], p["port"]) for s in services if s and s.get("kind") == "Service"
+             for p in s["spec"]["ports"]}
+    for key, (service, port) in bindings.items():
+        if (service, port) not in ports:
+            err(f"TargetGroupBinding {key} points at {service}:{port}, which no Service exposes")
+    for key in ("rest", "ws"):
+        m = re.search(r'resource "aws_lb_target_group" "%s" \{(.*?)\n\}' % key, lb, re.S)
+        if not m:
+            err(f"modules/edge: no aws_lb_target_group.{key}")
+            continue
+        body = m.group(1)
+        port = re.search(r"\n  port\s*=\s*(\d+)", body)
+        if not port or int(port.group(1)) != bindings[key][1]:
+            err(f"modules/edge: target group {key} port {port and port.group(1)} != binding port {bindings[key][1]}")
+        path = re.search(r'path\s*=\s*"([^"]+)"', body)
+        if not path or f'.route("{path.group(1)}"' not in routes:
+            err(f"modules/edge: target group {key} probes {path and path.group(1)}, which gateway-rest does not route")
+
+
 def main():
+    check_edge_contract()
     total = 0
     for env in ("dev", "test", "prod"):
         n = check_env(env, load_kustomization(K8S / "overlays" / env))

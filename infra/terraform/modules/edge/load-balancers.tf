@@ -103,16 +103,18 @@ resource "aws_lb_target_group" "rest" {
   tags = var.tags
 }
 
+# The gateway serves WebSocket streams on its REST port at /api/v1/ws; a target group of its own
+# gives the long-lived connections sticky routing and a longer drain on deploys than REST needs.
 resource "aws_lb_target_group" "ws" {
   name                 = "${var.name}-ws"
-  port                 = 8081
+  port                 = 8080
   protocol             = "HTTP"
   target_type          = "ip"
   vpc_id               = var.vpc_id
   deregistration_delay = 120
 
   health_check {
-    path    = "/ws/health"
+    path    = "/api/v1/health"
     matcher = "200"
   }
 
