@@ -7,6 +7,7 @@ mod engine_cmd;
 mod metrics;
 mod replay;
 mod serve;
+mod serve_archive;
 mod serve_engine;
 mod serve_marketdata;
 mod serve_rest;

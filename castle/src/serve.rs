@@ -38,6 +38,8 @@ pub struct ServeArgs {
     pub metrics: crate::metrics::MetricsArgs,
     #[command(flatten)]
     pub rest: crate::serve_rest::RestArgs,
+    #[command(flatten)]
+    pub archive: Box<crate::serve_archive::ArchiveArgs>,
 }
 
 /// Demo instruments: BTC-USDT and ETH-USDT (assets 1 = BTC, 2 = USDT, 3 = ETH),
@@ -101,6 +103,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let md = crate::serve_marketdata::start(&args.md, link.clone(), &metrics)?;
     let metrics_server = crate::metrics::serve(&args.metrics, metrics.clone()).await?;
     let settlement = crate::serve_settlement::start(&args.data_dir, link.clone()).await?;
+    let archive = crate::serve_archive::start(&args.archive, &args.data_dir, link.clone(), &metrics).await?;
     let server = serve_fix(config, link.clone()).await.context("starting the FIX gateway")?;
     let (rest, rest_lines) = crate::serve_rest::start(&args.rest, link, &args.data_dir).await?;
     let fix = server.local_addr().map(|a| a.to_string()).unwrap_or_else(|| "-".into());
@@ -121,6 +124,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         rest.shutdown().await;
         server.shutdown().await;
         settlement.stop().await?;
+        archive.stop().await?;
         md.shutdown().await;
         metrics_server.shutdown().await;
         return crate::serve_engine::stop(&engine);
@@ -133,6 +137,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     rest.shutdown().await;
     server.shutdown().await;
     settlement.stop().await?;
+    archive.stop().await?;
     md.shutdown().await;
     metrics_server.shutdown().await;
     crate::serve_engine::stop(&engine)?;
