@@ -360,8 +360,27 @@ struct Claims {
     sub: String,
     #[serde(default)]
     castle_account: Option<u32>,
+    /// Cognito puts user-pool custom attributes in ID tokens under
+    /// `custom:<name>`, always as strings: `"custom:castle_account": "7"`.
+    #[serde(default, rename = "custom:castle_account")]
+    cognito_account: Option<String>,
     #[serde(default)]
     scope: Option<String>,
+}
+
+/// The account a token names: `castle_account`, else Cognito's
+/// `custom:castle_account` (a decimal string), else the subject map.
+fn account_of(c: &Claims, subjects: &HashMap<String, u32>) -> Result<u32, &'static str> {
+    if let Some(a) = c.castle_account {
+        return Ok(a);
+    }
+    if let Some(text) = &c.cognito_account {
+        return match text.parse::<u32>() {
+            Ok(a) if text.len() <= 10 && text.bytes().all(|b| b.is_ascii_digit()) => Ok(a),
+            _ => Err("custom:castle_account is not an account number"),
+        };
+    }
+    subjects.get(&c.sub).copied().ok_or("token subject is not mapped to an account")
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -413,10 +432,7 @@ impl JwtVerifier {
         let data = jsonwebtoken::decode::<Claims>(token, key, &self.validation)
             .map_err(|e| bad(&format!("invalid token: {e}")))?;
         let c = data.claims;
-        let account = c
-            .castle_account
-            .or_else(|| self.subjects.get(&c.sub).copied())
-            .ok_or_else(|| bad("token subject is not mapped to an account"))?;
+        let account = account_of(&c, &self.subjects).map_err(bad)?;
         let scopes = match c.scope {
             None => Scopes::ALL,
             Some(s) => {
