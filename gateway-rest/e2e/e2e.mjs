@@ -106,6 +106,7 @@ try {
     const p = three.page;
     await p.goto(url + '/', { timeout: T });
     await p.waitForSelector('#oidc-btn:not(.hidden)', { timeout: T });
+    await p.screenshot({ path: join(artifacts, 'sign-in.png'), clip: { x: 0, y: 0, width: 1600, height: 120 } });
     await p.click('#oidc-btn');
     await p.waitForURL((u) => u.toString().startsWith(oidc + '/authorize'), { timeout: T });
     await p.click('#as-trader-2');
