@@ -34,6 +34,9 @@ pub struct RestArgs {
     pub rest_jwt_issuer: Option<String>,
     #[arg(long)]
     pub rest_jwt_audience: Option<String>,
+    /// Subject map and the page's single sign-on (boxed: `castle`'s subcommand enum stays small).
+    #[command(flatten)]
+    pub sso: Box<SsoArgs>,
     /// Weight budget per minute per IP and per key (defaults: 6000 and 3000).
     #[arg(long)]
     pub rest_ip_weight: Option<u32>,
@@ -45,6 +48,30 @@ pub struct RestArgs {
     /// memory; `memory` serves only the last 1,000 orders and fills per account kept in memory.
     #[arg(long, value_enum, default_value_t = HistorySource::Ledger)]
     pub rest_history: HistorySource,
+}
+
+/// Bearer-token subjects and single sign-on on the trading page.
+#[derive(Args, Clone)]
+pub struct SsoArgs {
+    /// Map a token subject to an account (repeatable, SUB=ACCOUNT), for tokens
+    /// without a `castle_account` (or Cognito `custom:castle_account`) claim.
+    #[arg(long, value_name = "SUB=ACCOUNT")]
+    pub rest_jwt_subject: Vec<String>,
+    /// Single sign-on on the trading page: the OIDC provider's authorization
+    /// endpoint (Cognito: https://<domain>/oauth2/authorize). Needs --rest-jwks,
+    /// --rest-oidc-token and --rest-oidc-client-id.
+    #[arg(long, requires_all = ["rest_oidc_token", "rest_oidc_client_id"])]
+    pub rest_oidc_authorize: Option<String>,
+    /// The provider's token endpoint (Cognito: https://<domain>/oauth2/token).
+    #[arg(long, requires = "rest_oidc_authorize")]
+    pub rest_oidc_token: Option<String>,
+    /// The page's OAuth client id (a public client: PKCE, no secret).
+    #[arg(long, requires = "rest_oidc_authorize")]
+    pub rest_oidc_client_id: Option<String>,
+    #[arg(long, default_value = "openid")]
+    pub rest_oidc_scope: String,
+    #[arg(long, default_value = "Sign in with SSO")]
+    pub rest_oidc_label: String,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,13 +112,26 @@ pub async fn start(args: &RestArgs, link: Arc<dyn EngineLink>, data_dir: &Path) 
                     &text,
                     args.rest_jwt_issuer.as_deref(),
                     args.rest_jwt_audience.as_deref(),
-                    Default::default(),
+                    subjects(&args.sso.rest_jwt_subject)?,
                 )
                 .context("loading the JWKS")?,
             )
         }
         None => None,
     };
+    let sso = &args.sso;
+    if let (Some(authorization_endpoint), Some(token_endpoint), Some(client_id)) =
+        (&sso.rest_oidc_authorize, &sso.rest_oidc_token, &sso.rest_oidc_client_id)
+    {
+        anyhow::ensure!(args.rest_jwks.is_some(), "--rest-oidc-authorize needs --rest-jwks (to verify the ID tokens)");
+        cfg.oidc = Some(castle_gateway_rest::page::OidcLogin {
+            authorization_endpoint: authorization_endpoint.clone(),
+            token_endpoint: token_endpoint.clone(),
+            client_id: client_id.clone(),
+            scope: sso.rest_oidc_scope.clone(),
+            label: sso.rest_oidc_label.clone(),
+        });
+    }
     let gw = Gateway::new(cfg, link, jwt);
     // API keys created through the API persist in <data-dir>/rest/keys.sqlite,
     // secrets sealed under CASTLE_REST_STORAGE_KEY (64 hex digits) or the 0600
@@ -127,6 +167,19 @@ pub async fn start(args: &RestArgs, link: Arc<dyn EngineLink>, data_dir: &Path) 
         server.url()
     ));
     Ok((server, lines))
+}
+
+/// `--rest-jwt-subject SUB=ACCOUNT` entries.
+fn subjects(list: &[String]) -> Result<std::collections::HashMap<String, u32>> {
+    list.iter()
+        .map(|e| {
+            let (sub, account) =
+                e.rsplit_once('=').with_context(|| format!("--rest-jwt-subject {e}: want SUB=ACCOUNT"))?;
+            let account =
+                account.parse().with_context(|| format!("--rest-jwt-subject {e}: account is not a number"))?;
+            Ok((sub.to_string(), account))
+        })
+        .collect()
 }
 
 fn hex_decode(s: &str) -> Result<Vec<u8>> {

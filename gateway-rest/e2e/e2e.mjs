@@ -1,7 +1,9 @@
 // The trading page in headless Chromium against a running `castle serve`:
 // log in, place a limit order, see it in the book and in open orders,
 // cancel it, then cross a resting order from a second account and see the
-// trade. Prints `rest-e2e: N passed, M failed` (steps after a failure are
+// trade; then sign in through single sign-on (authorization code + PKCE
+// against the local OIDC stand-in, oidc-standin.mjs: the gateway verifies
+// its ID token against the stand-in's JWKS) and place an order. Prints `rest-e2e: N passed, M failed` (steps after a failure are
 // counted as failed, never skipped).
 import { chromium } from 'playwright-core';
 import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
@@ -9,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const url = process.env.CASTLE_URL;
+const oidc = process.env.CASTLE_OIDC;
 const secrets = { 1: process.env.CASTLE_SECRET_1, 2: process.env.CASTLE_SECRET_2 };
 const artifacts = process.env.REST_E2E_ARTIFACTS || 'artifacts';
 mkdirSync(artifacts, { recursive: true });
@@ -56,7 +59,7 @@ async function order(page, side, price, qty) {
 
 const one = await browser();
 const p1 = one.page;
-let two = null;
+let two = null, three = null;
 try {
   await step('page loads instruments and goes live', async () => {
     await p1.goto(url + '/', { timeout: T });
@@ -97,6 +100,33 @@ try {
     await p1.waitForSelector('#fills tr[data-fill-id] >> text=maker', { timeout: T });
     await p1.waitForFunction(() => document.querySelector('#st-last').textContent === '60500.00', null, { timeout: T });
   });
+  await step('sign in with SSO (OIDC code + PKCE, a JWT from a local JWKS) and place an order', async () => {
+    if (!oidc) throw new Error('CASTLE_OIDC (the stand-in provider) is not set');
+    three = await browser();
+    const p = three.page;
+    await p.goto(url + '/', { timeout: T });
+    await p.waitForSelector('#oidc-btn:not(.hidden)', { timeout: T });
+    await p.screenshot({ path: join(artifacts, 'sign-in.png'), clip: { x: 0, y: 0, width: 1600, height: 120 } });
+    await p.click('#oidc-btn');
+    await p.waitForURL((u) => u.toString().startsWith(oidc + '/authorize'), { timeout: T });
+    await p.click('#as-trader-2');
+    await p.waitForFunction(() => document.querySelector('#account-label').textContent === 'Account 2', null, { timeout: T });
+    if (new URL(p.url()).search !== '') throw new Error(`the code stayed in the address bar: ${p.url()}`);
+    await p.waitForSelector('#balances tr[data-asset="USDT"]', { timeout: T });
+    await p.waitForFunction(() => document.querySelector('#ws-status').textContent === 'live', null, { timeout: T });
+    const m = await order(p, 'BUY', '59100', '0.05');
+    if (!/new/.test(m)) throw new Error(`ticket says ${m}`);
+    await p.waitForSelector('#open-orders tr[data-order-id] >> text=59100.00', { timeout: T });
+    // Balances change only through the user stream, so this shows the WebSocket logged in with the token too.
+    const locked = (zero) => p.waitForFunction((z) => {
+      const td = document.querySelectorAll('#balances tr[data-asset="USDT"] td')[2];
+      return td && /^0(\.0*)?$/.test(td.textContent) === z;
+    }, zero, { timeout: T });
+    await locked(false);
+    await p.click('#open-orders tr[data-order-id] button.cancel');
+    await p.waitForSelector('#open-orders tr[data-order-id]', { state: 'detached', timeout: T });
+    await locked(true);
+  });
   await step('a fuller book for the screenshot', async () => {
     await p1.click('#tab-open');
     for (const [side, price, qty] of [['BUY', '60400', '0.15'], ['BUY', '60350.5', '0.4'], ['BUY', '60200', '1.2'],
@@ -113,6 +143,7 @@ try {
   if (broken) await p1.screenshot({ path: join(artifacts, 'failure.png') }).catch(() => {});
   await one.ctx.close();
   if (two) await two.ctx.close();
+  if (three) await three.ctx.close();
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 }
 console.log(`screenshots in ${artifacts}`);

@@ -28,9 +28,28 @@ browser() {
     if [ ! -d "$here/node_modules/playwright-core" ]; then
         (cd "$here" && npm ci --no-audit --no-fund --loglevel=error) || return 1
     fi
-    local work pid url s1 s2 rc
+    local work pid url s1 s2 rc oidc oidc_pid
     work=$(mktemp -d)
-    "$castle" serve --fix-listen 127.0.0.1:0 --rest-listen 127.0.0.1:0 --data-dir "$work" >"$work/out" 2>"$work/err" &
+    # A local OIDC provider (oidc-standin.mjs) for the page's single sign-on step.
+    node "$here/oidc-standin.mjs" "$work/jwks.json" castle-web >"$work/oidc" 2>&1 &
+    oidc_pid=$!
+    for _ in $(seq 1 100); do
+        grep -q '^OIDC ' "$work/oidc" 2>/dev/null && break
+        kill -0 "$oidc_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    oidc=$(sed -n 's/^OIDC //p' "$work/oidc")
+    if [ -z "$oidc" ]; then
+        echo "rest-e2e: the OIDC stand-in did not start:" >&2
+        cat "$work/oidc" >&2
+        kill "$oidc_pid" 2>/dev/null
+        rm -rf "$work"
+        return 1
+    fi
+    "$castle" serve --fix-listen 127.0.0.1:0 --rest-listen 127.0.0.1:0 --data-dir "$work" \
+        --rest-jwks "$work/jwks.json" --rest-jwt-issuer "$oidc" --rest-jwt-audience castle-web \
+        --rest-oidc-authorize "$oidc/authorize" --rest-oidc-token "$oidc/token" --rest-oidc-client-id castle-web \
+        >"$work/out" 2>"$work/err" &
     pid=$!
     for _ in $(seq 1 300); do
         grep -q '^REST API' "$work/out" 2>/dev/null && break
@@ -42,7 +61,7 @@ browser() {
     s2=$(sed -n 's/^REST demo key for account 2: key demo-account-2 secret //p' "$work/out")
     rc=1
     if [ -n "$url" ] && [ -n "$s1" ] && [ -n "$s2" ]; then
-        CASTLE_URL=$url CASTLE_SECRET_1=$s1 CASTLE_SECRET_2=$s2 node "$here/e2e.mjs" | tee "$work/report"
+        CASTLE_URL=$url CASTLE_OIDC=$oidc CASTLE_SECRET_1=$s1 CASTLE_SECRET_2=$s2 node "$here/e2e.mjs" | tee "$work/report"
         rc=${PIPESTATUS[0]}
         browser_passed=$(sed -n 's/^rest-e2e-browser: \([0-9]*\) passed, \([0-9]*\) failed$/\1/p' "$work/report")
         browser_failed=$(sed -n 's/^rest-e2e-browser: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$work/report")
@@ -50,8 +69,8 @@ browser() {
         echo "castle serve did not start:" >&2
         cat "$work/err" >&2
     fi
-    kill "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
+    kill "$pid" "$oidc_pid" 2>/dev/null
+    wait "$pid" "$oidc_pid" 2>/dev/null
     rm -rf "$work"
     return "$rc"
 }

@@ -28,7 +28,6 @@ use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use zeroize::Zeroizing;
 
 use crate::error::{ApiError, Code};
 use crate::vault::{KeyVault, VaultError};
@@ -131,6 +130,36 @@ pub fn verify(secret: &str, payload: &[u8], signature_hex: &str) -> bool {
     mac.verify_slice(&sig).is_ok()
 }
 
+/// HMAC-SHA256 already keyed with one API key's secret: the padded key
+/// blocks are hashed once when the key is loaded, not on every request, and
+/// the canonical string is fed piece by piece (no copy of the body).
+#[derive(Clone)]
+struct KeyedMac(HmacSha256);
+
+impl KeyedMac {
+    fn new(secret: &str) -> Self {
+        KeyedMac(HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length"))
+    }
+
+    /// Constant-time check of `signature_hex` over [`canonical`]'s string.
+    fn verify(&self, timestamp: &str, method: &str, path: &str, query: &str, body: &[u8], signature_hex: &str) -> bool {
+        let mut sig = [0u8; 32];
+        if hex::decode_to_slice(signature_hex, &mut sig).is_err() {
+            return false;
+        }
+        let mut mac = self.0.clone();
+        mac.update(timestamp.as_bytes());
+        mac.update(method.as_bytes());
+        mac.update(path.as_bytes());
+        if !query.is_empty() {
+            mac.update(b"?");
+            mac.update(query.as_bytes());
+        }
+        mac.update(body);
+        mac.verify_slice(&sig).is_ok()
+    }
+}
+
 /// The signature headers of one request, as received.
 #[derive(Clone, Debug, Default)]
 pub struct SignedParts<'a> {
@@ -146,7 +175,8 @@ type SeenSignatures = (VecDeque<(u64, [u8; 32])>, std::collections::HashSet<[u8;
 pub struct KeyStore {
     master: Vec<u8>,
     keys: HashMap<String, ApiKey>,
-    secrets: HashMap<String, Zeroizing<String>>,
+    /// Keyed HMAC per key id (the secret text itself is not kept here).
+    secrets: HashMap<String, KeyedMac>,
     /// Where created keys and revocations are persisted (none: memory only).
     vault: Option<KeyVault>,
     /// Recently seen signatures per key, oldest first, with their timestamps.
@@ -172,7 +202,7 @@ impl KeyStore {
         let stored = vault.load()?;
         let n = stored.len();
         for (k, secret) in stored {
-            self.secrets.insert(k.id.clone(), secret);
+            self.secrets.insert(k.id.clone(), KeyedMac::new(&secret));
             self.keys.insert(k.id.clone(), k);
         }
         self.vault = Some(vault);
@@ -200,7 +230,7 @@ impl KeyStore {
             return None;
         }
         let secret = self.secret_of(&key.id);
-        self.secrets.insert(key.id.clone(), Zeroizing::new(secret.clone()));
+        self.secrets.insert(key.id.clone(), KeyedMac::new(&secret));
         self.keys.insert(key.id.clone(), key);
         Some(secret)
     }
@@ -227,7 +257,7 @@ impl KeyStore {
         if let Some(v) = &self.vault {
             v.insert(&key, &secret).map_err(storage_error)?;
         }
-        self.secrets.insert(key.id.clone(), Zeroizing::new(secret.clone()));
+        self.secrets.insert(key.id.clone(), KeyedMac::new(&secret));
         self.keys.insert(key.id.clone(), key.clone());
         Ok((key, secret))
     }
@@ -296,8 +326,7 @@ impl KeyStore {
         }
         let sig = parts.signature.ok_or_else(|| ApiError::new(Code::Unauthorized, "X-SIGNATURE header required"))?;
         let secret = self.secrets.get(key_id).ok_or_else(|| ApiError::new(Code::InvalidApiKey, "invalid API key"))?;
-        let payload = canonical(ts_text, method, path, query, body);
-        if !verify(secret, &payload, sig) {
+        if !secret.verify(ts_text, method, path, query, body, sig) {
             return Err(ApiError::new(Code::InvalidSignature, "signature does not match"));
         }
         let caller = Caller { account: key.account, scopes: key.scopes, key_id: Some(key.id.clone()) };
@@ -360,8 +389,27 @@ struct Claims {
     sub: String,
     #[serde(default)]
     castle_account: Option<u32>,
+    /// Cognito puts user-pool custom attributes in ID tokens under
+    /// `custom:<name>`, always as strings: `"custom:castle_account": "7"`.
+    #[serde(default, rename = "custom:castle_account")]
+    cognito_account: Option<String>,
     #[serde(default)]
     scope: Option<String>,
+}
+
+/// The account a token names: `castle_account`, else Cognito's
+/// `custom:castle_account` (a decimal string), else the subject map.
+fn account_of(c: &Claims, subjects: &HashMap<String, u32>) -> Result<u32, &'static str> {
+    if let Some(a) = c.castle_account {
+        return Ok(a);
+    }
+    if let Some(text) = &c.cognito_account {
+        return match text.parse::<u32>() {
+            Ok(a) if text.len() <= 10 && text.bytes().all(|b| b.is_ascii_digit()) => Ok(a),
+            _ => Err("custom:castle_account is not an account number"),
+        };
+    }
+    subjects.get(&c.sub).copied().ok_or("token subject is not mapped to an account")
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -413,10 +461,7 @@ impl JwtVerifier {
         let data = jsonwebtoken::decode::<Claims>(token, key, &self.validation)
             .map_err(|e| bad(&format!("invalid token: {e}")))?;
         let c = data.claims;
-        let account = c
-            .castle_account
-            .or_else(|| self.subjects.get(&c.sub).copied())
-            .ok_or_else(|| bad("token subject is not mapped to an account"))?;
+        let account = account_of(&c, &self.subjects).map_err(bad)?;
         let scopes = match c.scope {
             None => Scopes::ALL,
             Some(s) => {

@@ -1,7 +1,9 @@
 //! Strict decimal strings at the edge: prices, quantities and amounts arrive
 //! as JSON strings ("60000.01"), are parsed exactly and then mapped onto the
 //! instrument's grid by the engine's `Scaling` (off-grid values are refused,
-//! never rounded).
+//! never rounded). Every conversion between the engine's integers and the
+//! API's decimal strings in this crate goes through this module (one place
+//! to switch when castle-engine grows its shared scaling helper).
 
 use castle_engine::{ConversionError, InstrumentSpec, Scaling};
 use rust_decimal::Decimal;
@@ -80,6 +82,15 @@ pub fn qty_str(spec: &InstrumentSpec, lots: i64) -> String {
 
 pub fn units_str(units: i64, decimals: u32) -> String {
     show(Scaling::units_to_amount(units, decimals))
+}
+
+/// Quote amount of `tick_lots` (price ticks times lots), via the tick value
+/// in quote minor units.
+pub fn notional_str(spec: &InstrumentSpec, tick_lots: i128) -> String {
+    let tv = spec.units().map(|u| u.tick_value).unwrap_or(0) as i128;
+    let units = tick_lots.saturating_mul(tv);
+    let units = i64::try_from(units).unwrap_or(i64::MAX);
+    units_str(units, spec.scaling.quote_decimals)
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use tokio::sync::{broadcast, oneshot};
 use crate::accounts::{AccountLimits, Accounts, Fill, OrderRecord};
 use crate::api::*;
 use crate::auth::{ApiKey, JwtVerifier, KeyStore, Scopes};
-use crate::decimal::{price_str, qty_str, units_str};
+use crate::decimal::{notional_str, price_str, qty_str, units_str};
 use crate::error::{ApiError, Code};
 use crate::limits::{RateConfig, RateLimiter};
 
@@ -70,6 +70,10 @@ pub struct RestConfig {
     /// from the settlement ledger merged with memory; None: memory only
     /// (the last `accounts.max_history` orders and `max_fills` fills).
     pub history: Option<castle_settlement::history::History>,
+    /// Single sign-on for the trading page (authorization code + PKCE
+    /// against an OIDC provider); the bearer tokens it yields are verified
+    /// by the gateway's [`JwtVerifier`]. None: API-key login only.
+    pub oidc: Option<crate::page::OidcLogin>,
 }
 
 impl RestConfig {
@@ -85,6 +89,7 @@ impl RestConfig {
             ws: WsLimits::default(),
             max_query_len: 1_024,
             history: None,
+            oidc: None,
         }
     }
 }
@@ -163,6 +168,9 @@ struct PendingTable {
     by_client: HashMap<(u32, String), u64>,
     client_of: HashMap<u64, (u32, String)>,
 }
+
+/// Most engine batches the stream consumer applies under one lock.
+const STREAM_CHUNK: usize = 256;
 
 /// Most requests in flight at once (beyond: 503, engine busy).
 pub const MAX_PENDING: usize = 65_536;
@@ -259,8 +267,12 @@ impl Gateway {
         let gw = self.clone();
         Ok(tokio::spawn(async move {
             let mut rx = rx;
-            while let Some(batch) = rx.recv().await {
-                gw.on_batch(batch);
+            // Everything queued at once is applied under one state lock and
+            // one pending-table lock (under load the engine is ahead of us:
+            // this is where the per-batch locking went).
+            let mut batches = Vec::with_capacity(STREAM_CHUNK);
+            while rx.recv_many(&mut batches, STREAM_CHUNK).await > 0 {
+                gw.on_batches(&mut batches);
             }
             tracing::warn!("engine stream ended");
         }))
@@ -270,30 +282,49 @@ impl Gateway {
     /// wakes the request waiting for it. State first: a woken request reads
     /// the order it placed.
     pub fn on_batch(&self, batch: Arc<EngineBatch>) {
-        let pushes = {
+        self.on_batches(&mut vec![batch]);
+    }
+
+    /// [`Gateway::on_batch`] for consecutive batches (drained from `batches`),
+    /// in order: all of them are applied before any request is woken.
+    pub fn on_batches(&self, batches: &mut Vec<Arc<EngineBatch>>) {
+        let mut pushes = Vec::new();
+        {
             let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
-            if batch.events.iter().any(|e| matches!(e.kind, EventKind::InstrumentAdded { .. })) {
-                st.instruments = Instruments::from_specs(&self.link.instruments());
-            }
             // Messages are rendered only when someone listens.
-            st.apply(&batch, self.push.receiver_count() > 0)
-        };
+            let publish = self.push.receiver_count() > 0;
+            for batch in batches.iter() {
+                if batch.events.iter().any(|e| matches!(e.kind, EventKind::InstrumentAdded { .. })) {
+                    st.instruments = Instruments::from_specs(&self.link.instruments());
+                }
+                pushes.extend(st.apply(batch, publish));
+            }
+        }
         if !pushes.is_empty() {
             // No receivers is fine.
             let _ = self.push.send(Arc::new(pushes));
         }
-        if let Some(Origin { gateway, request }) = batch.origin {
-            if gateway == self.cfg.gateway_id {
-                let waiters = {
-                    let mut p = lock(&self.pending);
-                    if let Some(key) = p.client_of.remove(&request) {
-                        p.by_client.remove(&key);
-                    }
-                    p.waiters.remove(&request)
-                };
-                for w in waiters.into_iter().flatten() {
-                    let _ = w.send(batch.clone());
+        let mine = |b: &EngineBatch| b.origin.filter(|o| o.gateway == self.cfg.gateway_id).map(|o| o.request);
+        if !batches.iter().any(|b| mine(b).is_some()) {
+            batches.clear();
+            return;
+        }
+        let mut wake = Vec::new();
+        {
+            let mut p = lock(&self.pending);
+            for batch in batches.drain(..) {
+                let Some(request) = mine(&batch) else { continue };
+                if let Some(key) = p.client_of.remove(&request) {
+                    p.by_client.remove(&key);
                 }
+                if let Some(waiters) = p.waiters.remove(&request) {
+                    wake.push((waiters, batch));
+                }
+            }
+        }
+        for (waiters, batch) in wake {
+            for w in waiters {
+                let _ = w.send(batch.clone());
             }
         }
     }
@@ -580,14 +611,6 @@ pub fn interval_secs(name: &str) -> Option<u64> {
         "1d" => 86_400,
         _ => return None,
     })
-}
-
-/// Quote minor units of `tick_lots` (price ticks times lots).
-fn notional_str(spec: &InstrumentSpec, tick_lots: i128) -> String {
-    let tv = spec.units().map(|u| u.tick_value).unwrap_or(0) as i128;
-    let units = tick_lots.saturating_mul(tv);
-    let units = i64::try_from(units).unwrap_or(i64::MAX);
-    units_str(units, spec.scaling.quote_decimals)
 }
 
 pub fn candle_view(spec: &InstrumentSpec, c: &castle_marketdata::Candle) -> CandleView {

@@ -575,6 +575,54 @@ async fn bearer_jwt() {
     }
 }
 
+/// Cognito ID tokens name the account in the custom attribute
+/// `custom:castle_account`, a string; tokens without either claim map
+/// their subject; a non-numeric attribute is refused.
+#[tokio::test]
+async fn bearer_jwt_cognito_claims_and_subject_map() {
+    let subjects = [("user-9".to_string(), 1u32)].into_iter().collect();
+    let verifier = JwtVerifier::new(JWKS, Some("https://idp.test"), Some("castle"), subjects).unwrap();
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(JWT_KEY.as_bytes()).unwrap();
+    let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    h.kid = Some("test-key-1".into());
+    let exp = now_ms() / 1000 + 600;
+    let token = |extra: Value| {
+        let mut claims = json!({"sub": "user-7", "iss": "https://idp.test", "aud": "castle", "exp": exp});
+        claims.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        jsonwebtoken::encode(&h, &claims, &key).unwrap()
+    };
+    let account = |tok: String| verifier.verify(&tok).map(|c| c.account).map_err(|e| e.code);
+    assert_eq!(account(token(json!({"custom:castle_account": "2"}))), Ok(2));
+    assert_eq!(account(token(json!({"castle_account": 2, "custom:castle_account": "1"}))), Ok(2));
+    assert_eq!(account(token(json!({"sub": "user-9"}))), Ok(1), "subject map");
+    for bad in [json!({"custom:castle_account": "two"}), json!({"custom:castle_account": "-1"}), json!({})] {
+        assert_eq!(account(token(bad.clone())), Err(1108), "{bad}");
+    }
+}
+
+/// The page's sign-in settings: off without OIDC configured, the
+/// provider's endpoints and client id when it is.
+#[tokio::test]
+async fn page_oidc_settings() {
+    let t = setup().await;
+    let r = t.get("/oidc.json").await;
+    assert_eq!((r.status.as_u16(), &r.body), (200, &json!({"enabled": false, "bearer": true})));
+    let login = castle_gateway_rest::page::OidcLogin {
+        authorization_endpoint: "https://idp.test/oauth2/authorize".into(),
+        token_endpoint: "https://idp.test/oauth2/token".into(),
+        client_id: "castle-web".into(),
+        scope: "openid".into(),
+        label: "Sign in".into(),
+    };
+    let t = setup_with(|c| c.oidc = Some(login), None).await;
+    let r = t.get("/oidc.json").await;
+    assert_eq!(r.body["enabled"], true);
+    assert_eq!(r.body["authorization_endpoint"], "https://idp.test/oauth2/authorize");
+    assert_eq!(r.body["token_endpoint"], "https://idp.test/oauth2/token");
+    assert_eq!(r.body["client_id"], "castle-web");
+    assert_eq!(r.body["scope"], "openid");
+}
+
 /// An engine that refuses everything (full queue) or swallows commands.
 struct StubLink {
     busy: bool,

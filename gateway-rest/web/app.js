@@ -5,7 +5,7 @@
 
 const $ = (id) => document.getElementById(id);
 const state = {
-  symbols: {}, symbol: null, key: null, secret: null, account: null,
+  symbols: {}, symbol: null, key: null, secret: null, token: null, account: null, oidc: null,
   book: { seq: null, applied: 0, bids: new Map(), asks: new Map(), buffer: [] },
   trades: [], candles: [], orders: new Map(), fills: [], balances: new Map(),
   side: 'BUY', type: 'LIMIT', ws: null, lastTs: 0,
@@ -44,7 +44,9 @@ async function api(method, path, query = '', body = null, signed = false) {
   const url = path + (query ? '?' + query : '');
   const headers = {};
   if (b) headers['Content-Type'] = 'application/json';
-  if (signed) {
+  if (signed && state.token) {
+    headers['Authorization'] = 'Bearer ' + state.token;
+  } else if (signed) {
     const ts = stamp();
     headers['X-API-KEY'] = state.key;
     headers['X-TIMESTAMP'] = String(ts);
@@ -52,6 +54,10 @@ async function api(method, path, query = '', body = null, signed = false) {
   }
   const r = await fetch(url, { method, headers, body: b || undefined });
   const j = await r.json().catch(() => null);
+  if (r.status === 401 && signed && state.token && state.account) {
+    // An expired or revoked session: sign in again.
+    logout(); msg('Session expired: sign in again', 'err');
+  }
   if (!r.ok) throw new Error(j && j.message ? `${j.message} [${j.code}]` : `HTTP ${r.status}`);
   return j;
 }
@@ -202,25 +208,29 @@ function drawChart() {
 }
 
 // ---------- account
-async function login(key, secret) {
-  state.key = key; state.secret = secret;
+// `creds`: {key, secret} (HMAC-signed requests) or {token} (a bearer ID token from the OIDC provider).
+async function login(creds) {
+  state.key = creds.key || null; state.secret = creds.secret || null; state.token = creds.token || null;
   try {
     const a = await api('GET', '/api/v1/account', '', null, true);
     state.account = a.account;
     state.balances = new Map(a.balances.map((b) => [b.asset, b]));
-    $('login').classList.add('hidden'); $('account').classList.remove('hidden');
+    $('login').classList.add('hidden'); $('token-form').classList.add('hidden'); $('account').classList.remove('hidden');
     $('account-label').textContent = `Account ${a.account}`;
+    if (state.token) sessionStorage.setItem('castle.token', state.token);
     await Promise.all([loadOrders(), loadFills()]);
     renderBalances(); renderTicket();
     wsLogin();
     msg('', '');
   } catch (e) {
-    state.key = state.secret = null;
+    state.key = state.secret = state.token = null;
+    sessionStorage.removeItem('castle.token');
     msg(`Login failed: ${e.message}`, 'err');
   }
 }
 function logout() {
-  state.key = state.secret = state.account = null;
+  state.key = state.secret = state.token = state.account = null;
+  sessionStorage.removeItem('castle.token');
   state.orders.clear(); state.fills = []; state.balances.clear();
   $('login').classList.remove('hidden'); $('account').classList.add('hidden');
   renderOrders(); renderFills(); renderBalances(); renderTicket();
@@ -309,10 +319,58 @@ async function cancelOrder(id) {
   } catch (e) { msg(e.message, 'err'); }
 }
 
+// ---------- single sign-on: OAuth 2.0 authorization code + PKCE (RFC 7636) against an OIDC provider
+// (Cognito's hosted UI, or any provider whose ID tokens the gateway's JWKS verifies). The page is a
+// public client: no secret; the PKCE verifier, state and nonce live in sessionStorage for the round trip.
+const b64url = (bytes) => btoa(String.fromCharCode(...bytes)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+const randomToken = () => b64url(crypto.getRandomValues(new Uint8Array(32)));
+const redirectUri = () => location.origin + '/';
+function jwtClaims(t) {
+  const p = t.split('.')[1] || '';
+  return JSON.parse(atob(p.replace(/-/g, '+').replace(/_/g, '/')));
+}
+async function startSso() {
+  const o = state.oidc;
+  const verifier = randomToken(), st = randomToken(), nonce = randomToken();
+  const challenge = b64url(new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(verifier))));
+  sessionStorage.setItem('castle.sso', JSON.stringify({ verifier, state: st, nonce }));
+  const q = new URLSearchParams({ response_type: 'code', client_id: o.client_id, redirect_uri: redirectUri(),
+    scope: o.scope, state: st, nonce, code_challenge: challenge, code_challenge_method: 'S256' });
+  location.assign(o.authorization_endpoint + (o.authorization_endpoint.includes('?') ? '&' : '?') + q);
+}
+// Back from the provider with ?code=&state= (or ?error=): trade the code for tokens, sign in with the ID token.
+async function finishSso(params) {
+  history.replaceState(null, '', location.pathname); // the code is single-use: drop it from the address bar
+  const saved = JSON.parse(sessionStorage.getItem('castle.sso') || 'null');
+  sessionStorage.removeItem('castle.sso');
+  if (params.get('error')) throw new Error(params.get('error_description') || params.get('error'));
+  if (!saved || params.get('state') !== saved.state) throw new Error('state mismatch (start the sign-in again)');
+  const o = state.oidc;
+  const r = await fetch(o.token_endpoint, { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ grant_type: 'authorization_code', client_id: o.client_id, code: params.get('code'),
+      redirect_uri: redirectUri(), code_verifier: saved.verifier }) });
+  const j = await r.json().catch(() => null);
+  if (!r.ok || !j || !j.id_token) throw new Error((j && (j.error_description || j.error)) || `token endpoint HTTP ${r.status}`);
+  if (jwtClaims(j.id_token).nonce !== saved.nonce) throw new Error('nonce mismatch');
+  await login({ token: j.id_token });
+}
+async function initSignIn() {
+  const o = await fetch('/oidc.json').then((r) => r.json()).catch(() => ({ enabled: false, bearer: false }));
+  state.oidc = o.enabled ? o : null;
+  if (o.enabled) { $('oidc-btn').textContent = o.label; $('oidc-btn').classList.remove('hidden'); }
+  if (o.bearer) $('token-toggle').classList.remove('hidden');
+  const params = new URLSearchParams(location.search);
+  if (state.oidc && (params.get('code') || params.get('error'))) return finishSso(params);
+  const kept = sessionStorage.getItem('castle.token');
+  if (o.bearer && kept) await login({ token: kept });
+}
+
 // ---------- WebSocket
 function wsSend(m) { if (state.ws && state.ws.readyState === 1) state.ws.send(JSON.stringify(m)); }
 async function wsLogin() {
-  if (!state.key || !state.ws || state.ws.readyState !== 1) return;
+  if (!state.ws || state.ws.readyState !== 1) return;
+  if (state.token) { wsSend({ op: 'login', token: state.token }); return; }
+  if (!state.key) return;
   const ts = stamp();
   wsSend({ op: 'login', api_key: state.key, timestamp: ts, signature: await hmacHex(state.secret, ts + 'GET/api/v1/ws') });
 }
@@ -356,7 +414,10 @@ function connectWs() {
 
 // ---------- wiring
 $('symbol').addEventListener('change', (e) => selectSymbol(e.target.value));
-$('login').addEventListener('submit', (e) => { e.preventDefault(); login($('key-id').value.trim(), $('key-secret').value.trim()); });
+$('login').addEventListener('submit', (e) => { e.preventDefault(); login({ key: $('key-id').value.trim(), secret: $('key-secret').value.trim() }); });
+$('oidc-btn').addEventListener('click', () => startSso().catch((e) => msg('Sign-in failed: ' + e.message, 'err')));
+$('token-toggle').addEventListener('click', () => $('token-form').classList.toggle('hidden'));
+$('token-form').addEventListener('submit', (e) => { e.preventDefault(); login({ token: $('token').value.trim() }); $('token').value = ''; });
 $('logout-btn').addEventListener('click', logout);
 $('side-buy').addEventListener('click', () => { state.side = 'BUY'; renderTicket(); });
 $('side-sell').addEventListener('click', () => { state.side = 'SELL'; renderTicket(); });
@@ -379,3 +440,4 @@ window.addEventListener('resize', drawChart);
 setInterval(() => { $('clock').textContent = new Date().toISOString().replace('T', ' ').slice(0, 19) + ' UTC'; }, 1000);
 renderOrders(); renderFills(); renderBalances();
 loadInstruments().then(connectWs).catch((e) => msg('Cannot reach the gateway: ' + e.message, 'err'));
+initSignIn().catch((e) => msg('Sign-in failed: ' + e.message, 'err'));
