@@ -45,11 +45,13 @@ pub mod client;
 pub mod link;
 pub mod payload;
 pub mod proto;
+pub mod remote;
 pub mod ring;
 pub mod server;
 pub mod state;
 
 pub use link::DurableLink;
+pub use remote::{RemoteConfig, RemoteLink};
 pub use server::{recover, Config, LocalGateway, LocalSubmitter, Server, StatusInfo};
 pub use state::{hex, Replica};
 

@@ -894,7 +894,7 @@ fn connection(sh: &Arc<Shared>, stream: TcpStream, inbox: SyncSender<Inbound>) -
     let mut buf = Vec::with_capacity(256);
     let ty = proto::read_frame(&mut r, &mut buf, proto::MAX_CLIENT_FRAME)?;
     let hello = match ty.map(|ty| proto::parse_client_frame(ty, &buf)) {
-        Some(Ok(ClientFrame::Hello { role, gateway, from_seq })) => (role, gateway, from_seq),
+        Some(Ok(ClientFrame::Hello { role, gateway, from_seq, version })) => (role, gateway, from_seq, version),
         _ => {
             goodbye(&mut w, GoodbyeReason::ProtocolError, 0, "expected Hello")?;
             return Ok(());
@@ -904,23 +904,30 @@ fn connection(sh: &Arc<Shared>, stream: TcpStream, inbox: SyncSender<Inbound>) -
     // Writes that stall this long mean a dead or hopeless peer.
     stream.set_write_timeout(Some(Duration::from_secs(10)))?;
     match hello {
-        (Role::Gateway, gateway, _) => gateway_conn(sh, stream, r, w, inbox, gateway),
-        (Role::Subscriber, _, from) => {
+        (Role::Gateway, gateway, _, _) => gateway_conn(sh, stream, r, w, inbox, gateway),
+        (Role::Subscriber, _, from, version) => {
             let durable = sh.ring.lock().unwrap_or_else(|p| p.into_inner()).last();
             welcome(&mut w, &quick_status(sh), durable, GatewayMark::default())?;
-            stream_to(sh, &mut w, false, from)
+            stream_to(sh, &mut w, if version >= 2 { Feed::Events2 } else { Feed::Events }, from)
         }
-        (Role::Standby, _, from) => {
+        (Role::Standby, _, from, _) => {
             let durable = sh.ring.lock().unwrap_or_else(|p| p.into_inner()).last();
             welcome(&mut w, &quick_status(sh), durable, GatewayMark::default())?;
-            stream_to(sh, &mut w, true, from)
+            stream_to(sh, &mut w, Feed::Records, from)
         }
-        (Role::Control, _, _) => loop {
+        (Role::Control, _, _, version) => loop {
             let Some(ty) = proto::read_frame(&mut r, &mut buf, proto::MAX_CLIENT_FRAME)? else { return Ok(()) };
             let (tx, rx) = sync_channel(1);
             let m = match proto::parse_client_frame(ty, &buf) {
                 Ok(ClientFrame::Status) => Inbound::Status { reply: tx },
                 Ok(ClientFrame::Promote) => Inbound::Promote { reply: tx },
+                Ok(ClientFrame::ListInstruments) if version >= 2 => {
+                    let mut f = Vec::new();
+                    proto::put_instruments(&mut f, &sh.instruments.read().unwrap_or_else(|p| p.into_inner()));
+                    w.write_all(&f)?;
+                    w.flush()?;
+                    continue;
+                }
                 _ => {
                     goodbye(&mut w, GoodbyeReason::ProtocolError, 0, "control: expected Status or Promote")?;
                     return Ok(());
@@ -1031,8 +1038,20 @@ fn frame_buffered(r: &std::io::BufReader<TcpStream>) -> bool {
     b.len() >= 4 && b.len() >= 4 + u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize
 }
 
-/// Streams `Events` (or, for a standby, `Record`s) for every seq after `from`.
-fn stream_to(sh: &Arc<Shared>, w: &mut BufWriter<TcpStream>, records: bool, from: u64) -> ConnResult {
+/// What a stream connection carries.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Feed {
+    /// Version-1 subscribers.
+    Events,
+    /// Version-2 subscribers: events with the command's origin.
+    Events2,
+    /// Standbys: the journal records.
+    Records,
+}
+
+/// Streams `Events`/`Events2` (or, for a standby, `Record`s) for every seq after `from`.
+fn stream_to(sh: &Arc<Shared>, w: &mut BufWriter<TcpStream>, feed: Feed, from: u64) -> ConnResult {
+    let records = feed == Feed::Records;
     let mut next = from + 1;
     let mut live = false;
     let mut catchups = 0;
@@ -1072,7 +1091,10 @@ fn stream_to(sh: &Arc<Shared>, w: &mut BufWriter<TcpStream>, records: bool, from
                 goodbye(w, GoodbyeReason::SlowConsumer, next - 1, &why)?;
                 return Ok(());
             }
-            next = if records { send_old_records(sh, w, next, until)? } else { send_old_events(sh, w, next, until)? };
+            next = match feed {
+                Feed::Records => send_old_records(sh, w, next, until)?,
+                _ => send_old_events(sh, w, next, until, feed == Feed::Events2)?,
+            };
             continue;
         }
         live = true;
@@ -1086,7 +1108,16 @@ fn stream_to(sh: &Arc<Shared>, w: &mut BufWriter<TcpStream>, records: bool, from
                 w.write_all(e.payload())?;
             } else {
                 frame.clear();
-                put_events_frame(&mut frame, e.seq, e.ts, e.events());
+                match feed {
+                    Feed::Events2 => proto::put_events2(
+                        &mut frame,
+                        e.seq,
+                        e.ts,
+                        crate::payload::origin(e.payload()),
+                        e.events().iter().map(|e| &e.kind),
+                    ),
+                    _ => put_events_frame(&mut frame, e.seq, e.ts, e.events()),
+                }
                 w.write_all(&frame)?;
             }
             next = e.seq + 1;
@@ -1119,7 +1150,13 @@ fn send_old_records(sh: &Shared, w: &mut BufWriter<TcpStream>, next: u64, until:
 }
 
 /// Events of `next ..= until` regenerated by deterministic replay (snapshot at or below, then journal).
-fn send_old_events(sh: &Shared, w: &mut BufWriter<TcpStream>, next: u64, until: u64) -> Result<u64, ServerError> {
+fn send_old_events(
+    sh: &Shared,
+    w: &mut BufWriter<TcpStream>,
+    next: u64,
+    until: u64,
+    v2: bool,
+) -> Result<u64, ServerError> {
     let cfg = &sh.cfg;
     let mut rep = state::load_snapshot_at_or_below(&cfg.journal_dir, cfg.limits, usize::MAX, next - 1)?
         .unwrap_or_else(|| Replica::new(cfg.limits, usize::MAX));
@@ -1129,11 +1166,18 @@ fn send_old_events(sh: &Shared, w: &mut BufWriter<TcpStream>, next: u64, until: 
         &cfg.journal_dir,
         &mut rep,
         until,
-        |_, seq, ts, _, events| {
+        |_, seq, ts, payload, events| {
             if seq < next {
                 return true;
             }
-            if let Err(e) = w.write_all(&events_frame(seq, ts, events)) {
+            let frame = if v2 {
+                let mut f = Vec::with_capacity(37 + events.len() * 64);
+                proto::put_events2(&mut f, seq, ts, crate::payload::origin(payload), events.iter().map(|e| &e.kind));
+                f
+            } else {
+                events_frame(seq, ts, events)
+            };
+            if let Err(e) = w.write_all(&frame) {
                 err = Some(e);
                 return false;
             }
