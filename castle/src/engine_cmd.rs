@@ -59,6 +59,9 @@ pub struct EngineArgs {
     /// Sequence numbers of events kept in memory for subscribers.
     #[arg(long, default_value_t = 1 << 16)]
     pub ring: usize,
+    /// On the first start, journal the demo set-up of `castle serve` (instruments, funded accounts 1 and 2).
+    #[arg(long, env = "CASTLE_DEMO")]
+    pub demo: bool,
 }
 
 pub fn run(a: EngineArgs) -> Result<()> {
@@ -77,6 +80,9 @@ pub fn run(a: EngineArgs) -> Result<()> {
         }
         Err(e) => return Err(e).with_context(|| format!("starting the engine on {}", a.journal.display())),
     };
+    if a.demo {
+        println!("demo set-up: {} commands journaled", crate::engine_demo::setup(&server)?);
+    }
     // Tests and scripts read the bound address from this line.
     let addr = server.local_addr().context("the engine server has no TCP listener")?;
     println!("castle engine listening on {addr}");

@@ -43,8 +43,14 @@ use crate::proto::{self, AckStatus, FrameDecoder, GoodbyeReason, Role, ServerFra
 pub struct RemoteConfig {
     /// `castle engine`'s address (host:port).
     pub addr: String,
-    /// This gateway's id (the engine deduplicates per id: two running gateways must not share one).
+    /// This gateway's id at the engine (it deduplicates per id: two running gateways must not
+    /// share one). 0: a subscriber only (market data); `submit` answers `Stopped`.
     pub gateway: u32,
+    /// The id the component puts in its origins when it differs from `gateway` (a component with
+    /// a built-in id run as several replicas, each with its own engine-side id). The link swaps
+    /// the two ids in both directions, so the component sees its own requests under its own id
+    /// and another instance's under `gateway`, never mixed up.
+    pub local_gateway: Option<u32>,
     /// Commands `submit` accepts before answering `Busy`.
     pub queue: usize,
     /// Requests written and not yet acknowledged (kept to resend after a reconnect).
@@ -55,7 +61,14 @@ pub struct RemoteConfig {
 
 impl RemoteConfig {
     pub fn new(addr: impl Into<String>, gateway: u32) -> Self {
-        RemoteConfig { addr: addr.into(), gateway, queue: 65_536, in_flight: 65_536, timeout: Duration::from_secs(5) }
+        RemoteConfig {
+            addr: addr.into(),
+            gateway,
+            local_gateway: None,
+            queue: 65_536,
+            in_flight: 65_536,
+            timeout: Duration::from_secs(5),
+        }
     }
 }
 
@@ -191,6 +204,26 @@ fn unexpected(f: &ServerFrame) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what)
 }
 
+impl RemoteConfig {
+    /// The component's id for this link.
+    fn local(&self) -> u32 {
+        self.local_gateway.unwrap_or(self.gateway)
+    }
+
+    /// An origin from the engine as the component must see it (the swap of `local_gateway`).
+    fn to_local(&self, o: Option<castle_link::Origin>) -> Option<castle_link::Origin> {
+        let local = self.local();
+        o.map(|mut o| {
+            if o.gateway == self.gateway {
+                o.gateway = local;
+            } else if o.gateway == local {
+                o.gateway = self.gateway;
+            }
+            o
+        })
+    }
+}
+
 impl Shared {
     /// One request/reply on a fresh control connection.
     fn control(&self, ty: u8) -> io::Result<ServerFrame> {
@@ -220,8 +253,8 @@ impl RemoteLink {
     /// misconfigured gateway stops at start) and starts the gateway session thread; later
     /// disconnections are retried for ever.
     pub fn connect(cfg: RemoteConfig) -> io::Result<Arc<RemoteLink>> {
-        assert!(cfg.gateway != 0, "gateway id 0 is the engine's own");
         let (tx, rx) = sync_channel(cfg.queue.max(1));
+        let submits = cfg.gateway != 0;
         let shared = Arc::new(Shared {
             unacked: Mutex::new(VecDeque::new()),
             space: Condvar::new(),
@@ -234,8 +267,10 @@ impl RemoteLink {
             cfg,
         });
         shared.refresh_instruments()?;
-        let sh = shared.clone();
-        std::thread::Builder::new().name("castle-remote-gw".into()).spawn(move || gateway_session(sh, rx))?;
+        if submits {
+            let sh = shared.clone();
+            std::thread::Builder::new().name("castle-remote-gw".into()).spawn(move || gateway_session(sh, rx))?;
+        }
         Ok(Arc::new(RemoteLink { shared, tx }))
     }
 
@@ -511,7 +546,7 @@ fn stream_once(sh: &Shared, last: &mut Seq, tx: &tokio::sync::mpsc::Sender<Arc<E
                     sh.instruments_stale.store(true, Ordering::SeqCst);
                 }
                 let events = events.into_iter().map(|kind| Event { seq, ts, kind }).collect();
-                let batch = Arc::new(EngineBatch { origin, seq, ts, events });
+                let batch = Arc::new(EngineBatch { origin: cfg.to_local(origin), seq, ts, events });
                 // Blocks while the consumer is behind: the engine's ring absorbs it, and cuts us
                 // off (SlowConsumer) past that; we then resume from `last`.
                 if tx.blocking_send(batch).is_err() {
@@ -533,14 +568,11 @@ fn stream_once(sh: &Shared, last: &mut Seq, tx: &tokio::sync::mpsc::Sender<Arc<E
 
 impl EngineLink for RemoteLink {
     fn submit(&self, req: EngineRequest) -> Result<(), LinkError> {
-        if req.origin.gateway != self.shared.cfg.gateway {
+        let cfg = &self.shared.cfg;
+        if cfg.gateway == 0 || req.origin.gateway != cfg.local() {
             // The engine knows this connection as one gateway: another id would be deduplicated
             // against the wrong counter.
-            tracing::error!(
-                expected = self.shared.cfg.gateway,
-                got = req.origin.gateway,
-                "submit with a foreign gateway id"
-            );
+            tracing::error!(expected = cfg.local(), got = req.origin.gateway, "submit with a foreign gateway id");
             return Err(LinkError::Stopped);
         }
         // Counted before the send so the session thread never takes one not yet counted.
@@ -588,6 +620,7 @@ impl EngineLink for RemoteLink {
 
     fn first_request(&self, gateway: u32) -> u64 {
         let sh = &self.shared;
+        let gateway = if gateway == sh.cfg.local() { sh.cfg.gateway } else { gateway };
         let asked = hello(&sh.cfg.addr, sh.cfg.timeout, Role::Gateway, gateway, 0, Duration::from_millis(100))
             .and_then(|mut r| r.expect(sh.cfg.timeout));
         let applied = match asked {
@@ -617,5 +650,23 @@ impl EngineLink for RemoteLink {
                 None
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use castle_link::Origin;
+
+    #[test]
+    fn local_gateway_swaps_the_two_ids_and_nothing_else() {
+        let mut cfg = RemoteConfig::new("127.0.0.1:1", 12);
+        let o = |gateway| Some(Origin { gateway, request: 5 });
+        assert_eq!(cfg.to_local(o(12)), o(12), "no local id: unchanged");
+        cfg.local_gateway = Some(3);
+        assert_eq!(cfg.to_local(o(12)), o(3), "ours, under the component's id");
+        assert_eq!(cfg.to_local(o(3)), o(12), "another replica's, never taken for ours");
+        assert_eq!(cfg.to_local(o(4)), o(4));
+        assert_eq!(cfg.to_local(None), None);
     }
 }
