@@ -62,6 +62,9 @@ pub struct EngineArgs {
     /// On the first start, journal the demo set-up of `castle serve` (instruments, funded accounts 1 and 2).
     #[arg(long, env = "CASTLE_DEMO")]
     pub demo: bool,
+    /// TCP front end: io_uring when available (auto), io-uring (or fail), std (a thread per connection).
+    #[arg(long, env = "CASTLE_ENGINE_NET", value_enum, default_value = "auto")]
+    pub net: crate::engine_demo::Net,
 }
 
 pub fn run(a: EngineArgs) -> Result<()> {
@@ -71,6 +74,7 @@ pub fn run(a: EngineArgs) -> Result<()> {
     cfg.recovery = if a.truncate_corrupt { RecoveryMode::Truncate } else { RecoveryMode::Strict };
     cfg.snapshot_every = a.snapshot_every;
     cfg.ring_capacity = a.ring;
+    cfg.net = a.net.into();
     let server = match Server::start(cfg) {
         Ok(s) => s,
         Err(castle_engine_server::ServerError::Journal(e @ JournalError::Corrupt { .. })) => {

@@ -27,3 +27,22 @@ pub fn setup(server: &Server) -> Result<usize> {
     tracing::info!(seq = st.seq, "demo set-up journaled");
     Ok(cmds.len() - done)
 }
+
+/// `castle engine --net`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Net {
+    Auto,
+    IoUring,
+    Std,
+}
+
+impl From<Net> for castle_engine_server::net_uring::NetChoice {
+    fn from(n: Net) -> Self {
+        use castle_engine_server::net_uring::NetChoice;
+        match n {
+            Net::Auto => NetChoice::Auto,
+            Net::IoUring => NetChoice::IoUring,
+            Net::Std => NetChoice::Std,
+        }
+    }
+}

@@ -43,6 +43,7 @@
 
 pub mod client;
 pub mod link;
+pub mod net_uring;
 pub mod payload;
 pub mod proto;
 pub mod remote;

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use castle_engine::{Command, EventKind, InstrumentSpec};
+use castle_engine_server::net_uring::NetChoice;
 use castle_engine_server::{Config, RemoteConfig, RemoteLink, Server};
 use castle_link::{EngineBatch, EngineLink, EngineRequest, LinkError, Origin};
 
@@ -114,9 +115,20 @@ fn deposit(amount: i64) -> Command {
 }
 
 #[test]
-fn remote_link_resumes_after_cuts_without_loss_or_duplicates() {
+fn remote_link_resumes_after_cuts_io_uring_front_end() {
+    resumes_after_cuts(NetChoice::IoUring);
+}
+
+#[test]
+fn remote_link_resumes_after_cuts_std_front_end() {
+    resumes_after_cuts(NetChoice::Std);
+}
+
+fn resumes_after_cuts(net: NetChoice) {
     let tmp = tempfile::tempdir().expect("tmp");
-    let server = Server::start(Config::new(tmp.path().join("journal"), "127.0.0.1:0")).expect("start");
+    let mut cfg = Config::new(tmp.path().join("journal"), "127.0.0.1:0");
+    cfg.net = net;
+    let server = Server::start(cfg).expect("start");
     let addr = server.local_addr().expect("addr").to_string();
     let proxy = Proxy::start(addr.clone());
     let link = RemoteLink::connect(RemoteConfig::new(proxy.addr.clone(), GW)).expect("connect");
