@@ -83,19 +83,40 @@ pub(crate) fn start(
     inbox: SyncSender<Inbound>,
 ) -> Result<JoinHandle<()>, ServerError> {
     let choice = sh.cfg.net;
-    if choice != NetChoice::Std {
-        match Front::new(sh.clone(), &listener, inbox.clone()) {
+    let listener = if choice == NetChoice::Std {
+        listener
+    } else {
+        // The ring is set up on the thread that will use it (a single-issuer ring belongs to
+        // the thread that created it); that thread says whether it could, then runs it. The
+        // listener moves to it and comes back on failure.
+        let (tx, rx) = sync_channel::<Result<(), (std::io::Error, TcpListener)>>(1);
+        let (sh2, inbox2) = (sh.clone(), inbox.clone());
+        let handle = server::spawn("castle-net", move || match Front::new(sh2, &listener, inbox2) {
             Ok(front) => {
-                tracing::info!(front_end = "io_uring", "engine TCP front end");
-                return Ok(server::spawn("castle-net", move || {
-                    let _listener = listener; // kept open for the ring's accept
-                    front.run()
-                }));
+                let _ = tx.send(Ok(()));
+                front.run();
+                drop(listener); // kept open until the ring's accept is gone
             }
-            Err(e) if choice == NetChoice::IoUring => return Err(ServerError::io("io_uring front end", e)),
-            Err(e) => tracing::warn!(error = %e, "io_uring unavailable: using the threaded front end"),
+            Err(e) => {
+                let _ = tx.send(Err((e, listener)));
+            }
+        });
+        match rx.recv() {
+            Ok(Ok(())) => {
+                tracing::info!(front_end = "io_uring", "engine TCP front end");
+                return Ok(handle);
+            }
+            Ok(Err((e, l))) => {
+                let _ = handle.join();
+                if choice == NetChoice::IoUring {
+                    return Err(ServerError::io("io_uring front end", e));
+                }
+                tracing::warn!(error = %e, "io_uring unavailable: using the threaded front end");
+                l
+            }
+            Err(_) => return Err(ServerError::Stopped("the io_uring front end thread died".into())),
         }
-    }
+    };
     tracing::info!(front_end = "std threads", "engine TCP front end");
     Ok(server::spawn("castle-accept", move || server::acceptor(sh, listener, inbox)))
 }
@@ -174,7 +195,13 @@ struct Front {
 
 impl Front {
     fn new(sh: Arc<Shared>, listener: &TcpListener, inbox: SyncSender<Inbound>) -> std::io::Result<Front> {
-        let ring = IoUring::builder().build(RING_ENTRIES)?;
+        // Only this thread submits and reaps: completions' task work can wait until it enters the
+        // kernel to wait (fewer interruptions, completions reaped in bigger batches). Older
+        // kernels (before 6.1) refuse the flags: a plain ring then.
+        let ring = match IoUring::builder().setup_single_issuer().setup_defer_taskrun().build(RING_ENTRIES) {
+            Ok(r) => r,
+            Err(_) => IoUring::builder().build(RING_ENTRIES)?,
+        };
         let mut probe = Probe::new();
         ring.submitter().register_probe(&mut probe)?;
         for (code, name) in [

@@ -1,4 +1,4 @@
-//! `cargo bench -p castle-engine-server --bench remote`: what running a gateway in its own process costs, and the engine's TCP
+//! `cargo bench -p castle-engine-server --bench remote_link`: what running a gateway in its own process costs, and the engine's TCP
 //! front ends compared, each against its baseline in the same run (alternating rounds):
 //!
 //! 1. **Round trip**: one command submitted, the gateway waits for that command's batch in the
@@ -149,7 +149,7 @@ fn remote(dir: &std::path::Path, n: usize) -> Result<Histogram<u64>> {
 }
 
 /// One gateway connection keeping `window` commands in flight; returns when `n` are acknowledged.
-fn pump(addr: &str, gateway: u32, n: u64, window: u64) -> Result<()> {
+fn pump(addr: &str, gateway: u32, n: u64, window: u64, done: &std::sync::Barrier) -> Result<()> {
     let s = TcpStream::connect(addr)?;
     s.set_nodelay(true)?;
     let mut w = BufWriter::with_capacity(1 << 16, s.try_clone()?);
@@ -197,30 +197,60 @@ fn pump(addr: &str, gateway: u32, n: u64, window: u64) -> Result<()> {
         }
         w.flush()?;
     }
-    reader.join().map_err(|_| "reader panicked")??;
+    let r = reader.join().map_err(|_| "reader panicked");
+    // All acknowledged: hold the connection open while the front end's CPU time is read.
+    done.wait();
+    done.wait();
+    r??;
     Ok(())
 }
 
-fn throughput(dir: &std::path::Path, net: NetChoice, a: &RemoteArgs) -> Result<f64> {
+/// CPU seconds (user + system) used so far by the server's front-end threads: `castle-net`
+/// (io_uring) or `castle-conn` + `castle-gw-out` + `castle-accept` (threads). The threads must
+/// still be alive when read (the pumps hold their connections open meanwhile).
+fn front_end_cpu() -> f64 {
+    let tick = 100.0; // USER_HZ on Linux
+    let mut total = 0u64;
+    for t in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
+        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else { continue };
+        let Some((name, rest)) = stat.split_once(" (").and_then(|(_, r)| r.split_once(") ")) else { continue };
+        if !matches!(name, "castle-net" | "castle-conn" | "castle-gw-out" | "castle-accept") {
+            continue;
+        }
+        // Fields after the name: state is field 3, utime 14 and stime 15 (1-based).
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        total += f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        total += f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    }
+    total as f64 / tick
+}
+
+/// (commands/s, front-end CPU microseconds per command)
+fn throughput(dir: &std::path::Path, net: NetChoice, a: &RemoteArgs) -> Result<(f64, f64)> {
     let mut cfg = config(dir, "127.0.0.1:0");
     cfg.net = net;
     let server = Server::start(cfg).map_err(|e| format!("server: {e}"))?;
     let addr = server.local_addr().ok_or("no address")?.to_string();
     let per = a.commands / a.connections.max(1);
+    let done = Arc::new(std::sync::Barrier::new(a.connections as usize + 1));
+    let cpu0 = front_end_cpu();
     let t = Instant::now();
     let handles: Vec<_> = (0..a.connections)
         .map(|i| {
-            let addr = addr.clone();
-            let window = a.window;
-            std::thread::spawn(move || pump(&addr, 100 + i as u32, per, window))
+            let (addr, window, done) = (addr.clone(), a.window, done.clone());
+            std::thread::spawn(move || pump(&addr, 100 + i as u32, per, window, &done))
         })
         .collect();
+    done.wait();
+    let elapsed = t.elapsed().as_secs_f64();
+    let cpu = front_end_cpu() - cpu0;
+    done.wait();
     for h in handles {
         h.join().map_err(|_| "pump panicked")??;
     }
-    let rate = (per * a.connections) as f64 / t.elapsed().as_secs_f64();
+    let n = (per * a.connections) as f64;
     server.shutdown()?;
-    Ok(rate)
+    Ok((n / elapsed, cpu * 1e6 / n))
 }
 
 fn run(a: RemoteArgs) -> Result<()> {
@@ -243,9 +273,12 @@ fn run(a: RemoteArgs) -> Result<()> {
         a.connections, a.window, a.commands
     );
     for round in 1..=a.rounds {
-        let u = throughput(&fresh(), NetChoice::IoUring, &a)?;
-        let s = throughput(&fresh(), NetChoice::Std, &a)?;
-        println!(" round {round}: io_uring {:>9.0}/s   std threads {:>9.0}/s   ratio {:.2}", u, s, u / s);
+        let (u, ucpu) = throughput(&fresh(), NetChoice::IoUring, &a)?;
+        let (s, scpu) = throughput(&fresh(), NetChoice::Std, &a)?;
+        println!(
+            " round {round}: io_uring {u:>9.0}/s ({ucpu:.2} us front-end CPU/command)   std threads {s:>9.0}/s ({scpu:.2} us)   ratio {:.2}",
+            u / s
+        );
     }
     Ok(())
 }
