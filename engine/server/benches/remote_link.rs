@@ -253,28 +253,39 @@ fn throughput(dir: &std::path::Path, net: NetChoice, a: &RemoteArgs) -> Result<(
     Ok((n / elapsed, cpu * 1e6 / n))
 }
 
+/// A directory removed when dropped.
+struct Scratch(std::path::PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 fn run(a: RemoteArgs) -> Result<()> {
     std::fs::create_dir_all(&a.dir)?;
+    // One journal directory per measurement, deleted right after it (a 2M-command round
+    // writes a few hundred MB).
     let mut k = 0;
     let mut fresh = || {
         k += 1;
         let d = a.dir.join(format!("run-{}-{k}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
-        d
+        Scratch(d)
     };
     println!("round trip: submit -> own batch in the stream (fsync per command), {} per round", a.round_trips);
     for round in 1..=a.rounds {
         println!(" round {round}");
-        line("DurableLink (in process)", &in_process(&fresh(), a.round_trips)?);
-        line("RemoteLink (TCP loopback)", &remote(&fresh(), a.round_trips)?);
+        line("DurableLink (in process)", &in_process(&fresh().0, a.round_trips)?);
+        line("RemoteLink (TCP loopback)", &remote(&fresh().0, a.round_trips)?);
     }
     println!(
         "commands/s over TCP: {} connections x window {}, {} commands per round",
         a.connections, a.window, a.commands
     );
     for round in 1..=a.rounds {
-        let (u, ucpu) = throughput(&fresh(), NetChoice::IoUring, &a)?;
-        let (s, scpu) = throughput(&fresh(), NetChoice::Std, &a)?;
+        let (u, ucpu) = throughput(&fresh().0, NetChoice::IoUring, &a)?;
+        let (s, scpu) = throughput(&fresh().0, NetChoice::Std, &a)?;
         println!(
             " round {round}: io_uring {u:>9.0}/s ({ucpu:.2} us front-end CPU/command)   std threads {s:>9.0}/s ({scpu:.2} us)   ratio {:.2}",
             u / s

@@ -53,8 +53,11 @@ pub enum NetChoice {
 }
 
 /// Wakes the front end's ring from another thread (an eventfd the ring always has a read on).
+/// Only while the ring thread is about to wait or waiting: a busy ring picks the acknowledgements
+/// up on its next turn anyway, and each wake-up costs the sequencer a syscall and the ring a turn.
 pub struct Waker {
     fd: OwnedFd,
+    sleeping: AtomicBool,
 }
 
 impl Waker {
@@ -65,10 +68,20 @@ impl Waker {
             return Err(std::io::Error::last_os_error());
         }
         // SAFETY: `fd` is a fresh, owned, valid descriptor.
-        Ok(Waker { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+        Ok(Waker { fd: unsafe { OwnedFd::from_raw_fd(fd) }, sleeping: AtomicBool::new(false) })
     }
 
+    /// Called after queueing something for the ring: wakes it if it sleeps.
     pub fn wake(&self) {
+        // Pairs with the fence in `Front::run`: either the ring sees what was queued, or we see
+        // that it sleeps (Dekker: both sides store, fence, then load).
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.sleeping.swap(false, Ordering::SeqCst) {
+            self.signal();
+        }
+    }
+
+    fn signal(&self) {
         let one = 1u64.to_ne_bytes();
         // A full counter (EAGAIN) means a wake-up is pending anyway.
         // SAFETY: writes 8 bytes from a live buffer to our eventfd.
@@ -132,7 +145,10 @@ const OP_WAKE: u64 = 2;
 const OP_RECV: u64 = 3;
 const OP_SEND: u64 = 4;
 
+/// Completion tag: op (8 bits) | slot (32 bits) | connection generation (24 bits), so a late
+/// completion for a closed connection is never taken for the one now in its slot.
 fn user_data(op: u64, slot: usize, gen: u32) -> u64 {
+    debug_assert!(slot <= u32::MAX as usize && gen <= 0xff_ffff);
     op | (slot as u64) << 8 | (gen as u64) << 40
 }
 
@@ -254,7 +270,20 @@ impl Front {
             let ts =
                 if polling { types::Timespec::new().nsec(1_000_000) } else { types::Timespec::new().nsec(100_000_000) };
             let args = types::SubmitArgs::new().timespec(&ts);
-            match self.ring.submitter().submit_with_args(1, &args) {
+            // Announce the wait, then look at the acknowledgement queues once more: anything the
+            // sequencer queued before seeing the flag is picked up here instead of waking us.
+            self.waker.sleeping.store(true, Ordering::SeqCst);
+            std::sync::atomic::fence(Ordering::SeqCst);
+            let want = if self.take_acks() {
+                self.waker.sleeping.store(false, Ordering::SeqCst);
+                self.service();
+                0
+            } else {
+                1
+            };
+            let waited = self.ring.submitter().submit_with_args(want, &args);
+            self.waker.sleeping.store(false, Ordering::SeqCst);
+            match waited {
                 Ok(_) => {}
                 Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY)) => {}
                 Err(e) => {
@@ -270,6 +299,20 @@ impl Front {
             self.service();
         }
         self.stop();
+    }
+
+    /// Moves queued acknowledgements into the connections' send buffers; true if there were any.
+    fn take_acks(&mut self) -> bool {
+        let mut any = false;
+        for c in self.conns.iter_mut().flatten() {
+            if let Phase::Gateway { acks, .. } = &c.phase {
+                while let Ok(f) = acks.try_recv() {
+                    c.queued.extend_from_slice(&f);
+                    any = true;
+                }
+            }
+        }
+        any
     }
 
     /// Arms the accept and the wake-up read when they are not in flight.
@@ -343,7 +386,8 @@ impl Front {
             return;
         }
         let _ = stream.set_nodelay(true);
-        self.next_gen = self.next_gen.wrapping_add(1);
+        // 24 bits: what fits in the user data next to the op and the slot.
+        self.next_gen = (self.next_gen + 1) & 0xff_ffff;
         let c = Conn {
             stream,
             gen: self.next_gen,
@@ -538,7 +582,7 @@ impl Front {
             if !busy {
                 break;
             }
-            self.waker.wake();
+            self.waker.signal();
             let ts = types::Timespec::new().nsec(10_000_000);
             let _ = self.ring.submitter().submit_with_args(1, &types::SubmitArgs::new().timespec(&ts));
             let done: Vec<_> = self.ring.completion().map(|c| (c.user_data(), c.result(), c.flags())).collect();
