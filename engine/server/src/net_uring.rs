@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use castle_engine::Command;
 use io_uring::{cqueue, opcode, types, IoUring, Probe};
@@ -137,6 +137,8 @@ pub(crate) fn start(
 const RING_ENTRIES: u32 = 1_024;
 /// Bytes one recv may deliver (a gateway's burst of Submits is read in pieces of this size).
 const RECV_BUF: usize = 64 << 10;
+/// How long a new connection may take to send its Hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Commands per inbox message (as the threaded path).
 const BATCH: usize = 256;
 
@@ -173,6 +175,9 @@ enum Phase {
 
 struct Conn {
     stream: TcpStream,
+    /// When it was accepted: a connection that has not said Hello within [`HELLO_TIMEOUT`] is
+    /// closed (as the threaded path's read timeout does), so silent sockets cannot pile up.
+    accepted: Instant,
     gen: u32,
     phase: Phase,
     dec: FrameDecoder,
@@ -379,9 +384,9 @@ impl Front {
         let sh = &self.sh;
         if sh.connections.fetch_add(1, Ordering::SeqCst) >= sh.cfg.max_connections {
             sh.connections.fetch_sub(1, Ordering::SeqCst);
+            // Best effort, never blocking the ring: a fresh socket's buffer takes a Goodbye.
             let mut s = stream;
-            let _ = s.set_nonblocking(false);
-            let _ = s.set_write_timeout(Some(Duration::from_millis(100)));
+            let _ = s.set_nonblocking(true);
             let _ = server::goodbye(&mut s, GoodbyeReason::Unavailable, 0, "too many connections");
             return;
         }
@@ -390,6 +395,7 @@ impl Front {
         self.next_gen = (self.next_gen + 1) & 0xff_ffff;
         let c = Conn {
             stream,
+            accepted: Instant::now(),
             gen: self.next_gen,
             phase: Phase::Hello,
             dec: FrameDecoder::new(proto::MAX_CLIENT_FRAME),
@@ -508,6 +514,9 @@ impl Front {
         }
         for slot in 0..self.conns.len() {
             let Some(c) = self.conns[slot].as_mut() else { continue };
+            if matches!(c.phase, Phase::Hello) && !c.closing && c.accepted.elapsed() > HELLO_TIMEOUT {
+                refuse(c, "no Hello in time");
+            }
             flush_held(&self.inbox, c);
             if let Phase::Gateway { out, acks, .. } = &c.phase {
                 while let Ok(f) = acks.try_recv() {
