@@ -88,3 +88,69 @@ fn a_gateway_process_killed_and_restarted_places_no_order_twice() {
     }
     assert!(seen.len() >= 2, "both orders came through the gateway: {seen:?}");
 }
+
+/// GET over plain HTTP/1.1 (loopback, `Connection: close`); returns the body.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::Read;
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).expect("send");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
+}
+
+/// Polls `f` until it is true (panics with `what` after 60 s): no sleeps as synchronisation.
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !f() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_venue_as_four_processes_sees_one_order_everywhere() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let engine = EngineProc::start(&dir.path().join("journal"), &["--demo"]).unwrap_or_else(|e| panic!("{e:?}"));
+    let e = engine.addr.as_str();
+    let fix_data = dir.path().join("fix");
+    let rest_data = dir.path().join("rest");
+    let (_fix, fix_addr) = gateway(e, fix_data.to_str().expect("utf-8"));
+    let mut rest = Proc::castle(&[
+        "gateway-rest",
+        "--engine",
+        e,
+        "--rest-listen",
+        "127.0.0.1:0",
+        "--rest-plain",
+        "--rest-history",
+        "memory",
+        "--data-dir",
+        rest_data.to_str().expect("utf-8"),
+    ]);
+    let up = rest.wait_for_line("castle gateway-rest is up");
+    let rest_addr = up.split("REST on http://").nth(1).and_then(|r| r.split([',', ' ']).next()).expect("REST address");
+    let rest_addr = rest_addr.to_string();
+    // Unicast feed to a port nobody listens on: this test reads market data's statistics.
+    let mut md = Proc::castle(&["marketdata", "--engine", e, "--feed-dest", "127.0.0.1:9"]);
+    let up = md.wait_for_line("castle marketdata is up");
+    let metrics = up.split("metrics on http://").nth(1).and_then(|r| r.split('/').next()).expect("metrics").to_string();
+
+    // The REST gateway lists the engine's instruments (fetched over the engine link).
+    let info = http_get(&rest_addr, "/api/v1/exchangeInfo");
+    assert!(info.contains("\"BTC-USDT\"") && info.contains("\"ETH-USDT\""), "{info}");
+
+    // An order through the FIX gateway process ...
+    let (mut s, mut buf) = logon(&fix_addr);
+    s.write_all(&fix_from("DEMO1", 2, "D", &order("ord-md", "59000.00"))).expect("send order");
+    let ack = read_until(&mut s, &mut buf, &["35=8|", "11=ord-md|"]);
+    assert!(ack.contains("150=0|"), "{ack}");
+    // ... rests in the REST gateway's book and is counted by market data, both other processes.
+    eventually("the bid in the REST depth", || http_get(&rest_addr, "/api/v1/depth?symbol=BTC-USDT").contains("59000"));
+    eventually("the order in market data's statistics", || {
+        http_get(&metrics, "/metrics")
+            .lines()
+            .any(|l| l.starts_with("castle_venue_orders_accepted_total") && !l.ends_with(" 0"))
+    });
+}
