@@ -89,7 +89,7 @@ struct Shared {
     unacked: Mutex<VecDeque<(u64, Command)>>,
     /// Signalled when `unacked` shrinks or the connection dies.
     space: Condvar,
-    /// Requests in the queue, not yet taken by the session thread.
+    /// Requests submitted and not yet in `unacked` (in the queue, or taken and held).
     queued: AtomicU64,
     /// Highest request id taken from the queue (0: none).
     highest: AtomicU64,
@@ -420,10 +420,7 @@ fn write_requests(
         let first = match held.take() {
             Some(r) => r,
             None => match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(r) => {
-                    sh.queued.fetch_sub(1, Ordering::SeqCst);
-                    r
-                }
+                Ok(r) => r,
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => return Ok(true),
             },
@@ -440,6 +437,9 @@ fn write_requests(
                     break;
                 }
                 q.push_back((req.origin.request, req.command));
+                // Counted out only now, under the lock `flush` looks under: a request is always
+                // either queued or unacknowledged until its acknowledgement.
+                sh.queued.fetch_sub(1, Ordering::SeqCst);
             }
             sh.highest.fetch_max(req.origin.request, Ordering::Relaxed);
             put_submit(&mut frame, req.origin.request, &req.command);
@@ -447,9 +447,6 @@ fn write_requests(
             written += 1;
             if written < 256 {
                 next = rx.try_recv().ok();
-                if next.is_some() {
-                    sh.queued.fetch_sub(1, Ordering::SeqCst);
-                }
             }
         }
         w.flush()?;
