@@ -146,3 +146,47 @@ fn gateway_protocol_io_uring_front_end() {
 fn gateway_protocol_std_front_end() {
     gateway_protocol(NetChoice::Std);
 }
+
+/// A sequencer inbox of one message: the front end must hold what it read (io_uring: and stop
+/// reading) until there is room, never drop or reorder a command.
+fn backpressure(net: NetChoice) {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut cfg = Config::new(tmp.path().join("journal"), "127.0.0.1:0");
+    cfg.net = net;
+    cfg.inbox_capacity = 1;
+    let server = Server::start(cfg).expect("start");
+    let addr = server.local_addr().expect("addr").to_string();
+    let mut gateways: Vec<Connection> = (0..3)
+        .map(|g| {
+            let c = Connection::connect(&addr, Role::Gateway, 20 + g, 0).expect("connect");
+            c.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+            c
+        })
+        .collect();
+    for c in gateways.iter_mut() {
+        for i in 1..=3_000 {
+            c.submit(i, &deposit(i)).expect("submit");
+        }
+        c.flush().expect("flush");
+    }
+    let mut seqs = Vec::new();
+    for c in gateways.iter_mut() {
+        for (i, (request, seq, status)) in acks(c, 3_000).into_iter().enumerate() {
+            assert_eq!((request, status), (i as u64 + 1, AckStatus::Applied), "in request order, all applied");
+            seqs.push(seq);
+        }
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=9_000).collect::<Vec<_>>(), "every command applied exactly once");
+    server.shutdown().expect("shutdown");
+}
+
+#[test]
+fn backpressure_io_uring_front_end() {
+    backpressure(NetChoice::IoUring);
+}
+
+#[test]
+fn backpressure_std_front_end() {
+    backpressure(NetChoice::Std);
+}
