@@ -59,6 +59,12 @@ pub struct EngineArgs {
     /// Sequence numbers of events kept in memory for subscribers.
     #[arg(long, default_value_t = 1 << 16)]
     pub ring: usize,
+    /// On the first start, journal the demo set-up of `castle serve` (instruments, funded accounts 1 and 2).
+    #[arg(long, env = "CASTLE_DEMO")]
+    pub demo: bool,
+    /// TCP front end: io_uring when available (auto), io-uring (or fail), std (a thread per connection).
+    #[arg(long, env = "CASTLE_ENGINE_NET", value_enum, default_value = "auto")]
+    pub net: crate::engine_demo::Net,
 }
 
 pub fn run(a: EngineArgs) -> Result<()> {
@@ -68,6 +74,7 @@ pub fn run(a: EngineArgs) -> Result<()> {
     cfg.recovery = if a.truncate_corrupt { RecoveryMode::Truncate } else { RecoveryMode::Strict };
     cfg.snapshot_every = a.snapshot_every;
     cfg.ring_capacity = a.ring;
+    cfg.net = a.net.into();
     let server = match Server::start(cfg) {
         Ok(s) => s,
         Err(castle_engine_server::ServerError::Journal(e @ JournalError::Corrupt { .. })) => {
@@ -77,6 +84,9 @@ pub fn run(a: EngineArgs) -> Result<()> {
         }
         Err(e) => return Err(e).with_context(|| format!("starting the engine on {}", a.journal.display())),
     };
+    if a.demo {
+        println!("demo set-up: {} commands journaled", crate::engine_demo::setup(&server)?);
+    }
     // Tests and scripts read the bound address from this line.
     let addr = server.local_addr().context("the engine server has no TCP listener")?;
     println!("castle engine listening on {addr}");

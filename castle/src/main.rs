@@ -4,6 +4,8 @@ mod bench;
 mod bench_durable;
 mod bench_settlement;
 mod engine_cmd;
+mod engine_demo;
+mod gateway_cmd;
 mod metrics;
 mod replay;
 mod serve;
@@ -41,6 +43,12 @@ enum Cmd {
     Settlement(settlement_cmd::SettlementArgs),
     /// Compare the ledger with the engine (journal replay or live stream) at the ledger's seq; exit 1 on any difference.
     Reconcile(settlement_cmd::ReconcileArgs),
+    /// The FIX gateway as its own process, against `castle engine` (--engine ADDR).
+    GatewayFix(gateway_cmd::GatewayFixArgs),
+    /// The REST/WebSocket gateway as its own process, against `castle engine` (--engine ADDR).
+    GatewayRest(gateway_cmd::GatewayRestArgs),
+    /// Market data (feed, statistics, Redis fan-out) as its own process, against `castle engine`.
+    Marketdata(gateway_cmd::MarketDataCmdArgs),
     /// Benchmarks and load generators.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -59,5 +67,8 @@ fn main() -> anyhow::Result<()> {
         Cmd::Settlement(args) => settlement_cmd::run_settlement(args),
         Cmd::Reconcile(args) => settlement_cmd::run_reconcile(args),
         Cmd::Bench(cmd) => bench::run(cmd),
+        Cmd::GatewayFix(a) => gateway_cmd::run_fix(a),
+        Cmd::GatewayRest(a) => gateway_cmd::run_rest(a),
+        Cmd::Marketdata(a) => gateway_cmd::run_marketdata(a),
     }
 }

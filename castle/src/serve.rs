@@ -57,7 +57,7 @@ pub fn demo_commands() -> Vec<Command> {
     cmds
 }
 
-fn demo_fix_config(listen: &str, store: &Path) -> String {
+pub(crate) fn demo_fix_config(listen: &str, store: &Path) -> String {
     format!(
         "[DEFAULT]\nGatewayId=1\nListenAddress={listen}\nSenderCompID=CASTLE\nStoreDir={}\nMaxMessagesPerSecond=1000\n\
          MaxOpenOrders=10000\n\n[SESSION]\nTargetCompID=DEMO1\nAccount=1\nUsername=demo1\nPassword=demo\n\n\

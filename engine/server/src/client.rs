@@ -4,10 +4,10 @@ use std::io::{self, BufReader, BufWriter, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use castle_engine::codec::{encode_command, Reader};
+use castle_engine::codec::encode_command;
 use castle_engine::{Command, EventKind, StateHash};
 
-use crate::proto::{self, AckStatus, Body, Role};
+use crate::proto::{self, AckStatus, Body, Role, ServerFrame};
 
 fn bad(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what.to_string())
@@ -94,37 +94,12 @@ impl Connection {
     /// Next frame from the server; `Ok(None)` when the connection closed.
     pub fn recv(&mut self) -> io::Result<Option<Delivery>> {
         let Some(ty) = proto::read_frame(&mut self.r, &mut self.buf, proto::MAX_SERVER_FRAME)? else { return Ok(None) };
-        let mut b = Body(&self.buf);
-        let short = || bad("short frame");
-        Ok(Some(match ty {
-            proto::EVENTS => {
-                let seq = b.u64().ok_or_else(short)?;
-                let ts = b.u64().ok_or_else(short)?;
-                let n = b.u32().ok_or_else(short)? as usize;
-                let mut r = Reader::new(b.rest());
-                let mut events = Vec::with_capacity(n.min(4_096));
-                for _ in 0..n {
-                    events.push(r.event_kind().map_err(|e| bad(&e.to_string()))?);
-                }
-                r.finish().map_err(|e| bad(&e.to_string()))?;
-                Delivery::Events { seq, ts, events }
-            }
-            proto::RECORD => Delivery::Record {
-                seq: b.u64().ok_or_else(short)?,
-                ts: b.u64().ok_or_else(short)?,
-                payload: b.rest().to_vec(),
-            },
-            proto::ACK => Delivery::Ack {
-                request: b.u64().ok_or_else(short)?,
-                seq: b.u64().ok_or_else(short)?,
-                status: b.u8().and_then(AckStatus::from_u8).ok_or_else(short)?,
-            },
-            proto::GOODBYE => Delivery::Goodbye {
-                reason: b.u8().ok_or_else(short)?,
-                resume_from: b.u64().ok_or_else(short)?,
-                text: String::from_utf8_lossy(b.rest()).into_owned(),
-            },
-            t => return Err(bad(&format!("unexpected frame type {t:#x}"))),
+        Ok(Some(match proto::parse_server_frame(ty, &self.buf).map_err(|e| bad(&e.to_string()))? {
+            ServerFrame::Events { seq, ts, events, .. } => Delivery::Events { seq, ts, events },
+            ServerFrame::Record { seq, ts, payload } => Delivery::Record { seq, ts, payload },
+            ServerFrame::Ack { request, seq, status } => Delivery::Ack { request, seq, status },
+            ServerFrame::Goodbye { reason, resume_from, text } => Delivery::Goodbye { reason, resume_from, text },
+            _ => return Err(bad(&format!("unexpected frame type {ty:#x}"))),
         }))
     }
 

@@ -43,13 +43,16 @@
 
 pub mod client;
 pub mod link;
+pub mod net_uring;
 pub mod payload;
 pub mod proto;
+pub mod remote;
 pub mod ring;
 pub mod server;
 pub mod state;
 
 pub use link::DurableLink;
+pub use remote::{RemoteConfig, RemoteLink};
 pub use server::{recover, Config, LocalGateway, LocalSubmitter, Server, StatusInfo};
 pub use state::{hex, Replica};
 

@@ -13,10 +13,17 @@
 //!
 //! | type | name | body |
 //! | --- | --- | --- |
-//! | 0x01 | Hello | role u8 (1 gateway, 2 subscriber, 3 standby, 4 control), gateway id u32, from seq u64 |
+//! | 0x01 | Hello | role u8 (1 gateway, 2 subscriber, 3 standby, 4 control), gateway id u32, from seq u64, [protocol version u8] |
 //! | 0x02 | Submit | request id u64, command (codec bytes, to the end of the frame) |
 //! | 0x03 | Status | (empty) |
 //! | 0x04 | Promote | (empty) |
+//! | 0x05 | ListInstruments | (empty; control connections, protocol version 2) |
+//!
+//! **Versions.** A Hello without the version byte is version 1 (the original protocol). A client
+//! that says version 2 ([`PROTOCOL_VERSION`]) gets `Events2` frames instead of `Events` (the
+//! command's origin included: a gateway in another process matches events to its own requests
+//! by it) and may ask for the instrument list. The server never sends a version-2 frame to a
+//! version-1 client, so old clients keep working unchanged.
 //!
 //! The first frame must be Hello. A **gateway** then sends Submits; request ids must increase
 //! strictly per gateway id (across reconnects). A **subscriber** receives `Events` for every
@@ -30,6 +37,8 @@
 //! | 0x81 | Welcome | server role u8 (1 primary, 2 standby), epoch u64, durable seq u64, last request id u64, its seq u64 |
 //! | 0x82 | Ack | request id u64, seq u64, status u8 (see [`AckStatus`]) |
 //! | 0x83 | Events | seq u64, ts u64, count u32, count x event kind (codec) |
+//! | 0x86 | Events2 | seq u64, ts u64, origin gateway u32 (0: the engine's own command), origin request id u64, count u32, count x event kind (codec) |
+//! | 0x87 | Instruments | count u32, count x (length u32, `AddInstrument` command, codec bytes) |
 //! | 0x84 | Record | seq u64, ts u64, journal payload (see [`crate::payload`]) |
 //! | 0x85 | StatusReply | server role u8, epoch u64, seq u64, state hash [32] |
 //! | 0x8F | Goodbye | reason u8 (see [`GoodbyeReason`]), resume from seq u64, UTF-8 text |
@@ -55,12 +64,18 @@ pub const HELLO: u8 = 0x01;
 pub const SUBMIT: u8 = 0x02;
 pub const STATUS: u8 = 0x03;
 pub const PROMOTE: u8 = 0x04;
+pub const LIST_INSTRUMENTS: u8 = 0x05;
 pub const WELCOME: u8 = 0x81;
 pub const ACK: u8 = 0x82;
 pub const EVENTS: u8 = 0x83;
 pub const RECORD: u8 = 0x84;
 pub const STATUS_REPLY: u8 = 0x85;
+pub const EVENTS2: u8 = 0x86;
+pub const INSTRUMENTS: u8 = 0x87;
 pub const GOODBYE: u8 = 0x8F;
+
+/// The newest protocol version (see the module documentation); a Hello without a version is 1.
+pub const PROTOCOL_VERSION: u8 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -167,11 +182,19 @@ pub fn read_frame(r: &mut impl Read, buf: &mut Vec<u8>, max: usize) -> io::Resul
     Ok(Some(ty[0]))
 }
 
+/// A version-1 Hello (no version byte).
 pub fn hello(role: Role, gateway: u32, from_seq: u64) -> Vec<u8> {
-    let mut b = Vec::with_capacity(13);
+    let mut b = Vec::with_capacity(14);
     b.push(role as u8);
     b.extend_from_slice(&gateway.to_le_bytes());
     b.extend_from_slice(&from_seq.to_le_bytes());
+    b
+}
+
+/// A Hello saying protocol `version`.
+pub fn hello_v(role: Role, gateway: u32, from_seq: u64, version: u8) -> Vec<u8> {
+    let mut b = hello(role, gateway, from_seq);
+    b.push(version);
     b
 }
 
@@ -184,6 +207,8 @@ pub enum ClientFrame {
         role: Role,
         gateway: u32,
         from_seq: u64,
+        /// 1 when the Hello carries no version byte.
+        version: u8,
     },
     /// `command` is `Err` when the command bytes do not decode: the server
     /// answers that request `Invalid` and keeps the connection.
@@ -193,6 +218,7 @@ pub enum ClientFrame {
     },
     Status,
     Promote,
+    ListInstruments,
 }
 
 /// Why a client frame was refused (the server says Goodbye and closes).
@@ -206,6 +232,12 @@ pub enum FrameError {
     Role(u8),
     #[error("{0} bytes after the Hello fields")]
     Trailing(usize),
+    #[error("unsupported protocol version {0}")]
+    Version(u8),
+    #[error("frame length {0} outside the limit")]
+    Length(usize),
+    #[error("frame {0:#04x}: bad {1}")]
+    Body(u8, &'static str),
 }
 
 /// Decodes one client frame body of type `ty`.
@@ -216,10 +248,13 @@ pub fn parse_client_frame(ty: u8, body: &[u8]) -> Result<ClientFrame, FrameError
             let role = b.u8().ok_or(FrameError::Short(ty))?;
             let role = Role::from_u8(role).ok_or(FrameError::Role(role))?;
             let (gateway, from_seq) = (b.u32().ok_or(FrameError::Short(ty))?, b.u64().ok_or(FrameError::Short(ty))?);
-            match b.rest().len() {
-                0 => Ok(ClientFrame::Hello { role, gateway, from_seq }),
-                n => Err(FrameError::Trailing(n)),
-            }
+            let version = match b.rest() {
+                [] => 1,
+                [v @ 1..=PROTOCOL_VERSION] => *v,
+                [v] => return Err(FrameError::Version(*v)),
+                more => return Err(FrameError::Trailing(more.len() - 1)),
+            };
+            Ok(ClientFrame::Hello { role, gateway, from_seq, version })
         }
         SUBMIT => {
             let request = b.u64().ok_or(FrameError::Short(ty))?;
@@ -227,6 +262,7 @@ pub fn parse_client_frame(ty: u8, body: &[u8]) -> Result<ClientFrame, FrameError
         }
         STATUS => Ok(ClientFrame::Status),
         PROMOTE => Ok(ClientFrame::Promote),
+        LIST_INSTRUMENTS => Ok(ClientFrame::ListInstruments),
         other => Err(FrameError::UnknownType(other)),
     }
 }
@@ -254,6 +290,235 @@ pub fn check_client_bytes(data: &[u8]) -> usize {
             Err(_) => break,
         }
         n += 1;
+    }
+    n
+}
+
+/// Incremental frame splitter (sans-IO): bytes go in as they arrive from any transport (a
+/// blocking read with a timeout, an io_uring completion), whole frames come out. Holds at most
+/// one frame of `max` bytes plus what the caller appended after it.
+#[derive(Debug)]
+pub struct FrameDecoder {
+    buf: Vec<u8>,
+    at: usize,
+    max: usize,
+}
+
+impl FrameDecoder {
+    pub fn new(max: usize) -> Self {
+        FrameDecoder { buf: Vec::new(), at: 0, max }
+    }
+
+    /// Appends received bytes (dropping the frames already returned first).
+    pub fn extend(&mut self, data: &[u8]) {
+        if self.at > 0 {
+            self.buf.drain(..self.at);
+            self.at = 0;
+        }
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Bytes received and not yet returned as frames.
+    pub fn buffered(&self) -> usize {
+        self.buf.len() - self.at
+    }
+
+    /// The next whole frame (type, body), `Ok(None)` when more bytes are needed, `Err` when the
+    /// length prefix is outside `1..=max` (the stream cannot be resynchronised: close it).
+    pub fn next_frame(&mut self) -> Result<Option<(u8, &[u8])>, FrameError> {
+        let b = &self.buf[self.at..];
+        let Some(len) = b.get(..4) else { return Ok(None) };
+        let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        if len == 0 || len > self.max {
+            return Err(FrameError::Length(len));
+        }
+        if b.len() < 4 + len {
+            return Ok(None);
+        }
+        let start = self.at;
+        self.at += 4 + len;
+        Ok(Some((self.buf[start + 4], &self.buf[start + 5..start + 4 + len])))
+    }
+}
+
+/// A frame the server sent, decoded (what [`crate::client`] and [`crate::remote`] read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerFrame {
+    Welcome {
+        primary: bool,
+        epoch: u64,
+        durable_seq: u64,
+        last_request: u64,
+        last_request_seq: u64,
+    },
+    Ack {
+        request: u64,
+        seq: u64,
+        status: AckStatus,
+    },
+    /// `Events` (origin `None`) or `Events2` (origin `None` for the engine's own commands).
+    Events {
+        seq: u64,
+        ts: u64,
+        origin: Option<castle_link::Origin>,
+        events: Vec<castle_engine::EventKind>,
+    },
+    Record {
+        seq: u64,
+        ts: u64,
+        payload: Vec<u8>,
+    },
+    StatusReply {
+        primary: bool,
+        epoch: u64,
+        seq: u64,
+        hash: castle_engine::StateHash,
+    },
+    Instruments(Vec<castle_engine::InstrumentSpec>),
+    Goodbye {
+        reason: u8,
+        resume_from: u64,
+        text: String,
+    },
+}
+
+/// Decodes one server frame body of type `ty`. The bytes come from the network: every length is
+/// checked against what is there before anything is allocated for it.
+pub fn parse_server_frame(ty: u8, body: &[u8]) -> Result<ServerFrame, FrameError> {
+    let mut b = Body(body);
+    let short = FrameError::Short(ty);
+    Ok(match ty {
+        WELCOME => ServerFrame::Welcome {
+            primary: b.u8().ok_or(short)? == SERVER_PRIMARY,
+            epoch: b.u64().ok_or(short)?,
+            durable_seq: b.u64().ok_or(short)?,
+            last_request: b.u64().ok_or(short)?,
+            last_request_seq: b.u64().ok_or(short)?,
+        },
+        ACK => ServerFrame::Ack {
+            request: b.u64().ok_or(short)?,
+            seq: b.u64().ok_or(short)?,
+            status: b.u8().and_then(AckStatus::from_u8).ok_or(short)?,
+        },
+        EVENTS | EVENTS2 => {
+            let (seq, ts) = (b.u64().ok_or(short)?, b.u64().ok_or(short)?);
+            let origin = if ty == EVENTS2 {
+                let (gateway, request) = (b.u32().ok_or(short)?, b.u64().ok_or(short)?);
+                (gateway != 0).then_some(castle_link::Origin { gateway, request })
+            } else {
+                None
+            };
+            let n = b.u32().ok_or(short)? as usize;
+            let mut r = castle_engine::codec::Reader::new(b.rest());
+            // Every event takes at least one byte: a count beyond the body is a lie.
+            let mut events = Vec::with_capacity(n.min(body.len()));
+            for _ in 0..n {
+                events.push(r.event_kind().map_err(|_| FrameError::Body(ty, "event"))?);
+            }
+            r.finish().map_err(|_| FrameError::Body(ty, "bytes after the events"))?;
+            ServerFrame::Events { seq, ts, origin, events }
+        }
+        RECORD => {
+            ServerFrame::Record { seq: b.u64().ok_or(short)?, ts: b.u64().ok_or(short)?, payload: b.rest().to_vec() }
+        }
+        STATUS_REPLY => ServerFrame::StatusReply {
+            primary: b.u8().ok_or(short)? == SERVER_PRIMARY,
+            epoch: b.u64().ok_or(short)?,
+            seq: b.u64().ok_or(short)?,
+            hash: b.take(32).and_then(|h| h.try_into().ok()).ok_or(short)?,
+        },
+        INSTRUMENTS => {
+            let n = b.u32().ok_or(short)? as usize;
+            let mut specs = Vec::with_capacity(n.min(body.len() / 4));
+            for _ in 0..n {
+                let len = b.u32().ok_or(short)? as usize;
+                match castle_engine::codec::decode_command(b.take(len).ok_or(short)?) {
+                    Ok(castle_engine::Command::AddInstrument(spec)) => specs.push(spec),
+                    _ => return Err(FrameError::Body(ty, "instrument")),
+                }
+            }
+            if !b.rest().is_empty() {
+                return Err(FrameError::Body(ty, "bytes after the last instrument"));
+            }
+            ServerFrame::Instruments(specs)
+        }
+        GOODBYE => ServerFrame::Goodbye {
+            reason: b.u8().ok_or(short)?,
+            resume_from: b.u64().ok_or(short)?,
+            text: String::from_utf8_lossy(b.rest()).into_owned(),
+        },
+        other => return Err(FrameError::UnknownType(other)),
+    })
+}
+
+/// Appends an `Events2` frame (the command's origin included) to `f`.
+pub fn put_events2<'a>(
+    f: &mut Vec<u8>,
+    seq: u64,
+    ts: u64,
+    origin: Option<castle_link::Origin>,
+    events: impl ExactSizeIterator<Item = &'a castle_engine::EventKind>,
+) {
+    let at = f.len();
+    f.extend_from_slice(&[0; 5]);
+    f.extend_from_slice(&seq.to_le_bytes());
+    f.extend_from_slice(&ts.to_le_bytes());
+    let o = origin.unwrap_or(castle_link::Origin { gateway: 0, request: 0 });
+    f.extend_from_slice(&o.gateway.to_le_bytes());
+    f.extend_from_slice(&o.request.to_le_bytes());
+    f.extend_from_slice(&(events.len() as u32).to_le_bytes());
+    for e in events {
+        castle_engine::codec::put_event_kind(f, e);
+    }
+    let len = (f.len() - at - 4) as u32;
+    f[at..at + 4].copy_from_slice(&len.to_le_bytes());
+    f[at + 4] = EVENTS2;
+}
+
+/// Appends an `Instruments` frame listing `specs` to `f`.
+pub fn put_instruments(f: &mut Vec<u8>, specs: &[castle_engine::InstrumentSpec]) {
+    let at = f.len();
+    f.extend_from_slice(&[0; 5]);
+    f.extend_from_slice(&(specs.len() as u32).to_le_bytes());
+    let mut one = Vec::with_capacity(128);
+    for s in specs {
+        one.clear();
+        castle_engine::codec::encode_command(&castle_engine::Command::AddInstrument(*s), &mut one);
+        f.extend_from_slice(&(one.len() as u32).to_le_bytes());
+        f.extend_from_slice(&one);
+    }
+    let len = (f.len() - at - 4) as u32;
+    f[at..at + 4].copy_from_slice(&len.to_le_bytes());
+    f[at + 4] = INSTRUMENTS;
+}
+
+/// Reads `data` as a client reads the server's bytes, split into pieces of `step` bytes the way
+/// a socket may deliver them: frames through [`FrameDecoder`], each decoded with
+/// [`parse_server_frame`]; `Events2` frames re-encode to the same bytes. Returns how many frames
+/// decoded before the first refusal. Never panics: the fuzz and property-test entry point.
+pub fn check_server_bytes(data: &[u8], step: usize) -> usize {
+    let mut d = FrameDecoder::new(MAX_CLIENT_FRAME * 16);
+    let mut n = 0;
+    for piece in data.chunks(step.max(1)) {
+        d.extend(piece);
+        loop {
+            let (ty, body) = match d.next_frame() {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(_) => return n,
+            };
+            match parse_server_frame(ty, body) {
+                Ok(ServerFrame::Events { seq, ts, origin, events }) if ty == EVENTS2 => {
+                    let mut again = Vec::new();
+                    put_events2(&mut again, seq, ts, origin, events.iter());
+                    let back = parse_server_frame(EVENTS2, &again[5..]);
+                    assert_eq!(back, Ok(ServerFrame::Events { seq, ts, origin, events }), "Events2 round trip");
+                }
+                Ok(_) => {}
+                Err(_) => return n,
+            }
+            n += 1;
+        }
     }
     n
 }

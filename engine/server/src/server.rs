@@ -56,6 +56,8 @@ pub struct Config {
     pub journal_segment_size: u64,
     /// How recovery replays the journal (pipelined by default).
     pub replay: state::ReplayMode,
+    /// The TCP front end: io_uring when available (the default), or threads on std sockets.
+    pub net: crate::net_uring::NetChoice,
 }
 
 impl Config {
@@ -78,6 +80,7 @@ impl Config {
             max_connections: 1_024,
             journal_segment_size: 64 << 20,
             replay: state::ReplayMode::Pipelined,
+            net: crate::net_uring::NetChoice::Auto,
         }
     }
 }
@@ -93,17 +96,30 @@ pub struct StatusInfo {
 
 /// A gateway connection's outbound queue (bounded).
 pub(crate) struct ConnOut {
-    tx: SyncSender<Vec<u8>>,
-    dead: AtomicBool,
+    pub(crate) tx: SyncSender<Vec<u8>>,
+    pub(crate) dead: AtomicBool,
+    /// Wakes the io_uring front end's thread (None for the std threads, which block on `tx`).
+    pub(crate) wake: Option<Arc<crate::net_uring::Waker>>,
 }
 
 impl ConnOut {
     fn send(&self, frame: Vec<u8>) {
-        if let Err(TrySendError::Full(_)) = self.tx.try_send(frame) {
-            // Never block the sequencer on a gateway: cut it off; it reconnects and asks.
-            if !self.dead.swap(true, Ordering::Relaxed) {
-                tracing::warn!("gateway acknowledgement queue full: disconnecting the gateway");
+        match self.tx.try_send(frame) {
+            Ok(()) => {
+                if let Some(w) = &self.wake {
+                    w.wake();
+                }
             }
+            Err(TrySendError::Full(_)) => {
+                // Never block the sequencer on a gateway: cut it off; it reconnects and asks.
+                if !self.dead.swap(true, Ordering::Relaxed) {
+                    tracing::warn!("gateway acknowledgement queue full: disconnecting the gateway");
+                }
+                if let Some(w) = &self.wake {
+                    w.wake();
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => {}
         }
     }
 }
@@ -153,7 +169,7 @@ pub(crate) struct Shared {
     epoch: AtomicU64,
     /// Last seq appended (standby: what to ask the primary for after a reconnect).
     applied: AtomicU64,
-    connections: AtomicUsize,
+    pub(crate) connections: AtomicUsize,
     /// The standby's connection to its primary, so promotion can cut it.
     follow_conn: Mutex<Option<TcpStream>>,
     error: Mutex<Option<String>>,
@@ -294,8 +310,7 @@ impl Server {
             }));
         }
         if let Some(listener) = listener {
-            let (sh, tx) = (shared.clone(), tx.clone());
-            threads.push(spawn("castle-accept", move || acceptor(sh, listener, tx)));
+            threads.push(crate::net_uring::start(shared.clone(), listener, tx.clone())?);
         }
         if let Some(primary_addr) = shared.cfg.follow.clone() {
             let (sh, tx) = (shared.clone(), tx.clone());
@@ -323,7 +338,7 @@ impl Server {
         LocalGateway {
             gateway,
             inbox: self.inbox.clone(),
-            out: Arc::new(ConnOut { tx, dead: AtomicBool::new(false) }),
+            out: Arc::new(ConnOut { tx, dead: AtomicBool::new(false), wake: None }),
             rx,
         }
     }
@@ -409,7 +424,7 @@ impl LocalSubmitter {
     }
 }
 
-fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
+pub(crate) fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
     std::thread::Builder::new().name(name.into()).spawn(f).expect("spawning a server thread")
 }
 
@@ -467,7 +482,7 @@ fn put_events_frame(f: &mut Vec<u8>, seq: u64, ts: u64, events: &[Event]) {
     f[at + 4] = proto::EVENTS;
 }
 
-fn ack_frame(request: u64, seq: u64, status: AckStatus) -> Vec<u8> {
+pub(crate) fn ack_frame(request: u64, seq: u64, status: AckStatus) -> Vec<u8> {
     let mut f = Vec::with_capacity(22);
     put_ack(&mut f, request, seq, status);
     f
@@ -824,7 +839,7 @@ impl Sequencer {
     }
 }
 
-fn acceptor(sh: Arc<Shared>, listener: TcpListener, inbox: SyncSender<Inbound>) {
+pub(crate) fn acceptor(sh: Arc<Shared>, listener: TcpListener, inbox: SyncSender<Inbound>) {
     while !sh.shutdown.load(Ordering::Relaxed) {
         match listener.accept() {
             Ok((stream, peer)) => {
@@ -855,7 +870,7 @@ fn acceptor(sh: Arc<Shared>, listener: TcpListener, inbox: SyncSender<Inbound>) 
     }
 }
 
-fn goodbye(w: &mut impl Write, reason: GoodbyeReason, resume: u64, text: &str) -> std::io::Result<()> {
+pub(crate) fn goodbye(w: &mut impl Write, reason: GoodbyeReason, resume: u64, text: &str) -> std::io::Result<()> {
     let mut b = Vec::with_capacity(9 + text.len());
     b.push(reason as u8);
     b.extend_from_slice(&resume.to_le_bytes());
@@ -864,7 +879,7 @@ fn goodbye(w: &mut impl Write, reason: GoodbyeReason, resume: u64, text: &str) -
     w.flush()
 }
 
-fn welcome(w: &mut impl Write, st: &StatusInfo, durable: u64, mark: GatewayMark) -> std::io::Result<()> {
+pub(crate) fn welcome(w: &mut impl Write, st: &StatusInfo, durable: u64, mark: GatewayMark) -> std::io::Result<()> {
     let mut b = Vec::with_capacity(33);
     b.push(if st.primary { proto::SERVER_PRIMARY } else { proto::SERVER_STANDBY });
     b.extend_from_slice(&st.epoch.to_le_bytes());
@@ -884,7 +899,7 @@ fn status_frame(st: &StatusInfo) -> Vec<u8> {
     b
 }
 
-type ConnResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+pub(crate) type ConnResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
 fn connection(sh: &Arc<Shared>, stream: TcpStream, inbox: SyncSender<Inbound>) -> ConnResult {
     stream.set_nodelay(true)?;
@@ -894,7 +909,7 @@ fn connection(sh: &Arc<Shared>, stream: TcpStream, inbox: SyncSender<Inbound>) -
     let mut buf = Vec::with_capacity(256);
     let ty = proto::read_frame(&mut r, &mut buf, proto::MAX_CLIENT_FRAME)?;
     let hello = match ty.map(|ty| proto::parse_client_frame(ty, &buf)) {
-        Some(Ok(ClientFrame::Hello { role, gateway, from_seq })) => (role, gateway, from_seq),
+        Some(Ok(ClientFrame::Hello { role, gateway, from_seq, version })) => (role, gateway, from_seq, version),
         _ => {
             goodbye(&mut w, GoodbyeReason::ProtocolError, 0, "expected Hello")?;
             return Ok(());
@@ -904,38 +919,63 @@ fn connection(sh: &Arc<Shared>, stream: TcpStream, inbox: SyncSender<Inbound>) -
     // Writes that stall this long mean a dead or hopeless peer.
     stream.set_write_timeout(Some(Duration::from_secs(10)))?;
     match hello {
-        (Role::Gateway, gateway, _) => gateway_conn(sh, stream, r, w, inbox, gateway),
-        (Role::Subscriber, _, from) => {
+        (Role::Gateway, gateway, _, _) => gateway_conn(sh, stream, r, w, inbox, gateway),
+        (role, _, from, version) => after_hello(sh, &mut r, &mut w, role, from, version, &inbox),
+    }
+}
+
+/// A subscriber, standby or control connection once its Hello is read (the io_uring front end
+/// hands these over to a thread here, with the bytes it had already received in `r`).
+pub(crate) fn after_hello(
+    sh: &Arc<Shared>,
+    r: &mut impl std::io::Read,
+    w: &mut BufWriter<TcpStream>,
+    role: Role,
+    from: u64,
+    version: u8,
+    inbox: &SyncSender<Inbound>,
+) -> ConnResult {
+    let mut buf = Vec::with_capacity(256);
+    match role {
+        Role::Gateway => Err("gateway connections are not served here".into()),
+        Role::Subscriber => {
             let durable = sh.ring.lock().unwrap_or_else(|p| p.into_inner()).last();
-            welcome(&mut w, &quick_status(sh), durable, GatewayMark::default())?;
-            stream_to(sh, &mut w, false, from)
+            welcome(w, &quick_status(sh), durable, GatewayMark::default())?;
+            stream_to(sh, w, if version >= 2 { Feed::Events2 } else { Feed::Events }, from)
         }
-        (Role::Standby, _, from) => {
+        Role::Standby => {
             let durable = sh.ring.lock().unwrap_or_else(|p| p.into_inner()).last();
-            welcome(&mut w, &quick_status(sh), durable, GatewayMark::default())?;
-            stream_to(sh, &mut w, true, from)
+            welcome(w, &quick_status(sh), durable, GatewayMark::default())?;
+            stream_to(sh, w, Feed::Records, from)
         }
-        (Role::Control, _, _) => loop {
-            let Some(ty) = proto::read_frame(&mut r, &mut buf, proto::MAX_CLIENT_FRAME)? else { return Ok(()) };
+        Role::Control => loop {
+            let Some(ty) = proto::read_frame(r, &mut buf, proto::MAX_CLIENT_FRAME)? else { return Ok(()) };
             let (tx, rx) = sync_channel(1);
             let m = match proto::parse_client_frame(ty, &buf) {
                 Ok(ClientFrame::Status) => Inbound::Status { reply: tx },
                 Ok(ClientFrame::Promote) => Inbound::Promote { reply: tx },
+                Ok(ClientFrame::ListInstruments) if version >= 2 => {
+                    let mut f = Vec::new();
+                    proto::put_instruments(&mut f, &sh.instruments.read().unwrap_or_else(|p| p.into_inner()));
+                    w.write_all(&f)?;
+                    w.flush()?;
+                    continue;
+                }
                 _ => {
-                    goodbye(&mut w, GoodbyeReason::ProtocolError, 0, "control: expected Status or Promote")?;
+                    goodbye(w, GoodbyeReason::ProtocolError, 0, "control: expected Status or Promote")?;
                     return Ok(());
                 }
             };
             inbox.send(m)?;
             let st = rx.recv()?;
-            proto::write_frame(&mut w, proto::STATUS_REPLY, &status_frame(&st))?;
+            proto::write_frame(w, proto::STATUS_REPLY, &status_frame(&st))?;
             w.flush()?;
         },
     }
 }
 
 /// Role and epoch without asking the sequencer (hash left zero).
-fn quick_status(sh: &Shared) -> StatusInfo {
+pub(crate) fn quick_status(sh: &Shared) -> StatusInfo {
     StatusInfo {
         primary: sh.primary.load(Ordering::SeqCst),
         epoch: sh.epoch.load(Ordering::SeqCst),
@@ -957,7 +997,7 @@ fn gateway_conn(
     let (st, mark) = rx.recv()?;
     welcome(&mut w, &st, st.seq, mark)?;
     let (otx, orx) = sync_channel::<Vec<u8>>(sh.cfg.gateway_queue.max(1));
-    let out = Arc::new(ConnOut { tx: otx, dead: AtomicBool::new(false) });
+    let out = Arc::new(ConnOut { tx: otx, dead: AtomicBool::new(false), wake: None });
     let writer = {
         let (out, stream, sh) = (out.clone(), stream.try_clone()?, sh.clone());
         std::thread::Builder::new().name("castle-gw-out".into()).spawn(move || {
@@ -1031,8 +1071,20 @@ fn frame_buffered(r: &std::io::BufReader<TcpStream>) -> bool {
     b.len() >= 4 && b.len() >= 4 + u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize
 }
 
-/// Streams `Events` (or, for a standby, `Record`s) for every seq after `from`.
-fn stream_to(sh: &Arc<Shared>, w: &mut BufWriter<TcpStream>, records: bool, from: u64) -> ConnResult {
+/// What a stream connection carries.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Feed {
+    /// Version-1 subscribers.
+    Events,
+    /// Version-2 subscribers: events with the command's origin.
+    Events2,
+    /// Standbys: the journal records.
+    Records,
+}
+
+/// Streams `Events`/`Events2` (or, for a standby, `Record`s) for every seq after `from`.
+fn stream_to(sh: &Arc<Shared>, w: &mut BufWriter<TcpStream>, feed: Feed, from: u64) -> ConnResult {
+    let records = feed == Feed::Records;
     let mut next = from + 1;
     let mut live = false;
     let mut catchups = 0;
@@ -1072,7 +1124,10 @@ fn stream_to(sh: &Arc<Shared>, w: &mut BufWriter<TcpStream>, records: bool, from
                 goodbye(w, GoodbyeReason::SlowConsumer, next - 1, &why)?;
                 return Ok(());
             }
-            next = if records { send_old_records(sh, w, next, until)? } else { send_old_events(sh, w, next, until)? };
+            next = match feed {
+                Feed::Records => send_old_records(sh, w, next, until)?,
+                _ => send_old_events(sh, w, next, until, feed == Feed::Events2)?,
+            };
             continue;
         }
         live = true;
@@ -1086,7 +1141,16 @@ fn stream_to(sh: &Arc<Shared>, w: &mut BufWriter<TcpStream>, records: bool, from
                 w.write_all(e.payload())?;
             } else {
                 frame.clear();
-                put_events_frame(&mut frame, e.seq, e.ts, e.events());
+                match feed {
+                    Feed::Events2 => proto::put_events2(
+                        &mut frame,
+                        e.seq,
+                        e.ts,
+                        crate::payload::origin(e.payload()),
+                        e.events().iter().map(|e| &e.kind),
+                    ),
+                    _ => put_events_frame(&mut frame, e.seq, e.ts, e.events()),
+                }
                 w.write_all(&frame)?;
             }
             next = e.seq + 1;
@@ -1119,7 +1183,13 @@ fn send_old_records(sh: &Shared, w: &mut BufWriter<TcpStream>, next: u64, until:
 }
 
 /// Events of `next ..= until` regenerated by deterministic replay (snapshot at or below, then journal).
-fn send_old_events(sh: &Shared, w: &mut BufWriter<TcpStream>, next: u64, until: u64) -> Result<u64, ServerError> {
+fn send_old_events(
+    sh: &Shared,
+    w: &mut BufWriter<TcpStream>,
+    next: u64,
+    until: u64,
+    v2: bool,
+) -> Result<u64, ServerError> {
     let cfg = &sh.cfg;
     let mut rep = state::load_snapshot_at_or_below(&cfg.journal_dir, cfg.limits, usize::MAX, next - 1)?
         .unwrap_or_else(|| Replica::new(cfg.limits, usize::MAX));
@@ -1129,11 +1199,18 @@ fn send_old_events(sh: &Shared, w: &mut BufWriter<TcpStream>, next: u64, until: 
         &cfg.journal_dir,
         &mut rep,
         until,
-        |_, seq, ts, _, events| {
+        |_, seq, ts, payload, events| {
             if seq < next {
                 return true;
             }
-            if let Err(e) = w.write_all(&events_frame(seq, ts, events)) {
+            let frame = if v2 {
+                let mut f = Vec::with_capacity(37 + events.len() * 64);
+                proto::put_events2(&mut f, seq, ts, crate::payload::origin(payload), events.iter().map(|e| &e.kind));
+                f
+            } else {
+                events_frame(seq, ts, events)
+            };
+            if let Err(e) = w.write_all(&frame) {
                 err = Some(e);
                 return false;
             }

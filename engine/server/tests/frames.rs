@@ -6,7 +6,8 @@
 use castle_engine::codec::encode_command;
 use castle_engine::workload::Chaos;
 use castle_engine_server::proto::{
-    self, check_client_bytes, frame_header, hello, parse_client_frame, ClientFrame, FrameError, Role,
+    self, check_client_bytes, check_server_bytes, frame_header, hello, hello_v, parse_client_frame, parse_server_frame,
+    put_events2, put_instruments, ClientFrame, FrameError, Role, ServerFrame,
 };
 use proptest::prelude::*;
 
@@ -68,10 +69,20 @@ fn refusals_are_typed() {
     let mut long = hello(Role::Subscriber, 3, 42);
     assert_eq!(
         parse_client_frame(proto::HELLO, &long),
-        Ok(ClientFrame::Hello { role: Role::Subscriber, gateway: 3, from_seq: 42 })
+        Ok(ClientFrame::Hello { role: Role::Subscriber, gateway: 3, from_seq: 42, version: 1 })
+    );
+    // The optional version byte: 1 and 2 are known, anything else is refused, and a second
+    // byte after it is trailing garbage.
+    long.push(2);
+    assert_eq!(
+        parse_client_frame(proto::HELLO, &long),
+        Ok(ClientFrame::Hello { role: Role::Subscriber, gateway: 3, from_seq: 42, version: 2 })
     );
     long.push(0);
     assert_eq!(parse_client_frame(proto::HELLO, &long), Err(FrameError::Trailing(1)));
+    assert_eq!(parse_client_frame(proto::HELLO, &hello_v(Role::Subscriber, 3, 42, 0)), Err(FrameError::Version(0)));
+    assert_eq!(parse_client_frame(proto::HELLO, &hello_v(Role::Subscriber, 3, 42, 3)), Err(FrameError::Version(3)));
+    assert_eq!(parse_client_frame(proto::LIST_INSTRUMENTS, &[]), Ok(ClientFrame::ListInstruments));
     assert_eq!(parse_client_frame(proto::SUBMIT, &[0; 7]), Err(FrameError::Short(proto::SUBMIT)));
     // A Submit whose command does not decode is a per-request refusal, not a protocol error.
     assert!(matches!(
@@ -82,4 +93,73 @@ fn refusals_are_typed() {
     let mut huge = ((proto::MAX_CLIENT_FRAME + 1) as u32).to_le_bytes().to_vec();
     huge.push(proto::SUBMIT);
     assert_eq!(check_client_bytes(&huge), 0);
+}
+
+/// Every command's events as the server sends them to a version-2 subscriber.
+fn events2_stream(seed: u64, n: usize, origins: &[(u32, u64)]) -> (Vec<u8>, Vec<ServerFrame>) {
+    let mut chaos = Chaos::new(seed);
+    let mut engine: castle_engine::FastEngine = castle_engine::Engine::new(castle_engine::Limits::default());
+    let (mut wire, mut frames, mut out) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..n {
+        out.clear();
+        let seq = engine.apply(i as u64, &chaos.next_command(), &mut out);
+        let (gateway, request) = origins[i % origins.len().max(1)];
+        let origin = (gateway != 0).then_some(castle_link::Origin { gateway, request });
+        put_events2(&mut wire, seq, i as u64, origin, out.iter().map(|e| &e.kind));
+        let events = out.iter().map(|e| e.kind).collect();
+        frames.push(ServerFrame::Events { seq, ts: i as u64, origin, events });
+    }
+    (wire, frames)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_server_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..512), step in 1usize..64) {
+        check_server_bytes(&data, step);
+    }
+
+    #[test]
+    fn events2_frames_carry_the_origin_whatever_the_split(
+        seed in any::<u64>(),
+        n in 1usize..48,
+        origins in proptest::collection::vec((0u32..4, any::<u64>()), 1..4),
+        step in 1usize..300,
+    ) {
+        let (wire, frames) = events2_stream(seed, n, &origins);
+        prop_assert_eq!(check_server_bytes(&wire, step), n);
+        let mut d = proto::FrameDecoder::new(proto::MAX_SERVER_FRAME);
+        let mut got = Vec::new();
+        for piece in wire.chunks(step) {
+            d.extend(piece);
+            while let Some((ty, body)) = d.next_frame().unwrap() {
+                got.push(parse_server_frame(ty, body).unwrap());
+            }
+        }
+        prop_assert_eq!(got, frames);
+    }
+}
+
+#[test]
+fn instrument_lists_round_trip_and_lies_are_refused() {
+    let specs = vec![
+        castle_engine::InstrumentSpec::demo(0, "BTC-USDT", 1, 2, 6_000_000),
+        castle_engine::InstrumentSpec::demo(1, "ETH-USDT", 3, 2, 300_000),
+    ];
+    let mut f = Vec::new();
+    put_instruments(&mut f, &specs);
+    assert_eq!(parse_server_frame(proto::INSTRUMENTS, &f[5..]), Ok(ServerFrame::Instruments(specs)));
+    // A count larger than the body, a truncated entry, trailing bytes: typed refusals.
+    let mut lie = f[5..].to_vec();
+    lie[0] = 200;
+    assert!(parse_server_frame(proto::INSTRUMENTS, &lie).is_err());
+    assert!(parse_server_frame(proto::INSTRUMENTS, &f[5..f.len() - 1]).is_err());
+    let mut more = f[5..].to_vec();
+    more.push(0);
+    assert!(parse_server_frame(proto::INSTRUMENTS, &more).is_err());
+    // A frame length beyond the decoder's limit ends the stream.
+    let mut d = proto::FrameDecoder::new(16);
+    d.extend(&[17, 0, 0, 0, proto::ACK]);
+    assert_eq!(d.next_frame(), Err(FrameError::Length(17)));
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use castle_engine::{Command, EventKind};
 use castle_engine_server::client::{Connection, Delivery};
+use castle_engine_server::net_uring::NetChoice;
 use castle_engine_server::proto::{GoodbyeReason, Role};
 use castle_engine_server::{Config, DurableLink};
 use castle_link::{EngineBatch, EngineLink, EngineRequest, LinkError, Origin};
@@ -49,12 +50,22 @@ fn read_tcp(c: &mut Connection, expect_from: u64, until: u64, out: &mut Stream) 
 }
 
 #[test]
-fn slow_subscribers_are_cut_off_and_resume_without_loss_or_repeat() {
+fn slow_subscribers_are_cut_off_and_resume_io_uring_front_end() {
+    slow_subscribers_are_cut_off_and_resume_without_loss_or_repeat(NetChoice::IoUring);
+}
+
+#[test]
+fn slow_subscribers_are_cut_off_and_resume_std_front_end() {
+    slow_subscribers_are_cut_off_and_resume_without_loss_or_repeat(NetChoice::Std);
+}
+
+fn slow_subscribers_are_cut_off_and_resume_without_loss_or_repeat(net: NetChoice) {
     // Enough events to fill the kernel's socket buffers many times over (about 60 bytes a
     // command), so the TCP subscriber that does not read really falls behind the small ring.
     const N: u64 = 150_000;
     let tmp = tempfile::tempdir().expect("tmp");
     let mut cfg = Config::new(tmp.path().join("journal"), "127.0.0.1:0");
+    cfg.net = net;
     // The ring must hold more than one release (a group commit of up to `max_batch` commands),
     // or even a subscriber that keeps up falls out of it.
     cfg.max_batch = 1_024;
