@@ -84,7 +84,9 @@ fn sequencer_run(
     cfg.writer = writer;
     cfg.snapshot_every = 0;
     let server = Server::start(cfg)?;
-    let gw = server.local_gateway(1, 1 << 22);
+    // Acknowledgement messages, not commands: the sequencer sends one per connection per
+    // release (a whole group commit's acks), so this bound is far above what can be in flight.
+    let gw = server.local_gateway(1, 1 << 16);
     let mut request = 0u64;
     for c in setup {
         request += 1;
@@ -106,9 +108,11 @@ fn sequencer_run(
     let base = request;
     let n = mix.len();
     let sent: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
+    // Copied before the clock starts (it is the sender's input, not part of the measured path).
+    let (submitter, sent2, mix2) = (gw.submitter(), sent.clone(), mix.to_vec());
     let start = Instant::now();
     let sender = {
-        let (gw, sent, mix) = (gw.submitter(), sent.clone(), mix.to_vec());
+        let (gw, sent, mix) = (submitter, sent2, mix2);
         std::thread::spawn(move || -> Result<()> {
             let interval = rate.map(|r| 1e9 / r as f64);
             // Everything due goes over as one batch (at most 256), as a TCP gateway reader does.

@@ -185,8 +185,40 @@ pub(crate) fn put_spec(out: &mut Vec<u8>, s: &InstrumentSpec) {
     u32_(out, s.taker_fee_bps);
 }
 
+/// Length of the commonest command's encoding: a replace by order id keeping the client id
+/// (version, tag, account, instrument, ref tag, order id, no new client id, price, qty).
+const REPLACE_BY_ID_LEN: usize = 36;
+
 /// Appends the encoding of `cmd` (version byte included) to `out`.
 pub fn encode_command(cmd: &Command, out: &mut Vec<u8>) {
+    if let Command::Replace(Replace {
+        account,
+        instrument,
+        target: OrderRef::Id(id),
+        new_client_order_id: None,
+        price,
+        qty,
+    }) = *cmd
+    {
+        // The bulk of a venue's traffic: the same bytes as the general path below, written as
+        // one fixed-size block (field-by-field pushes were ~200 instructions a command on the
+        // sequencer).
+        let mut b = [0u8; REPLACE_BY_ID_LEN];
+        b[0] = VERSION;
+        b[1] = 8;
+        b[2..6].copy_from_slice(&account.to_le_bytes());
+        b[6..10].copy_from_slice(&instrument.to_le_bytes());
+        b[11..19].copy_from_slice(&id.to_le_bytes());
+        b[20..28].copy_from_slice(&price.to_le_bytes());
+        b[28..36].copy_from_slice(&qty.to_le_bytes());
+        out.extend_from_slice(&b);
+        return;
+    }
+    encode_command_fields(cmd, out);
+}
+
+/// [`encode_command`] field by field, every command.
+fn encode_command_fields(cmd: &Command, out: &mut Vec<u8>) {
     u8_(out, VERSION);
     match *cmd {
         Command::AddInstrument(ref s) => {
@@ -900,11 +932,44 @@ fn cancel_reason(code: u8) -> Option<CancelReason> {
 
 /// Decodes one command; the whole slice must be exactly one encoded command.
 pub fn decode_command(buf: &[u8]) -> Result<Command, CodecError> {
+    if let Some(c) = decode_replace_by_id(buf) {
+        return Ok(c);
+    }
+    decode_command_fields(buf)
+}
+
+/// [`decode_command`] field by field, every command.
+fn decode_command_fields(buf: &[u8]) -> Result<Command, CodecError> {
     let mut r = Reader::new(buf);
     r.version()?;
     let c = r.command_body()?;
     r.finish()?;
     Ok(c)
+}
+
+/// The fast path of [`decode_command`] for the fixed-size encoding written by
+/// [`encode_command`]'s fast path; `None` sends anything else to the general decoder (which
+/// gives the same result for these bytes, fixed offsets instead of a bounds check per field).
+#[inline]
+fn decode_replace_by_id(b: &[u8]) -> Option<Command> {
+    let b: &[u8; REPLACE_BY_ID_LEN] = b.try_into().ok()?;
+    if b[0] != VERSION || b[1] != 8 || b[10] != 0 || b[19] != 0 {
+        return None;
+    }
+    let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    let u64_at = |i: usize| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&b[i..i + 8]);
+        u64::from_le_bytes(a)
+    };
+    Some(Command::Replace(Replace {
+        account: u32_at(2),
+        instrument: u32_at(6),
+        target: OrderRef::Id(u64_at(11)),
+        new_client_order_id: None,
+        price: u64_at(20) as i64,
+        qty: u64_at(28) as i64,
+    }))
 }
 
 /// Decodes one event; the whole slice must be exactly one encoded event.
@@ -990,6 +1055,26 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
+        /// The fixed-size replace path writes and reads exactly what the general path does.
+        #[test]
+        fn replace_fast_path_matches_the_general_codec(
+            account in any::<u32>(), instrument in any::<u32>(), id in any::<u64>(),
+            price in any::<i64>(), qty in any::<i64>(), flip in 0usize..36, to in any::<u8>(),
+        ) {
+            let c = Command::Replace(Replace {
+                account, instrument, target: OrderRef::Id(id), new_client_order_id: None, price, qty,
+            });
+            let (mut fast, mut general) = (Vec::new(), Vec::new());
+            encode_command(&c, &mut fast);
+            encode_command_fields(&c, &mut general);
+            prop_assert_eq!(&fast, &general);
+            prop_assert_eq!(fast.len(), REPLACE_BY_ID_LEN);
+            prop_assert_eq!(decode_command(&fast), Ok(c));
+            // Any byte changed: both decoders still agree (fast path or fallback).
+            fast[flip] = to;
+            prop_assert_eq!(decode_command(&fast), decode_command_fields(&fast));
+        }
+
         #[test]
         fn arbitrary_commands_round_trip(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
             let mut u = Unstructured::new(&bytes);

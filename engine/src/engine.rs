@@ -112,7 +112,10 @@ impl<B: OrderBook> Engine<B> {
             next_priority: 1,
             markets: (0..limits.max_instruments).map(|_| None).collect(),
             accounts,
-            client_ids: FxHashMap::with_capacity_and_hasher(limits.max_open_orders, Default::default()),
+            client_ids: FxHashMap::with_capacity_and_hasher(
+                limits.max_open_orders.min(crate::INDEX_START_CAPACITY),
+                Default::default(),
+            ),
             expiries: BinaryHeap::with_capacity(limits.max_timed_orders),
             scratch: Vec::new(),
         }

@@ -42,6 +42,15 @@ pub use instrument::{ConversionError, InstrumentSpec, Scaling, TradingStatus};
 pub use order::Order;
 pub use types::*;
 
+/// Entries the two hash indexes (client order id -> order, and each book's order id -> arena
+/// slot) are created with; they grow by doubling up to their limit (`max_open_orders`,
+/// `max_orders_per_instrument`). Sized to the limit up front (1 M and 256 k entries by default)
+/// they spread a 10,000-order book over ~120 MB of sparse buckets: each live entry on its own
+/// page (TLB reach), and the first touch of each page a page fault on the order path (perf counted
+/// them among the sequencer's page faults). Growing costs one O(open orders) rehash per doubling,
+/// a few times in the life of a busy engine.
+pub const INDEX_START_CAPACITY: usize = 1 << 14;
+
 /// The production engine.
 pub type FastEngine = Engine<LadderBook>;
 /// The oracle: same rules, obviously-correct book.

@@ -746,15 +746,32 @@ impl<B: OrderBook> Engine<B> {
         let cid = r.new_client_order_id.unwrap_or_default();
         match self.check_replace(r) {
             Err((id, reason)) => self.reject(out, r.account, r.instrument, cid, id, reason),
-            Ok((id, ix, new_hold)) => self.apply_replace(r, id, ix, new_hold, out),
+            Ok((o, ix, new_hold)) => self.apply_replace(r, o, ix, new_hold, out),
         }
     }
 
-    fn check_replace(&self, r: &Replace) -> Result<(OrderId, AccountIx, Amount), (OrderId, RejectReason)> {
+    /// The checks of a replace, in order; on success the resting order (a copy) and what it
+    /// must hold after the replace.
+    fn check_replace(&self, r: &Replace) -> Result<(Order, AccountIx, Amount), (OrderId, RejectReason)> {
         use RejectReason as R;
         let m = self.market(r.instrument).ok_or((0, R::UnknownInstrument))?;
         let ix = self.accounts.ix(r.account).ok_or((0, R::UnknownAccount))?;
-        let id = self.resolve(r.account, r.instrument, r.target).ok_or((0, R::UnknownOrder))?;
+        // One book lookup serves both the resolution and the resting order (the hot path:
+        // replaces by order id); `resolve` is the same rule for every other case.
+        let (id, resting) = match r.target {
+            OrderRef::Id(id) => match m.book.get(id) {
+                Some(o) if o.account == r.account => (id, Some(o)),
+                Some(_) => return Err((0, R::UnknownOrder)),
+                None => {
+                    let id = self.resolve(r.account, r.instrument, r.target).ok_or((0, R::UnknownOrder))?;
+                    (id, None)
+                }
+            },
+            OrderRef::Client(_) => {
+                let id = self.resolve(r.account, r.instrument, r.target).ok_or((0, R::UnknownOrder))?;
+                (id, m.book.get(id))
+            }
+        };
         let e = |reason| (id, reason);
         match m.status {
             TradingStatus::Open => {}
@@ -764,7 +781,7 @@ impl<B: OrderBook> Engine<B> {
         if self.accounts.killed(ix) {
             return Err(e(R::AccountKilled));
         }
-        let o = m.book.get(id).ok_or(e(R::NotReplaceable))?;
+        let o = resting.ok_or(e(R::NotReplaceable))?;
         let price = Self::check_price(r.price).map_err(e)?;
         let (lo, hi) = band(m.last_price, m.spec.band_bps);
         if price < lo || price > hi {
@@ -804,12 +821,12 @@ impl<B: OrderBook> Engine<B> {
         if o.post_only && m.book.best_price(o.side.opposite()).is_some_and(|b| o.side.crosses(price, b)) {
             return Err(e(R::PostOnlyWouldCross));
         }
-        Ok((id, ix, new_hold))
+        Ok((*o, ix, new_hold))
     }
 
-    fn apply_replace(&mut self, r: &Replace, id: OrderId, ix: AccountIx, new_hold: Amount, out: &mut Vec<Event>) {
+    fn apply_replace(&mut self, r: &Replace, mut o: Order, ix: AccountIx, new_hold: Amount, out: &mut Vec<Event>) {
         let inst = r.instrument;
-        let mut o = *self.market(inst).expect("checked").book.get(id).expect("checked");
+        let id = o.id;
         let asset = self.hold_asset(inst, o.side);
         if let Some(c) = r.new_client_order_id {
             self.client_ids.remove(&(o.account, o.client_order_id));

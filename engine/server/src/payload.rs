@@ -42,10 +42,13 @@ pub fn origin(b: &[u8]) -> Option<Origin> {
 
 impl Payload {
     pub fn encode(&self, out: &mut Vec<u8>) {
-        out.push(PAYLOAD_VERSION);
-        out.extend_from_slice(&self.epoch.to_le_bytes());
-        out.extend_from_slice(&self.gateway.to_le_bytes());
-        out.extend_from_slice(&self.request.to_le_bytes());
+        // The header as one block: this runs once per command on the sequencer.
+        let mut h = [0u8; HEADER];
+        h[0] = PAYLOAD_VERSION;
+        h[1..9].copy_from_slice(&self.epoch.to_le_bytes());
+        h[9..13].copy_from_slice(&self.gateway.to_le_bytes());
+        h[13..21].copy_from_slice(&self.request.to_le_bytes());
+        out.extend_from_slice(&h);
         encode_command(&self.command, out);
     }
 

@@ -489,17 +489,29 @@ pub(crate) fn ack_frame(request: u64, seq: u64, status: AckStatus) -> Vec<u8> {
 }
 
 fn put_ack(f: &mut Vec<u8>, request: u64, seq: u64, status: AckStatus) {
+    let at = f.len();
     proto::frame_header(f, proto::ACK, 17);
-    f.extend_from_slice(&request.to_le_bytes());
-    f.extend_from_slice(&seq.to_le_bytes());
-    f.push(status as u8);
+    // The body as one block (this runs once per command at full rate).
+    let mut b = [0u8; 17];
+    b[0..8].copy_from_slice(&request.to_le_bytes());
+    b[8..16].copy_from_slice(&seq.to_le_bytes());
+    b[16] = status as u8;
+    f.extend_from_slice(&b);
+    debug_assert_eq!(f.len() - at, ACK_FRAME_LEN);
 }
 
-/// An acknowledgement waiting for its seq to be durable.
+/// Bytes of one `Ack` frame (header included).
+const ACK_FRAME_LEN: usize = 22;
+
+/// An acknowledgement waiting for its seq to be durable. Its connection is in
+/// [`Sequencer::pending_conns`] (one entry per run of consecutive acks to the same connection,
+/// so the sequencer does not clone and drop an `Arc` per command).
 struct Pending {
     seq: u64,
-    /// (connection, request id, seq to report, status)
-    ack: (Arc<ConnOut>, u64, u64, AckStatus),
+    request: u64,
+    /// Seq to report (the original's for a duplicate).
+    reported: u64,
+    status: AckStatus,
 }
 
 struct Sequencer {
@@ -508,6 +520,8 @@ struct Sequencer {
     journal: Journal,
     snap_tx: SyncSender<(u64, Vec<u8>)>,
     pending: VecDeque<Pending>,
+    /// The connections of `pending`, run-length: (connection, acks in the run), oldest first.
+    pending_conns: VecDeque<(Arc<ConnOut>, usize)>,
     /// Payloads and events of the journal batch being filled ...
     filling: ChunkBuilder,
     /// ... and of the batches submitted but not yet durable, oldest first.
@@ -516,6 +530,8 @@ struct Sequencer {
     since_snapshot: u64,
     acks: Vec<(Arc<ConnOut>, Vec<u8>)>,
     clock: u64,
+    /// Chunks that just left the ring (reused buffer).
+    evicted: Vec<Arc<crate::ring::Chunk>>,
 }
 
 impl Sequencer {
@@ -526,12 +542,14 @@ impl Sequencer {
             journal,
             snap_tx,
             pending: VecDeque::new(),
+            pending_conns: VecDeque::new(),
             filling: ChunkBuilder::default(),
             sealed: VecDeque::new(),
             last_ts: 0,
             since_snapshot: 0,
             acks: Vec::new(),
             clock: 0,
+            evicted: Vec::new(),
         }
     }
 
@@ -632,38 +650,63 @@ impl Sequencer {
         Ok(())
     }
 
+    /// Queues an acknowledgement for when `seq` is durable.
+    fn push_pending(&mut self, out: &Arc<ConnOut>, p: Pending) {
+        match self.pending_conns.back_mut() {
+            Some((o, n)) if Arc::ptr_eq(o, out) => *n += 1,
+            _ => self.pending_conns.push_back((out.clone(), 1)),
+        }
+        self.pending.push_back(p);
+    }
+
     fn release(&mut self) {
         let durable = self.journal.durable_seq();
-        while self.pending.front().is_some_and(|p| p.seq <= durable) {
-            let Some(p) = self.pending.pop_front() else { break };
-            {
-                let (out, request, seq, status) = p.ack;
-                // One message per connection per release, not one per ack: channel wake-ups
-                // and allocations per command were the sequencer's biggest overhead.
-                match self.acks.iter_mut().find(|(o, _)| Arc::ptr_eq(o, &out)) {
-                    Some((_, buf)) => put_ack(buf, request, seq, status),
-                    None => {
-                        let mut buf = Vec::with_capacity(22 * 64);
-                        put_ack(&mut buf, request, seq, status);
-                        self.acks.push((out, buf));
-                    }
+        // Durable acks form a prefix of `pending`; walk it run by run (one connection each).
+        let ready = self.pending.partition_point(|p| p.seq <= durable);
+        let mut done = 0;
+        while done < ready {
+            let Some((out, run)) = self.pending_conns.front_mut() else { break };
+            let take = (*run).min(ready - done);
+            // One message per connection per release, not one per ack: channel wake-ups
+            // and allocations per command were the sequencer's biggest overhead.
+            let at = match self.acks.iter().position(|(o, _)| Arc::ptr_eq(o, out)) {
+                Some(i) => i,
+                None => {
+                    self.acks.push((out.clone(), Vec::with_capacity(ACK_FRAME_LEN * take.max(64))));
+                    self.acks.len() - 1
                 }
+            };
+            let buf = &mut self.acks[at].1;
+            buf.reserve(ACK_FRAME_LEN * take);
+            for p in self.pending.range(done..done + take) {
+                put_ack(buf, p.request, p.reported, p.status);
+            }
+            done += take;
+            *run -= take;
+            if *run == 0 {
+                self.pending_conns.pop_front();
             }
         }
+        self.pending.drain(..ready);
         for (out, buf) in self.acks.drain(..) {
             if !out.dead.load(Ordering::Relaxed) {
                 out.send(buf);
             }
         }
         if self.sealed.front().is_some_and(|c| c.last() <= durable) {
+            let mut evicted = std::mem::take(&mut self.evicted);
             let mut ring = self.sh.ring.lock().unwrap_or_else(|p| p.into_inner());
             while self.sealed.front().is_some_and(|c| c.last() <= durable) {
                 if let Some(c) = self.sealed.pop_front() {
-                    ring.push(Arc::new(c));
+                    ring.push_evicting(Arc::new(c), &mut evicted);
                 }
             }
             drop(ring);
             self.sh.cond.notify_all();
+            for c in evicted.drain(..) {
+                self.filling.recycle(c);
+            }
+            self.evicted = evicted;
         }
     }
 
@@ -681,7 +724,7 @@ impl Sequencer {
     /// The payload is encoded straight into the ring chunk being filled and the engine writes
     /// its events straight into it too: the journal's copy (with the CRC) is the only copy of
     /// either on this path.
-    fn append(&mut self, ts: u64, p: Payload, ack: Option<(Arc<ConnOut>, u64)>) -> Result<(), ServerError> {
+    fn append(&mut self, ts: u64, p: Payload, ack: Option<(&Arc<ConnOut>, u64)>) -> Result<(), ServerError> {
         let lens = self.filling.open_lens();
         p.encode(self.filling.payloads());
         let seq = match self.journal.append(ts, &self.filling.payloads()[lens.0..]) {
@@ -708,7 +751,7 @@ impl Sequencer {
         ts: u64,
         p: &Payload,
         lens: (usize, usize),
-        ack: Option<(Arc<ConnOut>, u64)>,
+        ack: Option<(&Arc<ConnOut>, u64)>,
     ) -> Result<(), ServerError> {
         let seq = self.journal.append(ts, &self.filling.payloads()[lens.0..])?;
         self.apply_appended(seq, ts, p, lens, ack)
@@ -720,7 +763,7 @@ impl Sequencer {
         ts: u64,
         p: &Payload,
         lens: (usize, usize),
-        ack: Option<(Arc<ConnOut>, u64)>,
+        ack: Option<(&Arc<ConnOut>, u64)>,
     ) -> Result<(), ServerError> {
         let applied = self.rep.apply(ts, p, self.filling.events());
         if applied != seq {
@@ -734,7 +777,7 @@ impl Sequencer {
             *self.sh.instruments.write().unwrap_or_else(|p| p.into_inner()) = specs;
         }
         if let Some((out, request)) = ack {
-            self.pending.push_back(Pending { seq, ack: (out, request, seq, AckStatus::Applied) });
+            self.push_pending(out, Pending { seq, request, reported: seq, status: AckStatus::Applied });
         }
         Ok(())
     }
@@ -820,12 +863,12 @@ impl Sequencer {
             Dedup::Fresh => {
                 self.last_ts = self.last_ts.max(self.clock);
                 let p = Payload { epoch: self.rep.epoch, gateway, request, command: cmd };
-                self.append(self.last_ts, p, Some((out.clone(), request)))?;
+                self.append(self.last_ts, p, Some((out, request)))?;
             }
             Dedup::Duplicate(mark) => {
                 // Answer no earlier than the original is durable: queue behind everything.
-                let ack = (out.clone(), request, mark.seq, AckStatus::Duplicate);
-                self.pending.push_back(Pending { seq: self.rep.seq(), ack });
+                let p = Pending { seq: self.rep.seq(), request, reported: mark.seq, status: AckStatus::Duplicate };
+                self.push_pending(out, p);
             }
             Dedup::TooManyGateways => out.send(ack_frame(request, 0, AckStatus::TooManyGateways)),
         }

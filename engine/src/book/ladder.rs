@@ -14,8 +14,9 @@
 //! - An id -> slot hash map (Fx: ids are engine-assigned, not attacker-chosen
 //!   keys, so a fast non-DoS-resistant hasher is fine) serves cancels.
 //!
-//! Nothing allocates after `with_capacity`: the arena, the map, the windows
-//! and the far vectors are sized up front.
+//! The arena, the windows and the far vectors are sized up front; the id
+//! index starts at [`crate::INDEX_START_CAPACITY`] and grows by doubling up
+//! to the book's capacity (see that constant for why).
 
 use rustc_hash::FxHashMap;
 
@@ -316,7 +317,7 @@ impl OrderBook for LadderBook {
         LadderBook {
             nodes: Vec::with_capacity(capacity),
             free: Vec::with_capacity(capacity),
-            index: FxHashMap::with_capacity_and_hasher(capacity, Default::default()),
+            index: FxHashMap::with_capacity_and_hasher(capacity.min(crate::INDEX_START_CAPACITY), Default::default()),
             bids: Ladder::new(Side::Buy, capacity),
             asks: Ladder::new(Side::Sell, capacity),
             capacity,
