@@ -81,7 +81,7 @@ pub struct MarketDataCmdArgs {
 /// The REST gateway's built-in gateway id (serve_rest.rs).
 const REST_GATEWAY_ID: u32 = 3;
 
-fn link(e: &EngineArgs, local: u32) -> Result<Arc<RemoteLink>> {
+pub(crate) fn link(e: &EngineArgs, local: u32) -> Result<Arc<RemoteLink>> {
     let mut cfg = RemoteConfig::new(e.engine.clone(), e.gateway_id.unwrap_or(local));
     if local != 0 && cfg.gateway != local {
         cfg.local_gateway = Some(local);
@@ -92,7 +92,7 @@ fn link(e: &EngineArgs, local: u32) -> Result<Arc<RemoteLink>> {
     Ok(link)
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -101,19 +101,19 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("starting the tokio runtime")
 }
 
-async fn probes(p: &ProbeArgs, metrics: &Metrics) -> Result<crate::metrics::MetricsServer> {
+pub(crate) async fn probes(p: &ProbeArgs, metrics: &Metrics) -> Result<crate::metrics::MetricsServer> {
     crate::metrics::serve(&MetricsArgs { metrics_listen: p.metrics_listen }, metrics.clone()).await
 }
 
 /// Waits for SIGINT or SIGTERM (the handler is installed before the caller prints "is up").
-async fn until_stopped(mut term: tokio::signal::unix::Signal) {
+pub(crate) async fn until_stopped(mut term: tokio::signal::unix::Signal) {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
 }
 
-fn term() -> Result<tokio::signal::unix::Signal> {
+pub(crate) fn term() -> Result<tokio::signal::unix::Signal> {
     Ok(tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?)
 }
 

@@ -49,6 +49,8 @@ enum Cmd {
     GatewayRest(gateway_cmd::GatewayRestArgs),
     /// Market data (feed, statistics, Redis fan-out) as its own process, against `castle engine`.
     Marketdata(gateway_cmd::MarketDataCmdArgs),
+    /// The event archive against `castle engine` (--engine ADDR): a local folder, or Kinesis.
+    Archive(serve_archive::ArchiveCmdArgs),
     /// Benchmarks and load generators.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -70,5 +72,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::GatewayFix(a) => gateway_cmd::run_fix(a),
         Cmd::GatewayRest(a) => gateway_cmd::run_rest(a),
         Cmd::Marketdata(a) => gateway_cmd::run_marketdata(a),
+        Cmd::Archive(a) => serve_archive::run(a),
     }
 }

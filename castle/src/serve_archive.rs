@@ -13,6 +13,7 @@ use clap::Args;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::gateway_cmd::{EngineArgs, ProbeArgs};
 use crate::metrics::Metrics;
 
 #[derive(Args, Clone, Debug)]
@@ -86,4 +87,40 @@ impl Archive {
         let _ = self.stop.send(true);
         self.task.await.context("archive task")?.context("event archive")
     }
+}
+
+/// `castle archive`: the archiver as its own process, following `castle engine` over TCP.
+#[derive(Args)]
+pub struct ArchiveCmdArgs {
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    /// Local state: the archive folder (`DIR/archive`) or the Kinesis cursor.
+    #[arg(long, env = "CASTLE_DATA_DIR", default_value = "var")]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub archive: ArchiveArgs,
+    #[command(flatten)]
+    pub probes: ProbeArgs,
+}
+
+pub fn run(a: ArchiveCmdArgs) -> Result<()> {
+    crate::gateway_cmd::runtime()?.block_on(async move {
+        std::fs::create_dir_all(&a.data_dir).with_context(|| format!("creating {}", a.data_dir.display()))?;
+        // The archive only reads the stream: no gateway session at the engine.
+        let mut e = a.engine.clone();
+        e.gateway_id = Some(0);
+        let link: Arc<dyn EngineLink> = crate::gateway_cmd::link(&e, 0)?;
+        let metrics = Metrics::default();
+        let probe = crate::gateway_cmd::probes(&a.probes, &metrics).await?;
+        let archive = start(&a.archive, &a.data_dir, link, &metrics).await?;
+        metrics.set_ready(true);
+        let term = crate::gateway_cmd::term()?;
+        println!("castle archive is up: engine {}, metrics on http://{}/metrics", e.engine, probe.addr);
+        crate::gateway_cmd::until_stopped(term).await;
+        metrics.set_ready(false);
+        archive.stop().await?;
+        probe.shutdown().await;
+        println!("castle archive stopped");
+        Ok(())
+    })
 }

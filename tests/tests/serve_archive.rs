@@ -1,6 +1,7 @@
 //! `castle serve` archives every engine event: into `<data-dir>/archive` by
 //! default (resumed exactly once across a restart), and into a Kinesis
-//! stream on the moto AWS emulator with `--archive-kinesis-stream`.
+//! stream on the moto AWS emulator with `--archive-kinesis-stream`; and
+//! `castle archive` as its own process against `castle engine`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -68,9 +69,14 @@ fn serve_archives_into_the_data_dir_once_across_restarts() {
         }
         stop(p);
     }
+    check_setup(&by_seq(&read_folder(&root)));
+}
+
+/// Every archive file under `root`, concatenated in name order.
+fn read_folder(root: &Path) -> Vec<u8> {
     let mut all = Vec::new();
     let mut files = Vec::new();
-    let mut stack = vec![root.clone()];
+    let mut stack = vec![root.to_path_buf()];
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).unwrap() {
             let p = e.unwrap().path();
@@ -85,7 +91,30 @@ fn serve_archives_into_the_data_dir_once_across_restarts() {
     for f in &files {
         all.extend(std::fs::read(f).unwrap());
     }
-    check_setup(&by_seq(&all));
+    all
+}
+
+#[test]
+fn archive_process_follows_the_engine_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = castle_tests::durable::EngineProc::start(&dir.path().join("journal"), &["--demo"])
+        .unwrap_or_else(|e| panic!("castle engine: {e:?}"));
+    let data = dir.path().join("archiver");
+    let data = data.to_str().unwrap();
+    let root = dir.path().join("archiver").join("archive").join("stream=events");
+    for run in 0..2 {
+        let mut p = Proc::castle(&["archive", "--engine", &engine.addr, "--data-dir", data]);
+        p.wait_for_line("castle archive is up");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while cursor_seq(&root) < SETUP {
+            assert!(Instant::now() < deadline, "run {run}: the archive did not reach seq {SETUP}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        p.signal("TERM");
+        p.wait_for_line("castle archive stopped");
+        assert!(p.child.wait().unwrap().success());
+    }
+    check_setup(&by_seq(&read_folder(&root)));
 }
 
 #[test]
