@@ -665,7 +665,19 @@ async fn router_task(
                 }
             },
         }
-        if dispatch(&mut layer, &link, &sessions, &mut out) && !spin.is_zero() {
+        let submitted = dispatch(&mut layer, &link, &sessions, &mut out);
+        // A link that applies commands on the caller's thread (or answers
+        // very fast) has the replies queued already: take them now rather
+        // than after a round through the scheduler. Costs one empty
+        // `try_recv` otherwise.
+        if submitted {
+            while let Ok(batch) = engine.try_recv() {
+                last_seq = Some(batch.seq);
+                on_batch(&mut layer, &link, &batch, &mut out);
+                dispatch(&mut layer, &link, &sessions, &mut out);
+            }
+        }
+        if submitted && !spin.is_zero() {
             let t0 = std::time::Instant::now();
             while t0.elapsed() < spin {
                 match engine.try_recv() {
