@@ -343,6 +343,16 @@ pub struct Message<'a> {
 }
 
 impl<'a> Message<'a> {
+    /// The field spans (for handing a parsed message on without parsing it again).
+    pub(crate) fn spans(&self) -> &'a [FieldSpan] {
+        self.fields
+    }
+    /// A view over `buf` with spans taken from an earlier parse of the same
+    /// bytes (see [`crate::session::AppMessage::message`]).
+    pub(crate) fn from_spans(buf: &'a [u8], fields: &'a [FieldSpan]) -> Message<'a> {
+        debug_assert!(fields.iter().all(|f| f.start <= f.end && (f.end as usize) <= buf.len()));
+        Message { buf, fields, bad_tag: None }
+    }
     /// The whole frame, envelope included.
     pub fn as_bytes(&self) -> &'a [u8] {
         self.buf
