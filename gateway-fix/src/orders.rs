@@ -285,8 +285,12 @@ pub fn write_decimal(out: &mut Vec<u8>, v: Decimal) {
     let mut n = 0;
     match u64::try_from(m.unsigned_abs()) {
         Ok(mut u) => {
-            while scale > 0 && u % 10 == 0 {
-                u /= 10;
+            while scale > 0 {
+                let (q, r) = (u / 10, u % 10);
+                if r != 0 {
+                    break;
+                }
+                u = q;
                 scale -= 1;
             }
             loop {
@@ -300,8 +304,12 @@ pub fn write_decimal(out: &mut Vec<u8>, v: Decimal) {
         }
         Err(_) => {
             let mut u = m.unsigned_abs();
-            while scale > 0 && u % 10 == 0 {
-                u /= 10;
+            while scale > 0 {
+                let (q, r) = (u / 10, u % 10);
+                if r != 0 {
+                    break;
+                }
+                u = q;
                 scale -= 1;
             }
             loop {
