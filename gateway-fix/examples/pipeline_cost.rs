@@ -6,7 +6,7 @@
 //! cargo run --release -p castle-gateway-fix --example pipeline_cost -- [orders]
 
 use castle_engine::{Command, FastEngine, InstrumentSpec, Limits};
-use castle_gateway_fix::frame::{checksum, Parser};
+use castle_gateway_fix::frame::checksum;
 use castle_gateway_fix::link::{EngineBatch, Origin};
 use castle_gateway_fix::orders::{OrderLayer, Output, SessionProfile};
 use castle_gateway_fix::session::{Action, AllowAll, Session, SessionConfig};
@@ -50,7 +50,6 @@ fn run<S: MessageStore>(store: S, n: u64, label: &str) {
             ))
         })
         .collect();
-    let mut parser = Parser::default();
     let mut out = Vec::new();
     let mut sent = 0u64;
     let t0 = Instant::now();
@@ -59,7 +58,7 @@ fn run<S: MessageStore>(store: S, n: u64, label: &str) {
         sess.on_bytes(m, now, &mut actions);
         for a in actions.drain(..) {
             if let Action::Deliver(app) = a {
-                let msg = parser.parse(&app.bytes, Dictionary::fix44()).unwrap();
+                let msg = app.message();
                 layer.on_message(sid, &msg, app.seq, 1, &mut out);
             }
         }

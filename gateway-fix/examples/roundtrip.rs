@@ -6,19 +6,166 @@
 //!
 //! cargo run --release -p castle-gateway-fix --example roundtrip -- [seconds per rate] [rates,comma,separated]
 //!
-//! Everything runs in this process: the engine on its own thread, the
-//! gateway on a tokio runtime, the echo server on the same runtime, the
-//! client on two plain threads (sender, receiver).
+//! Everything runs in this process: the gateway on a tokio runtime on its
+//! own thread, the echo server on another, the client on two plain threads
+//! (sender, receiver). Two engine placements are measured in the same run,
+//! each behind its own gateway:
+//!
+//! - `engine thread`: `InProcessEngine`, the engine on its own thread
+//!   behind channels (what `castle serve` had before the durable link): two
+//!   extra thread hand-offs per order (gateway -> engine -> gateway).
+//! - `engine inline`: [`InlineEngine`] below, the same `FastEngine` applied
+//!   on the gateway's own thread inside `EngineLink::submit` (one core runs
+//!   sessions, order layer and matching, as single-threaded venues do). It
+//!   isolates the gateway's own cost: the same number of thread hand-offs
+//!   as the echo.
+//!
+//! Neither has a journal: no fsync/fdatasync is in the measured path (the
+//! FIX store is `FsyncPolicy::OsBuffered`, one write(2) per change).
+//!
+//! Third argument: `thread`, `inline` or `thread,inline` (default both).
 
-use castle_engine::{Command, InstrumentSpec, Limits};
+use castle_engine::{Command, Engine, Event, EventKind, FastEngine, InstrumentSpec, Limits, Seq};
 use castle_gateway_fix::frame::{checksum, next_frame, FrameStatus, NoDataFields, Parser};
+use castle_gateway_fix::link::{EngineBatch, EngineLink, EngineRequest, LinkError};
 use castle_gateway_fix::{serve, Config, InProcessEngine, Timestamp};
 use hdrhistogram::Histogram;
+use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
+
+/// The engine applied on the submitting thread: `submit` runs the command
+/// and pushes its batch to the subscribers before returning. Subscribers
+/// are tokio channels; a full one makes `submit` answer `Busy` (checked
+/// before applying, so a refused command changes nothing).
+struct InlineEngine {
+    state: Mutex<InlineState>,
+    instruments: RwLock<Vec<InstrumentSpec>>,
+}
+
+struct InlineState {
+    engine: FastEngine,
+    out: Vec<Event>,
+    live: Vec<tokio::sync::mpsc::Sender<Arc<EngineBatch>>>,
+    /// Recent batches for `subscribe_after` (bounded like `InProcessEngine`'s).
+    history: VecDeque<Arc<EngineBatch>>,
+    forgotten: Seq,
+    last_seq: Seq,
+}
+
+const INLINE_HISTORY: usize = 1 << 16;
+
+impl InlineState {
+    fn publish(&mut self, batch: EngineBatch) {
+        let batch = Arc::new(batch);
+        if self.history.len() == INLINE_HISTORY {
+            if let Some(old) = self.history.pop_front() {
+                self.forgotten = old.seq;
+            }
+        }
+        self.history.push_back(batch.clone());
+        self.last_seq = batch.seq;
+        self.live.retain(|s| !s.is_closed());
+        for s in &self.live {
+            // Cannot be full: `submit` checked the capacity under this lock.
+            let _ = s.try_send(batch.clone());
+        }
+    }
+}
+
+fn now_nanos() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+}
+
+impl InlineEngine {
+    fn start(limits: Limits, setup: &[Command]) -> Arc<InlineEngine> {
+        let engine: FastEngine = Engine::new(limits);
+        let mut st = InlineState {
+            engine,
+            out: Vec::with_capacity(256),
+            live: Vec::new(),
+            history: VecDeque::new(),
+            forgotten: 0,
+            last_seq: 0,
+        };
+        for c in setup {
+            st.out.clear();
+            let ts = now_nanos();
+            let seq = st.engine.apply(ts, c, &mut st.out);
+            let events = st.out.clone();
+            st.publish(EngineBatch { origin: None, seq, ts, events });
+        }
+        let e = Arc::new(InlineEngine { state: Mutex::new(st), instruments: RwLock::new(Vec::new()) });
+        e.refresh_instruments();
+        e
+    }
+
+    fn refresh_instruments(&self) {
+        let st = self.state.lock().unwrap();
+        let specs =
+            (0..st.engine.limits().max_instruments).filter_map(|id| st.engine.instrument(id).copied()).collect();
+        *self.instruments.write().unwrap() = specs;
+    }
+}
+
+impl EngineLink for InlineEngine {
+    fn submit(&self, req: EngineRequest) -> std::result::Result<(), LinkError> {
+        let mut st = self.state.lock().map_err(|_| LinkError::Stopped)?;
+        if st.live.iter().any(|s| s.capacity() == 0 && !s.is_closed()) {
+            return Err(LinkError::Busy);
+        }
+        let ts = now_nanos();
+        let mut out = std::mem::take(&mut st.out);
+        out.clear();
+        let seq = st.engine.apply(ts, &req.command, &mut out);
+        let listed = out.iter().any(|e| matches!(e.kind, EventKind::InstrumentAdded { .. }));
+        st.publish(EngineBatch { origin: Some(req.origin), seq, ts, events: out.clone() });
+        st.out = out;
+        drop(st);
+        if listed {
+            self.refresh_instruments();
+        }
+        Ok(())
+    }
+
+    fn subscribe(
+        &self,
+        capacity: usize,
+    ) -> std::result::Result<tokio::sync::mpsc::Receiver<Arc<EngineBatch>>, LinkError> {
+        let (tx, rx) = tokio::sync::mpsc::channel(capacity.max(1));
+        self.state.lock().map_err(|_| LinkError::Stopped)?.live.push(tx);
+        Ok(rx)
+    }
+
+    fn subscribe_after(
+        &self,
+        after: Seq,
+        capacity: usize,
+    ) -> std::result::Result<tokio::sync::mpsc::Receiver<Arc<EngineBatch>>, LinkError> {
+        let mut st = self.state.lock().map_err(|_| LinkError::Stopped)?;
+        if after > st.last_seq || after < st.forgotten {
+            return Err(LinkError::CannotResume(after));
+        }
+        let backlog: Vec<_> = st.history.iter().filter(|b| b.seq > after).cloned().collect();
+        let (tx, rx) = tokio::sync::mpsc::channel(capacity.max(1) + backlog.len());
+        for b in backlog {
+            let _ = tx.try_send(b);
+        }
+        st.live.push(tx);
+        Ok(rx)
+    }
+
+    fn instruments(&self) -> Vec<InstrumentSpec> {
+        self.instruments.read().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    fn last_seq(&self) -> Option<Seq> {
+        self.state.lock().ok().map(|s| s.last_seq)
+    }
+}
 
 fn now_fix() -> String {
     Timestamp::from_unix_nanos(
@@ -172,6 +319,57 @@ impl Elapsed for Instant {
     }
 }
 
+/// One gateway (own thread, own store directory) in front of `link`; returns its address.
+fn start_gateway(link: Arc<dyn EngineLink>, dir: &std::path::Path) -> SocketAddr {
+    std::fs::create_dir_all(dir).unwrap();
+    let cfg = Config::parse(&format!(
+        "[DEFAULT]\nListenAddress=127.0.0.1:0\nSenderCompID=CASTLE\nStoreDir={}\nSendingTimeTolerance=0\n\
+         [SESSION]\nTargetCompID=BENCH\nAccount=7\nResetOnLogon=Y\n",
+        dir.display()
+    ))
+    .unwrap();
+    // Each gateway gets one thread with a current-thread runtime
+    // (CASTLE_GATEWAY_THREADS=N for a multi-thread runtime instead): on a
+    // 2-core machine every extra hand-off between threads is a wake-up that
+    // waits for a CPU.
+    let threads: usize = std::env::var("CASTLE_GATEWAY_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    let (atx, arx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = if threads <= 1 {
+            tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+        } else {
+            tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build().unwrap()
+        };
+        rt.block_on(async move {
+            let server = serve(cfg, link).await.unwrap();
+            atx.send(server.local_addr().unwrap()).unwrap();
+            server.wait().await;
+        });
+    });
+    arx.recv().unwrap()
+}
+
+/// Connect and log on (ResetOnLogon: MsgSeqNum 1).
+fn logon(addr: SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_nodelay(true).unwrap();
+    let t = now_fix();
+    s.write_all(&frame(&format!("35=A\x0149=BENCH\x0156=CASTLE\x0134=1\x0152={t}\x0198=0\x01108=30\x01141=Y\x01")))
+        .unwrap();
+    let mut b = [0u8; 4096];
+    let n = s.read(&mut b).unwrap();
+    assert!(String::from_utf8_lossy(&b[..n]).contains("35=A"), "logon refused");
+    s
+}
+
+/// A gateway under test: its connection, next MsgSeqNum and next ClOrdID.
+struct Target {
+    label: &'static str,
+    conn: TcpStream,
+    seq: Arc<AtomicU64>,
+    next_id: u64,
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let secs: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(5);
@@ -179,6 +377,10 @@ fn main() {
         .get(2)
         .map(|s| s.split(',').filter_map(|r| r.parse().ok()).collect())
         .unwrap_or_else(|| vec![10_000, 20_000, 50_000]);
+    let kinds: Vec<String> = args
+        .get(3)
+        .map(|s| s.split(',').map(str::to_owned).collect())
+        .unwrap_or_else(|| vec!["thread".into(), "inline".into()]);
     let dir = tempfile_dir();
     let total: u64 = rates.iter().map(|r| r * secs).sum::<u64>() + 1000;
     let mut limits = Limits::default();
@@ -188,34 +390,23 @@ fn main() {
         Command::AddInstrument(InstrumentSpec::demo(0, "BTC-USDT", 1, 2, 6_000_000)),
         Command::Deposit { account: 7, asset: 2, amount: 1 << 61 },
     ];
-    // CASTLE_ENGINE_SPIN_US: how long the engine thread polls before blocking.
-    let spin = std::env::var("CASTLE_ENGINE_SPIN_US").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
-    let engine = InProcessEngine::start_with_spin(limits, &setup, 1 << 16, Duration::from_micros(spin));
-    let cfg = Config::parse(&format!(
-        "[DEFAULT]\nListenAddress=127.0.0.1:0\nSenderCompID=CASTLE\nStoreDir={}\nSendingTimeTolerance=0\n\
-         [SESSION]\nTargetCompID=BENCH\nAccount=7\nResetOnLogon=Y\n",
-        dir.display()
-    ))
-    .unwrap();
-    // The gateway and the echo server each get one thread with a
-    // current-thread runtime (CASTLE_GATEWAY_THREADS=N for a multi-thread
-    // runtime instead): on a 2-core machine every extra hand-off between
-    // threads is a wake-up that waits for a CPU.
-    let threads: usize = std::env::var("CASTLE_GATEWAY_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
-    let (atx, arx) = std::sync::mpsc::channel();
-    let eng = engine.clone();
-    std::thread::spawn(move || {
-        let rt = if threads <= 1 {
-            tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
-        } else {
-            tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build().unwrap()
+    let mut targets = Vec::new();
+    for kind in &kinds {
+        let (label, link): (&'static str, Arc<dyn EngineLink>) = match kind.as_str() {
+            "thread" => {
+                // CASTLE_ENGINE_SPIN_US: how long the engine thread polls before blocking.
+                let spin = std::env::var("CASTLE_ENGINE_SPIN_US").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+                (
+                    "FIX D -> 8, engine thread",
+                    InProcessEngine::start_with_spin(limits, &setup, 1 << 16, Duration::from_micros(spin)),
+                )
+            }
+            "inline" => ("FIX D -> 8, engine inline", InlineEngine::start(limits, &setup)),
+            other => panic!("unknown engine placement {other:?} (thread, inline)"),
         };
-        rt.block_on(async move {
-            let server = serve(cfg, eng).await.unwrap();
-            atx.send(server.local_addr().unwrap()).unwrap();
-            server.wait().await;
-        });
-    });
+        let addr = start_gateway(link, &dir.join(kind));
+        targets.push(Target { label, conn: logon(addr), seq: Arc::new(AtomicU64::new(2)), next_id: 0 });
+    }
     let (etx, erx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -236,20 +427,7 @@ fn main() {
             }
         });
     });
-    let fix_addr: SocketAddr = arx.recv().unwrap();
     let echo_addr: SocketAddr = erx.recv().unwrap();
-
-    // One FIX connection for every rate; numbers continue across runs.
-    let mut s = TcpStream::connect(fix_addr).unwrap();
-    s.set_nodelay(true).unwrap();
-    let t = now_fix();
-    s.write_all(&frame(&format!("35=A\x0149=BENCH\x0156=CASTLE\x0134=1\x0152={t}\x0198=0\x01108=30\x01141=Y\x01")))
-        .unwrap();
-    let mut b = [0u8; 4096];
-    let n = s.read(&mut b).unwrap();
-    assert!(String::from_utf8_lossy(&b[..n]).contains("35=A"), "logon refused");
-    let seq = Arc::new(AtomicU64::new(2));
-    let mut next_id = 0u64;
 
     println!("message size: NewOrderSingle {} bytes; {} s per rate", make_len(), secs);
     println!("| rate (orders/s) | path | p50 us | p99 us | p99.9 us | max us | replies | CPU us/round trip |");
@@ -269,42 +447,48 @@ fn main() {
             |m| std::str::from_utf8(m).ok()?.split("\x0111=").nth(1)?.get(..12)?.parse().ok(),
             false,
         );
-        // FIX: ids continue across rates so ClOrdIDs stay unique.
-        let base = next_id;
-        next_id += n;
-        let seq2 = seq.clone();
-        let (ftx, frx) = (s.try_clone().unwrap(), s.try_clone().unwrap());
-        let fix = run(
-            ftx,
-            frx,
-            rate,
-            n,
-            move |i| nos(seq2.fetch_add(1, Ordering::Relaxed), base + i, &now_fix()),
-            move |m| {
-                let mut p = Parser::default();
-                let msg = p.parse(m, &NoDataFields).ok()?;
-                if msg.msg_type() != b"8" || msg.get(150) != Some(b"0") {
-                    return None;
-                }
-                let id: u64 = std::str::from_utf8(msg.get(11)?).ok()?.parse().ok()?;
-                id.checked_sub(base)
-            },
-            true,
-        );
-        for (path, r) in [("raw TCP echo", &echo), ("FIX D -> 8 (new)", &fix)] {
+        print_row(rate, "raw TCP echo", &echo, n);
+        for t in &mut targets {
+            // ClOrdIDs continue across rates so they stay unique.
+            let base = t.next_id;
+            t.next_id += n;
+            let seq2 = t.seq.clone();
+            let (ftx, frx) = (t.conn.try_clone().unwrap(), t.conn.try_clone().unwrap());
+            let fix = run(
+                ftx,
+                frx,
+                rate,
+                n,
+                move |i| nos(seq2.fetch_add(1, Ordering::Relaxed), base + i, &now_fix()),
+                move |m| {
+                    let mut p = Parser::default();
+                    let msg = p.parse(m, &NoDataFields).ok()?;
+                    if msg.msg_type() != b"8" || msg.get(150) != Some(b"0") {
+                        return None;
+                    }
+                    let id: u64 = std::str::from_utf8(msg.get(11)?).ok()?.parse().ok()?;
+                    id.checked_sub(base)
+                },
+                true,
+            );
+            print_row(rate, t.label, &fix, n);
             println!(
-                "| {rate} | {path} | {:.1} | {:.1} | {:.1} | {:.1} | {}/{n} | {:.1} |",
-                r.p50, r.p99, r.p999, r.max, r.sent, r.cpu
+                "| {rate} | ratio ({}) / echo | {:.2}x | {:.2}x | {:.2}x | | | |",
+                t.label,
+                fix.p50 / echo.p50,
+                fix.p99 / echo.p99,
+                fix.p999 / echo.p999
             );
         }
-        println!(
-            "| {rate} | ratio FIX/echo | {:.2}x | {:.2}x | {:.2}x | | | |",
-            fix.p50 / echo.p50,
-            fix.p99 / echo.p99,
-            fix.p999 / echo.p999
-        );
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn print_row(rate: u64, path: &str, r: &Result, n: u64) {
+    println!(
+        "| {rate} | {path} | {:.1} | {:.1} | {:.1} | {:.1} | {}/{n} | {:.1} |",
+        r.p50, r.p99, r.p999, r.max, r.sent, r.cpu
+    );
 }
 
 fn tempfile_dir() -> std::path::PathBuf {

@@ -253,30 +253,29 @@ impl Parser {
             // else makes the tag invalid (kept for RefTagID) unless there is
             // no '=' at all (garbled).
             let tag_start = pos;
-            let mut tag: u64 = 0;
-            let mut valid = true;
+            // Digits are folded with wrapping arithmetic (a tag of more than
+            // 9 digits is invalid anyway); anything else marks it invalid.
+            let mut tag: u32 = 0;
+            let mut non_digit = false;
             loop {
                 let Some(&b) = frame.get(pos) else {
                     return Err(ParseError::MissingEquals(tag_start));
                 };
-                if b == b'=' {
-                    break;
-                }
-                if b == SOH {
-                    return Err(ParseError::MissingEquals(tag_start));
-                }
                 let d = b.wrapping_sub(b'0');
-                if d > 9 || (pos == tag_start && d == 0) || pos - tag_start >= 9 {
-                    valid = false;
+                if d <= 9 {
+                    tag = tag.wrapping_mul(10).wrapping_add(d as u32);
+                } else if b == b'=' {
+                    break;
+                } else if b == SOH {
+                    return Err(ParseError::MissingEquals(tag_start));
                 } else {
-                    tag = tag * 10 + d as u64;
+                    non_digit = true;
                 }
                 pos += 1;
             }
-            if pos == tag_start {
-                valid = false;
-            }
-            let tag = if valid { tag as u32 } else { 0 };
+            let digits = pos - tag_start;
+            let valid = !non_digit && (1..=9).contains(&digits) && frame[tag_start] != b'0';
+            let tag = if valid { tag } else { 0 };
             if tag == 0 && bad_tag.is_none() {
                 bad_tag = Some((tag_start as u32, pos as u32));
             }
@@ -289,7 +288,7 @@ impl Parser {
                     }
                     end
                 }
-                _ => match memchr::memchr(SOH, &frame[vstart.min(frame.len())..]) {
+                _ => match find_soh(&frame[vstart.min(frame.len())..]) {
                     Some(i) => vstart + i,
                     None => return Err(ParseError::MissingEquals(tag_start)),
                 },
@@ -310,6 +309,31 @@ impl Parser {
     }
 }
 
+/// Position of the first SOH in `v`. Field values are short (a few to a few
+/// dozen bytes), where a call into memchr's vector code costs more than
+/// the search: look at 8 bytes at a time in a word (the classic "has a zero
+/// byte" test on `word ^ 0x0101..`), and hand long values to memchr.
+#[inline]
+fn find_soh(v: &[u8]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let mut i = 0;
+    while i + 8 <= v.len() && i < 64 {
+        let w = u64::from_le_bytes(v[i..i + 8].try_into().expect("8 bytes")) ^ (LO * SOH as u64);
+        let zero = w.wrapping_sub(LO) & !w & HI;
+        if zero != 0 {
+            // The lowest flagged byte is the first SOH (borrows only run
+            // upwards from a real zero byte).
+            return Some(i + (zero.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    if i < 64 {
+        return v[i..].iter().position(|&b| b == SOH).map(|p| i + p);
+    }
+    memchr::memchr(SOH, &v[i..]).map(|p| i + p)
+}
+
 /// A parsed message: a view over the frame bytes and the field spans.
 #[derive(Clone, Copy, Debug)]
 pub struct Message<'a> {
@@ -319,6 +343,16 @@ pub struct Message<'a> {
 }
 
 impl<'a> Message<'a> {
+    /// The field spans (for handing a parsed message on without parsing it again).
+    pub(crate) fn spans(&self) -> &'a [FieldSpan] {
+        self.fields
+    }
+    /// A view over `buf` with spans taken from an earlier parse of the same
+    /// bytes (see [`crate::session::AppMessage::message`]).
+    pub(crate) fn from_spans(buf: &'a [u8], fields: &'a [FieldSpan]) -> Message<'a> {
+        debug_assert!(fields.iter().all(|f| f.start <= f.end && (f.end as usize) <= buf.len()));
+        Message { buf, fields, bad_tag: None }
+    }
     /// The whole frame, envelope included.
     pub fn as_bytes(&self) -> &'a [u8] {
         self.buf
@@ -365,6 +399,34 @@ mod tests {
         let cs = checksum(&v);
         v.extend_from_slice(format!("10={cs:03}\x01").as_bytes());
         v
+    }
+
+    #[test]
+    fn find_soh_agrees_with_a_byte_scan() {
+        // Every length up to past the memchr hand-off, SOH at every place
+        // (and none), with neighbours that stress the word trick (0x00,
+        // 0x02, 0x81 next to the SOH).
+        for len in 0..100usize {
+            for fill in [b'A', 0x00, 0x02, 0x81, 0xff] {
+                let mut v = vec![fill; len];
+                assert_eq!(find_soh(&v), v.iter().position(|&b| b == SOH), "len {len} none");
+                for at in 0..len {
+                    v.iter_mut().for_each(|b| *b = fill);
+                    v[at] = SOH;
+                    if at + 1 < len {
+                        v[at + 1] = SOH;
+                    }
+                    assert_eq!(find_soh(&v), Some(at), "len {len} at {at} fill {fill}");
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn find_soh_agrees_on_random_bytes(v in proptest::collection::vec(0u8..4, 0..200)) {
+            proptest::prop_assert_eq!(find_soh(&v), v.iter().position(|&b| b == SOH));
+        }
     }
 
     #[test]

@@ -209,8 +209,15 @@ pub fn session_tag(sender_comp_id: &str, target_comp_id: &str) -> u32 {
 }
 
 /// Body builder: `tag=value<SOH>` pairs.
-#[derive(Default)]
 struct Body(Vec<u8>);
+
+impl Default for Body {
+    /// Room for a whole execution report (about 200 bytes): growing from
+    /// empty cost five reallocations per report.
+    fn default() -> Self {
+        Body(Vec::with_capacity(256))
+    }
+}
 
 impl Body {
     fn tag(&mut self, tag: u32) {
@@ -222,7 +229,11 @@ impl Body {
         // hold SOH; texts are ours. Strip defensively anyway.
         self.tag(tag);
         let start = self.0.len();
-        self.0.extend(v.bytes().filter(|&b| b != SOH));
+        if memchr::memchr(SOH, v.as_bytes()).is_none() {
+            self.0.extend_from_slice(v.as_bytes());
+        } else {
+            self.0.extend(v.bytes().filter(|&b| b != SOH));
+        }
         if self.0.len() == start {
             // An empty field is a session-level error for the peer (373=4);
             // echoes of fields the client left empty say so instead.
@@ -261,27 +272,56 @@ impl Body {
 /// "-1.25"), written without allocating: this runs several times per
 /// execution report.
 pub fn write_decimal(out: &mut Vec<u8>, v: Decimal) {
-    let mut m = v.mantissa();
-    let mut scale = v.scale();
-    while scale > 0 && m % 10 == 0 {
-        m /= 10;
-        scale -= 1;
-    }
+    let m = v.mantissa();
+    let mut scale = v.scale() as usize;
     if m < 0 {
         out.push(b'-');
     }
+    // Digits, least significant first, trailing fraction zeros dropped.
+    // Prices and quantities fit in 64 bits, where division by 10 is a
+    // multiplication; 128-bit division is a library call (it was most of
+    // this function's cost).
     let mut digits = [0u8; 40];
     let mut n = 0;
-    let mut u = m.unsigned_abs();
-    loop {
-        digits[n] = b'0' + (u % 10) as u8;
-        u /= 10;
-        n += 1;
-        if u == 0 {
-            break;
+    match u64::try_from(m.unsigned_abs()) {
+        Ok(mut u) => {
+            while scale > 0 {
+                let (q, r) = (u / 10, u % 10);
+                if r != 0 {
+                    break;
+                }
+                u = q;
+                scale -= 1;
+            }
+            loop {
+                digits[n] = b'0' + (u % 10) as u8;
+                u /= 10;
+                n += 1;
+                if u == 0 {
+                    break;
+                }
+            }
+        }
+        Err(_) => {
+            let mut u = m.unsigned_abs();
+            while scale > 0 {
+                let (q, r) = (u / 10, u % 10);
+                if r != 0 {
+                    break;
+                }
+                u = q;
+                scale -= 1;
+            }
+            loop {
+                digits[n] = b'0' + (u % 10) as u8;
+                u /= 10;
+                n += 1;
+                if u == 0 {
+                    break;
+                }
+            }
         }
     }
-    let scale = scale as usize;
     if n <= scale {
         out.extend_from_slice(b"0.");
         out.extend(std::iter::repeat_n(b'0', scale - n));
@@ -1820,10 +1860,28 @@ mod tests {
             ("123.456", "123.456"),
             ("100", "100"),
             ("-0.010", "-0.01"),
+            // Mantissas beyond 64 bits take the 128-bit path.
+            ("123456789012345678901234.5670", "123456789012345678901234.567"),
+            ("-79228162514264337593543950335", "-79228162514264337593543950335"),
+            ("0.0000000000000000000000000010", "0.000000000000000000000000001"),
         ] {
             let mut out = Vec::new();
             write_decimal(&mut out, Decimal::from_str(v).unwrap());
             assert_eq!(String::from_utf8(out).unwrap(), want, "{v}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn write_decimal_matches_normalized_display(m in proptest::num::i128::ANY, scale in 0u32..=28) {
+            let m = m % 79_228_162_514_264_337_593_543_950_335i128; // within 96 bits
+            let v = Decimal::from_i128_with_scale(m, scale);
+            let mut out = Vec::new();
+            write_decimal(&mut out, v);
+            let want = v.normalize().to_string();
+            // Display of a negative zero after normalize may keep the sign; we never write "-0".
+            let want = if v.is_zero() { "0".to_string() } else { want };
+            proptest::prop_assert_eq!(String::from_utf8(out).unwrap(), want);
         }
     }
 }

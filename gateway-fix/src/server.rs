@@ -23,7 +23,6 @@ use crate::config::{Config, SessionSettings};
 use crate::dialect::{adapt, Dialect};
 use crate::dictionary::Dictionary;
 use crate::field::Timestamp;
-use crate::frame::Parser;
 use crate::link::{EngineLink, EngineRequest, Origin};
 use crate::orders::{session_tag, OrderLayer, Outbound, Output, SessionId, REQUEST_BARRIER_BIT};
 use crate::session::{peek_logon, Action, Authenticator, Peek, Session, SessionConfig, SessionEvent};
@@ -85,7 +84,7 @@ enum ToSession {
 type ToSessionBatch = Vec<ToSession>;
 
 enum ToRouter {
-    App { session: SessionId, seq: u64, bytes: Vec<u8> },
+    App { session: SessionId, msg: crate::session::AppMessage },
     Disconnected(SessionId),
 }
 
@@ -492,7 +491,7 @@ async fn session_task(
             match a {
                 Action::Send(b) => wbuf.extend_from_slice(&b),
                 Action::Deliver(m) => {
-                    let _ = router.send(ToRouter::App { session: sid, seq: m.seq, bytes: m.bytes }).await;
+                    let _ = router.send(ToRouter::App { session: sid, msg: m }).await;
                 }
                 Action::Disconnect(r) => {
                     tracing::info!(session = %name, reason = %r, "disconnecting");
@@ -620,7 +619,6 @@ async fn router_task(
     link: Arc<dyn EngineLink>,
 ) {
     let sessions = Sessions { tx, versions };
-    let mut parser = Parser::default();
     let mut out: Vec<Output> = Vec::new();
     let spin = reply_spin();
     // Last engine seq seen: a durable engine closes the stream of a subscriber that fell too far
@@ -633,15 +631,9 @@ async fn router_task(
         tokio::select! {
             m = rx.recv(), if !replaying => match m {
                 None => return,
-                Some(ToRouter::App { session, seq, bytes }) => {
-                    let dict = sessions.versions.get(session).map_or_else(Dictionary::fix44, |v| v.0);
-                    match parser.parse(&bytes, dict) {
-                        Ok(msg) => layer.on_message(session, &msg, seq, now().unix_nanos().max(0) as u64, &mut out),
-                        Err(e) => {
-                            tracing::warn!(session, error = ?e, "unparsable delivered message");
-                            out.push(Output::Done { session, seq });
-                        }
-                    }
+                Some(ToRouter::App { session, msg }) => {
+                    // Parsed and validated by the session already.
+                    layer.on_message(session, &msg.message(), msg.seq, now().unix_nanos().max(0) as u64, &mut out)
                 }
                 Some(ToRouter::Disconnected(session)) => layer.on_disconnect(session, &mut out),
             },
@@ -665,7 +657,19 @@ async fn router_task(
                 }
             },
         }
-        if dispatch(&mut layer, &link, &sessions, &mut out) && !spin.is_zero() {
+        let submitted = dispatch(&mut layer, &link, &sessions, &mut out);
+        // A link that applies commands on the caller's thread (or answers
+        // very fast) has the replies queued already: take them now rather
+        // than after a round through the scheduler. Costs one empty
+        // `try_recv` otherwise.
+        if submitted {
+            while let Ok(batch) = engine.try_recv() {
+                last_seq = Some(batch.seq);
+                on_batch(&mut layer, &link, &batch, &mut out);
+                dispatch(&mut layer, &link, &sessions, &mut out);
+            }
+        }
+        if submitted && !spin.is_zero() {
             let t0 = std::time::Instant::now();
             while t0.elapsed() < spin {
                 match engine.try_recv() {

@@ -22,7 +22,9 @@
 use crate::dictionary::{Dictionary, MessageDef};
 use crate::encode::Encoder;
 use crate::field::{msg_type as mt, parse_u64, tag, Timestamp};
-use crate::frame::{next_frame, FrameStatus, Garbled, Message, Parser, DEFAULT_MAX_FIELDS, DEFAULT_MAX_MESSAGE_SIZE};
+use crate::frame::{
+    next_frame, FieldSpan, FrameStatus, Garbled, Message, Parser, DEFAULT_MAX_FIELDS, DEFAULT_MAX_MESSAGE_SIZE,
+};
 use crate::store::{MessageStore, StoreError};
 use crate::validate::{RejectReason, Rejection, ValidationOptions, Validator};
 use std::collections::BTreeMap;
@@ -206,8 +208,18 @@ pub struct AppMessage {
     /// PossResend (97=Y): the application must check whether it has
     /// already processed this message (e.g. by ClOrdID) - test case 19.
     pub poss_resend: bool,
-    /// The complete frame; parse it with [`Parser::parse`].
+    /// The complete frame.
     pub bytes: Vec<u8>,
+    /// The session's parse of `bytes`, handed on so the order layer does
+    /// not parse the message a second time.
+    fields: Vec<FieldSpan>,
+}
+
+impl AppMessage {
+    /// The parsed message (no second parse: the session's field spans).
+    pub fn message(&self) -> Message<'_> {
+        Message::from_spans(&self.bytes, &self.fields)
+    }
 }
 
 /// Output of the state machine, in order.
@@ -835,6 +847,7 @@ impl<S: MessageStore> Session<S> {
                     poss_dup: h.poss_dup,
                     poss_resend: h.poss_resend,
                     bytes: msg.as_bytes().to_vec(),
+                    fields: msg.spans().to_vec(),
                 }));
             }
         }

@@ -198,6 +198,8 @@ pub struct FileStore {
     written_target: u64,
     written_mark: u64,
     sender_dirty: bool,
+    /// Scratch buffer for one body record.
+    rec: Vec<u8>,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
@@ -269,6 +271,7 @@ impl FileStore {
             written_target: target,
             written_mark: engine_mark,
             sender_dirty: !loaded,
+            rec: Vec::with_capacity(1024),
         })
     }
 
@@ -315,16 +318,18 @@ impl MessageStore for FileStore {
             return Err(StoreError::TooLarge(msg.len()));
         }
         // One write(2) per record so a crash leaves at most one torn record.
-        let mut rec = Vec::with_capacity(12 + msg.len());
+        // The record buffer is reused: no allocation per message.
+        let rec = &mut self.rec;
+        rec.clear();
         rec.extend_from_slice(&(msg.len() as u32).to_le_bytes());
         rec.extend_from_slice(&seq.to_le_bytes());
         rec.extend_from_slice(msg);
-        self.body.write_all(&rec).map_err(io_err(&self.body_path))?;
+        self.body.write_all(rec).map_err(io_err(&self.body_path))?;
         if self.policy == FsyncPolicy::Always {
             self.body.sync_data().map_err(io_err(&self.body_path))?;
         }
         self.index.insert(seq, (self.end + 12, msg.len() as u32));
-        self.end += rec.len() as u64;
+        self.end += (12 + msg.len()) as u64;
         self.sender = seq + 1;
         Ok(())
     }

@@ -103,6 +103,10 @@ pub struct FieldDef {
     pub ty: FieldType,
     /// Sorted enumerated values; empty means "any value of the type".
     enums: Box<[Box<[u8]>]>,
+    /// The one-byte ASCII enumerated values as a bit set (bit b = byte b):
+    /// most enumerations (Side, OrdType, ExecType, ...) are single
+    /// characters, checked with one bit test instead of a binary search.
+    ascii_chars: u128,
     /// Where the field sits if it is a header or trailer field, precomputed
     /// so validation needs one lookup per body field instead of three.
     pub place: Place,
@@ -121,7 +125,15 @@ impl FieldDef {
         !self.enums.is_empty()
     }
     pub fn enum_allows(&self, v: &[u8]) -> bool {
-        self.enums.is_empty() || self.enums.binary_search_by(|e| (**e).cmp(v)).is_ok()
+        if self.enums.is_empty() {
+            return true;
+        }
+        if let [b] = v {
+            if *b < 128 {
+                return self.ascii_chars & (1u128 << *b) != 0;
+            }
+        }
+        self.enums.binary_search_by(|e| (**e).cmp(v)).is_ok()
     }
 }
 
@@ -141,7 +153,17 @@ pub struct Layout {
     by_tag: Vec<(u32, u32)>,
     /// Tags of the required members, precomputed for the missing-field check.
     required: Vec<u32>,
+    /// member index + 1 (0: not a member) for tags below [`DIRECT_TAGS`],
+    /// in layouts large enough for a binary search to cost: one load per
+    /// field on the validation path instead of seven or eight probes.
+    direct: Box<[u16]>,
 }
+
+/// Tags below this get a direct lookup in large layouts (every tag of the
+/// common order messages is below it).
+const DIRECT_TAGS: usize = 1024;
+/// Layouts with fewer members keep the binary search only.
+const DIRECT_MIN_MEMBERS: usize = 8;
 
 impl Layout {
     fn finish(&mut self) {
@@ -149,6 +171,16 @@ impl Layout {
         self.by_tag.sort_unstable();
         self.by_tag.dedup_by_key(|e| e.0);
         self.required = self.members.iter().filter(|m| m.required).map(|m| m.tag).collect();
+        self.direct = Box::default();
+        if self.members.len() >= DIRECT_MIN_MEMBERS && self.members.len() < u16::MAX as usize {
+            let mut direct = vec![0u16; DIRECT_TAGS];
+            for &(tag, i) in &self.by_tag {
+                if (tag as usize) < DIRECT_TAGS {
+                    direct[tag as usize] = i as u16 + 1;
+                }
+            }
+            self.direct = direct.into();
+        }
     }
     /// Tags of the required members, in layout order.
     pub fn required_tags(&self) -> &[u32] {
@@ -157,6 +189,9 @@ impl Layout {
     /// Index of `tag` among the members.
     #[inline]
     pub fn index_of(&self, tag: u32) -> Option<usize> {
+        if let Some(&i) = self.direct.get(tag as usize) {
+            return (i as usize).checked_sub(1);
+        }
         self.by_tag.binary_search_by_key(&tag, |e| e.0).ok().map(|i| self.by_tag[i].1 as usize)
     }
     /// Delimiter (first member) of a group entry layout.
@@ -182,9 +217,14 @@ pub struct Dictionary {
     /// highest tag: one indexed load per field on the validation path.
     field_index: Vec<u32>,
     data_pairs: Vec<(u32, u32)>,
+    /// Bit set over tags: the length tags that start a data pair, so the
+    /// parser's per-field question "is this a data length?" is one bit test.
+    data_starts: Vec<u64>,
     pub header: Layout,
     pub trailer: Layout,
     messages: Vec<MessageDef>,
+    /// One-byte MsgTypes (all the common ones): index into `messages` + 1.
+    message_by_byte: [u16; 128],
 }
 
 #[derive(Debug, Error)]
@@ -237,6 +277,8 @@ impl Dictionary {
             fields: Vec::new(),
             field_index: Vec::new(),
             data_pairs: Vec::new(),
+            data_starts: Vec::new(),
+            message_by_byte: [0; 128],
             header: Layout::default(),
             trailer: Layout::default(),
             messages: Vec::new(),
@@ -290,11 +332,16 @@ impl Dictionary {
                         .ok_or_else(|| syntax(line, "bad enum escape"))?;
                     enums.sort();
                     enums.dedup();
+                    let ascii_chars = enums.iter().fold(0u128, |acc, e| match **e {
+                        [b] if b < 128 => acc | (1u128 << b),
+                        _ => acc,
+                    });
                     d.fields.push(FieldDef {
                         tag,
                         name: name.into(),
                         ty: FieldType::from_name(ty),
                         enums: enums.into(),
+                        ascii_chars,
                         place: Place::Body,
                     });
                 }
@@ -380,7 +427,24 @@ impl Dictionary {
             }
         }
         d.messages.sort_by(|a, b| a.msg_type.cmp(&b.msg_type));
+        for (i, m) in d.messages.iter().enumerate() {
+            if let [b] = *m.msg_type {
+                if b < 128 && i < u16::MAX as usize {
+                    d.message_by_byte[b as usize] = i as u16 + 1;
+                }
+            }
+        }
         d.data_pairs.sort_unstable();
+        d.data_starts = vec![0u64; max / 64 + 1];
+        for &(len, _) in &d.data_pairs {
+            // Only LENGTH-typed fields start a data field.
+            if d.field(len).is_none_or(|f| f.ty != FieldType::Length) {
+                continue;
+            }
+            if let Some(w) = d.data_starts.get_mut(len as usize / 64) {
+                *w |= 1 << (len % 64);
+            }
+        }
         // Every referenced tag must be defined, so validation never meets a
         // layout member without a type.
         let mut missing = None;
@@ -430,6 +494,12 @@ impl Dictionary {
     }
 
     pub fn message(&self, msg_type: &[u8]) -> Option<&MessageDef> {
+        if let [b] = msg_type {
+            if *b < 128 {
+                let i = self.message_by_byte[*b as usize] as usize;
+                return i.checked_sub(1).map(|i| &self.messages[i]);
+            }
+        }
         self.messages.binary_search_by(|m| (*m.msg_type).cmp(msg_type)).ok().map(|i| &self.messages[i])
     }
 
@@ -465,14 +535,13 @@ impl Dictionary {
 impl crate::frame::DataFields for Dictionary {
     #[inline]
     fn data_tag_for(&self, length_tag: u32) -> Option<u32> {
-        // Data pairs are few (~20); only LENGTH-typed tags can start one,
-        // which the dense index answers before the search.
-        match self.field(length_tag) {
-            Some(f) if f.ty == FieldType::Length => {
-                self.data_pairs.binary_search_by_key(&length_tag, |p| p.0).ok().map(|i| self.data_pairs[i].1)
-            }
-            _ => None,
+        // Called for every field: one bit test answers "no" for all but the
+        // few (~20) length tags that start a data pair.
+        let word = self.data_starts.get(length_tag as usize / 64).copied().unwrap_or(0);
+        if word & (1 << (length_tag % 64)) == 0 {
+            return None;
         }
+        self.data_pairs.binary_search_by_key(&length_tag, |p| p.0).ok().map(|i| self.data_pairs[i].1)
     }
 }
 
@@ -506,6 +575,19 @@ mod tests {
         use crate::frame::DataFields;
         assert_eq!(d.data_tag_for(95), Some(96));
         assert_eq!(d.data_tag_for(93), Some(89));
+    }
+
+    #[test]
+    fn one_byte_enum_fast_path_agrees_with_the_list() {
+        for name in Dictionary::builtin_names() {
+            let d = Dictionary::builtin(name).unwrap();
+            for f in d.fields().iter().filter(|f| f.has_enums()) {
+                for b in 0..=255u8 {
+                    let listed = f.enums.iter().any(|e| **e == [b]);
+                    assert_eq!(f.enum_allows(&[b]), listed, "{name} tag {} byte {b}", f.tag);
+                }
+            }
+        }
     }
 
     #[test]
