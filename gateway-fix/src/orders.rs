@@ -283,44 +283,32 @@ pub fn write_decimal(out: &mut Vec<u8>, v: Decimal) {
     // this function's cost).
     let mut digits = [0u8; 40];
     let mut n = 0;
+    // One loop for both widths; a macro rather than a generic so the u64 case stays plain
+    // 64-bit arithmetic.
+    macro_rules! push_digits {
+        ($u:expr) => {{
+            let mut u = $u;
+            while scale > 0 {
+                let (q, r) = (u / 10, u % 10);
+                if r != 0 {
+                    break;
+                }
+                u = q;
+                scale -= 1;
+            }
+            loop {
+                digits[n] = b'0' + (u % 10) as u8;
+                u /= 10;
+                n += 1;
+                if u == 0 {
+                    break;
+                }
+            }
+        }};
+    }
     match u64::try_from(m.unsigned_abs()) {
-        Ok(mut u) => {
-            while scale > 0 {
-                let (q, r) = (u / 10, u % 10);
-                if r != 0 {
-                    break;
-                }
-                u = q;
-                scale -= 1;
-            }
-            loop {
-                digits[n] = b'0' + (u % 10) as u8;
-                u /= 10;
-                n += 1;
-                if u == 0 {
-                    break;
-                }
-            }
-        }
-        Err(_) => {
-            let mut u = m.unsigned_abs();
-            while scale > 0 {
-                let (q, r) = (u / 10, u % 10);
-                if r != 0 {
-                    break;
-                }
-                u = q;
-                scale -= 1;
-            }
-            loop {
-                digits[n] = b'0' + (u % 10) as u8;
-                u /= 10;
-                n += 1;
-                if u == 0 {
-                    break;
-                }
-            }
-        }
+        Ok(u) => push_digits!(u),
+        Err(_) => push_digits!(m.unsigned_abs()),
     }
     if n <= scale {
         out.extend_from_slice(b"0.");
