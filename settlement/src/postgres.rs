@@ -13,7 +13,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use castle_engine::{AccountId, Seq};
+use castle_engine::{AccountId, InstrumentId, OrderId, Seq};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::pin::Pin;
 
@@ -25,8 +25,11 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::CopyInSink;
 use tokio_postgres::Row;
 
-use crate::ledger::{BalanceRow, Entry, EntryKind, FillRow, Flush, LedgerState, OrderRow, Page};
-use crate::store::{i, page, EntryTotal, Store, StoreError, MAX_PAGE, POSTGRES_MIGRATIONS};
+use crate::ledger::{AccountFill, BalanceRow, Entry, EntryKind, FillRow, Flush, LedgerState, OrderRow, Page};
+use crate::store::{
+    check_schema, cursor, fill_bounds, i, merge_fills, page, EntryTotal, Store, StoreError, MAX_PAGE,
+    POSTGRES_MIGRATIONS,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WriteMode {
@@ -96,12 +99,15 @@ fn u32c(v: i64) -> Result<u32, StoreError> {
 }
 
 const ORDER_COLUMNS: &str = "order_id, account, instrument, client_order_id, side, kind, price, stop_price, qty, tif, \
-                             status, cancel_reason, filled, leaves, created_seq, created_ts, updated_seq, updated_ts";
-const ORDER_UPSERT: &str = " ON CONFLICT (order_id) DO UPDATE SET client_order_id = EXCLUDED.client_order_id, \
+                             status, cancel_reason, filled, leaves, created_seq, created_ts, updated_seq, updated_ts, \
+                             expire_ts, post_only, display_qty, stp, notional";
+/// The conflict target is the V3 primary key (account, order_id).
+const ORDER_UPSERT: &str =
+    " ON CONFLICT (account, order_id) DO UPDATE SET client_order_id = EXCLUDED.client_order_id, \
                             price = EXCLUDED.price, qty = EXCLUDED.qty, status = EXCLUDED.status, \
                             cancel_reason = EXCLUDED.cancel_reason, filled = EXCLUDED.filled, \
                             leaves = EXCLUDED.leaves, updated_seq = EXCLUDED.updated_seq, \
-                            updated_ts = EXCLUDED.updated_ts";
+                            updated_ts = EXCLUDED.updated_ts, notional = EXCLUDED.notional";
 const FILL_COLUMNS: &str = "trade_id, seq, idx, ts, instrument, price, qty, aggressor, maker_order, taker_order, \
                             maker_account, taker_account, maker_fee, taker_fee";
 const ENTRY_COLUMNS: &str = "seq, idx, ts, account, asset, kind, reference, available, locked, external";
@@ -127,6 +133,11 @@ fn order_from(r: &Row) -> Result<OrderRow, StoreError> {
         created_ts: u(r.try_get(15)?)?,
         updated_seq: u(r.try_get(16)?)?,
         updated_ts: u(r.try_get(17)?)?,
+        expire_ts: u(r.try_get(18)?)?,
+        post_only: r.try_get(19)?,
+        display_qty: r.try_get(20)?,
+        stp: r.try_get(21)?,
+        notional: r.try_get(22)?,
     })
 }
 
@@ -154,6 +165,33 @@ impl PgStore {
     pub async fn connect(cfg: &PgConfig) -> Result<PgStore, StoreError> {
         let pg: tokio_postgres::Config =
             cfg.url.parse().map_err(|e| StoreError::Config(format!("database url: {e}")))?;
+        let store = Self::pool(cfg, pg)?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Connects for reading only (history readers): every transaction of these connections
+    /// is read-only (`default_transaction_read_only=on`), nothing is migrated, and the
+    /// schema must already be at this build's version.
+    pub async fn connect_read_only(cfg: &PgConfig) -> Result<PgStore, StoreError> {
+        let mut pg: tokio_postgres::Config =
+            cfg.url.parse().map_err(|e| StoreError::Config(format!("database url: {e}")))?;
+        let opts = format!("{} -c default_transaction_read_only=on", pg.get_options().unwrap_or("")).trim().to_string();
+        pg.options(&opts);
+        let store = Self::pool(cfg, pg)?;
+        // Fails at start, not on the first request, when the database is unreachable.
+        let c = store.pool.get().await.map_err(pool_err)?;
+        let found = match c.query_one("SELECT MAX(version) FROM schema_migrations", &[]).await {
+            Ok(r) => r.try_get(0)?,
+            Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => None,
+            Err(e) => return Err(e.into()),
+        };
+        check_schema(found, POSTGRES_MIGRATIONS)?;
+        drop(c);
+        Ok(store)
+    }
+
+    fn pool(cfg: &PgConfig, pg: tokio_postgres::Config) -> Result<PgStore, StoreError> {
         let mgr_cfg = ManagerConfig { recycling_method: RecyclingMethod::Fast };
         let mgr = if pg.get_ssl_mode() == SslMode::Disable {
             Manager::from_config(pg, tokio_postgres::NoTls, mgr_cfg)
@@ -162,9 +200,7 @@ impl PgStore {
             Manager::from_config(pg, tls, mgr_cfg)
         };
         let pool = Pool::builder(mgr).max_size(cfg.pool_size.max(1)).build().map_err(pool_err)?;
-        let store = PgStore { pool, mode: cfg.mode };
-        store.migrate().await?;
-        Ok(store)
+        Ok(PgStore { pool, mode: cfg.mode })
     }
 
     pub fn mode(&self) -> WriteMode {
@@ -379,6 +415,9 @@ impl CopyOut {
         self.buf.put_i32(4);
         self.buf.put_i32(v);
     }
+    fn null(&mut self) {
+        self.buf.put_i32(-1);
+    }
     fn i16(&mut self, v: i16) {
         self.buf.put_i32(2);
         self.buf.put_i16(v);
@@ -451,9 +490,9 @@ async fn copy_journal(tx: &deadpool_postgres::Transaction<'_>, rows: &[Entry]) -
 async fn copy_new_orders(tx: &deadpool_postgres::Transaction<'_>, rows: &[OrderRow]) -> Result<(), StoreError> {
     let sink = tx.copy_in(&format!("COPY orders ({ORDER_COLUMNS}) FROM STDIN BINARY")).await?;
     pin_mut!(sink);
-    let mut out = CopyOut::new(rows.len(), 2 + 18 * 12 + 32);
+    let mut out = CopyOut::new(rows.len(), 2 + 23 * 12 + 32);
     for o in rows {
-        out.row(18);
+        out.row(23);
         out.i64(i(o.order_id));
         out.i64(o.account as i64);
         out.i64(o.instrument as i64);
@@ -473,6 +512,23 @@ async fn copy_new_orders(tx: &deadpool_postgres::Transaction<'_>, rows: &[OrderR
         out.i64(i(o.created_ts));
         out.i64(i(o.updated_seq));
         out.i64(i(o.updated_ts));
+        out.i64(i(o.expire_ts));
+        match o.post_only {
+            Some(p) => {
+                out.buf.put_i32(1);
+                out.buf.put_u8(u8::from(p));
+            }
+            None => out.null(),
+        }
+        match o.display_qty {
+            Some(d) => out.i64(d),
+            None => out.null(),
+        }
+        match o.stp {
+            Some(m) => out.i16(m),
+            None => out.null(),
+        }
+        out.i64(o.notional);
         out.maybe_send(&mut sink).await?;
     }
     out.finish(sink).await
@@ -599,15 +655,21 @@ async fn insert_orders(
     let created_ts = col(&|o| i(o.created_ts));
     let updated_seq = col(&|o| i(o.updated_seq));
     let updated_ts = col(&|o| i(o.updated_ts));
+    let expire_ts = col(&|o| i(o.expire_ts));
+    let post_only: Vec<Option<bool>> = rows.iter().map(|o| o.post_only).collect();
+    let display_qty: Vec<Option<i64>> = rows.iter().map(|o| o.display_qty).collect();
+    let stp: Vec<Option<i16>> = rows.iter().map(|o| o.stp).collect();
+    let notional = col(&|o| o.notional);
     let st = tx
         .prepare_cached(&format!(
             "INSERT INTO orders ({ORDER_COLUMNS}) SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::text[], \
              $5::int2[], $6::int2[], $7::int8[], $8::int8[], $9::int8[], $10::int2[], $11::int2[], $12::int2[], \
-             $13::int8[], $14::int8[], $15::int8[], $16::int8[], $17::int8[], $18::int8[]){}",
+             $13::int8[], $14::int8[], $15::int8[], $16::int8[], $17::int8[], $18::int8[], $19::int8[], $20::bool[], \
+             $21::int8[], $22::int2[], $23::int8[]){}",
             if upsert { ORDER_UPSERT } else { "" }
         ))
         .await?;
-    let p: [&(dyn ToSql + Sync); 18] = [
+    let p: [&(dyn ToSql + Sync); 23] = [
         &order_id,
         &account,
         &instrument,
@@ -626,6 +688,11 @@ async fn insert_orders(
         &created_ts,
         &updated_seq,
         &updated_ts,
+        &expire_ts,
+        &post_only,
+        &display_qty,
+        &stp,
+        &notional,
     ];
     tx.execute(&st, &p).await?;
     Ok(())
@@ -789,46 +856,77 @@ impl Store for PgStore {
     async fn fills_by_account(
         &self,
         account: AccountId,
+        instrument: Option<InstrumentId>,
         before: Option<u64>,
         limit: usize,
-    ) -> Result<Page<FillRow>, StoreError> {
+    ) -> Result<Page<AccountFill>, StoreError> {
         let limit = limit.clamp(1, MAX_PAGE);
+        let (a, inst, n) = (account as i64, instrument.map(i64::from), (limit + 1) as i64);
+        let (bm, bt) = fill_bounds(before);
         let c = self.pool.get().await.map_err(pool_err)?;
-        let before = before.map(i).unwrap_or(i64::MAX);
-        let rows = c
-            .query(
-                &format!(
-                    "SELECT {FILL_COLUMNS} FROM (SELECT * FROM fills WHERE maker_account = $1 AND trade_id < $2 \
-                     UNION SELECT * FROM fills WHERE taker_account = $1 AND trade_id < $2) f \
-                     ORDER BY trade_id DESC LIMIT $3"
-                ),
-                &[&(account as i64), &before, &((limit + 1) as i64)],
-            )
-            .await?;
-        let rows = rows.iter().map(fill_from).collect::<Result<Vec<_>, _>>()?;
-        Ok(page(rows, limit, |f| f.trade_id))
+        // One query per side, each on its (side_account, trade_id) index, merged here (an OR
+        // over both account columns could use neither index).
+        let mut sides: [Vec<FillRow>; 2] = [Vec::new(), Vec::new()];
+        for (k, (side, b)) in [("maker", bm), ("taker", bt)].into_iter().enumerate() {
+            let st = c
+                .prepare_cached(&format!(
+                    "SELECT {FILL_COLUMNS} FROM fills WHERE {side}_account = $1 AND trade_id < $2 \
+                     AND ($3::int8 IS NULL OR instrument = $3) ORDER BY trade_id DESC LIMIT $4"
+                ))
+                .await?;
+            sides[k] = c.query(&st, &[&a, &b, &inst, &n]).await?.iter().map(fill_from).collect::<Result<_, _>>()?;
+        }
+        let [maker, taker] = sides;
+        Ok(merge_fills(maker, taker, limit))
     }
 
     async fn orders_by_account(
         &self,
         account: AccountId,
+        instrument: Option<InstrumentId>,
         before: Option<u64>,
         limit: usize,
     ) -> Result<Page<OrderRow>, StoreError> {
         let limit = limit.clamp(1, MAX_PAGE);
         let c = self.pool.get().await.map_err(pool_err)?;
-        let before = before.map(i).unwrap_or(i64::MAX);
-        let rows = c
-            .query(
-                &format!(
-                    "SELECT {ORDER_COLUMNS} FROM orders WHERE account = $1 AND order_id < $2 ORDER BY order_id DESC \
-                     LIMIT $3"
-                ),
-                &[&(account as i64), &before, &((limit + 1) as i64)],
-            )
+        let st = c
+            .prepare_cached(&format!(
+                "SELECT {ORDER_COLUMNS} FROM orders WHERE account = $1 AND order_id < $2 \
+                 AND ($3::int8 IS NULL OR instrument = $3) ORDER BY order_id DESC LIMIT $4"
+            ))
             .await?;
-        let rows = rows.iter().map(order_from).collect::<Result<Vec<_>, _>>()?;
+        let p: [&(dyn ToSql + Sync); 4] =
+            [&(account as i64), &cursor(before), &instrument.map(i64::from), &((limit + 1) as i64)];
+        let rows = c.query(&st, &p).await?.iter().map(order_from).collect::<Result<Vec<_>, _>>()?;
         Ok(page(rows, limit, |o| o.order_id))
+    }
+
+    async fn order(&self, account: AccountId, order_id: OrderId) -> Result<Option<OrderRow>, StoreError> {
+        let Ok(id) = i64::try_from(order_id) else { return Ok(None) };
+        let c = self.pool.get().await.map_err(pool_err)?;
+        let st = c
+            .prepare_cached(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE account = $1 AND order_id = $2"))
+            .await?;
+        c.query_opt(&st, &[&(account as i64), &id]).await?.as_ref().map(order_from).transpose()
+    }
+
+    async fn order_by_client_id(
+        &self,
+        account: AccountId,
+        client_order_id: &str,
+    ) -> Result<Option<OrderRow>, StoreError> {
+        if client_order_id.is_empty() {
+            return Ok(None);
+        }
+        let c = self.pool.get().await.map_err(pool_err)?;
+        // The condition repeats the partial index's predicate so the planner can use it.
+        let st = c
+            .prepare_cached(&format!(
+                "SELECT {ORDER_COLUMNS} FROM orders WHERE account = $1 AND client_order_id = $2 \
+                 AND client_order_id <> '' ORDER BY order_id DESC LIMIT 1"
+            ))
+            .await?;
+        c.query_opt(&st, &[&(account as i64), &client_order_id]).await?.as_ref().map(order_from).transpose()
     }
 }
 
