@@ -111,7 +111,8 @@ const ORDER_UPSERT: &str =
 const FILL_COLUMNS: &str = "trade_id, seq, idx, ts, instrument, price, qty, aggressor, maker_order, taker_order, \
                             maker_account, taker_account, maker_fee, taker_fee";
 const ENTRY_COLUMNS: &str = "seq, idx, ts, account, asset, kind, reference, available, locked, external";
-const JOURNAL_COLUMNS: &str = "seq, ts, account, asset, kind, reference, available, locked, external";
+const JOURNAL_COLUMNS: &str =
+    "first_seq, last_seq, seq, idx, ts, account, asset, kind, reference, available, locked, external";
 
 fn order_from(r: &Row) -> Result<OrderRow, StoreError> {
     Ok(OrderRow {
@@ -448,19 +449,41 @@ fn array_header(out: &mut CopyOut, elem_oid: u32, n: usize) {
 
 const INT8_OID: u32 = 20;
 const INT2_OID: u32 = 21;
+const INT4_OID: u32 = 23;
 
-/// One journal row per seq (see migration V2): the flush's entries are in (seq, idx) order,
-/// so each seq's lines are one contiguous run, written as parallel arrays.
+/// A journal row closes at the first command boundary at or after this many lines
+/// (migration V3): ~9 kB raw, so PostgreSQL compresses it inline, and few enough that a
+/// reader of one seq range decompresses little.
+pub const JOURNAL_GROUP_LINES: usize = 128;
+
+/// Splits a flush's entries (in (seq, idx) order) into journal rows: consecutive whole
+/// commands, each row closing once it holds at least [`JOURNAL_GROUP_LINES`] lines.
+pub fn journal_groups(rows: &[Entry]) -> Vec<&[Entry]> {
+    let mut groups = Vec::new();
+    let mut start = 0;
+    for (k, w) in rows.windows(2).enumerate() {
+        if w[0].seq != w[1].seq && k + 1 - start >= JOURNAL_GROUP_LINES {
+            groups.push(&rows[start..=k]);
+            start = k + 1;
+        }
+    }
+    if start < rows.len() {
+        groups.push(&rows[start..]);
+    }
+    groups
+}
+
+/// The journal rows of a flush (see [`journal_groups`]), as parallel arrays.
 async fn copy_journal(tx: &deadpool_postgres::Transaction<'_>, rows: &[Entry]) -> Result<(), StoreError> {
     let sink = tx.copy_in(&format!("COPY ledger_journal ({JOURNAL_COLUMNS}) FROM STDIN BINARY")).await?;
     pin_mut!(sink);
-    let mut out = CopyOut::new(rows.len(), 7 * 12 + 40);
-    for lines in rows.chunk_by(|a, b| a.seq == b.seq) {
+    let mut out = CopyOut::new(rows.len(), 10 * 12 + 40);
+    for lines in journal_groups(rows) {
         let n = lines.len();
-        debug_assert!(lines.iter().enumerate().all(|(k, e)| e.idx as usize == k), "lines of a seq are 0..n");
-        out.row(9);
+        debug_assert!(lines.windows(2).all(|w| (w[0].seq, w[0].idx) < (w[1].seq, w[1].idx)), "(seq, idx) order");
+        out.row(12);
         out.i64(i(lines[0].seq));
-        out.i64(i(lines[0].ts));
+        out.i64(i(lines[n - 1].seq));
         let i64_array = |out: &mut CopyOut, f: &dyn Fn(&Entry) -> i64| {
             out.buf.put_i32((20 + 12 * n) as i32);
             array_header(out, INT8_OID, n);
@@ -469,6 +492,14 @@ async fn copy_journal(tx: &deadpool_postgres::Transaction<'_>, rows: &[Entry]) -
                 out.buf.put_i64(f(e));
             }
         };
+        i64_array(&mut out, &|e| i(e.seq));
+        out.buf.put_i32((20 + 8 * n) as i32);
+        array_header(&mut out, INT4_OID, n);
+        for e in lines {
+            out.buf.put_i32(4);
+            out.buf.put_i32(e.idx as i32);
+        }
+        i64_array(&mut out, &|e| i(e.ts));
         i64_array(&mut out, &|e| e.account as i64);
         i64_array(&mut out, &|e| e.asset as i64);
         out.buf.put_i32((20 + 6 * n) as i32);
@@ -572,17 +603,27 @@ async fn unnest_journal(tx: &deadpool_postgres::Transaction<'_>, rows: &[Entry])
     let available = col(&|e| e.available);
     let locked = col(&|e| e.locked);
     let external = col(&|e| e.external);
+    // The row each line goes to, as the COPY path groups them.
+    let group: Vec<i32> = journal_groups(rows)
+        .iter()
+        .enumerate()
+        .flat_map(|(g, lines)| std::iter::repeat_n(g as i32, lines.len()))
+        .collect();
+    let by = "ORDER BY seq, idx";
     let st = tx
         .prepare_cached(&format!(
-            "INSERT INTO ledger_journal ({JOURNAL_COLUMNS}) SELECT seq, min(ts), array_agg(account ORDER BY idx), \
-             array_agg(asset ORDER BY idx), array_agg(kind ORDER BY idx), array_agg(reference ORDER BY idx), \
-             array_agg(available ORDER BY idx), array_agg(locked ORDER BY idx), array_agg(external ORDER BY idx) \
+            "INSERT INTO ledger_journal ({JOURNAL_COLUMNS}) SELECT min(seq), max(seq), array_agg(seq {by}), \
+             array_agg(idx {by}), array_agg(ts {by}), array_agg(account {by}), array_agg(asset {by}), \
+             array_agg(kind {by}), array_agg(reference {by}), array_agg(available {by}), array_agg(locked {by}), \
+             array_agg(external {by}) \
              FROM unnest($1::int8[], $2::int4[], $3::int8[], $4::int8[], $5::int8[], $6::int2[], $7::int8[], \
-             $8::int8[], $9::int8[], $10::int8[]) AS l(seq, idx, ts, account, asset, kind, reference, available, \
-             locked, external) GROUP BY seq"
+             $8::int8[], $9::int8[], $10::int8[], $11::int4[]) AS l(seq, idx, ts, account, asset, kind, reference, \
+             available, locked, external, grp) GROUP BY grp"
         ))
         .await?;
-    tx.execute(&st, &[&seq, &idx, &ts, &account, &asset, &kind, &reference, &available, &locked, &external]).await?;
+    let p: [&(dyn ToSql + Sync); 11] =
+        [&seq, &idx, &ts, &account, &asset, &kind, &reference, &available, &locked, &external, &group];
+    tx.execute(&st, &p).await?;
     Ok(())
 }
 
@@ -787,10 +828,12 @@ impl Store for PgStore {
         // The view pads arrays of unequal length with NULLs, which SUM would skip: refuse them.
         let ragged: i64 = c
             .query_one(
-                "SELECT count(*) FROM ledger_journal WHERE array_ndims(account) <> 1 OR cardinality(account) = 0 \
-                 OR cardinality(asset) <> cardinality(account) OR cardinality(kind) <> cardinality(account) \
-                 OR cardinality(reference) <> cardinality(account) OR cardinality(available) <> cardinality(account) \
-                 OR cardinality(locked) <> cardinality(account) OR cardinality(external) <> cardinality(account)",
+                "SELECT count(*) FROM ledger_journal WHERE array_ndims(seq) <> 1 OR cardinality(seq) = 0 \
+                 OR cardinality(idx) <> cardinality(seq) OR cardinality(ts) <> cardinality(seq) \
+                 OR cardinality(account) <> cardinality(seq) OR cardinality(asset) <> cardinality(seq) \
+                 OR cardinality(kind) <> cardinality(seq) OR cardinality(reference) <> cardinality(seq) \
+                 OR cardinality(available) <> cardinality(seq) OR cardinality(locked) <> cardinality(seq) \
+                 OR cardinality(external) <> cardinality(seq)",
                 &[],
             )
             .await?
@@ -824,7 +867,13 @@ impl Store for PgStore {
         let c = self.pool.get().await.map_err(pool_err)?;
         let rows = c
             .query(
-                &format!("SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE seq >= $1 AND seq <= $2 ORDER BY seq, idx"),
+                // On the journal itself, so that the primary key bounds the rows decompressed.
+                &format!(
+                    "SELECT l.* FROM ledger_journal j, unnest(j.seq, j.idx, j.ts, j.account, j.asset, \
+                     j.kind, j.reference, j.available, j.locked, j.external) AS l({ENTRY_COLUMNS}) \
+                     WHERE j.first_seq <= $2 AND j.last_seq >= $1 AND l.seq >= $1 AND l.seq <= $2 \
+                     ORDER BY l.seq, l.idx"
+                ),
                 &[&i(from), &i(to.min(i64::MAX as u64))],
             )
             .await?;
@@ -943,6 +992,42 @@ mod tests {
         let bad = dir.path().join("bad.pem");
         std::fs::write(&bad, "-----BEGIN CERTIFICATE-----\nnot base64 !!!\n-----END CERTIFICATE-----\n").unwrap();
         assert!(matches!(tls_config(Some(&bad)), Err(StoreError::Tls(_))));
+    }
+
+    #[test]
+    fn journal_groups_hold_whole_commands_and_close_after_the_line_target() {
+        use crate::ledger::EntryKind;
+        // Commands of 1 to 7 lines; seq s has (s % 7) + 1 lines.
+        let mut rows = Vec::new();
+        for seq in 1..200u64 {
+            for idx in 0..=(seq % 7) as u32 {
+                rows.push(Entry {
+                    seq,
+                    idx,
+                    ts: seq,
+                    account: 1,
+                    asset: 1,
+                    kind: EntryKind::Other,
+                    reference: 0,
+                    available: 0,
+                    locked: 0,
+                    external: 0,
+                });
+            }
+        }
+        let groups = journal_groups(&rows);
+        assert_eq!(groups.iter().map(|g| g.len()).sum::<usize>(), rows.len(), "every line once");
+        assert!(groups.len() > 2);
+        for (k, g) in groups.iter().enumerate() {
+            assert_eq!(g[0].idx, 0, "a group starts at a command's first line");
+            let last = k + 1 == groups.len();
+            if !last {
+                assert!(g.len() >= JOURNAL_GROUP_LINES && g.len() < JOURNAL_GROUP_LINES + 7, "{}", g.len());
+                assert_ne!(g[g.len() - 1].seq, groups[k + 1][0].seq, "a command is never split");
+            }
+        }
+        assert!(journal_groups(&[]).is_empty());
+        assert_eq!(journal_groups(&rows[..3]).len(), 1);
     }
 
     #[tokio::test]

@@ -92,6 +92,35 @@ async fn postgres_version_2_orders_and_fills_survive_version_3() {
     assert!(again.is_err(), "a history handle cannot write");
     assert_eq!(store.applied_seq().await.unwrap(), 4);
 
+    // A large flush: one journal row per ~128 lines of whole commands, compressed inline.
+    let entries: Vec<_> = (5..=304u64)
+        .map(|seq| castle_settlement::Entry {
+            seq,
+            idx: 0,
+            ts: seq * 10,
+            account: 3,
+            asset: 1,
+            kind: castle_settlement::EntryKind::Deposit,
+            reference: 0,
+            available: 1_000,
+            locked: 0,
+            external: -1_000,
+        })
+        .collect();
+    let big = Flush { prev_seq: 4, seq: 304, batches: 300, entries: entries.clone(), ..Flush::default() };
+    store.apply(Arc::new(big)).await.unwrap();
+    let r = client
+        .query_one(
+            "SELECT count(*), bool_and(pg_column_size(available) < 8 * cardinality(available)) \
+             FROM ledger_journal WHERE first_seq >= 5 AND cardinality(seq) >= 128",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.get::<_, i64>(0), r.get::<_, Option<bool>>(1)), (2, Some(true)), "two full rows, compressed");
+    assert_eq!(store.entries(5, 304).await.unwrap(), entries, "read back in (seq, idx) order");
+    assert_eq!(store.entries(100, 100).await.unwrap(), entries[95..96]);
+
     // The history queries use indexes (planner told not to prefer sequential scans on a
     // tiny table; what matters is that an index can serve each query).
     client.batch_execute("SET enable_seqscan = off").await.unwrap();
