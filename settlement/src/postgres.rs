@@ -259,15 +259,24 @@ impl PgStore {
         let appended: Result<(), StoreError> = async {
             match self.mode {
                 WriteMode::Copy => {
+                    let t = std::time::Instant::now();
                     if !f.entries.is_empty() {
                         copy_journal(&tx, &f.entries).await?;
                     }
+                    let journal = t.elapsed();
                     if !f.fills.is_empty() {
                         copy_fills(&tx, &f.fills).await?;
                     }
+                    let fills = t.elapsed() - journal;
                     if !new_orders.is_empty() {
                         copy_new_orders(&tx, new_orders).await?;
                     }
+                    tracing::debug!(
+                        journal_ms = journal.as_millis() as u64,
+                        fills_ms = fills.as_millis() as u64,
+                        orders_ms = (t.elapsed() - journal - fills).as_millis() as u64,
+                        "postgres append"
+                    );
                 }
                 WriteMode::Unnest => {
                     if !f.entries.is_empty() {
