@@ -977,10 +977,11 @@ impl Store for PgStore {
             return Ok(None);
         }
         let c = self.pool.get().await.map_err(pool_err)?;
-        // The condition repeats the partial index's predicate so the planner can use it.
+        // The condition repeats the partial index's predicate and collation so the planner
+        // can use it.
         let st = c
             .prepare_cached(&format!(
-                "SELECT {ORDER_COLUMNS} FROM orders WHERE account = $1 AND client_order_id = $2 \
+                "SELECT {ORDER_COLUMNS} FROM orders WHERE account = $1 AND client_order_id COLLATE \"C\" = $2 \
                  AND client_order_id <> '' ORDER BY order_id DESC LIMIT 1"
             ))
             .await?;
