@@ -37,7 +37,23 @@ pub struct SettlementBenchArgs {
     /// Flushes in flight (1-4) for the batched COPY run and the lag measurement.
     #[arg(long, default_value_t = 2)]
     pub pipeline: usize,
+    /// Runs to do (comma-separated; default all): reference, copy, copy1, v2-indexes,
+    /// unnest, single, sqlite, lag.
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Start the throwaway cluster with PostgreSQL's default settings instead of the
+    /// ledger's (testkit::pg::SERVER_SETTINGS), for comparison.
+    #[arg(long)]
+    pub pg_defaults: bool,
 }
+
+/// The version 2 history indexes, recreated on a version 3 database: the same run's
+/// measure of what version 3's index changes saved (a unique index on order_id stands for
+/// the old primary key; the client order id lookup did not exist).
+const V2_INDEXES: &str = "CREATE UNIQUE INDEX bench_orders_id ON orders (order_id); \
+    CREATE INDEX bench_orders_instrument_ts ON orders (instrument, created_ts); \
+    CREATE INDEX bench_fills_instrument_ts ON fills (instrument, ts); \
+    DROP INDEX orders_client_order_id; DROP INDEX orders_created_ts; DROP INDEX fills_ts";
 
 fn stream(seed: u64, fills: u64) -> (Vec<EngineBatch>, u64) {
     let (mut s, mut batches) = FillStream::new(seed);
@@ -74,11 +90,27 @@ async fn throughput<S: Store + Clone>(
     Ok((secs, metrics.flushes.load(Relaxed)))
 }
 
-async fn pg_store(admin: &str, name: &str, mode: WriteMode) -> Result<PgStore> {
+async fn pg_store(admin: &str, name: &str, mode: WriteMode, extra_sql: &str) -> Result<PgStore> {
     let url = pg::create_database(admin, name).await.map_err(anyhow::Error::msg)?;
-    let mut cfg = PgConfig::new(url);
+    let mut cfg = PgConfig::new(url.clone());
     cfg.mode = mode;
-    Ok(PgStore::connect(&cfg).await?)
+    let store = PgStore::connect(&cfg).await?;
+    if !extra_sql.is_empty() {
+        let (client, conn) = tokio_postgres_connect(&url).await?;
+        client.batch_execute(extra_sql).await?;
+        drop(client);
+        let _ = conn.await;
+    }
+    Ok(store)
+}
+
+/// Bytes of WAL the server has written so far.
+async fn wal_lsn(admin: &str) -> Result<i64> {
+    let (client, conn) = tokio_postgres_connect(admin).await?;
+    let r = client.query_one("SELECT (pg_current_wal_lsn() - '0/0')::int8", &[]).await?;
+    drop(client);
+    let _ = conn.await;
+    Ok(r.get(0))
 }
 
 pub fn run(a: SettlementBenchArgs) -> Result<()> {
@@ -87,67 +119,90 @@ pub fn run(a: SettlementBenchArgs) -> Result<()> {
     let admin = match &a.database_url {
         Some(u) => u.clone(),
         None => {
-            let c = pg::PgCluster::start().map_err(anyhow::Error::msg)?;
+            let c = if a.pg_defaults { pg::PgCluster::start_with_defaults() } else { pg::PgCluster::start() }
+                .map_err(anyhow::Error::msg)?;
             let u = c.url("postgres");
             _cluster = c;
             u
         }
     };
+    let want = |run: &str| a.only.is_empty() || a.only.iter().any(|o| o == run);
     rt.block_on(async move {
         let (client, conn) = tokio_postgres_connect(&admin).await?;
         let settings = {
-            let r = client.query_one("SELECT current_setting('fsync'), current_setting('synchronous_commit'), version()", &[]).await?;
-            let (f, s, v): (String, String, String) = (r.get(0), r.get(1), r.get(2));
-            format!("fsync={f} synchronous_commit={s} ({})", v.split(" on ").next().unwrap_or(&v))
+            let mut out = Vec::new();
+            for name in ["fsync", "synchronous_commit", "full_page_writes", "shared_buffers", "wal_buffers", "max_wal_size", "checkpoint_timeout", "wal_compression"] {
+                let r = client.query_one("SELECT current_setting($1)", &[&name]).await?;
+                out.push(format!("{name}={}", r.get::<_, String>(0)));
+            }
+            let v: String = client.query_one("SELECT version()", &[]).await?.get(0);
+            format!("{} ({})", out.join(" "), v.split(" on ").next().unwrap_or(&v))
         };
         drop(client);
         conn.abort();
         println!("settlement bench: {settings}; machine shared with other builds, numbers are noisy");
 
-        let ceiling_url = pg::create_database(&admin, "castle_bench_ceiling").await.map_err(anyhow::Error::msg)?;
-        let ceiling = castle_settlement::postgres::copy_ceiling(&ceiling_url, 1_000_000).await?;
-        println!("{:<40} {ceiling:>10.0} rows/s  (binary COPY, 10 BIGINT columns, no index: this server now)", "reference");
+        if want("reference") {
+            let ceiling_url = pg::create_database(&admin, "castle_bench_ceiling").await.map_err(anyhow::Error::msg)?;
+            let ceiling = castle_settlement::postgres::copy_ceiling(&ceiling_url, 1_000_000).await?;
+            println!("{:<40} {ceiling:>10.0} rows/s  (binary COPY, 10 BIGINT columns, no index: this server now)", "reference");
+        }
 
         let (batches, fills) = stream(a.seed, a.fills);
         println!("stream: {} commands, {fills} fills", batches.len());
         let mut results = Vec::new();
-        for (run, (label, mode, pipeline)) in [
-            ("postgres batched, binary COPY", WriteMode::Copy, a.pipeline),
-            ("postgres batched, COPY, 1 in flight", WriteMode::Copy, 1),
-            ("postgres batched, unnest", WriteMode::Unnest, a.pipeline),
+        for (run, (name, label, mode, pipeline, extra)) in [
+            ("copy", "postgres batched, binary COPY", WriteMode::Copy, a.pipeline, ""),
+            ("copy1", "postgres batched, COPY, 1 in flight", WriteMode::Copy, 1, ""),
+            ("v2-indexes", "postgres COPY, version 2 indexes", WriteMode::Copy, a.pipeline, V2_INDEXES),
+            ("unnest", "postgres batched, unnest", WriteMode::Unnest, a.pipeline, ""),
         ]
         .into_iter()
         .enumerate()
         {
+            if !want(name) {
+                continue;
+            }
             let db = format!("castle_bench_run{run}");
-            let s = pg_store(&admin, &db, mode).await?;
+            let s = pg_store(&admin, &db, mode, extra).await?;
+            let wal0 = wal_lsn(&admin).await?;
             let (secs, flushes) = throughput(s, &batches, 100_000, pipeline).await?;
+            let wal = (wal_lsn(&admin).await? - wal0) as f64 / fills as f64;
             let rate = fills as f64 / secs;
-            println!("{label:<40} {rate:>10.0} fills/s  ({fills} fills in {secs:.2} s, {flushes} transactions)");
+            println!(
+                "{label:<40} {rate:>10.0} fills/s  ({fills} fills in {secs:.2} s, {flushes} transactions, {wal:.0} WAL bytes/fill)"
+            );
             results.push((label, rate));
         }
-        let (base, base_fills) = stream(a.seed, a.baseline_fills);
-        let s = pg_store(&admin, "castle_bench_single", WriteMode::Copy).await?;
-        let (secs, flushes) = throughput(s, &base, 1, 1).await?;
-        let base_rate = base_fills as f64 / secs;
-        println!(
-            "{:<40} {base_rate:>10.0} fills/s  ({base_fills} fills in {secs:.2} s, {flushes} transactions)",
-            "postgres one transaction per command"
-        );
-        for (label, rate) in &results {
-            println!("  {label}: {:.0}x the one-transaction-per-command baseline", rate / base_rate);
+        if want("single") {
+            let (base, base_fills) = stream(a.seed, a.baseline_fills);
+            let s = pg_store(&admin, "castle_bench_single", WriteMode::Copy, "").await?;
+            let (secs, flushes) = throughput(s, &base, 1, 1).await?;
+            let base_rate = base_fills as f64 / secs;
+            println!(
+                "{:<40} {base_rate:>10.0} fills/s  ({base_fills} fills in {secs:.2} s, {flushes} transactions)",
+                "postgres one transaction per command"
+            );
+            for (label, rate) in &results {
+                println!("  {label}: {:.0}x the one-transaction-per-command baseline", rate / base_rate);
+            }
         }
-        let dir = tempfile::tempdir()?;
-        let s = SqliteStore::open(dir.path().join("bench.sqlite"))?;
-        let (secs, flushes) = throughput(s, &batches, 100_000, 1).await?;
-        println!(
-            "{:<40} {:>10.0} fills/s  ({fills} fills in {secs:.2} s, {flushes} transactions, synchronous=FULL)",
-            "sqlite batched",
-            fills as f64 / secs
-        );
+        if want("sqlite") {
+            let dir = tempfile::tempdir()?;
+            let s = SqliteStore::open(dir.path().join("bench.sqlite"))?;
+            let (secs, flushes) = throughput(s, &batches, 100_000, 1).await?;
+            println!(
+                "{:<40} {:>10.0} fills/s  ({fills} fills in {secs:.2} s, {flushes} transactions, synchronous=FULL)",
+                "sqlite batched",
+                fills as f64 / secs
+            );
+        }
+        if !want("lag") {
+            return anyhow::Ok(());
+        }
 
         // Lag at a steady rate: batches stamped with the wall clock when handed over.
-        let s = pg_store(&admin, "castle_bench_lag", WriteMode::Copy).await?;
+        let s = pg_store(&admin, "castle_bench_lag", WriteMode::Copy, "").await?;
         let need = a.rate * a.seconds;
         let (lag_batches, _) = stream(a.seed + 1, need + 1_000);
         let src = VecSource::default();

@@ -10,12 +10,12 @@
 //! does not store: post-only, iceberg display, STP, quote budget).
 
 use castle_engine::{CancelReason, OrderKind, Side, TimeInForce};
-use castle_settlement::history::{HistFill, HistOrder, HistoryError};
+use castle_settlement::{AccountFill, OrderRow, StoreError};
 
 use crate::accounts::{Fill, OrderRecord, Status};
 use crate::error::{ApiError, Code};
 
-pub fn unavailable(e: HistoryError) -> ApiError {
+pub fn unavailable(e: StoreError) -> ApiError {
     tracing::warn!(%e, "order history query failed");
     ApiError::new(Code::HistoryUnavailable, "order history database unavailable: retry later")
 }
@@ -52,7 +52,7 @@ fn cancel_reason(v: i16) -> Option<CancelReason> {
 /// A ledger order as the gateway shows it. `filled_notional` comes from the
 /// order's fills. The ledger keeps no expiry time, post-only, display
 /// quantity, STP mode or quote budget: they show as absent.
-pub fn order_record(o: &HistOrder, filled_notional: i128) -> Result<OrderRecord, ApiError> {
+pub fn order_record(o: &OrderRow, filled_notional: i128) -> Result<OrderRecord, ApiError> {
     let kind = match o.kind {
         0 => OrderKind::Limit,
         1 => OrderKind::Market,
@@ -105,19 +105,19 @@ pub fn order_record(o: &HistOrder, filled_notional: i128) -> Result<OrderRecord,
     })
 }
 
-pub fn fill(f: &HistFill) -> Result<Fill, ApiError> {
+pub fn fill(f: &AccountFill) -> Result<Fill, ApiError> {
     Ok(Fill {
-        fill_id: f.fill_id,
-        trade_id: f.trade_id,
-        order_id: f.order_id,
-        instrument: f.instrument,
-        side: side(f.side)?,
-        price: f.price,
-        qty: f.qty,
-        fee: f.fee,
+        fill_id: f.fill_id(),
+        trade_id: f.fill.trade_id,
+        order_id: f.order_id(),
+        instrument: f.fill.instrument,
+        side: side(f.side())?,
+        price: f.fill.price,
+        qty: f.fill.qty,
+        fee: f.fee(),
         maker: f.maker,
-        ts: f.ts,
-        seq: f.seq,
+        ts: f.fill.ts,
+        seq: f.fill.seq,
     })
 }
 

@@ -676,8 +676,7 @@ async fn query_inner(gw: Gw, req: Req, t: Result<Target, ApiError>) -> Result<Re
         (None, Some(h), Target::Id(id)) => {
             let o = h.order(ctx.caller().account, *id).await.map_err(crate::history::unavailable)?;
             let o = o.ok_or_else(ApiError::not_found)?;
-            let n = h.filled_notional(o.account, &[o.order_id]).await.map_err(crate::history::unavailable)?;
-            crate::history::order_record(&o, n.get(&o.order_id).copied().unwrap_or(0))?
+            crate::history::order_record(&o, o.notional.into())?
         }
         _ => return Err(ApiError::not_found()),
     };
@@ -869,13 +868,11 @@ pub async fn all_orders(State(gw): State<Gw>, req: Req) -> Result<Response, ApiE
                 .await
                 .map_err(crate::history::unavailable)?;
             let known: std::collections::HashSet<u64> = mem.iter().map(|o| o.id).collect();
-            let missing: Vec<u64> = page.rows.iter().map(|o| o.order_id).filter(|id| !known.contains(id)).collect();
-            let notional = h.filled_notional(account, &missing).await.map_err(crate::history::unavailable)?;
             let db = page
                 .rows
                 .iter()
                 .filter(|o| !known.contains(&o.order_id))
-                .map(|o| crate::history::order_record(o, notional.get(&o.order_id).copied().unwrap_or(0)))
+                .map(|o| crate::history::order_record(o, o.notional.into()))
                 .collect::<Result<Vec<_>, _>>()?;
             crate::history::merge(mem, db, page.next.is_some(), limit, |o| o.id)
         }

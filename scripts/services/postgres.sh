@@ -8,6 +8,12 @@
 # initdb refuses to run as root, so as root the cluster belongs to user `postgres`
 # (a temporary directory owned by it). Missing binaries stop the run naming the package.
 
+# The settlement ledger's server settings (same as settlement/src/testkit/pg.rs
+# SERVER_SETTINGS; see ARCHITECTURE.md "Settlement" for why and for Aurora's parameter
+# group). fsync, synchronous_commit and full_page_writes stay on.
+CASTLE_PG_SETTINGS="-c shared_buffers=256MB -c wal_buffers=32MB -c max_wal_size=2GB -c checkpoint_timeout=15min \
+    -c wal_compression=lz4"
+
 castle_postgres_stop() {
     if [ -n "${CASTLE_PG_DIR:-}" ] && [ -d "$CASTLE_PG_DIR/data" ]; then
         ${CASTLE_PG_AS:-} "$CASTLE_PG_BIN/pg_ctl" -D "$CASTLE_PG_DIR/data" -m immediate -w stop >/dev/null 2>&1 || true
@@ -42,7 +48,8 @@ castle_postgres_start() {
     $CASTLE_PG_AS "$CASTLE_PG_BIN/initdb" -D "$CASTLE_PG_DIR/data" -U postgres -A trust -E UTF8 --no-sync >/dev/null ||
         return 1
     $CASTLE_PG_AS "$CASTLE_PG_BIN/pg_ctl" -D "$CASTLE_PG_DIR/data" -l "$CASTLE_PG_DIR/data/server.log" -w -t 60 \
-        -o "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$CASTLE_PG_DIR/data -c max_connections=300" \
+        -o "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$CASTLE_PG_DIR/data -c max_connections=300 \
+            $CASTLE_PG_SETTINGS" \
         start >/dev/null || return 1
     export CASTLE_PG_BIN CASTLE_PG_DIR CASTLE_PG_AS
     export DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"

@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use castle_engine::{AccountId, Seq};
+use castle_engine::{AccountId, InstrumentId, OrderId, Seq};
 
-use crate::ledger::{BalanceRow, Entry, FillRow, Flush, LedgerState, OrderRow, Page};
+use crate::ledger::{AccountFill, BalanceRow, Entry, Flush, LedgerState, OrderRow, Page};
 use crate::postgres::{PgConfig, PgStore};
 use crate::sqlite::SqliteStore;
 use crate::store::{EntryTotal, Store, StoreError};
@@ -84,15 +84,28 @@ impl Store for AnyStore {
     async fn fill_stats(&self) -> Result<(u64, u64), StoreError> {
         each!(self, s => s.fill_stats().await)
     }
-    async fn fills_by_account(&self, a: AccountId, before: Option<u64>, n: usize) -> Result<Page<FillRow>, StoreError> {
-        each!(self, s => s.fills_by_account(a, before, n).await)
+    async fn fills_by_account(
+        &self,
+        a: AccountId,
+        instrument: Option<InstrumentId>,
+        before: Option<u64>,
+        n: usize,
+    ) -> Result<Page<AccountFill>, StoreError> {
+        each!(self, s => s.fills_by_account(a, instrument, before, n).await)
     }
     async fn orders_by_account(
         &self,
         a: AccountId,
+        instrument: Option<InstrumentId>,
         before: Option<u64>,
         n: usize,
     ) -> Result<Page<OrderRow>, StoreError> {
-        each!(self, s => s.orders_by_account(a, before, n).await)
+        each!(self, s => s.orders_by_account(a, instrument, before, n).await)
+    }
+    async fn order(&self, a: AccountId, order_id: OrderId) -> Result<Option<OrderRow>, StoreError> {
+        each!(self, s => s.order(a, order_id).await)
+    }
+    async fn order_by_client_id(&self, a: AccountId, client_order_id: &str) -> Result<Option<OrderRow>, StoreError> {
+        each!(self, s => s.order_by_client_id(a, client_order_id).await)
     }
 }

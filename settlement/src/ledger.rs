@@ -119,11 +119,71 @@ pub struct OrderRow {
     pub created_ts: u64,
     pub updated_seq: Seq,
     pub updated_ts: u64,
+    /// Good-till-date expiry (engine time, ns) for GTD orders, else 0.
+    pub expire_ts: u64,
+    /// Post-only flag, iceberg display quantity (lots; 0 shows everything) and self-trade
+    /// prevention mode (0 none, 1 cancel newest, 2 cancel oldest, 3 cancel both) as the
+    /// order was placed. `None`: not known to the ledger, because the engine's
+    /// `OrderAccepted` event does not carry it (the command does; see ARCHITECTURE.md).
+    pub post_only: Option<bool>,
+    pub display_qty: Option<i64>,
+    pub stp: Option<i16>,
+    /// Sum of price * qty over the order's fills (ticks * lots; the quote filled, before
+    /// the instrument's tick value), so history needs no index of fills by order.
+    /// Saturates at `i64::MAX` (a single fill is at most 2^62; no real order gets there).
+    pub notional: i64,
 }
 
 impl OrderRow {
     pub fn is_open(&self) -> bool {
         self.status == status::OPEN
+    }
+}
+
+/// One fill as one account saw it: a trade has two sides, and a self-trade is two fills of
+/// the same account (maker and taker), told apart by [`fill_id`](Self::fill_id).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AccountFill {
+    pub fill: FillRow,
+    /// This account was the maker (else the taker).
+    pub maker: bool,
+}
+
+impl AccountFill {
+    /// `trade_id * 2` for the maker side, `trade_id * 2 + 1` for the taker side: unique per
+    /// account and increasing with the trade id, so it is the history cursor for fills.
+    pub fn fill_id(&self) -> u64 {
+        self.fill.trade_id * 2 + u64::from(!self.maker)
+    }
+    pub fn order_id(&self) -> OrderId {
+        if self.maker {
+            self.fill.maker_order
+        } else {
+            self.fill.taker_order
+        }
+    }
+    pub fn account(&self) -> AccountId {
+        if self.maker {
+            self.fill.maker_account
+        } else {
+            self.fill.taker_account
+        }
+    }
+    /// This account's side: 0 buy, 1 sell (the maker is on the other side of the aggressor).
+    pub fn side(&self) -> i16 {
+        if self.maker {
+            1 - self.fill.aggressor
+        } else {
+            self.fill.aggressor
+        }
+    }
+    /// This account's fee (quote minor units).
+    pub fn fee(&self) -> Amount {
+        if self.maker {
+            self.fill.maker_fee
+        } else {
+            self.fill.taker_fee
+        }
     }
 }
 

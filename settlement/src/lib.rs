@@ -27,7 +27,7 @@ pub mod testkit;
 
 pub use any::{AnyStore, LedgerUrl};
 pub use consumer::{run, ConsumerConfig, ConsumerError};
-pub use ledger::{BalanceRow, Entry, EntryKind, FillRow, Flush, LedgerState, OrderRow, Page};
+pub use ledger::{AccountFill, BalanceRow, Entry, EntryKind, FillRow, Flush, LedgerState, OrderRow, Page};
 pub use metrics::Metrics;
 pub use postgres::{PgConfig, PgStore, WriteMode};
 pub use projector::{ProjectError, Projector};

@@ -13,7 +13,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use castle_engine::{AccountId, Seq};
+use castle_engine::{AccountId, InstrumentId, OrderId, Seq};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::pin::Pin;
 
@@ -25,8 +25,11 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::CopyInSink;
 use tokio_postgres::Row;
 
-use crate::ledger::{BalanceRow, Entry, EntryKind, FillRow, Flush, LedgerState, OrderRow, Page};
-use crate::store::{i, page, EntryTotal, Store, StoreError, MAX_PAGE, POSTGRES_MIGRATIONS};
+use crate::ledger::{AccountFill, BalanceRow, Entry, EntryKind, FillRow, Flush, LedgerState, OrderRow, Page};
+use crate::store::{
+    check_schema, cursor, fill_bounds, i, merge_fills, page, EntryTotal, Store, StoreError, MAX_PAGE,
+    POSTGRES_MIGRATIONS,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WriteMode {
@@ -96,16 +99,20 @@ fn u32c(v: i64) -> Result<u32, StoreError> {
 }
 
 const ORDER_COLUMNS: &str = "order_id, account, instrument, client_order_id, side, kind, price, stop_price, qty, tif, \
-                             status, cancel_reason, filled, leaves, created_seq, created_ts, updated_seq, updated_ts";
-const ORDER_UPSERT: &str = " ON CONFLICT (order_id) DO UPDATE SET client_order_id = EXCLUDED.client_order_id, \
+                             status, cancel_reason, filled, leaves, created_seq, created_ts, updated_seq, updated_ts, \
+                             expire_ts, post_only, display_qty, stp, notional";
+/// The conflict target is the V3 primary key (account, order_id).
+const ORDER_UPSERT: &str =
+    " ON CONFLICT (account, order_id) DO UPDATE SET client_order_id = EXCLUDED.client_order_id, \
                             price = EXCLUDED.price, qty = EXCLUDED.qty, status = EXCLUDED.status, \
                             cancel_reason = EXCLUDED.cancel_reason, filled = EXCLUDED.filled, \
                             leaves = EXCLUDED.leaves, updated_seq = EXCLUDED.updated_seq, \
-                            updated_ts = EXCLUDED.updated_ts";
+                            updated_ts = EXCLUDED.updated_ts, notional = EXCLUDED.notional";
 const FILL_COLUMNS: &str = "trade_id, seq, idx, ts, instrument, price, qty, aggressor, maker_order, taker_order, \
                             maker_account, taker_account, maker_fee, taker_fee";
 const ENTRY_COLUMNS: &str = "seq, idx, ts, account, asset, kind, reference, available, locked, external";
-const JOURNAL_COLUMNS: &str = "seq, ts, account, asset, kind, reference, available, locked, external";
+const JOURNAL_COLUMNS: &str =
+    "first_seq, last_seq, seq, idx, ts, account, asset, kind, reference, available, locked, external";
 
 fn order_from(r: &Row) -> Result<OrderRow, StoreError> {
     Ok(OrderRow {
@@ -127,6 +134,11 @@ fn order_from(r: &Row) -> Result<OrderRow, StoreError> {
         created_ts: u(r.try_get(15)?)?,
         updated_seq: u(r.try_get(16)?)?,
         updated_ts: u(r.try_get(17)?)?,
+        expire_ts: u(r.try_get(18)?)?,
+        post_only: r.try_get(19)?,
+        display_qty: r.try_get(20)?,
+        stp: r.try_get(21)?,
+        notional: r.try_get(22)?,
     })
 }
 
@@ -154,6 +166,33 @@ impl PgStore {
     pub async fn connect(cfg: &PgConfig) -> Result<PgStore, StoreError> {
         let pg: tokio_postgres::Config =
             cfg.url.parse().map_err(|e| StoreError::Config(format!("database url: {e}")))?;
+        let store = Self::pool(cfg, pg)?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Connects for reading only (history readers): every transaction of these connections
+    /// is read-only (`default_transaction_read_only=on`), nothing is migrated, and the
+    /// schema must already be at this build's version.
+    pub async fn connect_read_only(cfg: &PgConfig) -> Result<PgStore, StoreError> {
+        let mut pg: tokio_postgres::Config =
+            cfg.url.parse().map_err(|e| StoreError::Config(format!("database url: {e}")))?;
+        let opts = format!("{} -c default_transaction_read_only=on", pg.get_options().unwrap_or("")).trim().to_string();
+        pg.options(&opts);
+        let store = Self::pool(cfg, pg)?;
+        // Fails at start, not on the first request, when the database is unreachable.
+        let c = store.pool.get().await.map_err(pool_err)?;
+        let found = match c.query_one("SELECT MAX(version) FROM schema_migrations", &[]).await {
+            Ok(r) => r.try_get(0)?,
+            Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => None,
+            Err(e) => return Err(e.into()),
+        };
+        check_schema(found, POSTGRES_MIGRATIONS)?;
+        drop(c);
+        Ok(store)
+    }
+
+    fn pool(cfg: &PgConfig, pg: tokio_postgres::Config) -> Result<PgStore, StoreError> {
         let mgr_cfg = ManagerConfig { recycling_method: RecyclingMethod::Fast };
         let mgr = if pg.get_ssl_mode() == SslMode::Disable {
             Manager::from_config(pg, tokio_postgres::NoTls, mgr_cfg)
@@ -162,9 +201,7 @@ impl PgStore {
             Manager::from_config(pg, tls, mgr_cfg)
         };
         let pool = Pool::builder(mgr).max_size(cfg.pool_size.max(1)).build().map_err(pool_err)?;
-        let store = PgStore { pool, mode: cfg.mode };
-        store.migrate().await?;
-        Ok(store)
+        Ok(PgStore { pool, mode: cfg.mode })
     }
 
     pub fn mode(&self) -> WriteMode {
@@ -222,15 +259,24 @@ impl PgStore {
         let appended: Result<(), StoreError> = async {
             match self.mode {
                 WriteMode::Copy => {
+                    let t = std::time::Instant::now();
                     if !f.entries.is_empty() {
                         copy_journal(&tx, &f.entries).await?;
                     }
+                    let journal = t.elapsed();
                     if !f.fills.is_empty() {
                         copy_fills(&tx, &f.fills).await?;
                     }
+                    let fills = t.elapsed() - journal;
                     if !new_orders.is_empty() {
                         copy_new_orders(&tx, new_orders).await?;
                     }
+                    tracing::debug!(
+                        journal_ms = journal.as_millis() as u64,
+                        fills_ms = fills.as_millis() as u64,
+                        orders_ms = (t.elapsed() - journal - fills).as_millis() as u64,
+                        "postgres append"
+                    );
                 }
                 WriteMode::Unnest => {
                     if !f.entries.is_empty() {
@@ -379,6 +425,9 @@ impl CopyOut {
         self.buf.put_i32(4);
         self.buf.put_i32(v);
     }
+    fn null(&mut self) {
+        self.buf.put_i32(-1);
+    }
     fn i16(&mut self, v: i16) {
         self.buf.put_i32(2);
         self.buf.put_i16(v);
@@ -409,19 +458,41 @@ fn array_header(out: &mut CopyOut, elem_oid: u32, n: usize) {
 
 const INT8_OID: u32 = 20;
 const INT2_OID: u32 = 21;
+const INT4_OID: u32 = 23;
 
-/// One journal row per seq (see migration V2): the flush's entries are in (seq, idx) order,
-/// so each seq's lines are one contiguous run, written as parallel arrays.
+/// A journal row closes at the first command boundary at or after this many lines
+/// (migration V3): ~9 kB raw, so PostgreSQL compresses it inline, and few enough that a
+/// reader of one seq range decompresses little.
+pub const JOURNAL_GROUP_LINES: usize = 128;
+
+/// Splits a flush's entries (in (seq, idx) order) into journal rows: consecutive whole
+/// commands, each row closing once it holds at least [`JOURNAL_GROUP_LINES`] lines.
+pub fn journal_groups(rows: &[Entry]) -> Vec<&[Entry]> {
+    let mut groups = Vec::new();
+    let mut start = 0;
+    for (k, w) in rows.windows(2).enumerate() {
+        if w[0].seq != w[1].seq && k + 1 - start >= JOURNAL_GROUP_LINES {
+            groups.push(&rows[start..=k]);
+            start = k + 1;
+        }
+    }
+    if start < rows.len() {
+        groups.push(&rows[start..]);
+    }
+    groups
+}
+
+/// The journal rows of a flush (see [`journal_groups`]), as parallel arrays.
 async fn copy_journal(tx: &deadpool_postgres::Transaction<'_>, rows: &[Entry]) -> Result<(), StoreError> {
     let sink = tx.copy_in(&format!("COPY ledger_journal ({JOURNAL_COLUMNS}) FROM STDIN BINARY")).await?;
     pin_mut!(sink);
-    let mut out = CopyOut::new(rows.len(), 7 * 12 + 40);
-    for lines in rows.chunk_by(|a, b| a.seq == b.seq) {
+    let mut out = CopyOut::new(rows.len(), 10 * 12 + 40);
+    for lines in journal_groups(rows) {
         let n = lines.len();
-        debug_assert!(lines.iter().enumerate().all(|(k, e)| e.idx as usize == k), "lines of a seq are 0..n");
-        out.row(9);
+        debug_assert!(lines.windows(2).all(|w| (w[0].seq, w[0].idx) < (w[1].seq, w[1].idx)), "(seq, idx) order");
+        out.row(12);
         out.i64(i(lines[0].seq));
-        out.i64(i(lines[0].ts));
+        out.i64(i(lines[n - 1].seq));
         let i64_array = |out: &mut CopyOut, f: &dyn Fn(&Entry) -> i64| {
             out.buf.put_i32((20 + 12 * n) as i32);
             array_header(out, INT8_OID, n);
@@ -430,6 +501,14 @@ async fn copy_journal(tx: &deadpool_postgres::Transaction<'_>, rows: &[Entry]) -
                 out.buf.put_i64(f(e));
             }
         };
+        i64_array(&mut out, &|e| i(e.seq));
+        out.buf.put_i32((20 + 8 * n) as i32);
+        array_header(&mut out, INT4_OID, n);
+        for e in lines {
+            out.buf.put_i32(4);
+            out.buf.put_i32(e.idx as i32);
+        }
+        i64_array(&mut out, &|e| i(e.ts));
         i64_array(&mut out, &|e| e.account as i64);
         i64_array(&mut out, &|e| e.asset as i64);
         out.buf.put_i32((20 + 6 * n) as i32);
@@ -451,9 +530,9 @@ async fn copy_journal(tx: &deadpool_postgres::Transaction<'_>, rows: &[Entry]) -
 async fn copy_new_orders(tx: &deadpool_postgres::Transaction<'_>, rows: &[OrderRow]) -> Result<(), StoreError> {
     let sink = tx.copy_in(&format!("COPY orders ({ORDER_COLUMNS}) FROM STDIN BINARY")).await?;
     pin_mut!(sink);
-    let mut out = CopyOut::new(rows.len(), 2 + 18 * 12 + 32);
+    let mut out = CopyOut::new(rows.len(), 2 + 23 * 12 + 32);
     for o in rows {
-        out.row(18);
+        out.row(23);
         out.i64(i(o.order_id));
         out.i64(o.account as i64);
         out.i64(o.instrument as i64);
@@ -473,6 +552,23 @@ async fn copy_new_orders(tx: &deadpool_postgres::Transaction<'_>, rows: &[OrderR
         out.i64(i(o.created_ts));
         out.i64(i(o.updated_seq));
         out.i64(i(o.updated_ts));
+        out.i64(i(o.expire_ts));
+        match o.post_only {
+            Some(p) => {
+                out.buf.put_i32(1);
+                out.buf.put_u8(u8::from(p));
+            }
+            None => out.null(),
+        }
+        match o.display_qty {
+            Some(d) => out.i64(d),
+            None => out.null(),
+        }
+        match o.stp {
+            Some(m) => out.i16(m),
+            None => out.null(),
+        }
+        out.i64(o.notional);
         out.maybe_send(&mut sink).await?;
     }
     out.finish(sink).await
@@ -516,17 +612,27 @@ async fn unnest_journal(tx: &deadpool_postgres::Transaction<'_>, rows: &[Entry])
     let available = col(&|e| e.available);
     let locked = col(&|e| e.locked);
     let external = col(&|e| e.external);
+    // The row each line goes to, as the COPY path groups them.
+    let group: Vec<i32> = journal_groups(rows)
+        .iter()
+        .enumerate()
+        .flat_map(|(g, lines)| std::iter::repeat_n(g as i32, lines.len()))
+        .collect();
+    let by = "ORDER BY seq, idx";
     let st = tx
         .prepare_cached(&format!(
-            "INSERT INTO ledger_journal ({JOURNAL_COLUMNS}) SELECT seq, min(ts), array_agg(account ORDER BY idx), \
-             array_agg(asset ORDER BY idx), array_agg(kind ORDER BY idx), array_agg(reference ORDER BY idx), \
-             array_agg(available ORDER BY idx), array_agg(locked ORDER BY idx), array_agg(external ORDER BY idx) \
+            "INSERT INTO ledger_journal ({JOURNAL_COLUMNS}) SELECT min(seq), max(seq), array_agg(seq {by}), \
+             array_agg(idx {by}), array_agg(ts {by}), array_agg(account {by}), array_agg(asset {by}), \
+             array_agg(kind {by}), array_agg(reference {by}), array_agg(available {by}), array_agg(locked {by}), \
+             array_agg(external {by}) \
              FROM unnest($1::int8[], $2::int4[], $3::int8[], $4::int8[], $5::int8[], $6::int2[], $7::int8[], \
-             $8::int8[], $9::int8[], $10::int8[]) AS l(seq, idx, ts, account, asset, kind, reference, available, \
-             locked, external) GROUP BY seq"
+             $8::int8[], $9::int8[], $10::int8[], $11::int4[]) AS l(seq, idx, ts, account, asset, kind, reference, \
+             available, locked, external, grp) GROUP BY grp"
         ))
         .await?;
-    tx.execute(&st, &[&seq, &idx, &ts, &account, &asset, &kind, &reference, &available, &locked, &external]).await?;
+    let p: [&(dyn ToSql + Sync); 11] =
+        [&seq, &idx, &ts, &account, &asset, &kind, &reference, &available, &locked, &external, &group];
+    tx.execute(&st, &p).await?;
     Ok(())
 }
 
@@ -599,15 +705,21 @@ async fn insert_orders(
     let created_ts = col(&|o| i(o.created_ts));
     let updated_seq = col(&|o| i(o.updated_seq));
     let updated_ts = col(&|o| i(o.updated_ts));
+    let expire_ts = col(&|o| i(o.expire_ts));
+    let post_only: Vec<Option<bool>> = rows.iter().map(|o| o.post_only).collect();
+    let display_qty: Vec<Option<i64>> = rows.iter().map(|o| o.display_qty).collect();
+    let stp: Vec<Option<i16>> = rows.iter().map(|o| o.stp).collect();
+    let notional = col(&|o| o.notional);
     let st = tx
         .prepare_cached(&format!(
             "INSERT INTO orders ({ORDER_COLUMNS}) SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::text[], \
              $5::int2[], $6::int2[], $7::int8[], $8::int8[], $9::int8[], $10::int2[], $11::int2[], $12::int2[], \
-             $13::int8[], $14::int8[], $15::int8[], $16::int8[], $17::int8[], $18::int8[]){}",
+             $13::int8[], $14::int8[], $15::int8[], $16::int8[], $17::int8[], $18::int8[], $19::int8[], $20::bool[], \
+             $21::int8[], $22::int2[], $23::int8[]){}",
             if upsert { ORDER_UPSERT } else { "" }
         ))
         .await?;
-    let p: [&(dyn ToSql + Sync); 18] = [
+    let p: [&(dyn ToSql + Sync); 23] = [
         &order_id,
         &account,
         &instrument,
@@ -626,6 +738,11 @@ async fn insert_orders(
         &created_ts,
         &updated_seq,
         &updated_ts,
+        &expire_ts,
+        &post_only,
+        &display_qty,
+        &stp,
+        &notional,
     ];
     tx.execute(&st, &p).await?;
     Ok(())
@@ -720,10 +837,12 @@ impl Store for PgStore {
         // The view pads arrays of unequal length with NULLs, which SUM would skip: refuse them.
         let ragged: i64 = c
             .query_one(
-                "SELECT count(*) FROM ledger_journal WHERE array_ndims(account) <> 1 OR cardinality(account) = 0 \
-                 OR cardinality(asset) <> cardinality(account) OR cardinality(kind) <> cardinality(account) \
-                 OR cardinality(reference) <> cardinality(account) OR cardinality(available) <> cardinality(account) \
-                 OR cardinality(locked) <> cardinality(account) OR cardinality(external) <> cardinality(account)",
+                "SELECT count(*) FROM ledger_journal WHERE array_ndims(seq) <> 1 OR cardinality(seq) = 0 \
+                 OR cardinality(idx) <> cardinality(seq) OR cardinality(ts) <> cardinality(seq) \
+                 OR cardinality(account) <> cardinality(seq) OR cardinality(asset) <> cardinality(seq) \
+                 OR cardinality(kind) <> cardinality(seq) OR cardinality(reference) <> cardinality(seq) \
+                 OR cardinality(available) <> cardinality(seq) OR cardinality(locked) <> cardinality(seq) \
+                 OR cardinality(external) <> cardinality(seq)",
                 &[],
             )
             .await?
@@ -757,7 +876,13 @@ impl Store for PgStore {
         let c = self.pool.get().await.map_err(pool_err)?;
         let rows = c
             .query(
-                &format!("SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE seq >= $1 AND seq <= $2 ORDER BY seq, idx"),
+                // On the journal itself, so that the primary key bounds the rows decompressed.
+                &format!(
+                    "SELECT l.* FROM ledger_journal j, unnest(j.seq, j.idx, j.ts, j.account, j.asset, \
+                     j.kind, j.reference, j.available, j.locked, j.external) AS l({ENTRY_COLUMNS}) \
+                     WHERE j.first_seq <= $2 AND j.last_seq >= $1 AND l.seq >= $1 AND l.seq <= $2 \
+                     ORDER BY l.seq, l.idx"
+                ),
                 &[&i(from), &i(to.min(i64::MAX as u64))],
             )
             .await?;
@@ -789,46 +914,78 @@ impl Store for PgStore {
     async fn fills_by_account(
         &self,
         account: AccountId,
+        instrument: Option<InstrumentId>,
         before: Option<u64>,
         limit: usize,
-    ) -> Result<Page<FillRow>, StoreError> {
+    ) -> Result<Page<AccountFill>, StoreError> {
         let limit = limit.clamp(1, MAX_PAGE);
+        let (a, inst, n) = (account as i64, instrument.map(i64::from), (limit + 1) as i64);
+        let (bm, bt) = fill_bounds(before);
         let c = self.pool.get().await.map_err(pool_err)?;
-        let before = before.map(i).unwrap_or(i64::MAX);
-        let rows = c
-            .query(
-                &format!(
-                    "SELECT {FILL_COLUMNS} FROM (SELECT * FROM fills WHERE maker_account = $1 AND trade_id < $2 \
-                     UNION SELECT * FROM fills WHERE taker_account = $1 AND trade_id < $2) f \
-                     ORDER BY trade_id DESC LIMIT $3"
-                ),
-                &[&(account as i64), &before, &((limit + 1) as i64)],
-            )
-            .await?;
-        let rows = rows.iter().map(fill_from).collect::<Result<Vec<_>, _>>()?;
-        Ok(page(rows, limit, |f| f.trade_id))
+        // One query per side, each on its (side_account, trade_id) index, merged here (an OR
+        // over both account columns could use neither index).
+        let mut sides: [Vec<FillRow>; 2] = [Vec::new(), Vec::new()];
+        for (k, (side, b)) in [("maker", bm), ("taker", bt)].into_iter().enumerate() {
+            let st = c
+                .prepare_cached(&format!(
+                    "SELECT {FILL_COLUMNS} FROM fills WHERE {side}_account = $1 AND trade_id < $2 \
+                     AND ($3::int8 IS NULL OR instrument = $3) ORDER BY trade_id DESC LIMIT $4"
+                ))
+                .await?;
+            sides[k] = c.query(&st, &[&a, &b, &inst, &n]).await?.iter().map(fill_from).collect::<Result<_, _>>()?;
+        }
+        let [maker, taker] = sides;
+        Ok(merge_fills(maker, taker, limit))
     }
 
     async fn orders_by_account(
         &self,
         account: AccountId,
+        instrument: Option<InstrumentId>,
         before: Option<u64>,
         limit: usize,
     ) -> Result<Page<OrderRow>, StoreError> {
         let limit = limit.clamp(1, MAX_PAGE);
         let c = self.pool.get().await.map_err(pool_err)?;
-        let before = before.map(i).unwrap_or(i64::MAX);
-        let rows = c
-            .query(
-                &format!(
-                    "SELECT {ORDER_COLUMNS} FROM orders WHERE account = $1 AND order_id < $2 ORDER BY order_id DESC \
-                     LIMIT $3"
-                ),
-                &[&(account as i64), &before, &((limit + 1) as i64)],
-            )
+        let st = c
+            .prepare_cached(&format!(
+                "SELECT {ORDER_COLUMNS} FROM orders WHERE account = $1 AND order_id < $2 \
+                 AND ($3::int8 IS NULL OR instrument = $3) ORDER BY order_id DESC LIMIT $4"
+            ))
             .await?;
-        let rows = rows.iter().map(order_from).collect::<Result<Vec<_>, _>>()?;
+        let p: [&(dyn ToSql + Sync); 4] =
+            [&(account as i64), &cursor(before), &instrument.map(i64::from), &((limit + 1) as i64)];
+        let rows = c.query(&st, &p).await?.iter().map(order_from).collect::<Result<Vec<_>, _>>()?;
         Ok(page(rows, limit, |o| o.order_id))
+    }
+
+    async fn order(&self, account: AccountId, order_id: OrderId) -> Result<Option<OrderRow>, StoreError> {
+        let Ok(id) = i64::try_from(order_id) else { return Ok(None) };
+        let c = self.pool.get().await.map_err(pool_err)?;
+        let st = c
+            .prepare_cached(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE account = $1 AND order_id = $2"))
+            .await?;
+        c.query_opt(&st, &[&(account as i64), &id]).await?.as_ref().map(order_from).transpose()
+    }
+
+    async fn order_by_client_id(
+        &self,
+        account: AccountId,
+        client_order_id: &str,
+    ) -> Result<Option<OrderRow>, StoreError> {
+        if client_order_id.is_empty() {
+            return Ok(None);
+        }
+        let c = self.pool.get().await.map_err(pool_err)?;
+        // The condition repeats the partial index's predicate and collation so the planner
+        // can use it.
+        let st = c
+            .prepare_cached(&format!(
+                "SELECT {ORDER_COLUMNS} FROM orders WHERE account = $1 AND client_order_id COLLATE \"C\" = $2 \
+                 AND client_order_id <> '' ORDER BY order_id DESC LIMIT 1"
+            ))
+            .await?;
+        c.query_opt(&st, &[&(account as i64), &client_order_id]).await?.as_ref().map(order_from).transpose()
     }
 }
 
@@ -845,6 +1002,42 @@ mod tests {
         let bad = dir.path().join("bad.pem");
         std::fs::write(&bad, "-----BEGIN CERTIFICATE-----\nnot base64 !!!\n-----END CERTIFICATE-----\n").unwrap();
         assert!(matches!(tls_config(Some(&bad)), Err(StoreError::Tls(_))));
+    }
+
+    #[test]
+    fn journal_groups_hold_whole_commands_and_close_after_the_line_target() {
+        use crate::ledger::EntryKind;
+        // Commands of 1 to 7 lines; seq s has (s % 7) + 1 lines.
+        let mut rows = Vec::new();
+        for seq in 1..200u64 {
+            for idx in 0..=(seq % 7) as u32 {
+                rows.push(Entry {
+                    seq,
+                    idx,
+                    ts: seq,
+                    account: 1,
+                    asset: 1,
+                    kind: EntryKind::Other,
+                    reference: 0,
+                    available: 0,
+                    locked: 0,
+                    external: 0,
+                });
+            }
+        }
+        let groups = journal_groups(&rows);
+        assert_eq!(groups.iter().map(|g| g.len()).sum::<usize>(), rows.len(), "every line once");
+        assert!(groups.len() > 2);
+        for (k, g) in groups.iter().enumerate() {
+            assert_eq!(g[0].idx, 0, "a group starts at a command's first line");
+            let last = k + 1 == groups.len();
+            if !last {
+                assert!(g.len() >= JOURNAL_GROUP_LINES && g.len() < JOURNAL_GROUP_LINES + 7, "{}", g.len());
+                assert_ne!(g[g.len() - 1].seq, groups[k + 1][0].seq, "a command is never split");
+            }
+        }
+        assert!(journal_groups(&[]).is_empty());
+        assert_eq!(journal_groups(&rows[..3]).len(), 1);
     }
 
     #[tokio::test]

@@ -78,6 +78,14 @@ fn tif_code(t: TimeInForce) -> i16 {
     }
 }
 
+/// Adds one fill's price * qty to an order's notional, saturating (see `OrderRow::notional`).
+fn add_notional(price: i64, qty: i64) -> impl Fn(i64) -> i64 {
+    move |sum| {
+        let total = sum as i128 + price as i128 * qty as i128;
+        total.clamp(0, i64::MAX as i128) as i64
+    }
+}
+
 fn client_id_string(c: &castle_engine::ClientOrderId) -> String {
     let end = c.0.iter().position(|&b| b == 0).unwrap_or(c.0.len());
     String::from_utf8_lossy(&c.0[..end]).into_owned()
@@ -195,13 +203,16 @@ impl Projector {
                         maker_fee,
                         taker_fee,
                     });
+                    let notional = add_notional(price, qty);
                     self.order_update(maker_order, seq, ts, |o| {
                         o.filled += qty;
                         o.leaves = maker_leaves;
+                        o.notional = notional(o.notional);
                     });
                     self.order_update(taker_order, seq, ts, |o| {
                         o.filled += qty;
                         o.leaves = taker_leaves;
+                        o.notional = notional(o.notional);
                     });
                 }
                 EventKind::OrderAccepted {
@@ -238,6 +249,14 @@ impl Projector {
                             created_ts: ts,
                             updated_seq: seq,
                             updated_ts: ts,
+                            expire_ts: match tif {
+                                TimeInForce::Gtd(t) => t,
+                                _ => 0,
+                            },
+                            post_only: None,
+                            display_qty: None,
+                            stp: None,
+                            notional: 0,
                         },
                     );
                     self.dirty_orders.insert(order_id, true);

@@ -5,11 +5,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use castle_engine::{AccountId, Seq};
+use castle_engine::{AccountId, InstrumentId, OrderId, Seq};
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::ledger::{BalanceRow, Entry, EntryKind, FillRow, Flush, LedgerState, OrderRow, Page};
-use crate::store::{i, page, EntryTotal, Store, StoreError, MAX_PAGE, SQLITE_MIGRATIONS};
+use crate::ledger::{AccountFill, BalanceRow, Entry, EntryKind, FillRow, Flush, LedgerState, OrderRow, Page};
+use crate::store::{
+    check_schema, cursor, fill_bounds, i, merge_fills, page, EntryTotal, Store, StoreError, MAX_PAGE, SQLITE_MIGRATIONS,
+};
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -63,6 +65,23 @@ impl SqliteStore {
         Ok(SqliteStore { conn: Arc::new(Mutex::new(conn)), path })
     }
 
+    /// Opens an existing ledger file read-only (history readers): no migration; the schema
+    /// must already be at this build's version. WAL readers do not block the writer.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let conn = Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+        )?;
+        // Wait briefly on a checkpoint rather than failing a request.
+        conn.busy_timeout(std::time::Duration::from_secs(2))?;
+        let version: Option<i32> = conn.query_row("SELECT MAX(version) FROM schema_migrations", [], |r| r.get(0))?;
+        check_schema(version, SQLITE_MIGRATIONS)?;
+        Ok(SqliteStore { conn: Arc::new(Mutex::new(conn)), path })
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -81,25 +100,40 @@ impl SqliteStore {
     }
 }
 
-fn read_order(r: &rusqlite::Row<'_>) -> rusqlite::Result<[i64; 17]> {
-    let mut v = [0i64; 17];
-    for (k, slot) in v.iter_mut().enumerate() {
-        // Column 3 is the client order id (text), read separately.
-        let col = if k < 3 { k } else { k + 1 };
-        *slot = r.get(col)?;
-    }
-    Ok(v)
+const ORDER_COLUMNS: &str = "order_id, account, instrument, client_order_id, side, kind, price, stop_price, qty, tif, \
+                             status, cancel_reason, filled, leaves, created_seq, created_ts, updated_seq, updated_ts, \
+                             expire_ts, post_only, display_qty, stp, notional";
+
+/// The raw columns of one orders row (integers checked when converted).
+struct RawOrder {
+    ints: [i64; 19],
+    client_order_id: String,
+    post_only: Option<bool>,
+    display_qty: Option<i64>,
+    stp: Option<i16>,
 }
 
-const ORDER_COLUMNS: &str = "order_id, account, instrument, client_order_id, side, kind, price, stop_price, qty, tif, \
-                             status, cancel_reason, filled, leaves, created_seq, created_ts, updated_seq, updated_ts";
+fn read_order(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawOrder> {
+    let mut ints = [0i64; 19];
+    for (k, slot) in ints.iter_mut().enumerate() {
+        // Column 3 is the client order id (text), columns 19-21 the NULLable fields.
+        let col = match k {
+            0..=2 => k,
+            3..=17 => k + 1,
+            _ => 22,
+        };
+        *slot = r.get(col)?;
+    }
+    Ok(RawOrder { ints, client_order_id: r.get(3)?, post_only: r.get(19)?, display_qty: r.get(20)?, stp: r.get(21)? })
+}
 
-fn order_from(v: [i64; 17], client_order_id: String) -> Result<OrderRow, StoreError> {
+fn order_from(raw: RawOrder) -> Result<OrderRow, StoreError> {
+    let v = raw.ints;
     Ok(OrderRow {
         order_id: u(v[0])?,
         account: u32c(v[1])?,
         instrument: u32c(v[2])?,
-        client_order_id,
+        client_order_id: raw.client_order_id,
         side: v[3] as i16,
         kind: v[4] as i16,
         price: v[5],
@@ -114,16 +148,20 @@ fn order_from(v: [i64; 17], client_order_id: String) -> Result<OrderRow, StoreEr
         created_ts: u(v[14])?,
         updated_seq: u(v[15])?,
         updated_ts: u(v[16])?,
+        expire_ts: u(v[17])?,
+        post_only: raw.post_only,
+        display_qty: raw.display_qty,
+        stp: raw.stp,
+        notional: v[18],
     })
 }
 
 fn query_orders(c: &Connection, sql: &str, p: &[&dyn rusqlite::ToSql]) -> Result<Vec<OrderRow>, StoreError> {
     let mut st = c.prepare_cached(sql)?;
-    let rows = st.query_map(p, |r| Ok((read_order(r)?, r.get::<_, String>(3)?)))?;
+    let rows = st.query_map(p, read_order)?;
     let mut out = Vec::new();
     for row in rows {
-        let (v, cid) = row?;
-        out.push(order_from(v, cid)?);
+        out.push(order_from(row?)?);
     }
     Ok(out)
 }
@@ -203,10 +241,11 @@ fn apply_tx(c: &mut Connection, f: &Flush) -> Result<(), StoreError> {
         }
         let mut st = tx.prepare_cached(&format!(
             "INSERT INTO orders ({ORDER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
-             ?15, ?16, ?17, ?18) ON CONFLICT (order_id) DO UPDATE SET client_order_id = excluded.client_order_id, \
-             price = excluded.price, qty = excluded.qty, status = excluded.status, \
-             cancel_reason = excluded.cancel_reason, filled = excluded.filled, leaves = excluded.leaves, \
-             updated_seq = excluded.updated_seq, updated_ts = excluded.updated_ts"
+             ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23) ON CONFLICT (order_id) DO UPDATE SET \
+             client_order_id = excluded.client_order_id, price = excluded.price, qty = excluded.qty, \
+             status = excluded.status, cancel_reason = excluded.cancel_reason, filled = excluded.filled, \
+             leaves = excluded.leaves, updated_seq = excluded.updated_seq, updated_ts = excluded.updated_ts, \
+             notional = excluded.notional"
         ))?;
         for o in &f.orders {
             st.execute(params![
@@ -227,7 +266,12 @@ fn apply_tx(c: &mut Connection, f: &Flush) -> Result<(), StoreError> {
                 i(o.created_seq),
                 i(o.created_ts),
                 i(o.updated_seq),
-                i(o.updated_ts)
+                i(o.updated_ts),
+                i(o.expire_ts),
+                o.post_only,
+                o.display_qty,
+                o.stp,
+                o.notional
             ])?;
         }
         let mut st = tx.prepare_cached(
@@ -378,29 +422,36 @@ impl Store for SqliteStore {
     async fn fills_by_account(
         &self,
         account: AccountId,
+        instrument: Option<InstrumentId>,
         before: Option<u64>,
         limit: usize,
-    ) -> Result<Page<FillRow>, StoreError> {
+    ) -> Result<Page<AccountFill>, StoreError> {
         let limit = limit.clamp(1, MAX_PAGE);
+        let (bm, bt) = fill_bounds(before);
         self.with(move |c| {
-            let before = before.map(i).unwrap_or(i64::MAX);
-            // Two indexed arms (maker, taker) instead of an OR that cannot use either index.
-            let mut st = c.prepare_cached(&format!(
-                "SELECT {FILL_COLUMNS} FROM (SELECT * FROM fills WHERE maker_account = ?1 AND trade_id < ?2 \
-                 UNION SELECT * FROM fills WHERE taker_account = ?1 AND trade_id < ?2) ORDER BY trade_id DESC LIMIT ?3"
-            ))?;
-            let rows = st.query_map(params![account, before, (limit + 1) as i64], |r| {
-                let mut v = [0i64; 14];
-                for (k, s) in v.iter_mut().enumerate() {
-                    *s = r.get(k)?;
+            let inst = instrument.map(i64::from);
+            // One query per side, each on its (side_account, trade_id) index, merged after.
+            let side = |side: &str, b: i64| -> Result<Vec<FillRow>, StoreError> {
+                let mut st = c.prepare_cached(&format!(
+                    "SELECT {FILL_COLUMNS} FROM fills WHERE {side}_account = ?1 AND trade_id < ?2 \
+                     AND (?3 IS NULL OR instrument = ?3) ORDER BY trade_id DESC LIMIT ?4"
+                ))?;
+                let rows = st.query_map(params![account, b, inst, (limit + 1) as i64], |r| {
+                    let mut v = [0i64; 14];
+                    for (k, s) in v.iter_mut().enumerate() {
+                        *s = r.get(k)?;
+                    }
+                    Ok(v)
+                })?;
+                let mut out = Vec::new();
+                for row in rows {
+                    out.push(fill_from(row?)?);
                 }
-                Ok(v)
-            })?;
-            let mut out = Vec::new();
-            for row in rows {
-                out.push(fill_from(row?)?);
-            }
-            Ok(page(out, limit, |f| f.trade_id))
+                Ok(out)
+            };
+            let maker = side("maker", bm)?;
+            let taker = side("taker", bt)?;
+            Ok(merge_fills(maker, taker, limit))
         })
         .await
     }
@@ -408,21 +459,57 @@ impl Store for SqliteStore {
     async fn orders_by_account(
         &self,
         account: AccountId,
+        instrument: Option<InstrumentId>,
         before: Option<u64>,
         limit: usize,
     ) -> Result<Page<OrderRow>, StoreError> {
         let limit = limit.clamp(1, MAX_PAGE);
         self.with(move |c| {
-            let before = before.map(i).unwrap_or(i64::MAX);
             let rows = query_orders(
                 c,
                 &format!(
-                    "SELECT {ORDER_COLUMNS} FROM orders WHERE account = ?1 AND order_id < ?2 ORDER BY order_id DESC \
-                     LIMIT ?3"
+                    "SELECT {ORDER_COLUMNS} FROM orders WHERE account = ?1 AND order_id < ?2 \
+                     AND (?3 IS NULL OR instrument = ?3) ORDER BY order_id DESC LIMIT ?4"
                 ),
-                &[&account, &before, &((limit + 1) as i64)],
+                &[&account, &cursor(before), &instrument.map(i64::from), &((limit + 1) as i64)],
             )?;
             Ok(page(rows, limit, |o| o.order_id))
+        })
+        .await
+    }
+
+    async fn order(&self, account: AccountId, order_id: OrderId) -> Result<Option<OrderRow>, StoreError> {
+        let Ok(id) = i64::try_from(order_id) else { return Ok(None) };
+        self.with(move |c| {
+            let rows = query_orders(
+                c,
+                &format!("SELECT {ORDER_COLUMNS} FROM orders WHERE account = ?1 AND order_id = ?2"),
+                &[&account, &id],
+            )?;
+            Ok(rows.into_iter().next())
+        })
+        .await
+    }
+
+    async fn order_by_client_id(
+        &self,
+        account: AccountId,
+        client_order_id: &str,
+    ) -> Result<Option<OrderRow>, StoreError> {
+        if client_order_id.is_empty() {
+            return Ok(None);
+        }
+        let cid = client_order_id.to_string();
+        self.with(move |c| {
+            let rows = query_orders(
+                c,
+                &format!(
+                    "SELECT {ORDER_COLUMNS} FROM orders WHERE account = ?1 AND client_order_id = ?2 \
+                     AND client_order_id <> '' ORDER BY order_id DESC LIMIT 1"
+                ),
+                &[&account, &cid],
+            )?;
+            Ok(rows.into_iter().next())
         })
         .await
     }

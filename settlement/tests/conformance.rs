@@ -74,8 +74,15 @@ async fn every_event_type_makes_the_right_entries<S: Store + Clone>(s: S) {
     assert!(e.iter().filter(|x| x.account != 0 && x.external == 0).any(|x| x.kind == EntryKind::Trade));
     let (n, max) = s.fill_stats().await.unwrap();
     assert_eq!((n, max), (1, 1));
-    let fills = s.fills_by_account(2, None, 10).await.unwrap();
-    let f = fills.rows[0];
+    let fills = s.fills_by_account(2, None, None, 10).await.unwrap();
+    assert_eq!(fills.rows.len(), 1);
+    let (af, f) = (fills.rows[0], fills.rows[0].fill);
+    assert!(af.maker && af.account() == 2 && af.order_id() == 1 && af.side() == 1 && af.fee() == 240_000);
+    assert_eq!(af.fill_id(), 2, "maker side of trade 1");
+    let taker = s.fills_by_account(1, None, None, 10).await.unwrap().rows;
+    assert!(!taker[0].maker && taker[0].fill_id() == 3 && taker[0].side() == 0 && taker[0].fee() == 480_000);
+    assert!(s.fills_by_account(2, Some(9), None, 10).await.unwrap().rows.is_empty(), "another instrument");
+    assert!(s.fills_by_account(2, None, Some(2), 10).await.unwrap().rows.is_empty(), "cursor is exclusive");
     assert_eq!((f.trade_id, f.seq, f.price, f.qty, f.maker_order, f.taker_order), (1, buy.seq, 6_000_000, 4, 1, 2));
     assert_eq!((f.maker_account, f.taker_account, f.maker_fee, f.taker_fee, f.aggressor), (2, 1, 240_000, 480_000, 0));
 
@@ -91,12 +98,31 @@ async fn every_event_type_makes_the_right_entries<S: Store + Clone>(s: S) {
     assert_eq!(e.len(), 1, "{e:?}");
     assert_eq!((e[0].kind, e[0].available, e[0].external), (EntryKind::Withdrawal, -1_000, 1_000));
 
-    let o = s.orders_by_account(2, None, 10).await.unwrap().rows;
+    let o = s.orders_by_account(2, None, None, 10).await.unwrap().rows;
     assert_eq!(o.len(), 1);
     assert_eq!((o[0].order_id, o[0].status, o[0].filled, o[0].leaves), (1, status::CANCELLED, 4, 6));
     assert_eq!(o[0].client_order_id, "1");
-    let o = s.orders_by_account(1, None, 10).await.unwrap().rows;
+    assert_eq!(o[0].notional, 24_000_000, "price * qty of its one fill");
+    assert_eq!((o[0].expire_ts, o[0].post_only, o[0].display_qty, o[0].stp), (0, None, None, None));
+    let o = s.orders_by_account(1, None, None, 10).await.unwrap().rows;
     assert_eq!((o[0].order_id, o[0].status, o[0].filled, o[0].leaves), (2, status::FILLED, 4, 0));
+    assert_eq!(o[0].notional, 24_000_000);
+    assert!(s.orders_by_account(1, Some(9), None, 10).await.unwrap().rows.is_empty(), "another instrument");
+    assert_eq!(s.orders_by_account(1, Some(0), None, 10).await.unwrap().rows, o);
+    // Point lookups, only for the owner.
+    assert_eq!(s.order(1, 2).await.unwrap().as_ref(), Some(&o[0]));
+    assert_eq!(s.order(2, 2).await.unwrap(), None, "another account's order");
+    assert_eq!(s.order(1, u64::MAX).await.unwrap(), None);
+    assert_eq!(s.order_by_client_id(1, &o[0].client_order_id).await.unwrap().as_ref(), Some(&o[0]));
+    assert_eq!(s.order_by_client_id(2, &o[0].client_order_id).await.unwrap(), None);
+    assert_eq!(s.order_by_client_id(1, "").await.unwrap(), None);
+    // A good-till-date order keeps its expiry.
+    let expiry = 4_000_000_000_000_000_000;
+    let gtd = h.run(&limit(2, Side::Sell, 6_000_100, 1, TimeInForce::Gtd(expiry), 9));
+    assert!(matches!(gtd.events[0].kind, EventKind::OrderAccepted { .. }), "{:?}", gtd.events);
+    h.flush(&s).await;
+    let o = s.order_by_client_id(2, "9").await.unwrap().expect("the GTD order");
+    assert_eq!((o.tif, o.expire_ts, o.status, o.notional), (3, expiry, status::OPEN, 0));
     // Rejections leave no entry: a withdrawal beyond the balance.
     let rej = h.run(&Command::Withdraw { account: 1, asset: 1, amount: 1 << 40 });
     assert!(matches!(rej.events[0].kind, EventKind::Rejected { .. }));
@@ -245,9 +271,8 @@ async fn history_pages_by_account<S: Store + Clone>(s: S) {
         for b in stream.round() {
             for e in &b.events {
                 if let EventKind::Trade { maker_account, taker_account, .. } = e.kind {
-                    if maker_account == 7 || taker_account == 7 {
-                        expected += 1;
-                    }
+                    // A self-trade is two fills of the account.
+                    expected += usize::from(maker_account == 7) + usize::from(taker_account == 7);
                 }
             }
             h.proj.project(&b).unwrap();
@@ -256,12 +281,12 @@ async fn history_pages_by_account<S: Store + Clone>(s: S) {
     h.flush(&s).await;
     let (mut seen, mut cursor, mut last) = (0, None, u64::MAX);
     loop {
-        let p = s.fills_by_account(7, cursor, 4).await.unwrap();
+        let p = s.fills_by_account(7, None, cursor, 4).await.unwrap();
         assert!(p.rows.len() <= 4);
         for f in &p.rows {
-            assert!(f.trade_id < last, "newest first, no repeats");
-            assert!(f.maker_account == 7 || f.taker_account == 7);
-            last = f.trade_id;
+            assert!(f.fill_id() < last, "newest first, no repeats");
+            assert_eq!(f.account(), 7);
+            last = f.fill_id();
         }
         seen += p.rows.len();
         match p.next {
@@ -271,7 +296,7 @@ async fn history_pages_by_account<S: Store + Clone>(s: S) {
     }
     assert_eq!(seen, expected);
     assert!(expected > 4, "several pages ({expected} fills)");
-    let orders = s.orders_by_account(7, None, 1_000).await.unwrap();
+    let orders = s.orders_by_account(7, None, None, 1_000).await.unwrap();
     assert!(orders.next.is_none() && !orders.rows.is_empty());
     assert!(orders.rows.windows(2).all(|w| w[0].order_id > w[1].order_id));
 }

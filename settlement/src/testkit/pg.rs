@@ -31,6 +31,23 @@ fn free_port() -> Result<u16, String> {
     Ok(l.local_addr().map_err(|e| e.to_string())?.port())
 }
 
+/// Server settings of the test and benchmark clusters (and of scripts/services/postgres.sh;
+/// an Aurora or RDS deployment needs the equivalent in its parameter group, see
+/// ARCHITECTURE.md). Durability is untouched: `fsync`, `synchronous_commit` and
+/// `full_page_writes` stay on (the defaults). What they change:
+/// - `shared_buffers`, `wal_buffers`: the ledger's hot index pages and a large COPY's WAL
+///   stay in memory between commits instead of being written out early;
+/// - `max_wal_size`, `checkpoint_timeout`: fewer checkpoints, so fewer full-page images
+///   (after a checkpoint, the first change to every page logs the whole 8 kB page);
+/// - `wal_compression=lz4`: the full-page images that remain are compressed.
+pub const SERVER_SETTINGS: &[(&str, &str)] = &[
+    ("shared_buffers", "256MB"),
+    ("wal_buffers", "32MB"),
+    ("max_wal_size", "2GB"),
+    ("checkpoint_timeout", "15min"),
+    ("wal_compression", "lz4"),
+];
+
 /// A private PostgreSQL cluster. Stopped (immediate) and deleted when dropped.
 pub struct PgCluster {
     pub port: u16,
@@ -39,6 +56,8 @@ pub struct PgCluster {
     as_postgres: bool,
     _tmp: tempfile::TempDir,
     tls: bool,
+    /// Start with PostgreSQL's defaults instead of [`SERVER_SETTINGS`] (for comparison).
+    defaults: bool,
 }
 
 impl PgCluster {
@@ -57,14 +76,23 @@ impl PgCluster {
                 return Err("chown of the cluster directory to postgres failed (does user postgres exist?)".into());
             }
         }
-        let c = PgCluster { port: free_port()?, dir, bin, as_postgres, _tmp: tmp, tls: false };
+        let c = PgCluster { port: free_port()?, dir, bin, as_postgres, _tmp: tmp, tls: false, defaults: false };
         c.run("initdb", &["-D", &c.dir_str(), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"])?;
         Ok(c)
     }
 
-    /// initdb + start. `fsync` on (the default): benchmarks measure durable commits.
+    /// initdb + start with [`SERVER_SETTINGS`]. `fsync` and `synchronous_commit` on (the
+    /// defaults): benchmarks measure durable commits.
     pub fn start() -> Result<PgCluster, String> {
         let c = Self::init()?;
+        c.pg_ctl_start()?;
+        Ok(c)
+    }
+
+    /// Like [`start`](Self::start) with PostgreSQL's default settings (benchmark comparison).
+    pub fn start_with_defaults() -> Result<PgCluster, String> {
+        let mut c = Self::init()?;
+        c.defaults = true;
         c.pg_ctl_start()?;
         Ok(c)
     }
@@ -120,6 +148,11 @@ impl PgCluster {
             self.port,
             self.dir_str()
         );
+        if !self.defaults {
+            for (k, v) in SERVER_SETTINGS {
+                opts.push_str(&format!(" -c {k}={v}"));
+            }
+        }
         if self.tls {
             opts.push_str(" -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key");
         }
