@@ -191,7 +191,7 @@ pub async fn run(
         }
         lines.clear();
         let events = encode_batch(&cfg.shard, &symbols, &batch, &mut lines);
-        if !chunker.fits(lines.len()) {
+        if !chunker.fits(&lines) {
             flush(&mut sink, &mut chunker, &stats, &stop).await?;
             deadline = None;
         }

@@ -60,20 +60,42 @@ impl Chunker {
         self.bytes
     }
 
-    /// Whether one command's `len` bytes of lines can join this flush.
-    pub fn fits(&self, len: usize) -> bool {
+    /// Whether one command's lines can join this flush. Exact: it counts the records
+    /// [`Chunker::push`] would make, line splits included.
+    pub fn fits(&self, lines: &[u8]) -> bool {
         if self.is_empty() {
             return true; // an oversized command is split over records, never refused
         }
-        let records_after = self.flush.records.len()
-            + usize::from(!self.current.is_empty())
-            + len.div_ceil(self.limits.record_bytes).max(1);
-        self.bytes + len <= self.limits.flush_bytes && records_after <= self.limits.records_per_flush
+        self.bytes + lines.len() <= self.limits.flush_bytes
+            && self.records_after(lines) <= self.limits.records_per_flush
+    }
+
+    /// Records in the flush once `lines` are pushed (the last one still open counted).
+    fn records_after(&self, lines: &[u8]) -> usize {
+        let max = self.limits.record_bytes;
+        let mut closed = self.flush.records.len();
+        let mut open = self.current.len();
+        if open + lines.len() > max && open > 0 {
+            closed += 1;
+            open = 0;
+        }
+        if lines.len() <= max {
+            open += lines.len();
+        } else {
+            for line in lines.split_inclusive(|&b| b == b'\n') {
+                if open + line.len() > max {
+                    closed += 1;
+                    open = 0;
+                }
+                open += line.len();
+            }
+        }
+        closed + usize::from(open > 0)
     }
 
     /// Adds one command (its lines, possibly none). The caller checks [`Chunker::fits`] first.
     pub fn push(&mut self, seq: Seq, ts: u64, lines: &[u8], events: usize) {
-        debug_assert!(self.fits(lines.len()));
+        debug_assert!(self.fits(lines));
         if self.commands == 0 {
             self.flush.first_seq = seq;
             self.flush.first_ts = ts;
@@ -151,7 +173,7 @@ mod tests {
             for (i, (n, w)) in cmds.iter().enumerate() {
                 let l = lines(*n, *w);
                 all.extend_from_slice(&l);
-                if !c.fits(l.len()) {
+                if !c.fits(&l) {
                     check(c.take().unwrap(), &mut got, &mut seqs);
                 }
                 c.push(i as u64 + 1, 0, &l, *n);

@@ -37,6 +37,10 @@ pub struct KinesisConfig {
     pub max_attempts: u32,
 }
 
+/// PutRecords takes at most 500 records and 5 MiB (data and partition keys) per call.
+const PUT_RECORDS_MAX: usize = 500;
+const PUT_RECORDS_MAX_BYTES: usize = 5 << 20;
+
 pub struct KinesisSink {
     client: Client,
     cfg: KinesisConfig,
@@ -88,13 +92,22 @@ impl KinesisSink {
         let keys: Vec<String> =
             (0..flush.records.len()).map(|i| format!("{}-{}-{i}", self.cfg.key_prefix, flush.first_seq)).collect();
         let mut pending: Vec<usize> = (0..flush.records.len()).collect();
+        let mut failures = 0;
         let mut backoff = Duration::from_millis(20);
-        for attempt in 1..=self.cfg.max_attempts {
-            if pending.is_empty() {
-                break;
-            }
-            let mut entries = Vec::with_capacity(pending.len());
+        while !pending.is_empty() {
+            // One call: the longest prefix of what is pending within PutRecords' limits
+            // (a single huge command can make a flush larger than one call takes).
+            let (mut take, mut bytes) = (0, 0);
             for &i in &pending {
+                let b = flush.records[i].len() + keys[i].len();
+                if take == PUT_RECORDS_MAX || (take > 0 && bytes + b > PUT_RECORDS_MAX_BYTES) {
+                    break;
+                }
+                take += 1;
+                bytes += b;
+            }
+            let mut entries = Vec::with_capacity(take);
+            for &i in &pending[..take] {
                 let entry = PutRecordsRequestEntry::builder()
                     .data(Blob::new(flush.records[i].clone()))
                     .partition_key(&keys[i])
@@ -102,47 +115,61 @@ impl KinesisSink {
                     .map_err(|e| sdk_error("PutRecords entry", e))?;
                 entries.push(entry);
             }
-            match self.client.put_records().stream_name(&self.cfg.stream).set_records(Some(entries)).send().await {
+            let failed: Vec<usize> = match self
+                .client
+                .put_records()
+                .stream_name(&self.cfg.stream)
+                .set_records(Some(entries))
+                .send()
+                .await
+            {
                 Ok(out) => {
                     let results = out.records();
-                    if results.len() != pending.len() {
+                    if results.len() != take {
                         return Err(ArchiveError::Sink(format!(
-                            "PutRecords answered {} results for {} records",
-                            results.len(),
-                            pending.len()
+                            "PutRecords answered {} results for {take} records",
+                            results.len()
                         )));
                     }
-                    pending = pending
+                    pending[..take]
                         .iter()
                         .zip(results)
                         .filter(|(_, r)| r.error_code().is_some())
                         .map(|(&i, _)| i)
-                        .collect();
-                    if !pending.is_empty() {
-                        tracing::warn!(
-                            attempt,
-                            failed = pending.len(),
-                            "archive: PutRecords partly failed; sending those again"
-                        );
+                        .collect()
+                }
+                Err(e) => {
+                    failures += 1;
+                    if failures >= self.cfg.max_attempts {
+                        return Err(sdk_error("PutRecords", e));
                     }
+                    tracing::warn!(failures, error = %aws_sdk_kinesis::error::DisplayErrorContext(&e), "archive: PutRecords failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    continue;
                 }
-                Err(e) if attempt < self.cfg.max_attempts => {
-                    tracing::warn!(attempt, error = %aws_sdk_kinesis::error::DisplayErrorContext(&e), "archive: PutRecords failed");
+            };
+            let rest = pending.split_off(take);
+            pending = failed;
+            if !pending.is_empty() {
+                failures += 1;
+                if failures >= self.cfg.max_attempts {
+                    return Err(ArchiveError::Sink(format!(
+                        "{} of {} records not accepted after {} attempts",
+                        pending.len(),
+                        flush.records.len(),
+                        self.cfg.max_attempts
+                    )));
                 }
-                Err(e) => return Err(sdk_error("PutRecords", e)),
-            }
-            if !pending.is_empty() && attempt < self.cfg.max_attempts {
+                tracing::warn!(
+                    failures,
+                    failed = pending.len(),
+                    "archive: PutRecords partly failed; sending those again"
+                );
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }
-        }
-        if !pending.is_empty() {
-            return Err(ArchiveError::Sink(format!(
-                "{} of {} records not accepted after {} attempts",
-                pending.len(),
-                flush.records.len(),
-                self.cfg.max_attempts
-            )));
+            pending.extend(rest);
         }
         let cursor = Cursor { seq: flush.last_seq, file: None };
         let file = CursorFile::new(self.cursor_file.path());

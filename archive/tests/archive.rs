@@ -199,6 +199,24 @@ async fn kinesis_archive_on_moto_holds_every_event() {
         assert!(lines.chunks(w.len()).all(|c| c == &w[..]), "seq {seq}: copies are identical");
     }
 
+    // A flush larger than one PutRecords call (500 records) goes out in several calls.
+    let big = "castle-test-big";
+    client.create_stream().stream_name(big).shard_count(1).send().await.unwrap();
+    let mut sink = KinesisSink::connect(KinesisConfig {
+        stream: big.into(),
+        cursor_path: state.path().join("big.cursor"),
+        ..cfg.clone()
+    })
+    .await
+    .unwrap();
+    let records: Vec<Vec<u8>> = (1..=1_200u64).map(|seq| format!("{{\"seq\":{seq}}}\n").into_bytes()).collect();
+    let flush = castle_archive::chunk::Flush { first_seq: 1, last_seq: 1_200, first_ts: 1, records, events: 1_200 };
+    sink.put(&flush).await.unwrap();
+    assert_eq!(sink.cursor().seq, 1_200);
+    let got = lines_by_seq(&castle_archive::testkit::read_stream(&client, big).await);
+    assert!(got.keys().copied().eq(1..=1_200u64), "all 1,200 records, once each");
+    assert!(got.values().all(|l| l.ends_with(b"}\n") && l.iter().filter(|&&b| b == b'\n').count() == 1));
+
     // A stream that does not exist is refused at start, by name.
     let missing = KinesisSink::connect(KinesisConfig { stream: "no-such-stream".into(), ..cfg }).await;
     let err = missing.err().expect("a missing stream is an error").to_string();
