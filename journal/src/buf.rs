@@ -33,6 +33,11 @@ impl AlignedBuf {
         self.ptr.as_ptr()
     }
 
+    /// Never free this buffer: the kernel may still read it (a wedged io_uring writer).
+    pub(crate) fn leak(self) {
+        std::mem::forget(self);
+    }
+
     pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
         // SAFETY: as above, uniquely borrowed.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.cap) }

@@ -636,5 +636,11 @@ impl Drop for Journal {
         if self.in_flight_last.take().is_some() {
             let _ = self.writer.wait();
         }
+        if self.writer.wedged() {
+            let keep = [AlignedBuf::new(BLOCK), AlignedBuf::new(BLOCK)];
+            for b in std::mem::replace(&mut self.bufs, keep) {
+                b.leak();
+            }
+        }
     }
 }

@@ -14,12 +14,14 @@
 
 use std::fs::File;
 use std::io;
+use std::mem::ManuallyDrop;
 use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use io_uring::{opcode, squeue, types, IoUring, Probe};
 
@@ -81,6 +83,12 @@ pub trait BatchWriter: Send {
 
     /// Non-blocking: `Ok(true)` when nothing is in flight any more (the batch, if any, is durable).
     fn try_wait(&mut self) -> Result<bool>;
+
+    /// True when a batch never completed: the kernel may still read the batch buffers, which
+    /// must then be leaked rather than freed.
+    fn wedged(&self) -> bool {
+        false
+    }
 }
 
 fn sync_ops(ops: &[WriteOp]) -> Result<()> {
@@ -184,12 +192,17 @@ impl Drop for PortableWriter {
 // io_uring writer
 
 const RING_ENTRIES: u32 = 64;
+/// A batch with no completion for this long is cancelled and redone synchronously.
+const STALL_AFTER: Duration = Duration::from_secs(2);
+/// ... and a cancelled batch still incomplete after this long wedges the writer (fail-stop).
+const GIVE_UP_AFTER: Duration = Duration::from_secs(30);
 /// A batch may touch at most this many segments (2 SQEs each).
 pub(crate) const MAX_OPS_PER_BATCH: usize = 16;
 
 /// io_uring writer with registered buffers and linked write + fdatasync chains.
 pub struct UringWriter {
-    ring: IoUring,
+    /// Dropped by hand: a wedged writer leaks it (see `Drop`).
+    ring: ManuallyDrop<IoUring>,
     /// Buffers registered (WRITE_FIXED) or not (WRITE).
     fixed: bool,
     ops: Vec<WriteOp>,
@@ -199,6 +212,9 @@ pub struct UringWriter {
     failure: Option<(usize, i32)>,
     /// A write was short or the chain was cancelled: redo with pwrite + fdatasync.
     redo: bool,
+    /// A batch never completed, even after cancellation: the kernel may still read the
+    /// buffers, so neither the ring nor the buffers may ever be freed (see [`BatchWriter::wedged`]).
+    wedged: bool,
 }
 
 impl UringWriter {
@@ -234,7 +250,15 @@ impl UringWriter {
                 false
             }
         };
-        Ok(UringWriter { ring, fixed, ops: Vec::new(), outstanding: 0, failure: None, redo: false })
+        Ok(UringWriter {
+            ring: ManuallyDrop::new(ring),
+            fixed,
+            ops: Vec::new(),
+            outstanding: 0,
+            failure: None,
+            redo: false,
+            wedged: false,
+        })
     }
 
     /// Submits anything queued and waits for a completion, for at most 100 ms. The wait is
@@ -246,6 +270,59 @@ impl UringWriter {
         let ts = types::Timespec::new().nsec(100_000_000);
         let args = types::SubmitArgs::new().timespec(&ts);
         self.ring.submitter().submit_with_args(1, &args).map(|_| ())
+    }
+
+    /// Reaps until every CQE of the batch in flight has arrived. A batch with no completion
+    /// for [`STALL_AFTER`] is cancelled (`IORING_REGISTER_SYNC_CANCEL`, any request): a
+    /// request that has not started comes back `-ECANCELED` and [`finish`](Self::finish)
+    /// redoes the batch with pwrite + fdatasync; one already running (a write in the block
+    /// layer, an fdatasync in an io-wq worker) cannot be interrupted and is waited for. Why:
+    /// on this project's CI kernel a linked chain was seen never to complete, with no io-wq
+    /// worker left to run it; durability must not depend on that.
+    fn wait_all(&mut self) -> io::Result<()> {
+        if self.wedged {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "io_uring writer wedged by an earlier stalled batch"));
+        }
+        let mut last_progress = Instant::now();
+        let mut cancelled = false;
+        while self.outstanding > 0 {
+            match self.enter_and_wait() {
+                Ok(()) => {}
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::ETIME)) => {}
+                Err(e) => return Err(e),
+            }
+            let before = self.outstanding;
+            self.reap();
+            if self.outstanding < before {
+                last_progress = Instant::now();
+            } else if cancelled && last_progress.elapsed() >= GIVE_UP_AFTER {
+                // Fail-stop: the caller poisons the journal; acknowledging nothing more is
+                // better than a process that hangs with orders in flight.
+                self.wedged = true;
+                tracing::error!(
+                    outstanding = self.outstanding,
+                    "io_uring batch never completed, even after cancellation; journal writer wedged"
+                );
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("io_uring batch: {} completions missing after cancellation", self.outstanding),
+                ));
+            } else if !cancelled && last_progress.elapsed() >= STALL_AFTER {
+                cancelled = true;
+                let sq_unconsumed = self.ring.submission().len();
+                let cq_overflow = self.ring.completion().overflow();
+                let r = self
+                    .ring
+                    .submitter()
+                    .register_sync_cancel(Some(types::Timespec::new().sec(1)), types::CancelBuilder::any());
+                tracing::warn!(
+                    outstanding = self.outstanding, sq_unconsumed, cq_overflow, cancel = ?r,
+                    "io_uring batch made no progress for {STALL_AFTER:?}; cancelled it (redone with pwrite + fdatasync)"
+                );
+                last_progress = Instant::now();
+            }
+        }
+        Ok(())
     }
 
     fn reap(&mut self) {
@@ -291,6 +368,10 @@ impl BatchWriter for UringWriter {
         WriterKind::IoUring
     }
 
+    fn wedged(&self) -> bool {
+        self.wedged
+    }
+
     unsafe fn submit(&mut self, ops: Vec<WriteOp>) -> Result<()> {
         assert_eq!(self.outstanding, 0, "submit while a batch is in flight");
         assert!(ops.len() <= MAX_OPS_PER_BATCH);
@@ -327,14 +408,7 @@ impl BatchWriter for UringWriter {
     }
 
     fn wait(&mut self) -> Result<()> {
-        while self.outstanding > 0 {
-            match self.enter_and_wait() {
-                Ok(()) => {}
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::ETIME)) => {}
-                Err(e) => return Err(JournalError::io("io_uring wait", "", e)),
-            }
-            self.reap();
-        }
+        self.wait_all().map_err(|e| JournalError::io("io_uring wait", "", e))?;
         if self.ops.is_empty() {
             return Ok(());
         }
@@ -358,14 +432,12 @@ impl BatchWriter for UringWriter {
 impl Drop for UringWriter {
     fn drop(&mut self) {
         // The kernel may still be reading the buffers: drain before they can be freed.
-        while self.outstanding > 0 {
-            match self.enter_and_wait() {
-                Ok(()) => {}
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::ETIME)) => {}
-                Err(_) => break,
-            }
-            self.reap();
+        if self.wait_all().is_ok() && !self.wedged {
+            // SAFETY: dropped once, here; nothing is in flight.
+            unsafe { ManuallyDrop::drop(&mut self.ring) };
         }
+        // Otherwise the ring (and its pins on the registered buffers) lives as long as the
+        // process: the kernel may still read the buffers.
     }
 }
 
@@ -399,4 +471,56 @@ pub(crate) unsafe fn make_writer(choice: WriterChoice, bufs: &[(*const u8, usize
     };
     tracing::info!(writer = %w.kind(), "journal writer selected");
     Ok(w)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::FromRawFd;
+
+    /// A batch whose write can never complete (a full pipe nobody reads) is cancelled after
+    /// STALL_AFTER and reported as an error: the writer neither hangs nor wedges.
+    #[test]
+    fn stalled_batch_is_cancelled_not_waited_forever() {
+        let mut fds = [0; 2];
+        // SAFETY: plain syscall; the fds are owned by the Files below.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: fresh fds from pipe(2), each owned once.
+        let (_reader, writer) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
+        // Fill the pipe (nobody reads it), so the batch's write can never make progress.
+        // SAFETY: plain fcntl/write calls on an fd we own.
+        unsafe {
+            let fl = libc::fcntl(fds[1], libc::F_GETFL);
+            assert_eq!(libc::fcntl(fds[1], libc::F_SETFL, fl | libc::O_NONBLOCK), 0);
+            let chunk = [0u8; 4096];
+            while libc::write(fds[1], chunk.as_ptr().cast(), chunk.len()) > 0 {}
+            assert_eq!(libc::fcntl(fds[1], libc::F_SETFL, fl), 0);
+        }
+        let buf = crate::buf::AlignedBuf::new(4096);
+        let len = buf.capacity();
+        // SAFETY: `buf` outlives the writer (dropped after it, declared before).
+        let mut w = match unsafe { UringWriter::new(&[(buf.as_ptr(), len)]) } {
+            Ok(w) => w,
+            Err(e) => panic!("io_uring unavailable on this machine: {e}"),
+        };
+        let op = WriteOp {
+            file: Arc::new(writer),
+            path: Arc::new(PathBuf::from("pipe")),
+            offset: 0,
+            ptr: buf.as_ptr(),
+            len,
+            buf_index: 0,
+        };
+        let t0 = Instant::now();
+        // SAFETY: the buffer lives until after `w` is dropped.
+        unsafe { w.submit(vec![op]).expect("submit") };
+        let r = w.wait();
+        let took = t0.elapsed();
+        assert!(r.is_err(), "a pipe write cannot be redone with pwrite: expected an error, got {r:?}");
+        assert!(took >= STALL_AFTER, "cancelled only after the stall limit, took {took:?}: {r:?}");
+        assert!(!w.wedged(), "a cancellable stall must not wedge the writer");
+        assert_eq!(w.outstanding, 0);
+        drop(w);
+        drop(buf);
+    }
 }
