@@ -6,7 +6,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -168,13 +168,16 @@ pub(crate) struct Shared {
     primary: AtomicBool,
     epoch: AtomicU64,
     /// Last seq appended (standby: what to ask the primary for after a reconnect).
-    applied: AtomicU64,
+    pub(crate) applied: AtomicU64,
     pub(crate) connections: AtomicUsize,
     /// The standby's connection to its primary, so promotion can cut it.
     follow_conn: Mutex<Option<TcpStream>>,
     error: Mutex<Option<String>>,
     /// Listed instruments, refreshed by the sequencer when one is added.
     pub(crate) instruments: RwLock<Vec<InstrumentSpec>>,
+    /// The io_uring front end's waker: its stream connections send from the ring, so a release
+    /// into the ring must wake it (the threads wait on `cond` instead).
+    pub(crate) net_waker: OnceLock<Arc<crate::net_uring::Waker>>,
 }
 
 pub struct Server {
@@ -287,6 +290,7 @@ impl Server {
             follow_conn: Mutex::new(None),
             error: Mutex::new(None),
             instruments: RwLock::new(listed(&rep.engine)),
+            net_waker: OnceLock::new(),
             cfg,
         });
         tracing::info!(addr = ?addr, primary, epoch = rep.epoch, seq = rep.seq(), "engine server listening");
@@ -703,6 +707,9 @@ impl Sequencer {
             }
             drop(ring);
             self.sh.cond.notify_all();
+            if let Some(w) = self.sh.net_waker.get() {
+                w.wake();
+            }
             for c in evicted.drain(..) {
                 self.filling.recycle(c);
             }
@@ -1127,7 +1134,6 @@ pub(crate) enum Feed {
 
 /// Streams `Events`/`Events2` (or, for a standby, `Record`s) for every seq after `from`.
 fn stream_to(sh: &Arc<Shared>, w: &mut BufWriter<TcpStream>, feed: Feed, from: u64) -> ConnResult {
-    let records = feed == Feed::Records;
     let mut next = from + 1;
     let mut live = false;
     let mut catchups = 0;
@@ -1175,39 +1181,41 @@ fn stream_to(sh: &Arc<Shared>, w: &mut BufWriter<TcpStream>, feed: Feed, from: u
         }
         live = true;
         for e in batch.drain(..) {
-            if records {
-                let mut h = Vec::with_capacity(21);
-                proto::frame_header(&mut h, proto::RECORD, 16 + e.payload().len());
-                h.extend_from_slice(&e.seq.to_le_bytes());
-                h.extend_from_slice(&e.ts.to_le_bytes());
-                w.write_all(&h)?;
-                w.write_all(e.payload())?;
-            } else {
-                frame.clear();
-                match feed {
-                    Feed::Events2 => proto::put_events2(
-                        &mut frame,
-                        e.seq,
-                        e.ts,
-                        crate::payload::origin(e.payload()),
-                        e.events().iter().map(|e| &e.kind),
-                    ),
-                    _ => put_events_frame(&mut frame, e.seq, e.ts, e.events()),
-                }
-                w.write_all(&frame)?;
-            }
+            frame.clear();
+            put_entry(&mut frame, feed, &e);
+            w.write_all(&frame)?;
             next = e.seq + 1;
         }
         w.flush()?;
     }
 }
 
-fn ring_last(sh: &Shared) -> u64 {
+/// Appends the frame `feed` carries for one ring entry (`Record`, `Events` or `Events2`).
+pub(crate) fn put_entry(frame: &mut Vec<u8>, feed: Feed, e: &Entry) {
+    match feed {
+        Feed::Records => {
+            proto::frame_header(frame, proto::RECORD, 16 + e.payload().len());
+            frame.extend_from_slice(&e.seq.to_le_bytes());
+            frame.extend_from_slice(&e.ts.to_le_bytes());
+            frame.extend_from_slice(e.payload());
+        }
+        Feed::Events2 => proto::put_events2(
+            frame,
+            e.seq,
+            e.ts,
+            crate::payload::origin(e.payload()),
+            e.events().iter().map(|e| &e.kind),
+        ),
+        Feed::Events => put_events_frame(frame, e.seq, e.ts, e.events()),
+    }
+}
+
+pub(crate) fn ring_last(sh: &Shared) -> u64 {
     sh.ring.lock().unwrap_or_else(|p| p.into_inner()).last()
 }
 
 /// Journal records `next ..= until` straight from the journal files.
-fn send_old_records(sh: &Shared, w: &mut BufWriter<TcpStream>, next: u64, until: u64) -> Result<u64, ServerError> {
+pub(crate) fn send_old_records(sh: &Shared, w: &mut impl Write, next: u64, until: u64) -> Result<u64, ServerError> {
     let (mut reader, _) = state::reader_from(&sh.cfg.journal_dir, next)?;
     let mut at = next;
     while let Some(rec) = reader.next_record()? {
@@ -1226,9 +1234,9 @@ fn send_old_records(sh: &Shared, w: &mut BufWriter<TcpStream>, next: u64, until:
 }
 
 /// Events of `next ..= until` regenerated by deterministic replay (snapshot at or below, then journal).
-fn send_old_events(
+pub(crate) fn send_old_events(
     sh: &Shared,
-    w: &mut BufWriter<TcpStream>,
+    w: &mut impl Write,
     next: u64,
     until: u64,
     v2: bool,
