@@ -46,6 +46,7 @@ pub mod link;
 pub mod net_uring;
 pub mod payload;
 pub mod proto;
+pub mod referee;
 pub mod remote;
 pub mod ring;
 pub mod server;
