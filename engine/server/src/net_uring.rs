@@ -21,7 +21,8 @@
 //!   consumer policy, the same as the threads': a live stream whose next seq has left the event
 //!   ring is sent what is queued, then `Goodbye(SlowConsumer, resume = last seq queued)`, and
 //!   closed (logged with the seq; the consumer resumes from it). A consumer that takes nothing
-//!   at all for [`STALL_TIMEOUT`] is cut off without the Goodbye (logged). A resume from before
+//!   at all for `Config::stall_timeout` ([`STALL_TIMEOUT`] by default) is cut off without the
+//!   Goodbye (logged). A resume from before
 //!   the ring (`subscribe_after` far back, a standby catching up) is regenerated from the journal
 //!   by a catch-up thread ([`catch_up`]) into a small bounded channel the ring drains: disk reads
 //!   and replay never run on the ring thread.
@@ -155,7 +156,8 @@ const BATCH: usize = 256;
 /// Bytes queued for one stream connection before the ring stops feeding it (bounded memory
 /// per subscriber; the kernel's socket buffer comes on top).
 pub const STREAM_QUEUE: usize = 1 << 20;
-/// A stream consumer that takes no bytes for this long is cut off (the threads' write timeout).
+/// Default of `Config::stall_timeout`: a stream consumer that takes no bytes for this long is
+/// cut off (the threads' write timeout).
 pub const STALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Ring entries encoded per step.
 const STREAM_STEP: usize = 1_024;
@@ -618,10 +620,11 @@ impl Front {
                 }
             }
             feed_stream(&self.sh, &self.waker, c);
-            if matches!(c.phase, Phase::Stream(_)) && c.send_armed && c.sent_at.elapsed() > STALL_TIMEOUT {
+            let stall = self.sh.cfg.stall_timeout;
+            if matches!(c.phase, Phase::Stream(_)) && c.send_armed && c.sent_at.elapsed() > stall {
                 // The consumer takes nothing (not even the Goodbye a slow consumer gets).
                 tracing::warn!(
-                    stalled_s = STALL_TIMEOUT.as_secs(),
+                    stalled_ms = stall.as_millis() as u64,
                     queued = c.queued.len() + c.sending.len(),
                     "stream consumer stopped reading: disconnecting it"
                 );
@@ -766,7 +769,7 @@ fn hand_over(sh: Arc<Shared>, inbox: SyncSender<Inbound>, c: Conn, role: Role, f
     let spawned = std::thread::Builder::new().name("castle-conn".into()).spawn(move || {
         let run = || -> server::ConnResult {
             stream.set_nonblocking(false)?;
-            stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+            stream.set_write_timeout(Some(sh2.cfg.stall_timeout))?;
             let mut w = std::io::BufWriter::with_capacity(1 << 16, stream.try_clone()?);
             let mut r = std::io::Read::chain(std::io::Cursor::new(leftover), stream.try_clone()?);
             server::after_hello(&sh2, &mut r, &mut w, role, from, version, &inbox)

@@ -62,6 +62,9 @@ pub struct Config {
     /// lease of the referee's current epoch, and promotion claims the next epoch there. None:
     /// a primary accepts orders whenever it is primary (a single node; logged at start).
     pub referee: Option<crate::referee::NodeConfig>,
+    /// A stream consumer (subscriber, standby) that takes no bytes for this long is cut off
+    /// (both front ends); it resumes from the last seq it received.
+    pub stall_timeout: Duration,
 }
 
 impl Config {
@@ -86,6 +89,7 @@ impl Config {
             replay: state::ReplayMode::Pipelined,
             net: crate::net_uring::NetChoice::Auto,
             referee: None,
+            stall_timeout: crate::net_uring::STALL_TIMEOUT,
         }
     }
 }
@@ -377,6 +381,11 @@ impl Server {
             out: Arc::new(ConnOut { tx, dead: AtomicBool::new(false), wake: None }),
             rx,
         }
+    }
+
+    /// Open TCP connections (gateways, subscribers, standbys, control).
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::SeqCst)
     }
 
     /// True once the server has stopped (error or shutdown).
@@ -1050,7 +1059,7 @@ fn connection(sh: &Arc<Shared>, stream: TcpStream, inbox: SyncSender<Inbound>) -
     };
     stream.set_read_timeout(None)?;
     // Writes that stall this long mean a dead or hopeless peer.
-    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_write_timeout(Some(sh.cfg.stall_timeout))?;
     match hello {
         (Role::Gateway, gateway, _, _) => gateway_conn(sh, stream, r, w, inbox, gateway),
         (role, _, from, version) => after_hello(sh, &mut r, &mut w, role, from, version, &inbox),
