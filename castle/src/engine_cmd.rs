@@ -65,6 +65,17 @@ pub struct EngineArgs {
     /// TCP front end: io_uring when available (auto), io-uring (or fail), std (a thread per connection).
     #[arg(long, env = "CASTLE_ENGINE_NET", value_enum, default_value = "auto")]
     pub net: crate::engine_demo::Net,
+    /// Fencing referee (`castle referee`) address: orders are accepted only while this node
+    /// holds its lease, and promotion claims the next epoch there. Absent: no fencing between
+    /// nodes (a single node; the log says so).
+    #[arg(long, env = "CASTLE_REFEREE", requires = "node_id")]
+    pub referee: Option<String>,
+    /// This node's id at the referee (1 or more, distinct per node).
+    #[arg(long, env = "CASTLE_NODE_ID", value_parser = clap::value_parser!(u32).range(1..))]
+    pub node_id: Option<u32>,
+    /// Address other nodes reach this one on, told to the referee (default: the bound listen address).
+    #[arg(long, env = "CASTLE_ADVERTISE")]
+    pub advertise: Option<String>,
 }
 
 pub fn run(a: EngineArgs) -> Result<()> {
@@ -75,6 +86,11 @@ pub fn run(a: EngineArgs) -> Result<()> {
     cfg.snapshot_every = a.snapshot_every;
     cfg.ring_capacity = a.ring;
     cfg.net = a.net.into();
+    cfg.referee = a.referee.clone().map(|referee| castle_engine_server::referee::NodeConfig {
+        referee,
+        node: a.node_id.unwrap_or(1),
+        advertise: a.advertise.clone().unwrap_or_default(),
+    });
     let server = match Server::start(cfg) {
         Ok(s) => s,
         Err(castle_engine_server::ServerError::Journal(e @ JournalError::Corrupt { .. })) => {

@@ -7,6 +7,7 @@ mod engine_cmd;
 mod engine_demo;
 mod gateway_cmd;
 mod metrics;
+mod referee_cmd;
 mod replay;
 mod serve;
 mod serve_archive;
@@ -31,6 +32,8 @@ enum Cmd {
     Serve(serve::ServeArgs),
     /// Run the engine server: sequencer, journal, event stream over TCP (or a hot standby with --follow).
     Engine(engine_cmd::EngineArgs),
+    /// The fencing referee of the engine nodes: epoch and lease holder (see `castle engine --referee`).
+    Referee(referee_cmd::RefereeArgs),
     /// Rebuild the state from a journal directory from scratch; prints the final seq and state hash.
     Replay(replay::ReplayArgs),
     /// Join the MoldUDP64/ITCH market data feed, recover gaps, print the book (see marketdata/FEED.md).
@@ -64,6 +67,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Cmd::Serve(args) => serve::run(args),
         Cmd::Engine(args) => engine_cmd::run(args),
+        Cmd::Referee(args) => referee_cmd::run(args),
         Cmd::Replay(args) => replay::run(args),
         Cmd::Feed { args } => castle_marketdata::cli::feed_cli(&args).map_err(anyhow::Error::from),
         Cmd::Settlement(args) => settlement_cmd::run_settlement(args),

@@ -5,9 +5,15 @@
 //!    engine stream (how the FIX and REST gateways learn an order's fate), then the next:
 //!    `RemoteLink` to a `castle engine`-style server over loopback TCP vs `DurableLink` in
 //!    process. Both journal with fsync before releasing the batch.
+//!    The remote side runs on both TCP front ends (io_uring, std threads).
 //! 2. **Commands/s over TCP**: `--connections` gateway connections each keep `--window`
 //!    commands in flight until `--commands` are acknowledged, against the io_uring front end and
 //!    the std-thread front end.
+//! 3. **Subscriber fan-out**: `FANOUT_SUBSCRIBERS` version-2 subscribers follow the stream while
+//!    one gateway connection sends `FANOUT_COMMANDS` commands flat out; per delivered event the
+//!    latency from the engine's timestamp (taken when the command is sequenced, so it includes
+//!    the group commit) to its arrival at the subscriber, and events delivered per second to all
+//!    subscribers together, on both front ends.
 
 use std::io::{BufWriter, Read, Write};
 use std::net::TcpStream;
@@ -42,6 +48,10 @@ struct RemoteArgs {
     window: u64,
     /// Alternating rounds of each comparison [2].
     rounds: usize,
+    /// Subscribers of the fan-out case [16].
+    fanout_subscribers: usize,
+    /// Commands of a fan-out round [200000].
+    fanout_commands: u64,
 }
 
 fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -57,6 +67,8 @@ fn main() -> Result<()> {
         connections: env("CONNECTIONS", 4),
         window: env("WINDOW", 4_096),
         rounds: env("ROUNDS", 2),
+        fanout_subscribers: env("FANOUT_SUBSCRIBERS", 16),
+        fanout_commands: env("FANOUT_COMMANDS", 200_000),
     };
     run(a)
 }
@@ -132,8 +144,10 @@ fn in_process(dir: &std::path::Path, n: usize) -> Result<Histogram<u64>> {
     Ok(h)
 }
 
-fn remote(dir: &std::path::Path, n: usize) -> Result<Histogram<u64>> {
-    let server = Server::start(config(dir, "127.0.0.1:0")).map_err(|e| format!("server: {e}"))?;
+fn remote(dir: &std::path::Path, net: NetChoice, n: usize) -> Result<Histogram<u64>> {
+    let mut cfg = config(dir, "127.0.0.1:0");
+    cfg.net = net;
+    let server = Server::start(cfg).map_err(|e| format!("server: {e}"))?;
     let addr = server.local_addr().ok_or("no address")?.to_string();
     let gw = server.local_gateway(0, 16);
     for c in setup_cmds() {
@@ -277,7 +291,12 @@ fn run(a: RemoteArgs) -> Result<()> {
     for round in 1..=a.rounds {
         println!(" round {round}");
         line("DurableLink (in process)", &in_process(&fresh().0, a.round_trips)?);
-        line("RemoteLink (TCP loopback)", &remote(&fresh().0, a.round_trips)?);
+        let u = remote(&fresh().0, NetChoice::IoUring, a.round_trips)?;
+        line("RemoteLink, io_uring", &u);
+        let s = remote(&fresh().0, NetChoice::Std, a.round_trips)?;
+        line("RemoteLink, std threads", &s);
+        let r = |q: f64| u.value_at_quantile(q) as f64 / s.value_at_quantile(q).max(1) as f64;
+        println!("  io_uring / threads: p50 {:.2}  p99 {:.2}  p99.9 {:.2}", r(0.5), r(0.99), r(0.999));
     }
     println!(
         "commands/s over TCP: {} connections x window {}, {} commands per round",
@@ -291,5 +310,112 @@ fn run(a: RemoteArgs) -> Result<()> {
             u / s
         );
     }
+    println!(
+        "subscriber fan-out: {} subscribers, {} commands flat out from one gateway (window {}), latency = engine ts -> arrival",
+        a.fanout_subscribers, a.fanout_commands, a.window
+    );
+    for round in 1..=a.rounds {
+        println!(" round {round}");
+        let (uh, ur) = fanout(&fresh().0, NetChoice::IoUring, &a)?;
+        fan_line("io_uring", &uh, ur);
+        let (sh, sr) = fanout(&fresh().0, NetChoice::Std, &a)?;
+        fan_line("std threads", &sh, sr);
+        let r = |q: f64| uh.value_at_quantile(q) as f64 / sh.value_at_quantile(q).max(1) as f64;
+        println!(
+            "  io_uring / threads: p50 {:.2}  p99 {:.2}  p99.9 {:.2}  events/s {:.2}",
+            r(0.5),
+            r(0.99),
+            r(0.999),
+            ur / sr
+        );
+    }
     Ok(())
+}
+
+fn fan_line(what: &str, h: &Histogram<u64>, rate: f64) {
+    let us = |q: f64| h.value_at_quantile(q) as f64 / 1_000.0;
+    println!(
+        "  {what:<12} events={} p50 {:>9.1} us  p99 {:>9.1} us  p99.9 {:>9.1} us  max {:>9.1} us  {:>10.0} events/s delivered",
+        h.len(),
+        us(0.5),
+        us(0.99),
+        us(0.999),
+        h.max() as f64 / 1_000.0,
+        rate
+    );
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// One version-2 subscriber from `after` until it has seq `last`: (latencies, arrival of `last`).
+fn subscriber(addr: &str, after: u64, last: u64, ready: &std::sync::Barrier) -> Result<(Histogram<u64>, Instant)> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_nodelay(true)?;
+    proto::write_frame(&mut s, proto::HELLO, &proto::hello_v(Role::Subscriber, 0, after, 2))?;
+    let mut h = Histogram::<u64>::new_with_bounds(1, 600_000_000_000, 3)?;
+    let mut d = FrameDecoder::new(proto::MAX_SERVER_FRAME);
+    let mut buf = vec![0u8; 1 << 16];
+    let mut welcomed = false;
+    loop {
+        while let Some((ty, body)) = d.next_frame()? {
+            match proto::parse_server_frame(ty, body)? {
+                ServerFrame::Welcome { .. } => {
+                    welcomed = true;
+                    ready.wait();
+                }
+                ServerFrame::Events { seq, ts, .. } => {
+                    h.record(now_ns().saturating_sub(ts).max(1))?;
+                    if seq >= last {
+                        return Ok((h, Instant::now()));
+                    }
+                }
+                other => bail!("subscriber: unexpected {other:?}"),
+            }
+        }
+        let k = s.read(&mut buf)?;
+        if k == 0 {
+            bail!("subscriber: server closed (welcomed: {welcomed})");
+        }
+        d.extend(&buf[..k]);
+    }
+}
+
+/// (latency of every delivered event, events delivered per second to all subscribers)
+fn fanout(dir: &std::path::Path, net: NetChoice, a: &RemoteArgs) -> Result<(Histogram<u64>, f64)> {
+    let mut cfg = config(dir, "127.0.0.1:0");
+    cfg.net = net;
+    // Room for the whole round: the case measures delivery, not the slow-consumer cut-off.
+    cfg.ring_capacity = (a.fanout_commands as usize + 1_024).max(1 << 16);
+    let server = Server::start(cfg).map_err(|e| format!("server: {e}"))?;
+    let addr = server.local_addr().ok_or("no address")?.to_string();
+    let base = server.status()?.seq;
+    let n = a.fanout_commands;
+    let ready = Arc::new(std::sync::Barrier::new(a.fanout_subscribers + 1));
+    let subs: Vec<_> = (0..a.fanout_subscribers)
+        .map(|_| {
+            let (addr, ready) = (addr.clone(), ready.clone());
+            std::thread::spawn(move || subscriber(&addr, base, base + n, &ready))
+        })
+        .collect();
+    ready.wait();
+    let t = Instant::now();
+    let done = Arc::new(std::sync::Barrier::new(2));
+    let pumped = {
+        let (addr, window, done) = (addr.clone(), a.window, done.clone());
+        std::thread::spawn(move || pump(&addr, 100, n, window, &done))
+    };
+    done.wait();
+    done.wait();
+    pumped.join().map_err(|_| "pump panicked")??;
+    let mut all = Histogram::<u64>::new_with_bounds(1, 600_000_000_000, 3)?;
+    let mut end = t;
+    for s in subs {
+        let (h, at) = s.join().map_err(|_| "subscriber panicked")??;
+        all.add(&h)?;
+        end = end.max(at);
+    }
+    server.shutdown()?;
+    Ok((all, (n * a.fanout_subscribers as u64) as f64 / (end - t).as_secs_f64()))
 }

@@ -4,7 +4,7 @@
 //! gateways --TCP--> reader threads --bounded inbox--> sequencer thread --> journal (group commit)
 //!                                                          |  engine.apply (while the batch is written)
 //!                                                          v  released once durable
-//!                               bounded event ring (one chunk per journal batch) --> subscriber / standby threads --TCP-->
+//!                               bounded event ring (one chunk per journal batch) --> front end (io_uring ring or threads) --TCP-->
 //! ```
 //!
 //! * **Sequencer** ([`server`]): one thread owns the engine and the journal. It drains the
@@ -46,6 +46,7 @@ pub mod link;
 pub mod net_uring;
 pub mod payload;
 pub mod proto;
+pub mod referee;
 pub mod remote;
 pub mod ring;
 pub mod server;

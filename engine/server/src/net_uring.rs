@@ -14,10 +14,22 @@
 //!   [`ConnOut`] queue; the sequencer wakes the ring through an eventfd ([`Waker`]) read that is
 //!   always armed, and everything queued for a connection goes out in one send.
 //!
-//! Subscribers, standbys and control clients stream from the event ring, which is built around a
-//! condition variable: after their Hello (read on the ring) they are handed over, with any bytes
-//! already received, to a thread running the same code as the threaded path
-//! ([`server::after_hello`]).
+//! * **streams**: subscribers (`Events`/`Events2`) and standbys (`Record`s) are sent from the
+//!   ring too. Each stream connection has a bounded send queue ([`STREAM_QUEUE`] bytes): the
+//!   ring thread moves entries from the event ring into it while it has room (the sequencer wakes
+//!   the ring after each release), so a consumer that does not read stops being fed. Slow
+//!   consumer policy, the same as the threads': a live stream whose next seq has left the event
+//!   ring is sent what is queued, then `Goodbye(SlowConsumer, resume = last seq queued)`, and
+//!   closed (logged with the seq; the consumer resumes from it). A consumer that takes nothing
+//!   at all for `Config::stall_timeout` ([`STALL_TIMEOUT`] by default) is cut off without the
+//!   Goodbye (logged). A resume from before
+//!   the ring (`subscribe_after` far back, a standby catching up) is regenerated from the journal
+//!   by a catch-up thread ([`catch_up`]) into a small bounded channel the ring drains: disk reads
+//!   and replay never run on the ring thread.
+//!
+//! Control clients (Status, Promote, ListInstruments: rare, and they wait for the sequencer)
+//! are handed over after their Hello, with any bytes already received, to a thread running the
+//! threaded path's code ([`server::after_hello`]).
 //!
 //! [`NetChoice::Auto`] uses io_uring when the kernel has it (and the opcodes used) and falls back
 //! to the threads otherwise; which one runs is logged.
@@ -141,6 +153,18 @@ const RECV_BUF: usize = 64 << 10;
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Commands per inbox message (as the threaded path).
 const BATCH: usize = 256;
+/// Bytes queued for one stream connection before the ring stops feeding it (bounded memory
+/// per subscriber; the kernel's socket buffer comes on top).
+pub const STREAM_QUEUE: usize = 1 << 20;
+/// Default of `Config::stall_timeout`: a stream consumer that takes no bytes for this long is
+/// cut off (the threads' write timeout).
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Ring entries encoded per step.
+const STREAM_STEP: usize = 1_024;
+/// Catch-up chunks in flight from the journal reader to the ring (about 64 KiB each).
+const CATCH_UP_CHUNKS: usize = 8;
+/// Journal catch-ups before a stream must be live (as the threads: then it is hopeless).
+const MAX_CATCH_UPS: u32 = 8;
 
 const OP_ACCEPT: u64 = 1;
 const OP_WAKE: u64 = 2;
@@ -171,6 +195,26 @@ enum Phase {
         out: Arc<ConnOut>,
         acks: Receiver<Vec<u8>>,
     },
+    /// A subscriber or standby, fed from the event ring.
+    Stream(Stream),
+}
+
+/// A stream connection's position.
+struct Stream {
+    feed: server::Feed,
+    /// Next seq to queue.
+    next: u64,
+    /// Has been sent something from the ring (only a live stream can fall behind it).
+    live: bool,
+    catch_ups: u32,
+    catch_up: Option<Receiver<CatchUp>>,
+}
+
+/// What a catch-up thread sends the ring.
+enum CatchUp {
+    Bytes(Vec<u8>),
+    /// Done: the next seq to send (from the ring now), or why it failed.
+    Done(Result<u64, String>),
 }
 
 struct Conn {
@@ -192,6 +236,8 @@ struct Conn {
     held: VecDeque<Inbound>,
     /// No more reading; close once the queued bytes are sent and no operation is in flight.
     closing: bool,
+    /// Last time a send made progress (or was started from idle): stall detection.
+    sent_at: Instant,
 }
 
 impl Conn {
@@ -237,12 +283,15 @@ impl Front {
         }
         // The ring's accept must not see EAGAIN-less blocking semantics mixed with the std
         // listener's non-blocking flag: a non-blocking listener is fine for io_uring (it polls).
+        let waker = Arc::new(Waker::new()?);
+        // Releases into the event ring wake this thread (its streams send from it).
+        let _ = sh.net_waker.set(waker.clone());
         Ok(Front {
             sh,
             ring,
             listen_fd: listener.as_raw_fd(),
             inbox,
-            waker: Arc::new(Waker::new()?),
+            waker,
             wake_buf: Box::new([0; 8]),
             conns: Vec::new(),
             free: Vec::new(),
@@ -279,7 +328,7 @@ impl Front {
             // sequencer queued before seeing the flag is picked up here instead of waking us.
             self.waker.sleeping.store(true, Ordering::SeqCst);
             std::sync::atomic::fence(Ordering::SeqCst);
-            let want = if self.take_acks() {
+            let want = if self.take_acks() | self.fill_streams() {
                 self.waker.sleeping.store(false, Ordering::SeqCst);
                 self.service();
                 0
@@ -316,6 +365,15 @@ impl Front {
                     any = true;
                 }
             }
+        }
+        any
+    }
+
+    /// Feeds every stream connection from the event ring; true if anything was queued.
+    fn fill_streams(&mut self) -> bool {
+        let mut any = false;
+        for c in self.conns.iter_mut().flatten() {
+            any |= feed_stream(&self.sh, &self.waker, c);
         }
         any
     }
@@ -360,6 +418,9 @@ impl Front {
                     c.recv_armed = false;
                     if res <= 0 {
                         c.closing = true;
+                    } else if matches!(c.phase, Phase::Stream(_)) {
+                        // A stream's peer only reads; whatever it sends is dropped (the recv
+                        // stays armed to see the connection end).
                     } else if !c.closing {
                         let n = res as usize;
                         c.dec.extend(&c.recv_buf[..n]);
@@ -373,6 +434,7 @@ impl Front {
                         c.sending.clear();
                     } else {
                         c.sending.drain(..res as usize);
+                        c.sent_at = Instant::now();
                     }
                 }
             }
@@ -406,6 +468,7 @@ impl Front {
             queued: Vec::new(),
             held: VecDeque::new(),
             closing: false,
+            sent_at: Instant::now(),
         };
         match self.free.pop() {
             Some(i) => self.conns[i] = Some(c),
@@ -419,8 +482,9 @@ impl Front {
         let mut batch: Vec<(u64, Command)> = Vec::new();
         let mut handover = None;
         loop {
-            if matches!(c.phase, Phase::Welcoming { .. }) {
-                // Frames behind the Hello are decoded once the Welcome is out (`service`).
+            if matches!(c.phase, Phase::Welcoming { .. } | Phase::Stream(_)) {
+                // Frames behind the Hello are decoded once the Welcome is out (`service`);
+                // a stream's peer has nothing more to say.
                 break;
             }
             let (ty, body) = match c.dec.next_frame() {
@@ -441,8 +505,36 @@ impl Front {
                         Err(_) => refuse(c, "engine busy"),
                     }
                 }
+                (
+                    Phase::Hello,
+                    Ok(ClientFrame::Hello {
+                        role: role @ (Role::Subscriber | Role::Standby), from_seq, version, ..
+                    }),
+                ) => {
+                    let feed = match (role, version) {
+                        (Role::Standby, _) => server::Feed::Records,
+                        (_, v) if v >= 2 => server::Feed::Events2,
+                        _ => server::Feed::Events,
+                    };
+                    let durable = server::ring_last(&self.sh);
+                    let _ = server::welcome(
+                        &mut c.queued,
+                        &server::quick_status(&self.sh),
+                        durable,
+                        GatewayMark::default(),
+                    );
+                    c.phase = Phase::Stream(Stream {
+                        feed,
+                        next: from_seq.saturating_add(1),
+                        live: false,
+                        catch_ups: 0,
+                        catch_up: None,
+                    });
+                    // Nothing more is read from a stream but the end of it (see `complete`).
+                    break;
+                }
                 (Phase::Hello, Ok(ClientFrame::Hello { role, from_seq, version, .. })) => {
-                    // Streams and control: a thread of the threaded path takes over.
+                    // Control: a thread of the threaded path takes over.
                     handover = Some((role, from_seq, version));
                     break;
                 }
@@ -457,7 +549,7 @@ impl Front {
                     put_ack(&mut c.queued, 0, AckStatus::Invalid);
                     c.closing = true;
                 }
-                (Phase::Welcoming { .. }, _) => unreachable!("not decoded before the Welcome"),
+                (Phase::Welcoming { .. } | Phase::Stream(_), _) => unreachable!("not decoded here"),
             }
             if c.closing {
                 break;
@@ -527,8 +619,23 @@ impl Front {
                     c.closing = true;
                 }
             }
+            feed_stream(&self.sh, &self.waker, c);
+            let stall = self.sh.cfg.stall_timeout;
+            if matches!(c.phase, Phase::Stream(_)) && c.send_armed && c.sent_at.elapsed() > stall {
+                // The consumer takes nothing (not even the Goodbye a slow consumer gets).
+                tracing::warn!(
+                    stalled_ms = stall.as_millis() as u64,
+                    queued = c.queued.len() + c.sending.len(),
+                    "stream consumer stopped reading: disconnecting it"
+                );
+                let _ = c.stream.shutdown(std::net::Shutdown::Both);
+                c.closing = true;
+                c.queued.clear();
+                c.sent_at = Instant::now();
+            }
             if !c.send_armed && c.sending.is_empty() && !c.queued.is_empty() {
                 std::mem::swap(&mut c.sending, &mut c.queued);
+                c.sent_at = Instant::now();
             }
             let fd = types::Fd(c.stream.as_raw_fd());
             let mut entries = Vec::new();
@@ -575,11 +682,19 @@ impl Front {
     /// let go of the buffers; any still held after that are leaked rather than freed under it.
     fn stop(mut self) {
         for c in self.conns.iter_mut().flatten() {
-            if !c.send_armed {
+            let mut resume = 0;
+            if let Phase::Stream(st) = &mut c.phase {
+                // Its thread sees the channel close and stops.
+                st.catch_up = None;
+                resume = st.next - 1;
+            }
+            // A Goodbye only on an idle connection: behind unsent bytes its resume point
+            // would be wrong (the consumer resumes from what it received, either way).
+            if !c.send_armed && c.sending.is_empty() && c.queued.is_empty() {
                 let mut s = &c.stream;
                 let _ = s.set_nonblocking(true);
                 let mut f = Vec::new();
-                let _ = server::goodbye(&mut f, GoodbyeReason::ShuttingDown, 0, "server shutting down");
+                let _ = server::goodbye(&mut f, GoodbyeReason::ShuttingDown, resume, "server shutting down");
                 let _ = s.write_all(&f);
             }
             let _ = c.stream.shutdown(std::net::Shutdown::Both);
@@ -654,7 +769,7 @@ fn hand_over(sh: Arc<Shared>, inbox: SyncSender<Inbound>, c: Conn, role: Role, f
     let spawned = std::thread::Builder::new().name("castle-conn".into()).spawn(move || {
         let run = || -> server::ConnResult {
             stream.set_nonblocking(false)?;
-            stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+            stream.set_write_timeout(Some(sh2.cfg.stall_timeout))?;
             let mut w = std::io::BufWriter::with_capacity(1 << 16, stream.try_clone()?);
             let mut r = std::io::Read::chain(std::io::Cursor::new(leftover), stream.try_clone()?);
             server::after_hello(&sh2, &mut r, &mut w, role, from, version, &inbox)
@@ -666,5 +781,137 @@ fn hand_over(sh: Arc<Shared>, inbox: SyncSender<Inbound>, c: Conn, role: Role, f
     });
     if spawned.is_err() {
         sh.connections.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Moves what a stream connection may send next into its queue (bounded by [`STREAM_QUEUE`]):
+/// catch-up bytes from the journal, then entries of the event ring. Applies the slow consumer
+/// policy (see the module comment). True if anything was queued.
+fn feed_stream(sh: &Arc<Shared>, waker: &Arc<Waker>, c: &mut Conn) -> bool {
+    let Conn { phase, queued, closing, .. } = c;
+    let Phase::Stream(st) = phase else { return false };
+    if *closing {
+        return false;
+    }
+    let before = queued.len();
+    let mut batch = Vec::new();
+    loop {
+        if let Some(rx) = &st.catch_up {
+            if queued.len() >= STREAM_QUEUE {
+                break;
+            }
+            match rx.try_recv() {
+                Ok(CatchUp::Bytes(b)) => queued.extend_from_slice(&b),
+                Ok(CatchUp::Done(Ok(next))) => {
+                    st.next = next;
+                    st.catch_up = None;
+                }
+                Ok(CatchUp::Done(Err(e))) => {
+                    tracing::warn!(error = %e, from = st.next, "stream catch-up from the journal failed");
+                    let _ = server::goodbye(queued, GoodbyeReason::Unavailable, 0, "catch-up from the journal failed");
+                    *closing = true;
+                    break;
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    *closing = true;
+                    break;
+                }
+            }
+            continue;
+        }
+        let ring = sh.ring.lock().unwrap_or_else(|p| p.into_inner());
+        if st.next < ring.first() {
+            let until = ring.first() - 1;
+            drop(ring);
+            st.catch_ups += 1;
+            if st.live || st.catch_ups > MAX_CATCH_UPS {
+                let resume = st.next - 1;
+                let why = format!("slow consumer: fell out of the event ring; resume from {resume}");
+                tracing::warn!(resume, queued = queued.len(), "{why}");
+                let _ = server::goodbye(queued, GoodbyeReason::SlowConsumer, resume, &why);
+                *closing = true;
+                break;
+            }
+            st.catch_up = Some(catch_up(sh.clone(), waker.clone(), st.feed, st.next, until));
+            continue;
+        }
+        if queued.len() >= STREAM_QUEUE {
+            break;
+        }
+        if ring.last() >= st.next {
+            ring.take(st.next, STREAM_STEP, &mut batch);
+            drop(ring);
+            for e in batch.drain(..) {
+                server::put_entry(queued, st.feed, &e);
+                st.next = e.seq + 1;
+            }
+            st.live = true;
+            continue;
+        }
+        if st.next > ring.last() + 1 && ring.last() >= sh.applied.load(Ordering::Relaxed) {
+            let last = ring.last();
+            drop(ring);
+            let _ = server::goodbye(queued, GoodbyeReason::Unavailable, last, "requested seq is beyond the end");
+            *closing = true;
+        }
+        break;
+    }
+    queued.len() > before
+}
+
+/// Regenerates `next ..= until` from the journal on its own thread (disk reads and replay never
+/// run on the ring), handing the frames over in chunks through a bounded channel.
+fn catch_up(sh: Arc<Shared>, waker: Arc<Waker>, feed: server::Feed, next: u64, until: u64) -> Receiver<CatchUp> {
+    let (tx, rx) = sync_channel(CATCH_UP_CHUNKS);
+    let tx2 = tx.clone();
+    let spawned = std::thread::Builder::new().name("castle-catch-up".into()).spawn(move || {
+        let mut w = ChunkWriter { tx: &tx, buf: Vec::with_capacity(CHUNK), waker: &waker };
+        let r = match feed {
+            server::Feed::Records => server::send_old_records(&sh, &mut w, next, until),
+            _ => server::send_old_events(&sh, &mut w, next, until, feed == server::Feed::Events2),
+        };
+        let _ = tx.send(CatchUp::Done(r.map_err(|e| e.to_string())));
+        waker.wake();
+    });
+    if let Err(e) = spawned {
+        let _ = tx2.try_send(CatchUp::Done(Err(format!("spawning the catch-up thread: {e}"))));
+    }
+    rx
+}
+
+/// Bytes per catch-up chunk.
+const CHUNK: usize = 64 << 10;
+
+/// A `Write` into the catch-up channel (blocks while the ring has [`CATCH_UP_CHUNKS`] waiting).
+struct ChunkWriter<'a> {
+    tx: &'a SyncSender<CatchUp>,
+    buf: Vec<u8>,
+    waker: &'a Waker,
+}
+
+impl ChunkWriter<'_> {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let b = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        self.tx.send(CatchUp::Bytes(b)).map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))?;
+        self.waker.wake();
+        Ok(())
+    }
+}
+
+impl Write for ChunkWriter<'_> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        if self.buf.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send()
     }
 }

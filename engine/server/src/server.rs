@@ -6,7 +6,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -58,6 +58,13 @@ pub struct Config {
     pub replay: state::ReplayMode,
     /// The TCP front end: io_uring when available (the default), or threads on std sockets.
     pub net: crate::net_uring::NetChoice,
+    /// Fencing by an external referee: orders are accepted only while this node holds the
+    /// lease of the referee's current epoch, and promotion claims the next epoch there. None:
+    /// a primary accepts orders whenever it is primary (a single node; logged at start).
+    pub referee: Option<crate::referee::NodeConfig>,
+    /// A stream consumer (subscriber, standby) that takes no bytes for this long is cut off
+    /// (both front ends); it resumes from the last seq it received.
+    pub stall_timeout: Duration,
 }
 
 impl Config {
@@ -81,6 +88,8 @@ impl Config {
             journal_segment_size: 64 << 20,
             replay: state::ReplayMode::Pipelined,
             net: crate::net_uring::NetChoice::Auto,
+            referee: None,
+            stall_timeout: crate::net_uring::STALL_TIMEOUT,
         }
     }
 }
@@ -168,13 +177,23 @@ pub(crate) struct Shared {
     primary: AtomicBool,
     epoch: AtomicU64,
     /// Last seq appended (standby: what to ask the primary for after a reconnect).
-    applied: AtomicU64,
+    pub(crate) applied: AtomicU64,
     pub(crate) connections: AtomicUsize,
     /// The standby's connection to its primary, so promotion can cut it.
     follow_conn: Mutex<Option<TcpStream>>,
     error: Mutex<Option<String>>,
     /// Listed instruments, refreshed by the sequencer when one is added.
     pub(crate) instruments: RwLock<Vec<InstrumentSpec>>,
+    /// The io_uring front end's waker: its stream connections send from the ring, so a release
+    /// into the ring must wake it (the threads wait on `cond` instead).
+    pub(crate) net_waker: OnceLock<Arc<crate::net_uring::Waker>>,
+    /// The monotonic clock's origin for `lease_until`.
+    t0: std::time::Instant,
+    /// End of this node's referee lease in ns since `t0`; `u64::MAX` without a referee. The
+    /// sequencer accepts commands only before it (read once per turn).
+    lease_until: AtomicU64,
+    /// What this node tells the referee about where it serves.
+    advertise: String,
 }
 
 pub struct Server {
@@ -287,9 +306,26 @@ impl Server {
             follow_conn: Mutex::new(None),
             error: Mutex::new(None),
             instruments: RwLock::new(listed(&rep.engine)),
+            net_waker: OnceLock::new(),
+            t0: std::time::Instant::now(),
+            lease_until: AtomicU64::new(if cfg.referee.is_some() { 0 } else { u64::MAX }),
+            advertise: match (&cfg.referee, addr) {
+                (Some(r), _) if !r.advertise.is_empty() => r.advertise.clone(),
+                (_, Some(a)) => a.to_string(),
+                _ => String::new(),
+            },
             cfg,
         });
         tracing::info!(addr = ?addr, primary, epoch = rep.epoch, seq = rep.seq(), "engine server listening");
+        match &shared.cfg.referee {
+            None => tracing::info!(
+                "no referee configured: a primary accepts orders without a lease (single node; keeping a deposed primary from accepting orders is the operator's job)"
+            ),
+            Some(r) => tracing::info!(
+                referee = %r.referee, node = r.node, advertise = %shared.advertise,
+                "referee configured: orders are accepted only while this node holds the referee's lease"
+            ),
+        }
         let mut threads = Vec::new();
         let (snap_tx, snap_rx) = sync_channel::<(u64, Vec<u8>)>(1);
         {
@@ -316,6 +352,10 @@ impl Server {
             let (sh, tx) = (shared.clone(), tx.clone());
             threads.push(spawn("castle-follow", move || follower(sh, primary_addr, tx)));
         }
+        if let Some(r) = shared.cfg.referee.clone() {
+            let (sh, tx) = (shared.clone(), tx.clone());
+            threads.push(spawn("castle-lease", move || lease_keeper(sh, r, tx)));
+        }
         Ok(Server { shared, inbox: tx, addr, threads })
     }
 
@@ -341,6 +381,11 @@ impl Server {
             out: Arc::new(ConnOut { tx, dead: AtomicBool::new(false), wake: None }),
             rx,
         }
+    }
+
+    /// Open TCP connections (gateways, subscribers, standbys, control).
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::SeqCst)
     }
 
     /// True once the server has stopped (error or shutdown).
@@ -532,6 +577,8 @@ struct Sequencer {
     clock: u64,
     /// Chunks that just left the ring (reused buffer).
     evicted: Vec<Arc<crate::ring::Chunk>>,
+    /// Monotonic ns since `Shared::t0`, read once per turn (the lease check).
+    mono: u64,
 }
 
 impl Sequencer {
@@ -550,6 +597,7 @@ impl Sequencer {
             acks: Vec::new(),
             clock: 0,
             evicted: Vec::new(),
+            mono: 0,
         }
     }
 
@@ -572,6 +620,7 @@ impl Sequencer {
             let mut n = 0;
             // One clock read per turn: every command of a batch gets the same time.
             self.clock = now_ns();
+            self.mono = self.sh.t0.elapsed().as_nanos() as u64;
             while let Some(m) = msg {
                 // Count commands, not messages: a turn ends after about `max_batch` commands so
                 // acknowledgements are released at least that often.
@@ -607,7 +656,7 @@ impl Sequencer {
     /// reaches the earliest GTD expiry so the order expires (and its events go out) without
     /// waiting for the next command. Only when one is due, so an idle journal does not grow.
     fn tick_if_due(&mut self) -> Result<(), ServerError> {
-        if !self.sh.primary.load(Ordering::Relaxed) {
+        if !self.may_accept() {
             return Ok(());
         }
         if self.rep.engine.next_expiry().is_some_and(|t| t <= self.clock) {
@@ -703,6 +752,9 @@ impl Sequencer {
             }
             drop(ring);
             self.sh.cond.notify_all();
+            if let Some(w) = self.sh.net_waker.get() {
+                w.wake();
+            }
             for c in evicted.drain(..) {
                 self.filling.recycle(c);
             }
@@ -792,9 +844,13 @@ impl Sequencer {
                 }
             }
             Inbound::Local { gateway, request, command } => {
-                if !self.sh.primary.load(Ordering::Relaxed) {
-                    // DurableLink never runs a standby; refuse loudly rather than apply.
-                    tracing::error!(gateway, request, "in-process command on a standby: dropped");
+                if !self.may_accept() {
+                    // DurableLink never runs a standby or a referee; refuse loudly rather than apply.
+                    tracing::error!(
+                        gateway,
+                        request,
+                        "in-process command on a standby (or without the lease): dropped"
+                    );
                     return Ok(n);
                 }
                 self.last_ts = self.last_ts.max(self.clock);
@@ -837,9 +893,17 @@ impl Sequencer {
             }
             Inbound::Promote { reply } => {
                 if !self.sh.primary.load(Ordering::SeqCst) {
+                    let epoch = match self.claim() {
+                        Some(e) => e,
+                        None => {
+                            // Not granted (logged): still a standby, still following.
+                            let _ = reply.try_send(self.status());
+                            return Ok(n);
+                        }
+                    };
                     self.sh.primary.store(true, Ordering::SeqCst);
                     self.drop_follow_conn();
-                    self.rep.epoch += 1;
+                    self.rep.epoch = epoch;
                     self.sh.epoch.store(self.rep.epoch, Ordering::SeqCst);
                     // The new epoch is on disk before the first order of the new primary.
                     self.last_ts = self.last_ts.max(self.clock);
@@ -854,8 +918,13 @@ impl Sequencer {
         Ok(n)
     }
 
+    /// Primary and, with a referee, holding its lease at this turn's time.
+    fn may_accept(&self) -> bool {
+        self.sh.primary.load(Ordering::Relaxed) && self.mono < self.sh.lease_until.load(Ordering::Relaxed)
+    }
+
     fn submit(&mut self, gateway: u32, request: u64, cmd: Command, out: &Arc<ConnOut>) -> Result<(), ServerError> {
-        if !self.sh.primary.load(Ordering::Relaxed) {
+        if !self.may_accept() {
             out.send(ack_frame(request, 0, AckStatus::NotPrimary));
             return Ok(());
         }
@@ -873,6 +942,36 @@ impl Sequencer {
             Dedup::TooManyGateways => out.send(ack_frame(request, 0, AckStatus::TooManyGateways)),
         }
         Ok(())
+    }
+
+    /// The epoch this standby may take as primary: the referee's grant of a claim (blocking
+    /// the sequencer for at most one referee round trip, on a standby, which only appends
+    /// records), or without a referee simply the next one. None: not granted (logged).
+    fn claim(&mut self) -> Option<u64> {
+        let Some(r) = self.sh.cfg.referee.clone() else { return Some(self.rep.epoch + 1) };
+        let req = crate::referee::Request::Claim {
+            node: r.node,
+            epoch: self.rep.epoch,
+            seq: self.rep.seq(),
+            addr: self.sh.advertise.clone(),
+        };
+        let sent = self.sh.t0.elapsed().as_nanos() as u64;
+        match crate::referee::call(&r.referee, &req, crate::referee::CALL_TIMEOUT) {
+            Ok(crate::referee::Response::Granted { epoch, lease_ms }) if epoch > self.rep.epoch => {
+                let mut clock = crate::referee::LeaseClock::default();
+                self.sh.lease_until.store(clock.granted(sent, lease_ms), Ordering::SeqCst);
+                tracing::info!(epoch, seq = self.rep.seq(), "referee granted the next epoch: promoting");
+                Some(epoch)
+            }
+            Ok(resp) => {
+                tracing::warn!(?resp, epoch = self.rep.epoch, "promotion refused by the referee: staying a standby");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, referee = %r.referee, "referee unreachable: not promoted");
+                None
+            }
+        }
     }
 
     fn drop_follow_conn(&self) {
@@ -960,7 +1059,7 @@ fn connection(sh: &Arc<Shared>, stream: TcpStream, inbox: SyncSender<Inbound>) -
     };
     stream.set_read_timeout(None)?;
     // Writes that stall this long mean a dead or hopeless peer.
-    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_write_timeout(Some(sh.cfg.stall_timeout))?;
     match hello {
         (Role::Gateway, gateway, _, _) => gateway_conn(sh, stream, r, w, inbox, gateway),
         (role, _, from, version) => after_hello(sh, &mut r, &mut w, role, from, version, &inbox),
@@ -1127,7 +1226,6 @@ pub(crate) enum Feed {
 
 /// Streams `Events`/`Events2` (or, for a standby, `Record`s) for every seq after `from`.
 fn stream_to(sh: &Arc<Shared>, w: &mut BufWriter<TcpStream>, feed: Feed, from: u64) -> ConnResult {
-    let records = feed == Feed::Records;
     let mut next = from + 1;
     let mut live = false;
     let mut catchups = 0;
@@ -1175,39 +1273,41 @@ fn stream_to(sh: &Arc<Shared>, w: &mut BufWriter<TcpStream>, feed: Feed, from: u
         }
         live = true;
         for e in batch.drain(..) {
-            if records {
-                let mut h = Vec::with_capacity(21);
-                proto::frame_header(&mut h, proto::RECORD, 16 + e.payload().len());
-                h.extend_from_slice(&e.seq.to_le_bytes());
-                h.extend_from_slice(&e.ts.to_le_bytes());
-                w.write_all(&h)?;
-                w.write_all(e.payload())?;
-            } else {
-                frame.clear();
-                match feed {
-                    Feed::Events2 => proto::put_events2(
-                        &mut frame,
-                        e.seq,
-                        e.ts,
-                        crate::payload::origin(e.payload()),
-                        e.events().iter().map(|e| &e.kind),
-                    ),
-                    _ => put_events_frame(&mut frame, e.seq, e.ts, e.events()),
-                }
-                w.write_all(&frame)?;
-            }
+            frame.clear();
+            put_entry(&mut frame, feed, &e);
+            w.write_all(&frame)?;
             next = e.seq + 1;
         }
         w.flush()?;
     }
 }
 
-fn ring_last(sh: &Shared) -> u64 {
+/// Appends the frame `feed` carries for one ring entry (`Record`, `Events` or `Events2`).
+pub(crate) fn put_entry(frame: &mut Vec<u8>, feed: Feed, e: &Entry) {
+    match feed {
+        Feed::Records => {
+            proto::frame_header(frame, proto::RECORD, 16 + e.payload().len());
+            frame.extend_from_slice(&e.seq.to_le_bytes());
+            frame.extend_from_slice(&e.ts.to_le_bytes());
+            frame.extend_from_slice(e.payload());
+        }
+        Feed::Events2 => proto::put_events2(
+            frame,
+            e.seq,
+            e.ts,
+            crate::payload::origin(e.payload()),
+            e.events().iter().map(|e| &e.kind),
+        ),
+        Feed::Events => put_events_frame(frame, e.seq, e.ts, e.events()),
+    }
+}
+
+pub(crate) fn ring_last(sh: &Shared) -> u64 {
     sh.ring.lock().unwrap_or_else(|p| p.into_inner()).last()
 }
 
 /// Journal records `next ..= until` straight from the journal files.
-fn send_old_records(sh: &Shared, w: &mut BufWriter<TcpStream>, next: u64, until: u64) -> Result<u64, ServerError> {
+pub(crate) fn send_old_records(sh: &Shared, w: &mut impl Write, next: u64, until: u64) -> Result<u64, ServerError> {
     let (mut reader, _) = state::reader_from(&sh.cfg.journal_dir, next)?;
     let mut at = next;
     while let Some(rec) = reader.next_record()? {
@@ -1226,9 +1326,9 @@ fn send_old_records(sh: &Shared, w: &mut BufWriter<TcpStream>, next: u64, until:
 }
 
 /// Events of `next ..= until` regenerated by deterministic replay (snapshot at or below, then journal).
-fn send_old_events(
+pub(crate) fn send_old_events(
     sh: &Shared,
-    w: &mut BufWriter<TcpStream>,
+    w: &mut impl Write,
     next: u64,
     until: u64,
     v2: bool,
@@ -1320,4 +1420,85 @@ fn follow_once(sh: &Arc<Shared>, primary: &str, inbox: &SyncSender<Inbound>) -> 
         }
     }
     Ok(())
+}
+
+/// With a referee: takes and renews this node's lease while it is primary (every quarter of
+/// the lease), and acts on being deposed: no more orders, and a rejoin as a standby of the new
+/// holder when this journal is a prefix of the new epoch's history.
+fn lease_keeper(sh: Arc<Shared>, r: crate::referee::NodeConfig, inbox: SyncSender<Inbound>) {
+    use crate::referee::{call, LeaseClock, Request, Response, CALL_TIMEOUT};
+    let mut clock = LeaseClock::default();
+    let mut every = Duration::from_millis(100);
+    let mut held = false;
+    let mut unreachable = false;
+    let mut deposed = false;
+    while !sh.shutdown.load(Ordering::Relaxed) {
+        let now = sh.t0.elapsed().as_nanos() as u64;
+        if held && now >= sh.lease_until.load(Ordering::SeqCst) {
+            held = false;
+            tracing::warn!("referee lease ran out: refusing orders until it is renewed");
+        }
+        if sh.primary.load(Ordering::SeqCst) && !deposed {
+            // A promotion's claim set the lease from its own grant.
+            clock.extend_to(sh.lease_until.load(Ordering::SeqCst));
+            let req =
+                Request::Lease { node: r.node, epoch: sh.epoch.load(Ordering::SeqCst), addr: sh.advertise.clone() };
+            let sent = sh.t0.elapsed().as_nanos() as u64;
+            match call(&r.referee, &req, CALL_TIMEOUT) {
+                Ok(Response::Granted { epoch, lease_ms }) if epoch == sh.epoch.load(Ordering::SeqCst) => {
+                    sh.lease_until.store(clock.granted(sent, lease_ms), Ordering::SeqCst);
+                    every = Duration::from_millis((lease_ms as u64 / 4).max(1));
+                    if !held {
+                        tracing::info!(epoch, lease_ms, node = r.node, "holding the referee's lease: accepting orders");
+                    }
+                    held = true;
+                    unreachable = false;
+                }
+                Ok(Response::Deposed { epoch, holder, start_seq, addr }) => {
+                    deposed = true;
+                    clock.revoke();
+                    sh.lease_until.store(0, Ordering::SeqCst);
+                    sh.primary.store(false, Ordering::SeqCst);
+                    let ours = sh.epoch.load(Ordering::SeqCst);
+                    let last = sh.applied.load(Ordering::SeqCst);
+                    tracing::error!(
+                        our_epoch = ours, epoch, holder, %addr,
+                        "deposed: the referee's current epoch belongs to another node; refusing orders"
+                    );
+                    if start_seq > 0 && last < start_seq && !addr.is_empty() {
+                        tracing::info!(%addr, from = last, epoch_start = start_seq, "rejoining as a standby of the new primary");
+                        let (sh2, inbox2) = (sh.clone(), inbox.clone());
+                        if std::thread::Builder::new()
+                            .name("castle-follow".into())
+                            .spawn(move || follower(sh2, addr, inbox2))
+                            .is_err()
+                        {
+                            tracing::error!("could not start following the new primary");
+                        }
+                    } else {
+                        tracing::error!(
+                            last, epoch_start = start_seq,
+                            "not rejoining on its own: this journal has records the new primary's history may not have (seqs from the new epoch's start on, or that start is unknown); move this journal aside and start as a standby (--follow)"
+                        );
+                    }
+                }
+                Ok(other) => tracing::debug!(?other, "referee did not renew the lease"),
+                Err(e) => {
+                    if !unreachable {
+                        tracing::warn!(error = %e, referee = %r.referee, "referee unreachable: the lease runs out unless renewed");
+                    }
+                    unreachable = true;
+                }
+            }
+        } else if sh.primary.load(Ordering::SeqCst) {
+            // Deposed, then promoted again (a later claim): keep the new lease.
+            deposed = false;
+            held = false;
+            continue;
+        }
+        let until = std::time::Instant::now() + every;
+        while std::time::Instant::now() < until && !sh.shutdown.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(10).min(every));
+        }
+    }
 }

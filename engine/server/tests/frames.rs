@@ -163,3 +163,22 @@ fn instrument_lists_round_trip_and_lies_are_refused() {
     d.extend(&[17, 0, 0, 0, proto::ACK]);
     assert_eq!(d.next_frame(), Err(FrameError::Length(17)));
 }
+
+// The referee's frames (engine/server/src/referee.rs): the same hostile-bytes rule.
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn arbitrary_referee_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..512)) {
+        castle_engine_server::referee::check_request_bytes(&data);
+    }
+
+    #[test]
+    fn referee_requests_round_trip(node in 1u32.., epoch in any::<u64>(), seq in any::<u64>(), addr in "[a-z0-9.:]{0,40}", claim in any::<bool>()) {
+        use castle_engine_server::referee::{encode_request, parse_request, Request};
+        let r = if claim { Request::Claim { node, epoch, seq, addr } } else { Request::Lease { node, epoch, addr } };
+        let f = encode_request(&r);
+        prop_assert_eq!(parse_request(f[4], &f[5..]), Ok(r.clone()));
+        castle_engine_server::referee::check_request_bytes(&f);
+    }
+}
