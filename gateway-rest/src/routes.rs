@@ -226,7 +226,7 @@ pub fn build_order(
     r: &PlaceOrderRequest,
     account: u32,
     generated_cl: &str,
-) -> Result<(NewOrder, PlacedOptions, String), ApiError> {
+) -> Result<(NewOrder, Option<PlacedOptions>, String), ApiError> {
     let cl = match &r.client_order_id {
         Some(c) => c.clone(),
         None => generated_cl.to_string(),
@@ -321,11 +321,11 @@ pub fn build_order(
         display_qty,
         stp,
     };
-    let quote_budget = match size {
-        OrderSize::QuoteBudget(b) => Some(b),
+    let placed = match size {
+        OrderSize::QuoteBudget(quote_budget) => Some(PlacedOptions { quote_budget }),
         OrderSize::Base(_) => None,
     };
-    Ok((order, PlacedOptions { quote_budget, post_only, display_qty, stp }, cl))
+    Ok((order, placed, cl))
 }
 
 fn reject_in(batch: &castle_link::EngineBatch) -> Option<RejectReason> {
@@ -580,7 +580,11 @@ pub async fn place_order(State(gw): State<Gw>, req: Req) -> Result<Response, Api
     let account = ctx.caller().account;
     let r: PlaceOrderRequest = req.json()?;
     let spec = spec_of(&gw.read().instruments, &r.symbol)?;
-    let generated = format!("~{:016x}", rand::random::<u64>());
+    // Only orders without a client order id need one made up.
+    let generated = match r.client_order_id {
+        None => format!("~{:016x}", rand::random::<u64>()),
+        Some(_) => String::new(),
+    };
     let (order, opts, cl) = build_order(&spec, &r, account, &generated)?;
     {
         let mut st = gw.state.write().unwrap_or_else(|e| e.into_inner());
@@ -594,7 +598,9 @@ pub async fn place_order(State(gw): State<Gw>, req: Req) -> Result<Response, Api
                 format!("at most {} open orders", gw.cfg.max_open_orders),
             ));
         }
-        st.accounts.note_placed(account, &cl, opts);
+        if let Some(opts) = opts {
+            st.accounts.note_placed(account, &cl, opts);
+        }
     }
     let batch = match gw.submit_order(Command::PlaceOrder(order), account, &cl).await {
         Ok(Ok(b)) => b,

@@ -135,16 +135,20 @@ async fn scenario(url: LedgerUrl) {
     // Account 2 rests 6 sells; account 1 lifts 4 of them in one order and
     // places 2 ETH orders; account 2 cancels one BTC sell.
     let mut sells = Vec::new();
+    // s0 is post-only with its own STP mode and s4 an iceberg: the ledger
+    // learns the options from the engine's acceptance.
     for i in 0..6 {
-        let (s, r) = t
-            .call(
-                "POST",
-                "/api/v1/order",
-                json!({"symbol": "BTC-USDT", "side": "SELL", "type": "LIMIT", "price": format!("{}", 60_000 + i),
-                       "quantity": "0.01", "client_order_id": format!("s{i}")}),
-                2,
-            )
-            .await;
+        let mut body = json!({"symbol": "BTC-USDT", "side": "SELL", "type": "LIMIT", "price": format!("{}", 60_000 + i),
+                              "quantity": "0.01", "client_order_id": format!("s{i}")});
+        match i {
+            0 => {
+                body["post_only"] = json!(true);
+                body["stp"] = json!("CANCEL_BOTH");
+            }
+            4 => body["display_quantity"] = json!("0.002"),
+            _ => {}
+        }
+        let (s, r) = t.call("POST", "/api/v1/order", body, 2).await;
         assert_eq!(s, 200, "{r}");
         sells.push(r["order_id"].as_u64().unwrap());
     }
@@ -226,6 +230,8 @@ async fn scenario(url: LedgerUrl) {
     // ... and by client order id.
     let (s, r) = t.call("GET", "/api/v1/order/client/s0", Value::Null, 2).await;
     assert_eq!((s, r["order_id"].as_u64(), r["status"].as_str()), (200, Some(sells[0]), Some("FILLED")), "{r}");
+    assert_eq!((r["post_only"].as_bool(), r["stp"].as_str()), (Some(true), Some("CANCEL_BOTH")), "{r}");
+    assert_eq!(r["display_quantity"], Value::Null, "{r}");
     assert_eq!(t.call("GET", "/api/v1/order/client/s0", Value::Null, 1).await.0, 404);
     assert_eq!(t.call("GET", "/api/v1/order/client/nope", Value::Null, 2).await.0, 404);
 
@@ -243,6 +249,7 @@ async fn scenario(url: LedgerUrl) {
     assert!(gw2.read().accounts.get(2).is_none_or(|a| a.by_client_id("s4").is_none()));
     let (s, r) = t2.call("GET", "/api/v1/order/client/s4", Value::Null, 2).await;
     assert_eq!((s, r["order_id"].as_u64(), r["status"].as_str()), (200, Some(sells[4]), Some("NEW")), "{r}");
+    assert_eq!((r["display_quantity"].as_str(), r["post_only"].as_bool()), (Some("0.002"), Some(false)), "{r}");
     assert_eq!(t2.call("GET", "/api/v1/order/client/s4", Value::Null, 1).await.0, 404);
     let retry = json!({"symbol": "BTC-USDT", "side": "SELL", "type": "LIMIT", "price": "60004",
                        "quantity": "0.01", "client_order_id": "s4"});
@@ -261,6 +268,27 @@ async fn scenario(url: LedgerUrl) {
     }
     let (_, r) = t.call("GET", "/api/v1/openOrders", Value::Null, 2).await;
     assert_eq!(r["orders"].as_array().map(Vec::len), Some(0), "{r}");
+
+    // An order placed through the first gateway shows its options in the
+    // second one's memory too: they come with the engine's acceptance.
+    let body = json!({"symbol": "ETH-USDT", "side": "SELL", "type": "LIMIT", "price": "3100", "quantity": "0.5",
+                      "client_order_id": "opts", "post_only": true, "display_quantity": "0.1", "stp": "CANCEL_OLDEST"});
+    let (s, r) = t.call("POST", "/api/v1/order", body, 2).await;
+    assert_eq!(s, 200, "{r}");
+    let target = gw.read().seq;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while gw2.read().seq < target {
+        assert!(Instant::now() < deadline, "the second gateway did not reach seq {target}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(gw2.read().accounts.get(2).and_then(|a| a.by_client_id("opts")).is_some(), "not in memory");
+    let (s, r) = t2.call("GET", "/api/v1/order/client/opts", Value::Null, 2).await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(
+        (r["post_only"].as_bool(), r["display_quantity"].as_str(), r["stp"].as_str()),
+        (Some(true), Some("0.1"), Some("CANCEL_OLDEST")),
+        "{r}"
+    );
 
     stop.send(true).unwrap();
     consumer.await.unwrap().unwrap();
