@@ -76,6 +76,7 @@ fn describe(kind: &EventKind) -> (&'static str, Option<InstrumentId>, Value) {
             stop_price,
             qty,
             tif,
+            ..
         } => (
             "order_accepted",
             Some(instrument),
@@ -231,6 +232,9 @@ mod tests {
                 stop_price: 99,
                 qty: 2,
                 tif: TimeInForce::Gtc,
+                post_only: false,
+                display_qty: 0,
+                stp: None,
             },
             EventKind::Rejected {
                 account: 1,

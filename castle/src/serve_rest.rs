@@ -102,7 +102,7 @@ pub async fn start(args: &RestArgs, link: Arc<dyn EngineLink>, data_dir: &Path) 
         let h = castle_settlement::history::History::open(&url, None)
             .await
             .context("opening the settlement ledger for order history (--rest-history memory to do without)")?;
-        cfg.history = Some(h);
+        cfg.history = Some(Arc::new(h));
     }
     let jwt = match &args.rest_jwks {
         Some(p) => {

@@ -43,7 +43,14 @@
 //! Event kind tags: 1 OrderAccepted, 2 Rejected, 3 Trade, 4 OrderCancelled, 5 OrderReplaced,
 //! 6 OrderTriggered, 7 OrderFilled, 8 BookAdd, 9 BookReduce, 10 BookRemove, 11 BalanceChanged,
 //! 12 Transfer, 13 InstrumentAdded, 14 TradingStatusChanged, 15 KillSwitchChanged,
-//! 16 AccountStpChanged. Field order is the declaration order in command.rs / event.rs.
+//! 16 AccountStpChanged, 17 OrderAccepted with options. Field order is the declaration order in
+//! command.rs / event.rs.
+//!
+//! `OrderAccepted` has two tags so that adding its options (post-only, display quantity, STP)
+//! changed no existing byte: an order with default options is still tag 1 with the original
+//! fields; otherwise tag 17 carries the same fields followed by `bool`, `i64`, `Option<StpMode>`.
+//! A reader built before tag 17 refuses such an event (unknown tag) rather than misreading it;
+//! commands (the journal) did not change, so journals written before replay unchanged.
 
 use rust_decimal::Decimal;
 
@@ -126,7 +133,7 @@ fn opt_u32(out: &mut Vec<u8>, v: Option<u32>) {
         }
     }
 }
-pub(crate) fn stp_code(s: StpMode) -> u8 {
+pub fn stp_code(s: StpMode) -> u8 {
     match s {
         StpMode::None => 0,
         StpMode::CancelNewest => 1,
@@ -338,8 +345,15 @@ pub fn put_event_kind(out: &mut Vec<u8>, kind: &EventKind) {
             stop_price,
             qty,
             tif,
+            post_only,
+            display_qty,
+            stp,
         } => {
-            u8_(out, 1);
+            // Tag 1 is the original layout, still written for an order with
+            // default options (so those bytes never changed); tag 17 appends
+            // the options. Exactly one encoding: 17 with defaults is refused.
+            let options = post_only || display_qty != 0 || stp.is_some();
+            u8_(out, if options { 17 } else { 1 });
             u64_(out, order_id);
             u32_(out, account);
             u32_(out, instrument);
@@ -358,6 +372,11 @@ pub fn put_event_kind(out: &mut Vec<u8>, kind: &EventKind) {
             i64_(out, stop_price);
             i64_(out, qty);
             tif_(out, tif);
+            if options {
+                bool_(out, post_only);
+                i64_(out, display_qty);
+                u8_(out, stp.map_or(0, |s| stp_code(s) + 1));
+            }
         }
         EventKind::Rejected { account, instrument, client_order_id, order_id, reason } => {
             u8_(out, 2);
@@ -772,28 +791,48 @@ impl<'a> Reader<'a> {
         })
     }
 
+    /// An `OrderAccepted` (tag 1: options default; tag 17: options follow).
+    fn order_accepted(&mut self, with_options: bool, offset: usize) -> Result<EventKind, CodecError> {
+        let order_id = self.u64()?;
+        let account = self.u32()?;
+        let instrument = self.u32()?;
+        let client_order_id = self.client_order_id()?;
+        let side = self.side()?;
+        let kind = match self.tag()? {
+            (0, _) => OrderKind::Limit,
+            (1, _) => OrderKind::Market,
+            (2, _) => OrderKind::StopMarket,
+            (3, _) => OrderKind::StopLimit,
+            (t, offset) => return Err(CodecError::UnknownTag { what: "order kind", tag: t as u16, offset }),
+        };
+        let (price, stop_price, qty, tif) = (self.i64()?, self.i64()?, self.i64()?, self.tif()?);
+        let (post_only, display_qty, stp) =
+            if with_options { (self.bool()?, self.i64()?, self.opt_stp()?) } else { (false, 0, None) };
+        if with_options && !post_only && display_qty == 0 && stp.is_none() {
+            return Err(CodecError::Invalid { what: "order options (all default: tag 1)", offset });
+        }
+        Ok(EventKind::OrderAccepted {
+            order_id,
+            account,
+            instrument,
+            client_order_id,
+            side,
+            kind,
+            price,
+            stop_price,
+            qty,
+            tif,
+            post_only,
+            display_qty,
+            stp,
+        })
+    }
+
     /// Reads an event kind written by [`put_event_kind`].
     pub fn event_kind(&mut self) -> Result<EventKind, CodecError> {
         let (tag, offset) = self.tag()?;
         Ok(match tag {
-            1 => EventKind::OrderAccepted {
-                order_id: self.u64()?,
-                account: self.u32()?,
-                instrument: self.u32()?,
-                client_order_id: self.client_order_id()?,
-                side: self.side()?,
-                kind: match self.tag()? {
-                    (0, _) => OrderKind::Limit,
-                    (1, _) => OrderKind::Market,
-                    (2, _) => OrderKind::StopMarket,
-                    (3, _) => OrderKind::StopLimit,
-                    (t, offset) => return Err(CodecError::UnknownTag { what: "order kind", tag: t as u16, offset }),
-                },
-                price: self.i64()?,
-                stop_price: self.i64()?,
-                qty: self.i64()?,
-                tif: self.tif()?,
-            },
+            1 | 17 => self.order_accepted(tag == 17, offset)?,
             2 => EventKind::Rejected {
                 account: self.u32()?,
                 instrument: self.u32()?,
@@ -1038,6 +1077,74 @@ mod tests {
         }
         // Chaos never adds instruments after setup or changes stp... but it reaches nearly all.
         assert!(kinds.len() >= 14, "only {kinds:?} covered");
+    }
+
+    fn accepted(post_only: bool, display_qty: i64, stp: Option<StpMode>) -> Event {
+        Event {
+            seq: 5,
+            ts: 6,
+            kind: EventKind::OrderAccepted {
+                order_id: 9,
+                account: 2,
+                instrument: 1,
+                client_order_id: ClientOrderId::from_u64(7),
+                side: Side::Sell,
+                kind: OrderKind::Limit,
+                price: 100,
+                stop_price: 0,
+                qty: 3,
+                tif: TimeInForce::Gtc,
+                post_only,
+                display_qty,
+                stp,
+            },
+        }
+    }
+
+    #[test]
+    fn order_accepted_without_options_keeps_the_original_bytes() {
+        // Written by a build from before the options existed (tag 1): it
+        // still decodes, with default options, and re-encodes identically.
+        let old: Vec<u8> = [
+            vec![1],                       // version
+            5u64.to_le_bytes().to_vec(),   // seq
+            6u64.to_le_bytes().to_vec(),   // ts
+            vec![1],                       // tag OrderAccepted
+            9u64.to_le_bytes().to_vec(),   // order id
+            2u32.to_le_bytes().to_vec(),   // account
+            1u32.to_le_bytes().to_vec(),   // instrument
+            vec![1, b'7'],                 // client order id
+            vec![1, 0],                    // sell, limit
+            100i64.to_le_bytes().to_vec(), // price
+            0i64.to_le_bytes().to_vec(),   // stop price
+            3i64.to_le_bytes().to_vec(),   // qty
+            vec![0],                       // GTC
+        ]
+        .concat();
+        let ev = accepted(false, 0, None);
+        assert_eq!(decode_event(&old), Ok(ev));
+        let mut buf = Vec::new();
+        encode_event(&ev, &mut buf);
+        assert_eq!(buf, old);
+        // With options: tag 17, the same fields, then post-only, display and STP.
+        let ev = accepted(true, 2, Some(StpMode::CancelOldest));
+        buf.clear();
+        encode_event(&ev, &mut buf);
+        assert_eq!(buf[17], 17);
+        assert_eq!(&buf[18..old.len()], &old[18..]);
+        assert_eq!(&buf[old.len()..], [[1].as_slice(), &2i64.to_le_bytes(), &[3]].concat());
+        assert_eq!(decode_event(&buf), Ok(ev));
+        // Tag 17 with every option at its default is not the canonical encoding.
+        let mut defaults = old.clone();
+        defaults[17] = 17;
+        defaults.extend([0; 10]);
+        assert!(matches!(decode_event(&defaults), Err(CodecError::Invalid { .. })), "{:?}", decode_event(&defaults));
+        // Each option alone selects tag 17 and round-trips.
+        for ev in [accepted(true, 0, None), accepted(false, 1, None), accepted(false, 0, Some(StpMode::None))] {
+            buf.clear();
+            encode_event(&ev, &mut buf);
+            assert_eq!((buf[17], decode_event(&buf)), (17, Ok(ev)));
+        }
     }
 
     #[test]

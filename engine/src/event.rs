@@ -81,7 +81,10 @@ pub enum OrderKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventKind {
     /// A new order passed every check. `price` is the limit (0 for market),
-    /// `qty` the base quantity (0 for a quote-budget order).
+    /// `qty` the base quantity (0 for a quote-budget order). `post_only`,
+    /// `display_qty` (iceberg: the quantity shown, 0 shows all) and `stp`
+    /// (None: the account's mode applies) are the command's options as
+    /// placed, so a consumer of the stream alone knows them.
     OrderAccepted {
         order_id: OrderId,
         account: AccountId,
@@ -93,6 +96,9 @@ pub enum EventKind {
         stop_price: Price,
         qty: Qty,
         tif: TimeInForce,
+        post_only: bool,
+        display_qty: Qty,
+        stp: Option<crate::command::StpMode>,
     },
     /// A command was refused. `order_id` is 0 for new orders.
     Rejected {

@@ -263,6 +263,9 @@ impl<B: OrderBook> Engine<B> {
                 stop_price: a.stop.unwrap_or(0),
                 qty: order.qty,
                 tif: order.tif,
+                post_only: o.post_only,
+                display_qty: o.display_qty,
+                stp: o.stp,
             },
         );
         self.emit_balance(out, a.ix, asset);

@@ -1484,6 +1484,7 @@ impl OrderLayer {
                     stop_price,
                     qty,
                     tif,
+                    ..
                 } => {
                     let (session, cash, route) = match &ctx {
                         Some(Pending::New { session, cl, cash, .. }) if cl == client_order_id.as_str() => {

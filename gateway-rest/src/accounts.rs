@@ -13,7 +13,7 @@ use castle_engine::{
     Side, StpMode, TimeInForce, Timestamp,
 };
 
-/// Orders placed here and not yet accepted or rejected, whose options are remembered.
+/// Quote-budget orders placed here and not yet accepted or rejected, whose budget is remembered.
 pub const MAX_PLACED: usize = 65_536;
 
 #[derive(Clone, Copy, Debug)]
@@ -53,9 +53,10 @@ impl Status {
     }
 }
 
-/// What the gateway knows about an order. Options that the engine's
-/// acceptance event does not carry (post-only, iceberg, STP, quote budget)
-/// are filled in for orders placed through this gateway.
+/// What the gateway knows about an order. The quote budget of a market
+/// order, which the engine's acceptance event does not carry, is filled in
+/// for orders placed through this gateway; post-only, iceberg display and
+/// STP come from the event.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OrderRecord {
     pub id: OrderId,
@@ -109,13 +110,12 @@ pub struct BalanceRecord {
     pub seq: Seq,
 }
 
-/// Extra details of an order placed here, handed over before submission.
+/// What the acceptance event of an order placed here does not carry,
+/// handed over before submission: only a market order's quote budget (so
+/// orders sized in base quantity, nearly all, cost no table entry).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PlacedOptions {
-    pub quote_budget: Option<Amount>,
-    pub post_only: bool,
-    pub display_qty: Qty,
-    pub stp: Option<StpMode>,
+    pub quote_budget: Amount,
 }
 
 #[derive(Default, Debug)]
@@ -148,7 +148,7 @@ pub struct Changes {
 pub struct Accounts {
     pub limits: AccountLimits,
     accounts: HashMap<AccountId, Account>,
-    /// Options of orders placed here, by (account, client order id), until accepted.
+    /// Budgets of quote-budget orders placed here, by (account, client order id), until accepted.
     placed: HashMap<(AccountId, String), PlacedOptions>,
     pub seq: Seq,
 }
@@ -176,7 +176,9 @@ impl Accounts {
     }
 
     pub fn forget_placed(&mut self, account: AccountId, cl: &str) {
-        self.placed.remove(&(account, cl.to_string()));
+        if !self.placed.is_empty() {
+            self.placed.remove(&(account, cl.to_string()));
+        }
     }
 
     fn close(&mut self, account: AccountId, id: OrderId) {
@@ -222,9 +224,16 @@ impl Accounts {
                 stop_price,
                 qty,
                 tif,
+                post_only,
+                display_qty,
+                stp,
             } => {
                 let cl = client_order_id.as_str().to_string();
-                let opts = self.placed.remove(&(account, cl.clone()));
+                // Only a quote-budget market order (qty 0) has an entry.
+                let opts = match (kind, qty) {
+                    (OrderKind::Market, 0) if !self.placed.is_empty() => self.placed.remove(&(account, cl.clone())),
+                    _ => None,
+                };
                 let max_open = self.limits.max_open;
                 let a = self.accounts.entry(account).or_default();
                 if a.open.len() >= max_open {
@@ -248,11 +257,11 @@ impl Accounts {
                     leaves: qty,
                     filled: 0,
                     filled_notional: 0,
-                    quote_budget: opts.and_then(|o| o.quote_budget),
+                    quote_budget: opts.map(|o| o.quote_budget),
                     tif,
-                    post_only: opts.is_some_and(|o| o.post_only),
-                    display_qty: opts.map(|o| o.display_qty).unwrap_or(0),
-                    stp: opts.and_then(|o| o.stp),
+                    post_only,
+                    display_qty,
+                    stp,
                     status: Status::New,
                     cancel_reason: None,
                     triggered: false,

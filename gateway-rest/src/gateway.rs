@@ -69,7 +69,7 @@ pub struct RestConfig {
     /// Serve order history (`allOrders`, order by id) and fills (`myTrades`)
     /// from the settlement ledger merged with memory; None: memory only
     /// (the last `accounts.max_history` orders and `max_fills` fills).
-    pub history: Option<castle_settlement::history::History>,
+    pub history: Option<Arc<dyn crate::history::OrderHistory>>,
     /// Single sign-on for the trading page (authorization code + PKCE
     /// against an OIDC provider); the bearer tokens it yields are verified
     /// by the gateway's [`JwtVerifier`]. None: API-key login only.

@@ -6,14 +6,77 @@
 //! batches its writes); the gateway's memory is current but bounded (the last
 //! `max_history` closed orders and `max_fills` fills per account). A page is
 //! the newest `limit` rows of the union of both below the cursor, the memory
-//! copy winning for a row in both (it is fresher and knows options the ledger
-//! does not store: post-only, iceberg display, STP, quote budget).
+//! copy winning for a row in both (it is fresher and knows the quote budget,
+//! which the ledger does not store).
+//!
+//! The gateway reads the ledger through [`OrderHistory`], so routes never name
+//! a backend: `castle serve` hands it the settlement [`History`] handle
+//! (SQLite by default, PostgreSQL when the ledger URL says so), and router
+//! tests hand it a fake that fails or answers from a vector.
 
-use castle_engine::{CancelReason, OrderKind, Side, TimeInForce};
-use castle_settlement::{AccountFill, OrderRow, StoreError};
+use std::future::Future;
+use std::pin::Pin;
+
+use castle_engine::{AccountId, CancelReason, InstrumentId, OrderId, OrderKind, Side, StpMode, TimeInForce};
+use castle_settlement::history::History;
+use castle_settlement::{AccountFill, OrderRow, Page, StoreError};
 
 use crate::accounts::{Fill, OrderRecord, Status};
 use crate::error::{ApiError, Code};
+
+/// A ledger query in flight (boxed: the trait is used as `dyn`, and a ledger
+/// round trip dwarfs one allocation).
+pub type Query<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// The ledger reads the gateway needs: pages newest first with an exclusive
+/// cursor (order ids; fill ids for fills), at most `limit` rows, `next` set
+/// exactly when older rows exist; every query scoped to one account.
+pub trait OrderHistory: Send + Sync + std::fmt::Debug {
+    fn orders(
+        &self,
+        account: AccountId,
+        instrument: Option<InstrumentId>,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Query<'_, Page<OrderRow>>;
+    fn order(&self, account: AccountId, order_id: OrderId) -> Query<'_, Option<OrderRow>>;
+    /// The newest order of `account` with this client order id.
+    fn order_by_client_id<'a>(&'a self, account: AccountId, client_order_id: &'a str) -> Query<'a, Option<OrderRow>>;
+    fn fills(
+        &self,
+        account: AccountId,
+        instrument: Option<InstrumentId>,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Query<'_, Page<AccountFill>>;
+}
+
+impl OrderHistory for History {
+    fn orders(
+        &self,
+        account: AccountId,
+        instrument: Option<InstrumentId>,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Query<'_, Page<OrderRow>> {
+        Box::pin(History::orders(self, account, instrument, before, limit))
+    }
+    fn order(&self, account: AccountId, order_id: OrderId) -> Query<'_, Option<OrderRow>> {
+        Box::pin(History::order(self, account, order_id))
+    }
+    fn order_by_client_id<'a>(&'a self, account: AccountId, client_order_id: &'a str) -> Query<'a, Option<OrderRow>> {
+        Box::pin(History::order_by_client_id(self, account, client_order_id))
+    }
+    fn fills(
+        &self,
+        account: AccountId,
+        instrument: Option<InstrumentId>,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Query<'_, Page<AccountFill>> {
+        Box::pin(History::fills(self, account, instrument, before, limit))
+    }
+}
 
 pub fn unavailable(e: StoreError) -> ApiError {
     tracing::warn!(%e, "order history query failed");
@@ -49,9 +112,21 @@ fn cancel_reason(v: i16) -> Option<CancelReason> {
     })
 }
 
-/// A ledger order as the gateway shows it. `filled_notional` comes from the
-/// order's fills. The ledger keeps no expiry time, post-only, display
-/// quantity, STP mode or quote budget: they show as absent.
+/// The ledger's STP code (the engine codec's: 0 none, 1 cancel newest,
+/// 2 cancel oldest, 3 cancel both, 4 decrement and cancel).
+fn stp(v: i16) -> Option<StpMode> {
+    Some(match v {
+        0 => StpMode::None,
+        1 => StpMode::CancelNewest,
+        2 => StpMode::CancelOldest,
+        3 => StpMode::CancelBoth,
+        4 => StpMode::DecrementAndCancel,
+        _ => return None,
+    })
+}
+
+/// A ledger order as the gateway shows it. `filled_notional` is the ledger's
+/// fill notional. The ledger keeps no quote budget: it shows as absent.
 pub fn order_record(o: &OrderRow, filled_notional: i128) -> Result<OrderRecord, ApiError> {
     let kind = match o.kind {
         0 => OrderKind::Limit,
@@ -64,8 +139,7 @@ pub fn order_record(o: &OrderRow, filled_notional: i128) -> Result<OrderRecord, 
         0 => TimeInForce::Gtc,
         1 => TimeInForce::Ioc,
         2 => TimeInForce::Fok,
-        // The expiry time is not in the ledger: 0 renders as absent.
-        3 => TimeInForce::Gtd(0),
+        3 => TimeInForce::Gtd(o.expire_ts),
         4 => TimeInForce::Day,
         v => return Err(corrupt("tif", v)),
     };
@@ -93,9 +167,11 @@ pub fn order_record(o: &OrderRow, filled_notional: i128) -> Result<OrderRecord, 
         filled_notional,
         quote_budget: None,
         tif,
-        post_only: false,
-        display_qty: 0,
-        stp: None,
+        // Absent in rows the ledger wrote before the engine's acceptance
+        // carried the options: shown as the defaults.
+        post_only: o.post_only.unwrap_or(false),
+        display_qty: o.display_qty.unwrap_or(0),
+        stp: o.stp.and_then(stp),
         status,
         cancel_reason: if status.is_open() { None } else { reason },
         triggered: false,

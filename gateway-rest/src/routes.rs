@@ -226,7 +226,7 @@ pub fn build_order(
     r: &PlaceOrderRequest,
     account: u32,
     generated_cl: &str,
-) -> Result<(NewOrder, PlacedOptions, String), ApiError> {
+) -> Result<(NewOrder, Option<PlacedOptions>, String), ApiError> {
     let cl = match &r.client_order_id {
         Some(c) => c.clone(),
         None => generated_cl.to_string(),
@@ -321,11 +321,11 @@ pub fn build_order(
         display_qty,
         stp,
     };
-    let quote_budget = match size {
-        OrderSize::QuoteBudget(b) => Some(b),
+    let placed = match size {
+        OrderSize::QuoteBudget(quote_budget) => Some(PlacedOptions { quote_budget }),
         OrderSize::Base(_) => None,
     };
-    Ok((order, PlacedOptions { quote_budget, post_only, display_qty, stp }, cl))
+    Ok((order, placed, cl))
 }
 
 fn reject_in(batch: &castle_link::EngineBatch) -> Option<RejectReason> {
@@ -580,7 +580,11 @@ pub async fn place_order(State(gw): State<Gw>, req: Req) -> Result<Response, Api
     let account = ctx.caller().account;
     let r: PlaceOrderRequest = req.json()?;
     let spec = spec_of(&gw.read().instruments, &r.symbol)?;
-    let generated = format!("~{:016x}", rand::random::<u64>());
+    // Only orders without a client order id need one made up.
+    let generated = match r.client_order_id {
+        None => format!("~{:016x}", rand::random::<u64>()),
+        Some(_) => String::new(),
+    };
     let (order, opts, cl) = build_order(&spec, &r, account, &generated)?;
     {
         let mut st = gw.state.write().unwrap_or_else(|e| e.into_inner());
@@ -594,7 +598,9 @@ pub async fn place_order(State(gw): State<Gw>, req: Req) -> Result<Response, Api
                 format!("at most {} open orders", gw.cfg.max_open_orders),
             ));
         }
-        st.accounts.note_placed(account, &cl, opts);
+        if let Some(opts) = opts {
+            st.accounts.note_placed(account, &cl, opts);
+        }
     }
     let batch = match gw.submit_order(Command::PlaceOrder(order), account, &cl).await {
         Ok(Ok(b)) => b,
@@ -619,6 +625,12 @@ pub async fn place_order(State(gw): State<Gw>, req: Req) -> Result<Response, Api
         (None, Some(RejectReason::DuplicateClientOrderId)) => {
             // A retry of an order placed elsewhere or earlier: answer with it.
             let existing = gw.read().accounts.get(account).and_then(|a| a.by_client_id(&cl)).cloned();
+            let existing = match existing {
+                Some(o) => Some(o),
+                // Placed before this gateway started: the ledger has it
+                // (unless it lags the engine: then the reject stands).
+                None => ledger_order(&gw, account, &Target::Client(cl.clone())).await?.filter(|o| o.status.is_open()),
+            };
             match existing {
                 Some(o) => Ok(ctx.reply(&record_view(&gw, &o)?)),
                 None => Err(ApiError::rejected(RejectReason::DuplicateClientOrderId)),
@@ -648,6 +660,21 @@ fn target_client(raw: &str) -> Result<Target, ApiError> {
     Ok(Target::Client(raw.to_string()))
 }
 
+/// An order of the caller that is not in the gateway's memory (aged out of
+/// it, or placed before this gateway started), from the settlement ledger;
+/// None without a ledger or when it has no such order. By client id it is
+/// the newest order with that id (the engine keeps client ids unique only
+/// among an account's open orders).
+async fn ledger_order(gw: &Gateway, account: u32, t: &Target) -> Result<Option<OrderRecord>, ApiError> {
+    let Some(h) = &gw.cfg.history else { return Ok(None) };
+    let row = match t {
+        Target::Id(id) => h.order(account, *id).await,
+        Target::Client(c) => h.order_by_client_id(account, c).await,
+    }
+    .map_err(crate::history::unavailable)?;
+    row.map(|o| crate::history::order_record(&o, o.notional.into())).transpose()
+}
+
 /// Resolves an order of the caller (None for anyone else's: they answer 404).
 fn find_order(gw: &Gateway, account: u32, t: &Target) -> Option<OrderRecord> {
     let st = gw.read();
@@ -669,16 +696,9 @@ async fn query_inner(gw: Gw, req: Req, t: Result<Target, ApiError>) -> Result<Re
     let ctx = private(&gw, &req, Scope::Read, 2)?;
     let q: SymbolQuery = req.query()?;
     let t = t?;
-    let o = match (find_order(&gw, ctx.caller().account, &t), &gw.cfg.history, &t) {
-        (Some(o), _, _) => o,
-        // Aged out of memory: the ledger has it (by order id; client ids are
-        // only unique among an account's open orders).
-        (None, Some(h), Target::Id(id)) => {
-            let o = h.order(ctx.caller().account, *id).await.map_err(crate::history::unavailable)?;
-            let o = o.ok_or_else(ApiError::not_found)?;
-            crate::history::order_record(&o, o.notional.into())?
-        }
-        _ => return Err(ApiError::not_found()),
+    let o = match find_order(&gw, ctx.caller().account, &t) {
+        Some(o) => o,
+        None => ledger_order(&gw, ctx.caller().account, &t).await?.ok_or_else(ApiError::not_found)?,
     };
     if let Some(s) = &q.symbol {
         if spec_of(&gw.read().instruments, s)?.id != o.instrument {
@@ -693,7 +713,12 @@ async fn cancel_inner(gw: Gw, req: Req, t: Result<Target, ApiError>) -> Result<R
     let account = ctx.caller().account;
     let q: SymbolQuery = req.query()?;
     let t = t?;
-    let known = find_order(&gw, account, &t);
+    // Not in memory and no symbol: the ledger knows the instrument (an open
+    // order placed before this gateway started).
+    let known = match (find_order(&gw, account, &t), &q.symbol) {
+        (None, None) => ledger_order(&gw, account, &t).await?,
+        (known, _) => known,
+    };
     let instrument = match (&q.symbol, &known) {
         (Some(s), _) => spec_of(&gw.read().instruments, s)?.id,
         (None, Some(o)) => o.instrument,
@@ -703,15 +728,27 @@ async fn cancel_inner(gw: Gw, req: Req, t: Result<Target, ApiError>) -> Result<R
     if let Some(r) = reject_in(&batch) {
         return Err(ApiError::rejected(r));
     }
-    let id = batch
+    let (id, reason) = batch
         .events
         .iter()
         .find_map(|e| match e.kind {
-            EventKind::OrderCancelled { order_id, account: a, .. } if a == account => Some(order_id),
+            EventKind::OrderCancelled { order_id, account: a, reason, .. } if a == account => Some((order_id, reason)),
             _ => None,
         })
         .ok_or_else(ApiError::not_found)?;
-    Ok(ctx.reply(&view_of(&gw, account, id, None)?))
+    match (view_of(&gw, account, id, None), known) {
+        (Ok(v), _) => Ok(ctx.reply(&v)),
+        // The memory never held it: the ledger's copy with this cancel applied.
+        (Err(_), Some(mut o)) if o.id == id => {
+            o.leaves = 0;
+            o.status = crate::accounts::Status::Canceled;
+            o.cancel_reason = Some(reason);
+            o.updated = batch.ts;
+            o.seq = batch.seq;
+            Ok(ctx.reply(&record_view(&gw, &o)?))
+        }
+        (Err(e), _) => Err(e),
+    }
 }
 
 async fn replace_inner(gw: Gw, req: Req, t: Result<Target, ApiError>) -> Result<Response, ApiError> {

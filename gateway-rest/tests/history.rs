@@ -17,11 +17,14 @@ use castle_engine::{Command, InstrumentSpec, Limits};
 use castle_gateway_rest::accounts::AccountLimits;
 use castle_gateway_rest::auth::{canonical, sign};
 use castle_gateway_rest::gateway::now_ms;
+use castle_gateway_rest::history::{OrderHistory, Query};
 use castle_gateway_rest::{routes, Gateway, RestConfig, Scopes, DEMO_MASTER_KEY};
 use castle_link::{EngineLink, InProcessEngine};
 use castle_settlement::history::History;
 use castle_settlement::testkit::{self, pg};
-use castle_settlement::{AnyStore, ConsumerConfig, LedgerUrl, LinkSource, Metrics, PgConfig, Store};
+use castle_settlement::{
+    AccountFill, AnyStore, ConsumerConfig, LedgerUrl, LinkSource, Metrics, OrderRow, Page, PgConfig, Store, StoreError,
+};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -90,6 +93,25 @@ impl T {
     }
 }
 
+/// The link of an engine that cannot replay (`subscribe_after` answers
+/// `CannotResume`): a gateway on it knows only orders placed after it started.
+struct LiveOnly(Arc<dyn EngineLink>);
+
+impl EngineLink for LiveOnly {
+    fn submit(&self, req: castle_link::EngineRequest) -> Result<(), castle_link::LinkError> {
+        self.0.submit(req)
+    }
+    fn subscribe(
+        &self,
+        capacity: usize,
+    ) -> Result<tokio::sync::mpsc::Receiver<Arc<castle_link::EngineBatch>>, castle_link::LinkError> {
+        self.0.subscribe(capacity)
+    }
+    fn instruments(&self) -> Vec<InstrumentSpec> {
+        self.0.instruments()
+    }
+}
+
 async fn scenario(url: LedgerUrl) {
     let link: Arc<dyn EngineLink> = InProcessEngine::start(Limits::default(), &setup_cmds(), 4096);
     let store = AnyStore::open(&url, PgConfig::new).await.expect("open the ledger");
@@ -103,8 +125,8 @@ async fn scenario(url: LedgerUrl) {
     ));
     let mut cfg = RestConfig::new(3, DEMO_MASTER_KEY.to_vec());
     cfg.accounts = AccountLimits { max_open: 100, max_history: 2, max_fills: 2 };
-    cfg.history = Some(History::open(&url, None).await.expect("open the history read-only"));
-    let gw = Gateway::new(cfg, link, None);
+    cfg.history = Some(Arc::new(History::open(&url, None).await.expect("open the history read-only")));
+    let gw = Gateway::new(cfg, link.clone(), None);
     let secrets = [gw.add_key("h1", 1, Scopes::ALL).unwrap(), gw.add_key("h2", 2, Scopes::ALL).unwrap()];
     gw.start_stream().unwrap();
     let t =
@@ -113,16 +135,20 @@ async fn scenario(url: LedgerUrl) {
     // Account 2 rests 6 sells; account 1 lifts 4 of them in one order and
     // places 2 ETH orders; account 2 cancels one BTC sell.
     let mut sells = Vec::new();
+    // s0 is post-only with its own STP mode and s4 an iceberg: the ledger
+    // learns the options from the engine's acceptance.
     for i in 0..6 {
-        let (s, r) = t
-            .call(
-                "POST",
-                "/api/v1/order",
-                json!({"symbol": "BTC-USDT", "side": "SELL", "type": "LIMIT", "price": format!("{}", 60_000 + i),
-                       "quantity": "0.01", "client_order_id": format!("s{i}")}),
-                2,
-            )
-            .await;
+        let mut body = json!({"symbol": "BTC-USDT", "side": "SELL", "type": "LIMIT", "price": format!("{}", 60_000 + i),
+                              "quantity": "0.01", "client_order_id": format!("s{i}")});
+        match i {
+            0 => {
+                body["post_only"] = json!(true);
+                body["stp"] = json!("CANCEL_BOTH");
+            }
+            4 => body["display_quantity"] = json!("0.002"),
+            _ => {}
+        }
+        let (s, r) = t.call("POST", "/api/v1/order", body, 2).await;
         assert_eq!(s, 200, "{r}");
         sells.push(r["order_id"].as_u64().unwrap());
     }
@@ -201,6 +227,68 @@ async fn scenario(url: LedgerUrl) {
     assert_eq!((s, r["status"].as_str(), r["executed_quantity"].as_str()), (200, Some("FILLED"), Some("0.01")), "{r}");
     assert_eq!(t.call("GET", &format!("/api/v1/order/{}", sells[0]), Value::Null, 1).await.0, 404);
     assert_eq!(t.call("GET", "/api/v1/order/999999", Value::Null, 2).await.0, 404);
+    // ... and by client order id.
+    let (s, r) = t.call("GET", "/api/v1/order/client/s0", Value::Null, 2).await;
+    assert_eq!((s, r["order_id"].as_u64(), r["status"].as_str()), (200, Some(sells[0]), Some("FILLED")), "{r}");
+    assert_eq!((r["post_only"].as_bool(), r["stp"].as_str()), (Some(true), Some("CANCEL_BOTH")), "{r}");
+    assert_eq!(r["display_quantity"], Value::Null, "{r}");
+    assert_eq!(t.call("GET", "/api/v1/order/client/s0", Value::Null, 1).await.0, 404);
+    assert_eq!(t.call("GET", "/api/v1/order/client/nope", Value::Null, 2).await.0, 404);
+
+    // A second gateway on a link without history (it sees only what is
+    // applied from now on) never saw s4, which is still open: it finds it in the ledger by client id, answers a retry
+    // of its placement with it (no second order), and cancels it without
+    // being told the symbol.
+    let mut cfg = RestConfig::new(4, DEMO_MASTER_KEY.to_vec());
+    cfg.history = Some(Arc::new(History::open(&url, None).await.expect("open the history read-only")));
+    let gw2 = Gateway::new(cfg, Arc::new(LiveOnly(link.clone())), None);
+    let secrets = [gw2.add_key("h1", 1, Scopes::ALL).unwrap(), gw2.add_key("h2", 2, Scopes::ALL).unwrap()];
+    gw2.start_stream().unwrap();
+    let t2 =
+        T { app: routes::router(gw2.clone()).layer(MockConnectInfo(SocketAddr::from(([127, 0, 0, 1], 1)))), secrets };
+    assert!(gw2.read().accounts.get(2).is_none_or(|a| a.by_client_id("s4").is_none()));
+    let (s, r) = t2.call("GET", "/api/v1/order/client/s4", Value::Null, 2).await;
+    assert_eq!((s, r["order_id"].as_u64(), r["status"].as_str()), (200, Some(sells[4]), Some("NEW")), "{r}");
+    assert_eq!((r["display_quantity"].as_str(), r["post_only"].as_bool()), (Some("0.002"), Some(false)), "{r}");
+    assert_eq!(t2.call("GET", "/api/v1/order/client/s4", Value::Null, 1).await.0, 404);
+    let retry = json!({"symbol": "BTC-USDT", "side": "SELL", "type": "LIMIT", "price": "60004",
+                       "quantity": "0.01", "client_order_id": "s4"});
+    let (s, r) = t2.call("POST", "/api/v1/order", retry, 2).await;
+    assert_eq!((s, r["order_id"].as_u64(), r["status"].as_str()), (200, Some(sells[4]), Some("NEW")), "{r}");
+    let (s, r) = t2.call("DELETE", "/api/v1/order/client/s4", Value::Null, 2).await;
+    assert_eq!((s, r["order_id"].as_u64(), r["status"].as_str()), (200, Some(sells[4]), Some("CANCELED")), "{r}");
+    assert_eq!((r["executed_quantity"].as_str(), r["leaves_quantity"].as_str()), (Some("0"), Some("0")), "{r}");
+    // Nothing else of account 2 rests: the retry placed no second order
+    // (asked of the first gateway once it has applied the cancel).
+    let target = gw2.read().seq;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while gw.read().seq < target {
+        assert!(Instant::now() < deadline, "the first gateway did not reach seq {target}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (_, r) = t.call("GET", "/api/v1/openOrders", Value::Null, 2).await;
+    assert_eq!(r["orders"].as_array().map(Vec::len), Some(0), "{r}");
+
+    // An order placed through the first gateway shows its options in the
+    // second one's memory too: they come with the engine's acceptance.
+    let body = json!({"symbol": "ETH-USDT", "side": "SELL", "type": "LIMIT", "price": "3100", "quantity": "0.5",
+                      "client_order_id": "opts", "post_only": true, "display_quantity": "0.1", "stp": "CANCEL_OLDEST"});
+    let (s, r) = t.call("POST", "/api/v1/order", body, 2).await;
+    assert_eq!(s, 200, "{r}");
+    let target = gw.read().seq;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while gw2.read().seq < target {
+        assert!(Instant::now() < deadline, "the second gateway did not reach seq {target}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(gw2.read().accounts.get(2).and_then(|a| a.by_client_id("opts")).is_some(), "not in memory");
+    let (s, r) = t2.call("GET", "/api/v1/order/client/opts", Value::Null, 2).await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(
+        (r["post_only"].as_bool(), r["display_quantity"].as_str(), r["stp"].as_str()),
+        (Some(true), Some("0.1"), Some("CANCEL_OLDEST")),
+        "{r}"
+    );
 
     stop.send(true).unwrap();
     consumer.await.unwrap().unwrap();
@@ -219,4 +307,49 @@ async fn history_from_postgres_ledger() {
     let db = format!("castle_rest_history_{}", std::process::id());
     let url = pg::create_database(&admin, &db).await.unwrap_or_else(|e| panic!("PostgreSQL unavailable: {e}"));
     scenario(LedgerUrl::Postgres(url)).await;
+}
+
+/// A ledger whose every query fails (database down).
+#[derive(Debug)]
+struct DownLedger;
+
+impl OrderHistory for DownLedger {
+    fn orders(&self, _: u32, _: Option<u32>, _: Option<u64>, _: usize) -> Query<'_, Page<OrderRow>> {
+        Box::pin(async { Err(StoreError::Pool("down".into())) })
+    }
+    fn order(&self, _: u32, _: u64) -> Query<'_, Option<OrderRow>> {
+        Box::pin(async { Err(StoreError::Pool("down".into())) })
+    }
+    fn order_by_client_id<'a>(&'a self, _: u32, _: &'a str) -> Query<'a, Option<OrderRow>> {
+        Box::pin(async { Err(StoreError::Pool("down".into())) })
+    }
+    fn fills(&self, _: u32, _: Option<u32>, _: Option<u64>, _: usize) -> Query<'_, Page<AccountFill>> {
+        Box::pin(async { Err(StoreError::Pool("down".into())) })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ledger_down_answers_503_and_memory_still_serves() {
+    let link: Arc<dyn EngineLink> = InProcessEngine::start(Limits::default(), &setup_cmds(), 4096);
+    let mut cfg = RestConfig::new(3, DEMO_MASTER_KEY.to_vec());
+    cfg.history = Some(Arc::new(DownLedger));
+    let gw = Gateway::new(cfg, link, None);
+    let secrets = [gw.add_key("h1", 1, Scopes::ALL).unwrap(), gw.add_key("h2", 2, Scopes::ALL).unwrap()];
+    gw.start_stream().unwrap();
+    let t =
+        T { app: routes::router(gw.clone()).layer(MockConnectInfo(SocketAddr::from(([127, 0, 0, 1], 1)))), secrets };
+    let body = json!({"symbol": "BTC-USDT", "side": "BUY", "type": "LIMIT", "price": "59000", "quantity": "0.01",
+                      "client_order_id": "mem"});
+    let (s, r) = t.call("POST", "/api/v1/order", body, 1).await;
+    assert_eq!(s, 200, "{r}");
+    // In memory: no ledger query.
+    let (s, r) = t.call("GET", "/api/v1/order/client/mem", Value::Null, 1).await;
+    assert_eq!((s, r["status"].as_str()), (200, Some("NEW")), "{r}");
+    // Not in memory: the ledger must be asked, and it is down.
+    for uri in ["/api/v1/order/client/gone", "/api/v1/order/77777", "/api/v1/allOrders", "/api/v1/myTrades"] {
+        let (s, r) = t.call("GET", uri, Value::Null, 1).await;
+        assert_eq!((s, r["code"].as_u64()), (503, Some(1004)), "{uri}: {r}");
+    }
+    let (s, r) = t.call("DELETE", "/api/v1/order/client/gone", Value::Null, 1).await;
+    assert_eq!((s, r["code"].as_u64()), (503, Some(1004)), "{r}");
 }

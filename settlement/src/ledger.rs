@@ -122,9 +122,10 @@ pub struct OrderRow {
     /// Good-till-date expiry (engine time, ns) for GTD orders, else 0.
     pub expire_ts: u64,
     /// Post-only flag, iceberg display quantity (lots; 0 shows everything) and self-trade
-    /// prevention mode (0 none, 1 cancel newest, 2 cancel oldest, 3 cancel both) as the
-    /// order was placed. `None`: not known to the ledger, because the engine's
-    /// `OrderAccepted` event does not carry it (the command does; see ARCHITECTURE.md).
+    /// prevention mode (the engine codec's code: 0 none, 1 cancel newest, 2 cancel oldest,
+    /// 3 cancel both, 4 decrement and cancel) as the order was placed, from the engine's
+    /// `OrderAccepted`. `stp` `None`: the order named no mode (the account's applies).
+    /// All `None` in rows written before the event carried the options.
     pub post_only: Option<bool>,
     pub display_qty: Option<i64>,
     pub stp: Option<i16>,

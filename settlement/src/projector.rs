@@ -226,6 +226,9 @@ impl Projector {
                     stop_price,
                     qty,
                     tif,
+                    post_only,
+                    display_qty,
+                    stp,
                 } => {
                     cause = Cause { kind: EntryKind::Hold, reference: order_id };
                     self.orders.insert(
@@ -253,9 +256,10 @@ impl Projector {
                                 TimeInForce::Gtd(t) => t,
                                 _ => 0,
                             },
-                            post_only: None,
-                            display_qty: None,
-                            stp: None,
+                            post_only: Some(post_only),
+                            display_qty: Some(display_qty),
+                            // NULL: the account's mode applies.
+                            stp: stp.map(|s| i16::from(castle_engine::codec::stp_code(s))),
                             notional: 0,
                         },
                     );

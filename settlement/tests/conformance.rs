@@ -103,7 +103,8 @@ async fn every_event_type_makes_the_right_entries<S: Store + Clone>(s: S) {
     assert_eq!((o[0].order_id, o[0].status, o[0].filled, o[0].leaves), (1, status::CANCELLED, 4, 6));
     assert_eq!(o[0].client_order_id, "1");
     assert_eq!(o[0].notional, 24_000_000, "price * qty of its one fill");
-    assert_eq!((o[0].expire_ts, o[0].post_only, o[0].display_qty, o[0].stp), (0, None, None, None));
+    // Options as the engine's acceptance carries them (NULL STP: the account's mode).
+    assert_eq!((o[0].expire_ts, o[0].post_only, o[0].display_qty, o[0].stp), (0, Some(false), Some(0), None));
     let o = s.orders_by_account(1, None, None, 10).await.unwrap().rows;
     assert_eq!((o[0].order_id, o[0].status, o[0].filled, o[0].leaves), (2, status::FILLED, 4, 0));
     assert_eq!(o[0].notional, 24_000_000);
@@ -123,6 +124,16 @@ async fn every_event_type_makes_the_right_entries<S: Store + Clone>(s: S) {
     h.flush(&s).await;
     let o = s.order_by_client_id(2, "9").await.unwrap().expect("the GTD order");
     assert_eq!((o.tif, o.expire_ts, o.status, o.notional), (3, expiry, status::OPEN, 0));
+    // A post-only iceberg with its own STP mode keeps its options.
+    let mut ice = limit(2, Side::Sell, 6_000_200, 10, TimeInForce::Gtc, 10);
+    if let Command::PlaceOrder(o) = &mut ice {
+        (o.post_only, o.display_qty, o.stp) = (true, 3, Some(castle_engine::StpMode::DecrementAndCancel));
+    }
+    let ice = h.run(&ice);
+    assert!(matches!(ice.events[0].kind, EventKind::OrderAccepted { post_only: true, .. }), "{:?}", ice.events);
+    h.flush(&s).await;
+    let o = s.order_by_client_id(2, "10").await.unwrap().expect("the iceberg");
+    assert_eq!((o.post_only, o.display_qty, o.stp), (Some(true), Some(3), Some(4)));
     // Rejections leave no entry: a withdrawal beyond the balance.
     let rej = h.run(&Command::Withdraw { account: 1, asset: 1, amount: 1 << 40 });
     assert!(matches!(rej.events[0].kind, EventKind::Rejected { .. }));
