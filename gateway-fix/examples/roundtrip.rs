@@ -11,9 +11,13 @@
 //! (sender, receiver). Two engine placements are measured in the same run,
 //! each behind its own gateway:
 //!
-//! - `engine thread`: `InProcessEngine`, the engine on its own thread
-//!   behind channels (what `castle serve` had before the durable link): two
-//!   extra thread hand-offs per order (gateway -> engine -> gateway).
+//! - `engine thread`: `InProcessEngine` with `Placement::Thread`, the
+//!   engine on its own thread behind a queue: two extra thread hand-offs
+//!   per order (gateway -> engine -> gateway).
+//! - `in-process (inline when idle)`: `InProcessEngine` as it starts by
+//!   default (`Placement::InlineWhenIdle`): the submitting thread applies
+//!   the command itself when the engine is idle, the engine thread takes
+//!   over when commands queue up.
 //! - `engine inline`: [`InlineEngine`] below, the same `FastEngine` applied
 //!   on the gateway's own thread inside `EngineLink::submit` (one core runs
 //!   sessions, order layer and matching, as single-threaded venues do). It
@@ -23,11 +27,13 @@
 //! Neither has a journal: no fsync/fdatasync is in the measured path (the
 //! FIX store is `FsyncPolicy::OsBuffered`, one write(2) per change).
 //!
-//! Third argument: `thread`, `inline` or `thread,inline` (default both).
+//! Third argument: a comma-separated subset of `thread`, `idle`, `inline`
+//! (default all three).
 
 use castle_engine::{Command, Engine, Event, EventKind, FastEngine, InstrumentSpec, Limits, Seq};
 use castle_gateway_fix::frame::{checksum, next_frame, FrameStatus, NoDataFields, Parser};
 use castle_gateway_fix::link::{EngineBatch, EngineLink, EngineRequest, LinkError};
+use castle_gateway_fix::link::{InProcessOptions, Placement};
 use castle_gateway_fix::{serve, Config, InProcessEngine, Timestamp};
 use hdrhistogram::Histogram;
 use std::collections::VecDeque;
@@ -380,7 +386,7 @@ fn main() {
     let kinds: Vec<String> = args
         .get(3)
         .map(|s| s.split(',').map(str::to_owned).collect())
-        .unwrap_or_else(|| vec!["thread".into(), "inline".into()]);
+        .unwrap_or_else(|| vec!["thread".into(), "idle".into(), "inline".into()]);
     let dir = tempfile_dir();
     let total: u64 = rates.iter().map(|r| r * secs).sum::<u64>() + 1000;
     let mut limits = Limits::default();
@@ -396,13 +402,19 @@ fn main() {
             "thread" => {
                 // CASTLE_ENGINE_SPIN_US: how long the engine thread polls before blocking.
                 let spin = std::env::var("CASTLE_ENGINE_SPIN_US").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
-                (
-                    "FIX D -> 8, engine thread",
-                    InProcessEngine::start_with_spin(limits, &setup, 1 << 16, Duration::from_micros(spin)),
-                )
+                let options = InProcessOptions {
+                    spin: Duration::from_micros(spin),
+                    placement: Placement::Thread,
+                    queue: 1 << 16,
+                };
+                ("FIX D -> 8, engine thread", InProcessEngine::start_with(limits, &setup, options))
             }
+            "idle" => (
+                "FIX D -> 8, in-process (inline when idle)",
+                InProcessEngine::start_with(limits, &setup, InProcessOptions::new(1 << 16)),
+            ),
             "inline" => ("FIX D -> 8, engine inline", InlineEngine::start(limits, &setup)),
-            other => panic!("unknown engine placement {other:?} (thread, inline)"),
+            other => panic!("unknown engine placement {other:?} (thread, idle, inline)"),
         };
         let addr = start_gateway(link, &dir.join(kind));
         targets.push(Target { label, conn: logon(addr), seq: Arc::new(AtomicU64::new(2)), next_id: 0 });

@@ -28,6 +28,7 @@ pub mod encode;
 pub mod field;
 pub mod frame;
 pub mod link;
+mod mapped;
 pub mod orders;
 pub mod server;
 pub mod session;

@@ -7,15 +7,20 @@
 //!
 //! - `<name>.body`: append-only log of outbound messages, each record
 //!   `[u32 LE length][u64 LE MsgSeqNum][message bytes]`. An in-memory index
-//!   (seq -> offset) is rebuilt by scanning at open; a torn record at the
-//!   tail (crash mid-write) is truncated away.
-//! - `<name>.seqnums`: 40 bytes `[u64 next sender][u64 next target][u64
-//!   check][u64 engine mark][u64 check]`, rewritten in place (pwrite) when a
-//!   number changes that the body log cannot reconstruct (inbound progress,
-//!   resets, gap fills, holds, the engine mark). On open the next sender
-//!   number is max(file, last logged seq + 1), so the body append alone is
-//!   enough to persist outbound progress. (24-byte files of older versions
-//!   read as engine mark 0.)
+//!   (seq -> offset) is rebuilt by scanning at open; a torn record or the
+//!   zero tail the file was grown ahead with (crash mid-write) is truncated
+//!   away.
+//! - `<name>.seqnums`: two 64-byte slots `[u64 next sender][u64 next
+//!   target][u64 check][u64 engine mark][u64 check][u64 generation][u64
+//!   check]`, written alternately when a number changes that the body log
+//!   cannot reconstruct (inbound progress, resets, gap fills, holds, the
+//!   engine mark); the open takes the newest valid one. On open the next
+//!   sender number is max(file, last logged seq + 1), so the body append
+//!   alone is enough to persist outbound progress. (24- and 40-byte files of
+//!   older versions read as slot 0, engine mark 0 for the 24-byte ones.)
+//!
+//! Both files are written through shared memory mappings ([`FileStore`]):
+//! no system call per message.
 //!
 //! Two marks tie the session to the engine stream across a gateway restart:
 //!
@@ -32,8 +37,9 @@
 //!   sends this session only the messages of later batches (fills that
 //!   happened while the gateway was down).
 //!
-//! Fsync policy ([`FsyncPolicy`]): `OsBuffered` (default) issues a write(2)
-//! per change and leaves flushing to the kernel: everything survives a
+//! Fsync policy ([`FsyncPolicy`]): `OsBuffered` (default) stores each change
+//! in the page cache (a memory copy into the mapping) and leaves flushing to
+//! the kernel: everything survives a
 //! gateway *process* crash or restart, which is the common case, at no
 //! latency cost. `Always` adds fdatasync after every change so numbers and
 //! messages also survive power loss / kernel crash, at the cost of a disk
@@ -42,9 +48,10 @@
 //! expected inbound number makes the peer's messages look too high, we send
 //! a ResendRequest and receive PossDup copies.
 
+use crate::mapped::Mapping;
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
@@ -171,20 +178,56 @@ pub enum FsyncPolicy {
 const MAX_RECORD: usize = 16 * 1024 * 1024;
 const SEQ_CHECK: u64 = 0xC457_1E5E_0F1C_5EED;
 const MARK_CHECK: u64 = 0x3A4B_E1C0_FFEE_0001;
+const GEN_CHECK: u64 = 0x9E37_79B9_7F4A_7C15;
+/// The seqnums file: two 64-byte slots (see [`FileStore`]).
+const SLOT: usize = 64;
+const SEQ_FILE_LEN: usize = 2 * SLOT;
+/// The body file grows by at least this much at a time (one ftruncate per
+/// few thousand messages; the tail beyond the last record reads as zeros).
+const BODY_GROWTH: u64 = 1 << 20;
+/// Virtual size mapped for the body at first; remapped larger when the
+/// file outgrows it. Address space only: pages are used as written.
+const BODY_MAP_MIN: usize = 64 << 20;
 
 /// File-backed store (see the module documentation for the layout).
+///
+/// Both files are written through shared memory mappings, so storing a
+/// message or a number is a memory copy, not a system call; durability is
+/// that of write(2) (see [`crate::mapped`]), and `FsyncPolicy::Always`
+/// adds fdatasync as before.
+///
+/// - Body records are written bytes first and header (length) last, behind
+///   a store fence: a crash leaves either a whole record or a zero header,
+///   and the open-time scan stops at the first zero header. The file is
+///   grown ahead in steps and cut back to the last record when the store
+///   is dropped (or at the next open, after a crash).
+/// - The seqnums file has two slots, each `[sender][target][check][engine
+///   mark][check][generation][check]`, written alternately, generation
+///   last. A crash in the middle of writing one leaves the other, one
+///   change older, which the open picks: older numbers are the safe side
+///   (a lower expected inbound number asks the peer to resend; the order
+///   layer drops what the engine already had). Slot 0 alone is the old
+///   40-byte format, read as generation 0.
 #[derive(Debug)]
 pub struct FileStore {
     body_path: PathBuf,
     seq_path: PathBuf,
     body: File,
     seqs: File,
+    /// The body file mapped from offset 0; its length on disk is `body_len`.
+    body_map: Mapping,
+    body_len: u64,
+    seq_map: Mapping,
+    /// Slot the next write of the numbers goes to, and its generation.
+    next_slot: usize,
+    next_gen: u64,
     policy: FsyncPolicy,
     sender: u64,
     target: u64,
     /// seq -> (offset of the message bytes, length). A later record with the
     /// same seq (cannot happen without reset, which truncates) would win.
     index: BTreeMap<u64, (u64, u32)>,
+    /// End of the last record.
     end: u64,
     /// Inbound application messages handed on and not finished.
     holds: std::collections::BTreeSet<u64>,
@@ -198,12 +241,41 @@ pub struct FileStore {
     written_target: u64,
     written_mark: u64,
     sender_dirty: bool,
-    /// Scratch buffer for one body record.
-    rec: Vec<u8>,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     move |source| StoreError::Io { path: path.to_path_buf(), source }
+}
+
+/// One slot of the seqnums file as read at open.
+#[derive(Clone, Copy, Default)]
+struct Slot {
+    /// (sender, target) when their check holds.
+    numbers: Option<(u64, u64)>,
+    mark: Option<u64>,
+    /// 0 when absent or torn.
+    generation: u64,
+}
+
+fn read_slot(b: &[u8]) -> Slot {
+    let word = |i: usize| b.get(i * 8..i * 8 + 8).map(|w| u64::from_le_bytes(w.try_into().unwrap()));
+    let mut slot = Slot::default();
+    if let (Some(s), Some(t), Some(c)) = (word(0), word(1), word(2)) {
+        if c == s ^ t ^ SEQ_CHECK && s > 0 && t > 0 {
+            slot.numbers = Some((s, t));
+        }
+    }
+    if let (Some(m), Some(c)) = (word(3), word(4)) {
+        if c == m ^ MARK_CHECK {
+            slot.mark = Some(m);
+        }
+    }
+    if let (Some(g), Some(c)) = (word(5), word(6)) {
+        if c == g ^ GEN_CHECK {
+            slot.generation = g;
+        }
+    }
+    slot
 }
 
 impl FileStore {
@@ -219,7 +291,7 @@ impl FileStore {
         let mut body = open(&body_path)?;
         let seqs = open(&seq_path)?;
 
-        // Rebuild the index; cut a torn tail.
+        // Rebuild the index; cut a torn or zero (grown ahead) tail.
         let mut data = Vec::new();
         body.read_to_end(&mut data).map_err(io_err(&body_path))?;
         let mut index = BTreeMap::new();
@@ -228,7 +300,8 @@ impl FileStore {
         while pos + 12 <= data.len() {
             let len = u32::from_le_bytes(data[pos..pos + 4].try_into().unwrap()) as usize;
             let seq = u64::from_le_bytes(data[pos + 4..pos + 12].try_into().unwrap());
-            if len > MAX_RECORD || pos + 12 + len > data.len() {
+            // Sequence numbers start at 1: a zero header is the end of the log.
+            if len == 0 || seq == 0 || len > MAX_RECORD || pos + 12 + len > data.len() {
                 break;
             }
             index.insert(seq, ((pos + 12) as u64, len as u32));
@@ -238,28 +311,39 @@ impl FileStore {
         if pos != data.len() {
             body.set_len(pos as u64).map_err(io_err(&body_path))?;
         }
-        body.seek(SeekFrom::Start(pos as u64)).map_err(io_err(&body_path))?;
+        drop(data);
+        let body_map =
+            Mapping::new(&body, BODY_MAP_MIN.max((2 * pos).next_power_of_two())).map_err(io_err(&body_path))?;
 
-        let mut buf = [0u8; 40];
-        let (mut sender, mut target, mut engine_mark) = (1, 1, 0);
-        let mut loaded = false;
-        let word = |b: &[u8], i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap());
-        if seqs.read_exact_at(&mut buf[..24], 0).is_ok() {
-            let (s, t, c) = (word(&buf, 0), word(&buf, 1), word(&buf, 2));
-            if c == s ^ t ^ SEQ_CHECK && s > 0 && t > 0 {
-                (sender, target) = (s, t);
-                loaded = true;
-            }
-            if seqs.read_exact_at(&mut buf[24..], 24).is_ok() && word(&buf, 4) == word(&buf, 3) ^ MARK_CHECK {
-                engine_mark = word(&buf, 3);
-            }
+        let mut buf = [0u8; SEQ_FILE_LEN];
+        let n = read_prefix(&seqs, &mut buf).map_err(io_err(&seq_path))?;
+        let slots = [read_slot(&buf[..n.min(SLOT)]), read_slot(&buf[SLOT.min(n)..n])];
+        // The newest slot with valid numbers (slot 0 on a tie: the old format).
+        let best = if slots[1].numbers.is_some()
+            && (slots[0].numbers.is_none() || slots[1].generation > slots[0].generation)
+        {
+            1
+        } else {
+            0
+        };
+        let (mut sender, target) = slots[best].numbers.unwrap_or((1, 1));
+        let loaded = slots[best].numbers.is_some();
+        let engine_mark = slots[best].mark.or(slots[1 - best].mark).unwrap_or(0);
+        if (n as u64) < SEQ_FILE_LEN as u64 {
+            seqs.set_len(SEQ_FILE_LEN as u64).map_err(io_err(&seq_path))?;
         }
+        let seq_map = Mapping::new(&seqs, SEQ_FILE_LEN).map_err(io_err(&seq_path))?;
         sender = sender.max(last_seq + 1);
         Ok(FileStore {
             body_path,
             seq_path,
             body,
             seqs,
+            body_map,
+            body_len: pos as u64,
+            seq_map,
+            next_slot: 1 - best,
+            next_gen: slots[best].generation + 1,
             policy,
             sender,
             target,
@@ -271,7 +355,6 @@ impl FileStore {
             written_target: target,
             written_mark: engine_mark,
             sender_dirty: !loaded,
-            rec: Vec::with_capacity(1024),
         })
     }
 
@@ -282,18 +365,65 @@ impl FileStore {
         if !self.sender_dirty && target == self.written_target && self.engine_mark == self.written_mark {
             return Ok(());
         }
-        let mut buf = [0u8; 40];
+        let mut buf = [0u8; 56];
         buf[0..8].copy_from_slice(&self.sender.to_le_bytes());
         buf[8..16].copy_from_slice(&target.to_le_bytes());
         buf[16..24].copy_from_slice(&(self.sender ^ target ^ SEQ_CHECK).to_le_bytes());
         buf[24..32].copy_from_slice(&self.engine_mark.to_le_bytes());
         buf[32..40].copy_from_slice(&(self.engine_mark ^ MARK_CHECK).to_le_bytes());
-        self.seqs.write_all_at(&buf, 0).map_err(io_err(&self.seq_path))?;
+        buf[40..48].copy_from_slice(&self.next_gen.to_le_bytes());
+        buf[48..56].copy_from_slice(&(self.next_gen ^ GEN_CHECK).to_le_bytes());
+        let at = self.next_slot * SLOT;
+        self.seq_map.write(at, &buf[..40]);
+        Mapping::store_fence();
+        self.seq_map.write(at + 40, &buf[40..]);
         if self.policy == FsyncPolicy::Always {
             self.seqs.sync_data().map_err(io_err(&self.seq_path))?;
         }
+        self.next_slot = 1 - self.next_slot;
+        self.next_gen += 1;
         (self.written_target, self.written_mark, self.sender_dirty) = (target, self.engine_mark, false);
         Ok(())
+    }
+
+    /// Make the body file (and its mapping) hold at least `need` bytes.
+    fn reserve_body(&mut self, need: u64) -> Result<(), StoreError> {
+        if need <= self.body_len {
+            return Ok(());
+        }
+        let len = need.max(self.body_len + BODY_GROWTH).next_multiple_of(4096);
+        if len as usize > self.body_map.len() {
+            let map =
+                Mapping::new(&self.body, (2 * len as usize).next_power_of_two()).map_err(io_err(&self.body_path))?;
+            self.body_map = map;
+        }
+        self.body.set_len(len).map_err(io_err(&self.body_path))?;
+        self.body_len = len;
+        Ok(())
+    }
+}
+
+/// Read up to `buf.len()` bytes from the start of `f`; how many there were.
+fn read_prefix(f: &File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read_at(&mut buf[n..], n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+impl Drop for FileStore {
+    fn drop(&mut self) {
+        // Leave the log ending at its last record (a crash leaves the zero
+        // tail instead, which the next open cuts).
+        if self.body_len != self.end {
+            let _ = self.body.set_len(self.end);
+        }
     }
 }
 
@@ -317,18 +447,25 @@ impl MessageStore for FileStore {
         if msg.len() > MAX_RECORD {
             return Err(StoreError::TooLarge(msg.len()));
         }
-        // One write(2) per record so a crash leaves at most one torn record.
-        // The record buffer is reused: no allocation per message.
-        let rec = &mut self.rec;
-        rec.clear();
-        rec.extend_from_slice(&(msg.len() as u32).to_le_bytes());
-        rec.extend_from_slice(&seq.to_le_bytes());
-        rec.extend_from_slice(msg);
-        self.body.write_all(rec).map_err(io_err(&self.body_path))?;
+        if msg.is_empty() || seq == 0 {
+            // Would read back as the end of the log.
+            return Err(StoreError::Io {
+                path: self.body_path.clone(),
+                source: io::Error::new(io::ErrorKind::InvalidInput, "empty message or sequence number 0"),
+            });
+        }
+        let at = self.end;
+        self.reserve_body(at + 12 + msg.len() as u64)?;
+        // Bytes, then sequence number, then (after the fence) the length:
+        // a crash leaves a whole record or a zero header (see FileStore).
+        self.body_map.write(at as usize + 12, msg);
+        self.body_map.write(at as usize + 4, &seq.to_le_bytes());
+        Mapping::store_fence();
+        self.body_map.write(at as usize, &(msg.len() as u32).to_le_bytes());
         if self.policy == FsyncPolicy::Always {
             self.body.sync_data().map_err(io_err(&self.body_path))?;
         }
-        self.index.insert(seq, (self.end + 12, msg.len() as u32));
+        self.index.insert(seq, (at + 12, msg.len() as u32));
         self.end += (12 + msg.len()) as u64;
         self.sender = seq + 1;
         Ok(())
@@ -337,17 +474,14 @@ impl MessageStore for FileStore {
         if begin > end {
             return Ok(());
         }
-        let mut buf = Vec::new();
         for (&seq, &(off, len)) in self.index.range(begin..=end) {
-            buf.resize(len as usize, 0);
-            self.body.read_exact_at(&mut buf, off).map_err(io_err(&self.body_path))?;
-            f(seq, &buf);
+            f(seq, self.body_map.slice(off as usize, len as usize));
         }
         Ok(())
     }
     fn reset(&mut self) -> Result<(), StoreError> {
         self.body.set_len(0).map_err(io_err(&self.body_path))?;
-        self.body.seek(SeekFrom::Start(0)).map_err(io_err(&self.body_path))?;
+        self.body_len = 0;
         self.index.clear();
         self.end = 0;
         self.sender = 1;
@@ -389,6 +523,7 @@ impl MessageStore for FileStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     fn collect(s: &dyn MessageStore, b: u64, e: u64) -> Vec<(u64, Vec<u8>)> {
         let mut v = Vec::new();
@@ -483,5 +618,97 @@ mod tests {
         drop(s);
         let s = FileStore::open(dir.path(), "A-B", FsyncPolicy::OsBuffered).unwrap();
         assert_eq!((s.next_target_seq(), s.engine_mark()), (1, 42), "a reset drops holds, keeps the mark");
+    }
+
+    #[test]
+    fn a_crash_leaves_a_zero_tail_that_the_next_open_cuts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = FileStore::open(dir.path(), "A-B", FsyncPolicy::OsBuffered).unwrap();
+        s.store_outbound(1, b"first").unwrap();
+        s.store_outbound(2, b"second").unwrap();
+        s.set_next_target_seq(9).unwrap();
+        let body = dir.path().join("A-B.body");
+        assert!(std::fs::metadata(&body).unwrap().len() >= BODY_GROWTH, "grown ahead");
+        // A crash: no Drop, so the zero tail stays (the mapping leaks in this test only).
+        std::mem::forget(s);
+        let s = FileStore::open(dir.path(), "A-B", FsyncPolicy::OsBuffered).unwrap();
+        assert_eq!((s.next_sender_seq(), s.next_target_seq()), (3, 9));
+        assert_eq!(collect(&s, 1, 2), vec![(1, b"first".to_vec()), (2, b"second".to_vec())]);
+        assert_eq!(std::fs::metadata(&body).unwrap().len(), 2 * 12 + 11, "cut at the last record");
+        drop(s);
+        assert_eq!(std::fs::metadata(&body).unwrap().len(), 2 * 12 + 11);
+    }
+
+    #[test]
+    fn a_torn_slot_falls_back_to_the_other_one() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut s = FileStore::open(dir.path(), "A-B", FsyncPolicy::OsBuffered).unwrap();
+            s.set_next_target_seq(4).unwrap();
+            s.set_next_target_seq(5).unwrap();
+            s.set_next_target_seq(6).unwrap();
+        }
+        let path = dir.path().join("A-B.seqnums");
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(bytes.len(), SEQ_FILE_LEN);
+        // The newest slot (target 6) is torn in its check word: 5 wins.
+        let newest = (0..2).max_by_key(|&i| read_slot(&bytes[i * SLOT..(i + 1) * SLOT]).generation).unwrap();
+        assert_eq!(read_slot(&bytes[newest * SLOT..(newest + 1) * SLOT]).numbers.map(|n| n.1), Some(6));
+        let mut torn = bytes.clone();
+        torn[newest * SLOT + 16] ^= 1;
+        std::fs::write(&path, &torn).unwrap();
+        let mut s = FileStore::open(dir.path(), "A-B", FsyncPolicy::OsBuffered).unwrap();
+        assert_eq!(s.next_target_seq(), 5);
+        // The next write goes to the torn slot and wins from then on.
+        s.set_next_target_seq(7).unwrap();
+        drop(s);
+        let s = FileStore::open(dir.path(), "A-B", FsyncPolicy::OsBuffered).unwrap();
+        assert_eq!(s.next_target_seq(), 7);
+        // A torn generation makes a slot the oldest.
+        drop(s);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let newest = (0..2).max_by_key(|&i| read_slot(&bytes[i * SLOT..(i + 1) * SLOT]).generation).unwrap();
+        bytes[newest * SLOT + 48] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let s = FileStore::open(dir.path(), "A-B", FsyncPolicy::OsBuffered).unwrap();
+        assert_eq!(s.next_target_seq(), 5);
+    }
+
+    #[test]
+    fn old_forty_byte_numbers_file_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = Vec::new();
+        for w in [12u64, 34, 12 ^ 34 ^ SEQ_CHECK, 77, 77 ^ MARK_CHECK] {
+            b.extend_from_slice(&w.to_le_bytes());
+        }
+        std::fs::write(dir.path().join("A-B.seqnums"), &b).unwrap();
+        let mut s = FileStore::open(dir.path(), "A-B", FsyncPolicy::OsBuffered).unwrap();
+        assert_eq!((s.next_sender_seq(), s.next_target_seq(), s.engine_mark()), (12, 34, 77));
+        s.set_next_target_seq(35).unwrap();
+        drop(s);
+        let s = FileStore::open(dir.path(), "A-B", FsyncPolicy::OsBuffered).unwrap();
+        assert_eq!((s.next_sender_seq(), s.next_target_seq(), s.engine_mark()), (12, 35, 77));
+    }
+
+    #[test]
+    fn the_body_map_grows_past_its_first_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = FileStore::open(dir.path(), "A-B", FsyncPolicy::OsBuffered).unwrap();
+        let big = vec![b'x'; 1 << 20];
+        let n = (BODY_MAP_MIN >> 20) as u64 + 3;
+        for seq in 1..=n {
+            s.store_outbound(seq, &big).unwrap();
+        }
+        assert!(s.body_map.len() > BODY_MAP_MIN);
+        let mut seen = 0;
+        s.outbound_range(1, n, &mut |_, m| {
+            assert_eq!(m.len(), big.len());
+            seen += 1;
+        })
+        .unwrap();
+        assert_eq!(seen, n);
+        drop(s);
+        let s = FileStore::open(dir.path(), "A-B", FsyncPolicy::OsBuffered).unwrap();
+        assert_eq!(s.next_sender_seq(), n + 1);
     }
 }

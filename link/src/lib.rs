@@ -7,14 +7,15 @@
 //! by someone else's command, and drop-copy sessions follow accounts whatever
 //! gateway they trade through.
 //!
-//! [`InProcessEngine`] runs a [`FastEngine`] on its own thread behind bounded
-//! channels; it is what `castle serve` and the tests use. The durable
-//! sequencer/engine server implements the same trait later (submitting into
-//! its journal, streaming from it).
+//! [`InProcessEngine`] runs a [`FastEngine`] behind a bounded queue: on the
+//! submitter's thread when the engine is idle, on its own thread otherwise
+//! (see [`Placement`]); the tests, examples and benchmarks use it. `castle
+//! serve` runs the journal-backed `DurableLink` (engine/server), which
+//! implements the same trait.
 
 use castle_engine::{Command, Engine, Event, EventKind, FastEngine, InstrumentSpec, Limits, Seq};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, RwLock};
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use thiserror::Error;
 
@@ -104,13 +105,22 @@ pub trait EngineLink: Send + Sync + 'static {
 /// for anything older gets `CannotResume` instead of a silent gap.
 pub const IN_PROCESS_HISTORY: usize = 1 << 16;
 
-/// Live subscribers and the recent history, under one lock so a batch is
-/// either in the history a new subscriber copies or sent to it live, never
-/// both and never neither.
+/// Host time ticks: the engine needs time to pass (GTD expiry) even when no
+/// command arrives, and at least this often when commands keep coming.
+const TICK_NANOS: u64 = 100_000_000;
+
+type Subscriber = tokio::sync::mpsc::Sender<Arc<EngineBatch>>;
+
+/// Live subscribers and the recent history, under the engine's lock so a
+/// batch is either in the history a new subscriber copies or sent to it
+/// live, never both and never neither.
 #[derive(Default)]
 struct Fanout {
-    live: Vec<tokio::sync::mpsc::Sender<Arc<EngineBatch>>>,
-    history: std::collections::VecDeque<Arc<EngineBatch>>,
+    /// Replaced (never mutated in place) when a subscriber joins or leaves:
+    /// whoever delivers takes the current list with one reference count
+    /// instead of copying it per batch.
+    live: Arc<Vec<Subscriber>>,
+    history: VecDeque<Arc<EngineBatch>>,
     /// Sequence number of the last batch published (0: none).
     last_seq: Seq,
     /// Highest sequence number dropped from the history (0: none).
@@ -127,15 +137,133 @@ impl Fanout {
         self.history.push_back(batch.clone());
         self.last_seq = batch.seq;
     }
+
+    fn add(&mut self, tx: Subscriber) {
+        let mut live: Vec<Subscriber> = self.live.iter().filter(|s| !s.is_closed()).cloned().collect();
+        live.push(tx);
+        self.live = Arc::new(live);
+    }
+
+    fn drop_closed(&mut self) {
+        if self.live.iter().any(|s| s.is_closed()) {
+            self.live = Arc::new(self.live.iter().filter(|s| !s.is_closed()).cloned().collect());
+        }
+    }
 }
 
-type Subscribers = Arc<Mutex<Fanout>>;
+/// Where commands are applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// Always on the engine thread: two thread hand-offs per command
+    /// (submitter -> engine thread -> subscriber).
+    Thread,
+    /// On the submitting thread, inside `submit`, when the engine is idle
+    /// (nothing queued, nothing being delivered, room in every subscriber's
+    /// channel); on the engine thread otherwise. An idle engine then costs a
+    /// lock instead of two wake-ups, which on a small VM are most of a
+    /// loopback round trip; under contention it degrades to `Thread`.
+    /// Order is kept: a command is applied inline only when every command
+    /// submitted before it has been applied and delivered.
+    InlineWhenIdle,
+}
 
-/// A [`FastEngine`] on a dedicated thread.
+/// Options of [`InProcessEngine::start_with`].
+#[derive(Clone, Copy, Debug)]
+pub struct InProcessOptions {
+    /// Bound of the inbound queue (commands waiting for the engine thread).
+    pub queue: usize,
+    /// How long the engine thread polls its queue before blocking. Polling
+    /// saves a wake-up when commands come back to back, but burns a core
+    /// that a small machine may need for the gateway itself (measured on
+    /// the 2-core VM: 20 us of polling per command cost more CPU than the
+    /// wake-up it saved under load; see BENCHMARKS.md).
+    pub spin: Duration,
+    pub placement: Placement,
+}
+
+impl InProcessOptions {
+    pub fn new(queue: usize) -> InProcessOptions {
+        InProcessOptions { queue, spin: Duration::ZERO, placement: Placement::InlineWhenIdle }
+    }
+}
+
+/// Everything the engine thread and the submitters share, under one lock.
+struct State {
+    engine: FastEngine,
+    queue: VecDeque<EngineRequest>,
+    queue_limit: usize,
+    placement: Placement,
+    /// The engine thread is delivering batches outside the lock: nothing
+    /// may be applied inline until it is done (delivery stays in seq order).
+    delivering: bool,
+    /// The engine thread waits on the condition variable: a submitter that
+    /// queues must wake it (and only then: no futex call otherwise).
+    parked: bool,
+    /// The last handle is gone: the engine thread ends.
+    stopped: bool,
+    fanout: Fanout,
+    last_tick: u64,
+    out: Vec<Event>,
+}
+
+impl State {
+    /// Apply one command (preceded by a host tick when the last one is
+    /// older than [`TICK_NANOS`]), record its batches and append them to
+    /// `batches`. A host command without events makes no batch.
+    fn apply(
+        &mut self,
+        origin: Option<Origin>,
+        cmd: &Command,
+        now: u64,
+        shared: &Shared,
+        batches: &mut Vec<Arc<EngineBatch>>,
+    ) {
+        if origin.is_some() && now.saturating_sub(self.last_tick) > TICK_NANOS {
+            self.apply_one(None, &Command::Tick, now, shared, batches);
+        }
+        self.apply_one(origin, cmd, now, shared, batches);
+    }
+
+    fn apply_one(
+        &mut self,
+        origin: Option<Origin>,
+        cmd: &Command,
+        now: u64,
+        shared: &Shared,
+        batches: &mut Vec<Arc<EngineBatch>>,
+    ) {
+        if matches!(cmd, Command::Tick) {
+            self.last_tick = now;
+        }
+        self.out.clear();
+        let seq = self.engine.apply(now, cmd, &mut self.out);
+        if self.out.iter().any(|e| matches!(e.kind, EventKind::InstrumentAdded { .. })) {
+            refresh_instruments(&self.engine, &shared.instruments);
+        }
+        if self.out.is_empty() && origin.is_none() {
+            return;
+        }
+        let batch = Arc::new(EngineBatch { origin, seq, ts: now, events: self.out.clone() });
+        self.fanout.record(&batch);
+        batches.push(batch);
+    }
+
+    /// Every live subscriber can take `n` more batches without waiting.
+    fn room_for(&self, n: usize) -> bool {
+        self.fanout.live.iter().all(|s| s.is_closed() || s.capacity() >= n)
+    }
+}
+
+struct Shared {
+    state: Mutex<State>,
+    wake: Condvar,
+    instruments: RwLock<Vec<InstrumentSpec>>,
+}
+
+/// A [`FastEngine`] behind a bounded queue, with an engine thread; see
+/// [`Placement`] for where commands run.
 pub struct InProcessEngine {
-    tx: SyncSender<EngineRequest>,
-    subscribers: Subscribers,
-    instruments: Arc<RwLock<Vec<InstrumentSpec>>>,
+    shared: Arc<Shared>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -144,43 +272,56 @@ fn now_nanos() -> u64 {
 }
 
 impl InProcessEngine {
-    /// Start the engine thread. `setup` commands (instruments, deposits) are
-    /// applied first, before anything is submitted. `queue` bounds the
-    /// inbound command queue.
+    /// Start the engine (placement [`Placement::InlineWhenIdle`]). `setup`
+    /// commands (instruments, deposits) are applied first, before anything
+    /// is submitted. `queue` bounds the inbound command queue.
     pub fn start(limits: Limits, setup: &[Command], queue: usize) -> Arc<InProcessEngine> {
-        // No polling by default: see `start_with_spin`.
-        Self::start_with_spin(limits, setup, queue, Duration::ZERO)
+        Self::start_with(limits, setup, InProcessOptions::new(queue))
     }
 
-    /// Like [`InProcessEngine::start`]; `spin` is how long the engine thread
-    /// polls its queue before blocking. Polling saves the wake-up (tens of
-    /// microseconds on a VM) when commands come back to back, but burns a
-    /// core that a small machine may need for the gateway itself (measured
-    /// on the 2-core VM: 20 us of polling per command cost more CPU than the
-    /// wake-up it saved under load; see BENCHMARKS.md).
+    /// Like [`InProcessEngine::start`], with the engine thread polling for
+    /// `spin` before it blocks (see [`InProcessOptions::spin`]).
     pub fn start_with_spin(limits: Limits, setup: &[Command], queue: usize, spin: Duration) -> Arc<InProcessEngine> {
-        let mut engine: FastEngine = Engine::new(limits);
-        let instruments = Arc::new(RwLock::new(Vec::new()));
-        let mut out = Vec::new();
-        let mut fanout = Fanout::default();
-        for c in setup {
-            out.clear();
-            let ts = now_nanos();
-            let seq = engine.apply(ts, c, &mut out);
-            // Set-up commands are part of the stream: a consumer resuming
-            // from 0 (settlement, market data) must see the deposits too.
-            fanout.record(&Arc::new(EngineBatch { origin: None, seq, ts, events: out.clone() }));
+        Self::start_with(limits, setup, InProcessOptions { spin, ..InProcessOptions::new(queue) })
+    }
+
+    pub fn start_with(limits: Limits, setup: &[Command], options: InProcessOptions) -> Arc<InProcessEngine> {
+        let state = State {
+            engine: Engine::new(limits),
+            queue: VecDeque::new(),
+            queue_limit: options.queue.max(1),
+            placement: options.placement,
+            delivering: false,
+            parked: false,
+            stopped: false,
+            fanout: Fanout::default(),
+            last_tick: now_nanos(),
+            out: Vec::with_capacity(256),
+        };
+        let shared =
+            Arc::new(Shared { state: Mutex::new(state), wake: Condvar::new(), instruments: RwLock::new(Vec::new()) });
+        {
+            let mut st = shared.state.lock().expect("fresh lock");
+            for c in setup {
+                // Set-up commands are part of the stream (recorded in the
+                // history): a consumer resuming from 0 (settlement, market
+                // data) must see the deposits too.
+                let ts = now_nanos();
+                st.out.clear();
+                let mut out = std::mem::take(&mut st.out);
+                let seq = st.engine.apply(ts, c, &mut out);
+                let batch = Arc::new(EngineBatch { origin: None, seq, ts, events: out.clone() });
+                st.out = out;
+                st.fanout.record(&batch);
+            }
+            refresh_instruments(&st.engine, &shared.instruments);
         }
-        refresh_instruments(&engine, &instruments);
-        let (tx, rx) = sync_channel::<EngineRequest>(queue.max(1));
-        let subscribers: Subscribers = Arc::new(Mutex::new(fanout));
-        let subs = subscribers.clone();
-        let instr = instruments.clone();
+        let s = shared.clone();
         let thread = std::thread::Builder::new()
             .name("castle-engine".into())
-            .spawn(move || engine_loop(engine, rx, subs, instr, spin))
+            .spawn(move || engine_loop(&s, options.spin))
             .expect("spawn engine thread");
-        Arc::new(InProcessEngine { tx, subscribers, instruments, thread: Mutex::new(Some(thread)) })
+        Arc::new(InProcessEngine { shared, thread: Mutex::new(Some(thread)) })
     }
 }
 
@@ -192,90 +333,114 @@ fn refresh_instruments(engine: &FastEngine, instruments: &RwLock<Vec<InstrumentS
     }
 }
 
-fn engine_loop(
-    mut engine: FastEngine,
-    rx: Receiver<EngineRequest>,
-    subs: Subscribers,
-    instruments: Arc<RwLock<Vec<InstrumentSpec>>>,
-    spin: Duration,
-) {
-    let mut out: Vec<Event> = Vec::with_capacity(256);
-    let mut last_tick = now_nanos();
+/// The engine thread: applies everything queued in one go per wake-up,
+/// then delivers the batches outside the lock (a subscriber that is full
+/// blocks this thread, never a submitter), and ticks when idle.
+fn engine_loop(shared: &Shared, spin: Duration) {
+    let mut batches: Vec<Arc<EngineBatch>> = Vec::with_capacity(64);
+    let Ok(mut st) = shared.state.lock() else { return };
     loop {
-        // Spin briefly before blocking: a futex wake-up costs tens of
-        // microseconds, which is the whole latency budget of a round trip.
-        let mut req = None;
-        let spin_start = std::time::Instant::now();
-        loop {
-            match rx.try_recv() {
-                Ok(r) => {
-                    req = Some(r);
-                    break;
-                }
-                Err(std::sync::mpsc::TryRecvError::Empty) if spin_start.elapsed() < spin => std::hint::spin_loop(),
-                Err(std::sync::mpsc::TryRecvError::Empty) => break,
-                Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
+        if st.stopped {
+            return;
+        }
+        if st.queue.is_empty() && !spin.is_zero() {
+            // Poll briefly before blocking (see InProcessOptions::spin).
+            let t0 = std::time::Instant::now();
+            while st.queue.is_empty() && !st.stopped && t0.elapsed() < spin {
+                drop(st);
+                std::hint::spin_loop();
+                st = match shared.state.lock() {
+                    Ok(g) => g,
+                    Err(_) => return,
+                };
             }
         }
-        let req = match req {
-            Some(r) => Some(r),
-            None => match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(r) => Some(r),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => return,
-            },
-        };
-        let now = now_nanos();
-        let (origin, cmd) = match req {
-            Some(r) => (Some(r.origin), r.command),
-            None => (None, Command::Tick),
-        };
-        // GTD expiry needs time to pass inside the engine even when busy.
-        let batches: &[(Option<Origin>, Command)] = if origin.is_some() && now.saturating_sub(last_tick) > 100_000_000 {
-            &[(None, Command::Tick), (origin, cmd)]
-        } else {
-            &[(origin, cmd)]
-        };
-        for (origin, cmd) in batches {
-            if matches!(cmd, Command::Tick) {
-                last_tick = now;
-            }
-            out.clear();
-            let seq = engine.apply(now, cmd, &mut out);
-            if out.iter().any(|e| matches!(e.kind, EventKind::InstrumentAdded { .. })) {
-                refresh_instruments(&engine, &instruments);
-            }
-            if out.is_empty() && origin.is_none() {
-                continue;
-            }
-            let batch = Arc::new(EngineBatch { origin: *origin, seq, ts: now, events: out.clone() });
-            let list: Vec<_> = match subs.lock() {
-                Ok(mut f) => {
-                    f.record(&batch);
-                    f.live.retain(|s| !s.is_closed());
-                    f.live.clone()
-                }
+        if st.queue.is_empty() {
+            st.parked = true;
+            let (g, timeout) = match shared.wake.wait_timeout(st, Duration::from_nanos(TICK_NANOS)) {
+                Ok(x) => x,
                 Err(_) => return,
             };
-            for s in list {
-                // Blocking send: never drop an event (see EngineLink::subscribe).
-                let _ = s.blocking_send(batch.clone());
+            st = g;
+            st.parked = false;
+            if st.stopped {
+                return;
+            }
+            if st.queue.is_empty() {
+                if timeout.timed_out() || now_nanos().saturating_sub(st.last_tick) > TICK_NANOS {
+                    // Idle: time passes inside the engine anyway (GTD expiry).
+                    let now = now_nanos();
+                    st.apply_one(None, &Command::Tick, now, shared, &mut batches);
+                } else {
+                    continue;
+                }
             }
         }
+        let now = now_nanos();
+        while let Some(r) = st.queue.pop_front() {
+            st.apply(Some(r.origin), &r.command, now, shared, &mut batches);
+        }
+        if batches.is_empty() {
+            continue;
+        }
+        st.fanout.drop_closed();
+        let live = st.fanout.live.clone();
+        st.delivering = true;
+        drop(st);
+        for b in batches.drain(..) {
+            for s in live.iter() {
+                // Blocking send: never drop an event (see EngineLink::subscribe).
+                let _ = s.blocking_send(b.clone());
+            }
+        }
+        st = match shared.state.lock() {
+            Ok(g) => g,
+            Err(_) => return,
+        };
+        st.delivering = false;
     }
 }
 
 impl EngineLink for InProcessEngine {
     fn submit(&self, req: EngineRequest) -> Result<(), LinkError> {
-        self.tx.try_send(req).map_err(|e| match e {
-            TrySendError::Full(_) => LinkError::Busy,
-            TrySendError::Disconnected(_) => LinkError::Stopped,
-        })
+        let mut st = self.shared.state.lock().map_err(|_| LinkError::Stopped)?;
+        if st.stopped {
+            return Err(LinkError::Stopped);
+        }
+        // Inline: up to two batches (a host tick may precede the command),
+        // delivered with try_send, which cannot fail for want of room: the
+        // room was checked under this lock and only this lock's holder (or
+        // the engine thread while `delivering`, excluded here) sends.
+        let now = now_nanos();
+        let batches_needed = if now.saturating_sub(st.last_tick) > TICK_NANOS { 2 } else { 1 };
+        if st.placement == Placement::InlineWhenIdle
+            && !st.delivering
+            && st.queue.is_empty()
+            && st.room_for(batches_needed)
+        {
+            let mut batches: Vec<Arc<EngineBatch>> = Vec::with_capacity(2);
+            st.apply(Some(req.origin), &req.command, now, &self.shared, &mut batches);
+            for b in batches {
+                for s in st.fanout.live.iter() {
+                    let _ = s.try_send(b.clone());
+                }
+            }
+            return Ok(());
+        }
+        if st.queue.len() >= st.queue_limit {
+            return Err(LinkError::Busy);
+        }
+        st.queue.push_back(req);
+        if st.parked {
+            st.parked = false;
+            self.shared.wake.notify_one();
+        }
+        Ok(())
     }
 
     fn subscribe(&self, capacity: usize) -> Result<tokio::sync::mpsc::Receiver<Arc<EngineBatch>>, LinkError> {
         let (tx, rx) = tokio::sync::mpsc::channel(capacity.max(1));
-        self.subscribers.lock().map_err(|_| LinkError::Stopped)?.live.push(tx);
+        self.shared.state.lock().map_err(|_| LinkError::Stopped)?.fanout.add(tx);
         Ok(rx)
     }
 
@@ -284,7 +449,8 @@ impl EngineLink for InProcessEngine {
         after: Seq,
         capacity: usize,
     ) -> Result<tokio::sync::mpsc::Receiver<Arc<EngineBatch>>, LinkError> {
-        let mut f = self.subscribers.lock().map_err(|_| LinkError::Stopped)?;
+        let mut st = self.shared.state.lock().map_err(|_| LinkError::Stopped)?;
+        let f = &mut st.fanout;
         // Resuming is possible when nothing after `after` has been forgotten
         // and `after` is not in this engine's future (a consumer that outlived
         // a restart of this non-durable engine).
@@ -297,23 +463,27 @@ impl EngineLink for InProcessEngine {
             // Cannot fail: the channel was sized for the backlog.
             let _ = tx.try_send(b);
         }
-        f.live.push(tx);
+        f.add(tx);
         Ok(rx)
     }
 
     fn instruments(&self) -> Vec<InstrumentSpec> {
-        self.instruments.read().map(|v| v.clone()).unwrap_or_default()
+        self.shared.instruments.read().map(|v| v.clone()).unwrap_or_default()
     }
 
     fn last_seq(&self) -> Option<Seq> {
-        self.subscribers.lock().ok().map(|f| f.last_seq)
+        self.shared.state.lock().ok().map(|s| s.fanout.last_seq)
     }
 }
 
 impl Drop for InProcessEngine {
     fn drop(&mut self) {
-        // The thread ends when the last sender (ours) is dropped; do not join
-        // here, the thread may be blocked on a subscriber.
+        // Tell the thread to end; do not join here, it may be blocked on a
+        // subscriber (it ends once that one takes the batch or goes away).
+        if let Ok(mut st) = self.shared.state.lock() {
+            st.stopped = true;
+        }
+        self.shared.wake.notify_one();
         if let Ok(mut t) = self.thread.lock() {
             t.take();
         }
@@ -350,5 +520,108 @@ mod tests {
         assert_eq!(live.seq, 3);
         assert_eq!(live.origin, Some(Origin { gateway: 7, request: 1 }));
         assert_eq!(from_one.blocking_recv().unwrap().seq, 3);
+    }
+
+    fn deposit(gateway: u32, request: u64) -> EngineRequest {
+        EngineRequest {
+            origin: Origin { gateway, request },
+            command: Command::Deposit { account: 2, asset: 2, amount: 1 },
+        }
+    }
+
+    fn options(queue: usize, placement: Placement) -> InProcessOptions {
+        InProcessOptions { placement, ..InProcessOptions::new(queue) }
+    }
+
+    /// Several threads submit at once, with a subscriber small enough that
+    /// some commands are applied inline and some on the engine thread:
+    /// every request is delivered once, in seq order, and each submitter's
+    /// requests in the order it submitted them.
+    fn concurrent_submitters_keep_order(placement: Placement) {
+        let engine = InProcessEngine::start_with(Limits::default(), &setup(), options(1 << 14, placement));
+        let mut rx = engine.subscribe(8).unwrap();
+        const PER: u64 = 2_000;
+        let threads: Vec<_> = (0..3u32)
+            .map(|g| {
+                let e = engine.clone();
+                std::thread::spawn(move || {
+                    for r in 1..=PER {
+                        while let Err(err) = e.submit(deposit(g, r)) {
+                            assert_eq!(err, LinkError::Busy);
+                            std::thread::yield_now();
+                        }
+                    }
+                })
+            })
+            .collect();
+        let mut last_seq = 2;
+        let mut next = [1u64; 3];
+        while next.iter().any(|&n| n <= PER) {
+            let b = rx.blocking_recv().expect("stream ended early");
+            assert!(b.seq > last_seq, "seq {} after {last_seq}", b.seq);
+            last_seq = b.seq;
+            if let Some(o) = b.origin {
+                assert_eq!(o.request, next[o.gateway as usize], "gateway {} out of order", o.gateway);
+                next[o.gateway as usize] += 1;
+            }
+        }
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(engine.last_seq(), Some(last_seq));
+    }
+
+    #[test]
+    fn concurrent_submitters_keep_order_inline_when_idle() {
+        concurrent_submitters_keep_order(Placement::InlineWhenIdle);
+    }
+
+    #[test]
+    fn concurrent_submitters_keep_order_on_the_engine_thread() {
+        concurrent_submitters_keep_order(Placement::Thread);
+    }
+
+    #[test]
+    fn idle_engine_applies_on_the_submitting_thread() {
+        let engine = InProcessEngine::start(Limits::default(), &setup(), 16);
+        let mut rx = engine.subscribe(16).unwrap();
+        engine.submit(deposit(1, 1)).unwrap();
+        // Delivered before submit returned: no other thread was involved.
+        let b = rx.try_recv().expect("applied inline");
+        assert_eq!((b.seq, b.origin), (3, Some(Origin { gateway: 1, request: 1 })));
+    }
+
+    #[test]
+    fn a_full_subscriber_slows_the_engine_and_submitters_get_busy() {
+        let engine = InProcessEngine::start(Limits::default(), &setup(), 4);
+        let mut rx = engine.subscribe(1).unwrap();
+        // The first fills the subscriber; the engine thread then blocks
+        // delivering the second; the next 4 fill the queue; then Busy.
+        let mut accepted = 0u64;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match engine.submit(deposit(1, accepted + 1)) {
+                Ok(()) => accepted += 1,
+                Err(LinkError::Busy) => break,
+                Err(e) => panic!("{e}"),
+            }
+            assert!(std::time::Instant::now() < deadline, "never busy");
+        }
+        assert!((5..=6).contains(&accepted), "accepted {accepted}");
+        // Nothing was lost: draining the subscriber delivers every accepted command, in order.
+        for r in 1..=accepted {
+            let b = rx.blocking_recv().unwrap();
+            assert_eq!(b.origin, Some(Origin { gateway: 1, request: r }));
+        }
+    }
+
+    #[test]
+    fn dropping_the_engine_ends_the_stream() {
+        let engine = InProcessEngine::start(Limits::default(), &setup(), 4);
+        let mut rx = engine.subscribe(4).unwrap();
+        drop(engine);
+        // The engine thread owns the senders through the shared state: it
+        // ends, the state goes, the channel closes.
+        assert!(rx.blocking_recv().is_none());
     }
 }
