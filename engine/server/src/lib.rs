@@ -33,6 +33,10 @@
 //!   a standby refuses records of an older epoch than it has seen (fencing), and promotion
 //!   journals a marker record with epoch + 1 before accepting orders. Sequence numbers continue
 //!   without a gap.
+//! * **Referee** ([`referee`], optional): with `Config::referee` a primary accepts commands only
+//!   while it holds the lease of the referee's current epoch, promotion claims the next epoch
+//!   there, and a deposed primary refuses orders and rejoins as a standby (see ARCHITECTURE.md
+//!   for what this does and does not protect against).
 //!
 //! * **In process** ([`link`]): [`DurableLink`] is this server as a `castle-link` `EngineLink`
 //!   (what `castle serve` runs): non-blocking submit, one feeder thread per subscriber.

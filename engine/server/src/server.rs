@@ -321,10 +321,18 @@ impl Server {
             None => tracing::info!(
                 "no referee configured: a primary accepts orders without a lease (single node; keeping a deposed primary from accepting orders is the operator's job)"
             ),
-            Some(r) => tracing::info!(
-                referee = %r.referee, node = r.node, advertise = %shared.advertise,
-                "referee configured: orders are accepted only while this node holds the referee's lease"
-            ),
+            Some(r) => {
+                tracing::info!(
+                    referee = %r.referee, node = r.node, advertise = %shared.advertise,
+                    "referee configured: orders are accepted only while this node holds the referee's lease"
+                );
+                if shared.advertise.parse::<SocketAddr>().is_ok_and(|a| a.ip().is_unspecified()) {
+                    tracing::warn!(
+                        advertise = %shared.advertise,
+                        "advertised address is a wildcard: other nodes cannot follow it (set --advertise)"
+                    );
+                }
+            }
         }
         let mut threads = Vec::new();
         let (snap_tx, snap_rx) = sync_channel::<(u64, Vec<u8>)>(1);
