@@ -37,7 +37,10 @@ pub struct SettlementBenchArgs {
     /// Flushes in flight (1-4) for the batched COPY run and the lag measurement.
     #[arg(long, default_value_t = 2)]
     pub pipeline: usize,
-    /// Runs to do (comma-separated; default all): reference, copy, copy1, v2-indexes,
+    /// Entries + fills at which a flush stops growing (the consumer's `max_flush_rows`).
+    #[arg(long, default_value_t = ConsumerConfig::default().max_flush_rows)]
+    pub max_flush_rows: usize,
+    /// Runs to do (comma-separated; default all): reference, copy, copy1, v3-pglz, v2-indexes,
     /// unnest, single, sqlite, lag.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
@@ -55,6 +58,15 @@ const V2_INDEXES: &str = "CREATE UNIQUE INDEX bench_orders_id ON orders (order_i
     CREATE INDEX bench_fills_instrument_ts ON fills (instrument, ts); \
     DROP INDEX orders_client_order_id; DROP INDEX orders_created_ts; DROP INDEX fills_ts";
 
+/// The version 3 journal compression (pglz) on a version 4 database: the same run's measure
+/// of what LZ4 saved (everything else is the current write path).
+const PGLZ_JOURNAL: &str = "ALTER TABLE ledger_journal ALTER COLUMN seq SET COMPRESSION pglz, \
+    ALTER COLUMN idx SET COMPRESSION pglz, ALTER COLUMN ts SET COMPRESSION pglz, \
+    ALTER COLUMN account SET COMPRESSION pglz, ALTER COLUMN asset SET COMPRESSION pglz, \
+    ALTER COLUMN kind SET COMPRESSION pglz, ALTER COLUMN reference SET COMPRESSION pglz, \
+    ALTER COLUMN available SET COMPRESSION pglz, ALTER COLUMN locked SET COMPRESSION pglz, \
+    ALTER COLUMN external SET COMPRESSION pglz";
+
 fn stream(seed: u64, fills: u64) -> (Vec<EngineBatch>, u64) {
     let (mut s, mut batches) = FillStream::new(seed);
     let before = s.fills;
@@ -69,7 +81,7 @@ async fn throughput<S: Store + Clone>(
     batches: &[EngineBatch],
     max_flush_rows: usize,
     pipeline: usize,
-) -> Result<(f64, u64)> {
+) -> Result<(f64, u64, f64)> {
     let src = VecSource::default();
     for b in batches {
         src.push(b.clone());
@@ -78,16 +90,16 @@ async fn throughput<S: Store + Clone>(
     let metrics = Arc::new(Metrics::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let cfg = ConsumerConfig { max_flush_rows, pipeline, ..ConsumerConfig::default() };
-    let start = Instant::now();
+    let (start, cpu0) = (Instant::now(), client_cpu());
     let task = tokio::spawn(consumer::run(store, src, cfg, metrics.clone(), stop_rx));
     while metrics.applied_seq.load(Relaxed) < last {
         anyhow::ensure!(!task.is_finished(), "the consumer stopped early");
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    let secs = start.elapsed().as_secs_f64();
+    let (secs, cpu) = (start.elapsed().as_secs_f64(), client_cpu() - cpu0);
     let _ = stop_tx.send(true);
     task.await?.context("consumer")?;
-    Ok((secs, metrics.flushes.load(Relaxed)))
+    Ok((secs, metrics.flushes.load(Relaxed), cpu))
 }
 
 async fn pg_store(admin: &str, name: &str, mode: WriteMode, extra_sql: &str) -> Result<PgStore> {
@@ -111,6 +123,47 @@ async fn wal_lsn(admin: &str) -> Result<i64> {
     drop(client);
     let _ = conn.await;
     Ok(r.get(0))
+}
+
+/// CPU seconds (user + system) of one process from `/proc/PID/stat`, with those of its
+/// reaped children when `children` is set. `None` when it cannot be read.
+fn proc_cpu(pid: u32, children: bool) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces), which ends at the last ')'.
+    let rest: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let field = |n: usize| rest.get(n - 3).and_then(|v| v.parse::<u64>().ok());
+    let mut ticks = field(14)? + field(15)?;
+    if children {
+        ticks += field(16)? + field(17)?;
+    }
+    Some(ticks as f64 / 100.0)
+}
+
+/// This process's CPU seconds (all threads): the consumer's side of a run.
+fn client_cpu() -> f64 {
+    proc_cpu(std::process::id(), false).unwrap_or(0.0)
+}
+
+/// CPU seconds of the PostgreSQL server when it runs on this machine: the postmaster, its
+/// live children (backends, WAL writer, checkpointer...) and its exited ones. `None` for a
+/// remote server or one whose data directory is not readable here.
+async fn server_cpu(admin: &str) -> Option<f64> {
+    let (client, conn) = tokio_postgres_connect(admin).await.ok()?;
+    let dir: String = client.query_one("SHOW data_directory", &[]).await.ok()?.get(0);
+    drop(client);
+    let _ = conn.await;
+    let pid: u32 =
+        std::fs::read_to_string(format!("{dir}/postmaster.pid")).ok()?.lines().next()?.trim().parse().ok()?;
+    let mut total = proc_cpu(pid, true)?;
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(child) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else { continue };
+        let ppid = stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().nth(1)?.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            total += proc_cpu(child, false).unwrap_or(0.0);
+        }
+    }
+    Some(total)
 }
 
 pub fn run(a: SettlementBenchArgs) -> Result<()> {
@@ -154,6 +207,7 @@ pub fn run(a: SettlementBenchArgs) -> Result<()> {
         for (run, (name, label, mode, pipeline, extra)) in [
             ("copy", "postgres batched, binary COPY", WriteMode::Copy, a.pipeline, ""),
             ("copy1", "postgres batched, COPY, 1 in flight", WriteMode::Copy, 1, ""),
+            ("v3-pglz", "postgres COPY, version 3 pglz journal", WriteMode::Copy, a.pipeline, PGLZ_JOURNAL),
             ("v2-indexes", "postgres COPY, version 2 indexes", WriteMode::Copy, a.pipeline, V2_INDEXES),
             ("unnest", "postgres batched, unnest", WriteMode::Unnest, a.pipeline, ""),
         ]
@@ -166,18 +220,25 @@ pub fn run(a: SettlementBenchArgs) -> Result<()> {
             let db = format!("castle_bench_run{run}");
             let s = pg_store(&admin, &db, mode, extra).await?;
             let wal0 = wal_lsn(&admin).await?;
-            let (secs, flushes) = throughput(s, &batches, 100_000, pipeline).await?;
+            let srv0 = server_cpu(&admin).await;
+            let (secs, flushes, cpu) = throughput(s, &batches, a.max_flush_rows, pipeline).await?;
+            let per_fill = |s: f64| s * 1e6 / fills as f64;
+            let client = per_fill(cpu);
+            let server = match (srv0, server_cpu(&admin).await) {
+                (Some(a), Some(b)) => format!("{:.1}", per_fill(b - a)),
+                _ => "?".into(),
+            };
             let wal = (wal_lsn(&admin).await? - wal0) as f64 / fills as f64;
             let rate = fills as f64 / secs;
             println!(
-                "{label:<40} {rate:>10.0} fills/s  ({fills} fills in {secs:.2} s, {flushes} transactions, {wal:.0} WAL bytes/fill)"
+                "{label:<40} {rate:>10.0} fills/s  ({fills} fills in {secs:.2} s, {flushes} transactions, {wal:.0} WAL bytes/fill, CPU us/fill: consumer {client:.1}, server {server})"
             );
             results.push((label, rate));
         }
         if want("single") {
             let (base, base_fills) = stream(a.seed, a.baseline_fills);
             let s = pg_store(&admin, "castle_bench_single", WriteMode::Copy, "").await?;
-            let (secs, flushes) = throughput(s, &base, 1, 1).await?;
+            let (secs, flushes, _) = throughput(s, &base, 1, 1).await?;
             let base_rate = base_fills as f64 / secs;
             println!(
                 "{:<40} {base_rate:>10.0} fills/s  ({base_fills} fills in {secs:.2} s, {flushes} transactions)",
@@ -190,7 +251,7 @@ pub fn run(a: SettlementBenchArgs) -> Result<()> {
         if want("sqlite") {
             let dir = tempfile::tempdir()?;
             let s = SqliteStore::open(dir.path().join("bench.sqlite"))?;
-            let (secs, flushes) = throughput(s, &batches, 100_000, 1).await?;
+            let (secs, flushes, _) = throughput(s, &batches, a.max_flush_rows, 1).await?;
             println!(
                 "{:<40} {:>10.0} fills/s  ({fills} fills in {secs:.2} s, {flushes} transactions, synchronous=FULL)",
                 "sqlite batched",
@@ -211,7 +272,7 @@ pub fn run(a: SettlementBenchArgs) -> Result<()> {
         let task = tokio::spawn(consumer::run(
             s,
             src.clone(),
-            ConsumerConfig { pipeline: a.pipeline, ..ConsumerConfig::default() },
+            ConsumerConfig { pipeline: a.pipeline, max_flush_rows: a.max_flush_rows, ..ConsumerConfig::default() },
             metrics.clone(),
             stop_rx,
         ));

@@ -78,6 +78,7 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "ledger", sql: include_str!("../migrations/postgres/V1__ledger.sql") },
     Migration { version: 2, name: "journal", sql: include_str!("../migrations/postgres/V2__journal.sql") },
     Migration { version: 3, name: "history", sql: include_str!("../migrations/postgres/V3__history.sql") },
+    Migration { version: 4, name: "journal_lz4", sql: include_str!("../migrations/postgres/V4__journal_lz4.sql") },
 ];
 /// SQLite has no version 2 (PostgreSQL's version 2 only changed how it stores ledger lines);
 /// version numbers stay aligned with PostgreSQL's for the same model.
