@@ -431,8 +431,11 @@ impl EngineLink for InProcessEngine {
             return Err(LinkError::Busy);
         }
         st.queue.push_back(req);
-        if st.parked {
-            st.parked = false;
+        let wake = std::mem::replace(&mut st.parked, false);
+        // Notify after unlocking: the woken thread would otherwise find the
+        // lock still held and go back to sleep on it (two more futex calls).
+        drop(st);
+        if wake {
             self.shared.wake.notify_one();
         }
         Ok(())
