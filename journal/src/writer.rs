@@ -215,6 +215,10 @@ pub struct UringWriter {
     /// A batch never completed, even after cancellation: the kernel may still read the
     /// buffers, so neither the ring nor the buffers may ever be freed (see [`BatchWriter::wedged`]).
     wedged: bool,
+    /// When the batch in flight was submitted or last completed a request.
+    progress_at: Instant,
+    /// The batch in flight has been cancelled once.
+    cancelled: bool,
 }
 
 impl UringWriter {
@@ -258,6 +262,8 @@ impl UringWriter {
             failure: None,
             redo: false,
             wedged: false,
+            progress_at: Instant::now(),
+            cancelled: false,
         })
     }
 
@@ -280,47 +286,55 @@ impl UringWriter {
     /// on this project's CI kernel a linked chain was seen never to complete, with no io-wq
     /// worker left to run it; durability must not depend on that.
     fn wait_all(&mut self) -> io::Result<()> {
-        if self.wedged {
-            return Err(io::Error::new(io::ErrorKind::TimedOut, "io_uring writer wedged by an earlier stalled batch"));
-        }
-        let mut last_progress = Instant::now();
-        let mut cancelled = false;
         while self.outstanding > 0 {
+            self.check_stall()?;
             match self.enter_and_wait() {
                 Ok(()) => {}
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::ETIME)) => {}
                 Err(e) => return Err(e),
             }
-            let before = self.outstanding;
             self.reap();
-            if self.outstanding < before {
-                last_progress = Instant::now();
-            } else if cancelled && last_progress.elapsed() >= GIVE_UP_AFTER {
-                // Fail-stop: the caller poisons the journal; acknowledging nothing more is
-                // better than a process that hangs with orders in flight.
-                self.wedged = true;
-                tracing::error!(
-                    outstanding = self.outstanding,
-                    "io_uring batch never completed, even after cancellation; journal writer wedged"
-                );
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("io_uring batch: {} completions missing after cancellation", self.outstanding),
-                ));
-            } else if !cancelled && last_progress.elapsed() >= STALL_AFTER {
-                cancelled = true;
-                let sq_unconsumed = self.ring.submission().len();
-                let cq_overflow = self.ring.completion().overflow();
-                let r = self
-                    .ring
-                    .submitter()
-                    .register_sync_cancel(Some(types::Timespec::new().sec(1)), types::CancelBuilder::any());
-                tracing::warn!(
-                    outstanding = self.outstanding, sq_unconsumed, cq_overflow, cancel = ?r,
-                    "io_uring batch made no progress for {STALL_AFTER:?}; cancelled it (redone with pwrite + fdatasync)"
-                );
-                last_progress = Instant::now();
-            }
+        }
+        Ok(())
+    }
+
+    /// The stall clock belongs to the batch (it starts at submit and restarts at each
+    /// completion), so a caller that only polls (`try_wait`) under load gets the same
+    /// cancellation and fail-stop as one that blocks in `wait`.
+    fn check_stall(&mut self) -> io::Result<()> {
+        if self.wedged {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "io_uring writer wedged by an earlier stalled batch"));
+        }
+        if self.outstanding == 0 {
+            return Ok(());
+        }
+        let idle = self.progress_at.elapsed();
+        if self.cancelled && idle >= GIVE_UP_AFTER {
+            // Fail-stop: the caller poisons the journal; acknowledging nothing more is
+            // better than a process that hangs with orders in flight.
+            self.wedged = true;
+            tracing::error!(
+                outstanding = self.outstanding,
+                "io_uring batch never completed, even after cancellation; journal writer wedged"
+            );
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("io_uring batch: {} completions missing after cancellation", self.outstanding),
+            ));
+        }
+        if !self.cancelled && idle >= STALL_AFTER {
+            self.cancelled = true;
+            let sq_unconsumed = self.ring.submission().len();
+            let cq_overflow = self.ring.completion().overflow();
+            let r = self
+                .ring
+                .submitter()
+                .register_sync_cancel(Some(types::Timespec::new().sec(1)), types::CancelBuilder::any());
+            tracing::warn!(
+                outstanding = self.outstanding, sq_unconsumed, cq_overflow, cancel = ?r,
+                "io_uring batch made no progress for {STALL_AFTER:?}; cancelled it (redone with pwrite + fdatasync)"
+            );
+            self.progress_at = Instant::now();
         }
         Ok(())
     }
@@ -328,6 +342,7 @@ impl UringWriter {
     fn reap(&mut self) {
         for cqe in self.ring.completion() {
             self.outstanding -= 1;
+            self.progress_at = Instant::now();
             let idx = cqe.user_data() as usize;
             let res = cqe.result();
             let op = &self.ops[idx / 2];
@@ -398,6 +413,8 @@ impl BatchWriter for UringWriter {
         }
         self.ops = ops;
         self.outstanding = 2 * n;
+        self.progress_at = Instant::now();
+        self.cancelled = false;
         if let Err(e) = self.ring.submit() {
             // Nothing was consumed by the kernel only if submit failed outright.
             self.outstanding = 0;
@@ -420,6 +437,7 @@ impl BatchWriter for UringWriter {
             self.reap();
         }
         if self.outstanding > 0 {
+            self.check_stall().map_err(|e| JournalError::io("io_uring wait", "", e))?;
             return Ok(false);
         }
         if !self.ops.is_empty() {
@@ -478,15 +496,14 @@ mod tests {
     use super::*;
     use std::os::fd::FromRawFd;
 
-    /// A batch whose write can never complete (a full pipe nobody reads) is cancelled after
-    /// STALL_AFTER and reported as an error: the writer neither hangs nor wedges.
-    #[test]
-    fn stalled_batch_is_cancelled_not_waited_forever() {
+    /// A writer with one batch in flight whose write can never complete (a full pipe nobody
+    /// reads). The buffer and the pipe's read end are returned to outlive the writer.
+    fn stuck_batch() -> (UringWriter, crate::buf::AlignedBuf, File) {
         let mut fds = [0; 2];
         // SAFETY: plain syscall; the fds are owned by the Files below.
         assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
         // SAFETY: fresh fds from pipe(2), each owned once.
-        let (_reader, writer) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
+        let (reader, writer) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
         // Fill the pipe (nobody reads it), so the batch's write can never make progress.
         // SAFETY: plain fcntl/write calls on an fd we own.
         unsafe {
@@ -498,7 +515,7 @@ mod tests {
         }
         let buf = crate::buf::AlignedBuf::new(4096);
         let len = buf.capacity();
-        // SAFETY: `buf` outlives the writer (dropped after it, declared before).
+        // SAFETY: the caller drops the writer before the buffer.
         let mut w = match unsafe { UringWriter::new(&[(buf.as_ptr(), len)]) } {
             Ok(w) => w,
             Err(e) => panic!("io_uring unavailable on this machine: {e}"),
@@ -511,14 +528,45 @@ mod tests {
             len,
             buf_index: 0,
         };
-        let t0 = Instant::now();
-        // SAFETY: the buffer lives until after `w` is dropped.
+        // SAFETY: the buffer outlives the writer (caller's contract above).
         unsafe { w.submit(vec![op]).expect("submit") };
+        (w, buf, reader)
+    }
+
+    /// A stalled batch is cancelled after STALL_AFTER and reported as an error (a pipe write
+    /// cannot be redone with pwrite): the writer neither hangs nor wedges.
+    #[test]
+    fn stalled_batch_is_cancelled_not_waited_forever() {
+        let (mut w, buf, _reader) = stuck_batch();
+        let t0 = Instant::now();
         let r = w.wait();
         let took = t0.elapsed();
         assert!(r.is_err(), "a pipe write cannot be redone with pwrite: expected an error, got {r:?}");
         assert!(took >= STALL_AFTER, "cancelled only after the stall limit, took {took:?}: {r:?}");
         assert!(!w.wedged(), "a cancellable stall must not wedge the writer");
+        assert_eq!(w.outstanding, 0);
+        drop(w);
+        drop(buf);
+    }
+
+    /// A caller that only polls (the sequencer under load) gets the same cancellation: the
+    /// stall clock starts at submit, not when someone blocks.
+    #[test]
+    fn polling_alone_cancels_a_stalled_batch() {
+        let (mut w, buf, _reader) = stuck_batch();
+        let t0 = Instant::now();
+        let r = loop {
+            match w.try_wait() {
+                Ok(false) => {
+                    assert!(t0.elapsed() < STALL_AFTER * 5, "polling never cancelled the stalled batch");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                other => break other,
+            }
+        };
+        assert!(t0.elapsed() >= STALL_AFTER, "cancelled before the stall limit");
+        assert!(r.is_err(), "a pipe write cannot be redone with pwrite: expected an error, got {r:?}");
+        assert!(!w.wedged());
         assert_eq!(w.outstanding, 0);
         drop(w);
         drop(buf);
