@@ -125,6 +125,21 @@ impl<B: OrderBook> Engine<B> {
         &self.limits
     }
 
+    /// Size the order lookup tables (the client order id index and the id
+    /// index of every instrument listed so far) for `open_orders` orders, up
+    /// to the limits. They start small and grow by doubling (see
+    /// [`crate::INDEX_START_CAPACITY`]); each growth moves every entry at
+    /// once, a stall of milliseconds at 100k orders. A host that expects
+    /// that many resting orders and cares about tail latency (the FIX
+    /// gateway's round trip) reserves once at start instead.
+    pub fn reserve_order_index(&mut self, open_orders: usize) {
+        let want = open_orders.min(self.limits.max_open_orders);
+        self.client_ids.reserve(want.saturating_sub(self.client_ids.len()));
+        for m in self.markets.iter_mut().flatten() {
+            m.book.reserve(open_orders.min(self.limits.max_orders_per_instrument));
+        }
+    }
+
     /// Sequence number of the last command applied (0 before any).
     pub fn seq(&self) -> Seq {
         self.seq

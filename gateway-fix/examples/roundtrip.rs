@@ -36,7 +36,7 @@ use castle_gateway_fix::link::{EngineBatch, EngineLink, EngineRequest, LinkError
 use castle_gateway_fix::link::{InProcessOptions, Placement};
 use castle_gateway_fix::{serve, Config, InProcessEngine, Timestamp};
 use hdrhistogram::Histogram;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -87,7 +87,7 @@ fn now_nanos() -> u64 {
 }
 
 impl InlineEngine {
-    fn start(limits: Limits, setup: &[Command]) -> Arc<InlineEngine> {
+    fn start(limits: Limits, setup: &[Command], reserve_orders: usize) -> Arc<InlineEngine> {
         let engine: FastEngine = Engine::new(limits);
         let mut st = InlineState {
             engine,
@@ -103,6 +103,9 @@ impl InlineEngine {
             let seq = st.engine.apply(ts, c, &mut st.out);
             let events = st.out.clone();
             st.publish(EngineBatch { origin: None, seq, ts, events });
+        }
+        if reserve_orders > 0 {
+            st.engine.reserve_order_index(reserve_orders);
         }
         let e = Arc::new(InlineEngine { state: Mutex::new(st), instruments: RwLock::new(Vec::new()) });
         e.refresh_instruments();
@@ -203,6 +206,159 @@ fn cpu_us() -> f64 {
     tv(u.ru_utime) + tv(u.ru_stime)
 }
 
+/// Scheduler accounting of one thread (from /proc/self/task/TID).
+#[derive(Clone, Copy, Default)]
+struct ThreadTimes {
+    /// Time on a CPU, ns (schedstat field 1).
+    run: u64,
+    /// Time runnable but waiting for a CPU, ns (schedstat field 2): the
+    /// queueing this benchmark cares about.
+    wait: u64,
+    /// Involuntary context switches (preempted while runnable).
+    preempted: u64,
+}
+
+/// The calling thread's own account.
+fn own_times() -> ThreadTimes {
+    task_times(std::path::Path::new("/proc/thread-self"))
+}
+
+fn task_times(p: &std::path::Path) -> ThreadTimes {
+    let sched = std::fs::read_to_string(p.join("schedstat")).unwrap_or_default();
+    let mut f = sched.split_whitespace().map(|x| x.parse::<u64>().unwrap_or(0));
+    let (run, wait) = (f.next().unwrap_or(0), f.next().unwrap_or(0));
+    let status = std::fs::read_to_string(p.join("status")).unwrap_or_default();
+    let preempted = status
+        .lines()
+        .find_map(|l| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    ThreadTimes { run, wait, preempted }
+}
+
+/// Every thread of this process, summed by role (see [`role_of`]).
+fn thread_times() -> BTreeMap<&'static str, ThreadTimes> {
+    let mut by_role: BTreeMap<&'static str, ThreadTimes> = BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else { return by_role };
+    for task in dir.flatten() {
+        let p = task.path();
+        let comm = std::fs::read_to_string(p.join("comm")).unwrap_or_default();
+        let own = task_times(&p);
+        let t = by_role.entry(role_of(comm.trim())).or_default();
+        t.run += own.run;
+        t.wait += own.wait;
+        t.preempted += own.preempted;
+    }
+    by_role
+}
+
+/// Thread names set by this example (and castle-link's engine thread).
+fn role_of(comm: &str) -> &'static str {
+    match comm {
+        "rt-send" => "client send",
+        "rt-recv" => "client recv",
+        "rt-echo" => "echo server",
+        "castle-engine" => "engine thread",
+        c if c.starts_with("rt-gw") => "gateway",
+        _ => "other",
+    }
+}
+
+/// How the benchmark's threads are scheduled; the echo and the gateways get
+/// the same treatment in every mode.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Sched {
+    /// Every thread may run on every CPU, normal priority (the
+    /// configuration of the numbers before session 5).
+    Shared,
+    /// Client threads (sender, receiver) on CPU 0, server threads (echo
+    /// server, gateways, engine threads) on CPU 1, as a venue pins its
+    /// threads: the server never waits behind its own client.
+    Pinned,
+    /// Pinned, and every benchmark thread SCHED_FIFO: other programs on
+    /// the machine (builds) only get the CPU time these threads leave.
+    /// Needs root (or CAP_SYS_NICE); the kernel's RT throttle still leaves
+    /// 5% of each CPU to everything else.
+    PinnedFifo,
+}
+
+impl Sched {
+    fn parse(s: &str) -> Sched {
+        match s {
+            "shared" => Sched::Shared,
+            "pinned" => Sched::Pinned,
+            "fifo" => Sched::PinnedFifo,
+            other => panic!("unknown scheduling mode {other:?} (shared, pinned, fifo)"),
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Sched::Shared => "shared",
+            Sched::Pinned => "pinned",
+            Sched::PinnedFifo => "pinned+fifo",
+        }
+    }
+
+    /// Apply to one thread (0 = the calling one) of the given role.
+    fn apply(self, tid: libc::pid_t, role: &str) {
+        let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize;
+        let cpu = match role {
+            "client send" | "client recv" => Some(0),
+            "echo server" | "gateway" | "engine thread" => Some(1 % cpus),
+            _ => None,
+        };
+        let pin = self != Sched::Shared && cpu.is_some();
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            for c in 0..cpus {
+                if !pin || Some(c) == cpu {
+                    libc::CPU_SET(c, &mut set);
+                }
+            }
+            if libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                eprintln!("sched_setaffinity({tid}, {role}): {}", std::io::Error::last_os_error());
+            }
+            let fifo = self == Sched::PinnedFifo && cpu.is_some();
+            let param = libc::sched_param { sched_priority: if fifo { 10 } else { 0 } };
+            let policy = if fifo { libc::SCHED_FIFO } else { libc::SCHED_OTHER };
+            if libc::sched_setscheduler(tid, policy, &param) != 0 {
+                eprintln!("sched_setscheduler({tid}, {role}): {}", std::io::Error::last_os_error());
+            }
+        }
+    }
+
+    /// Apply to every thread of the process, by role.
+    fn apply_all(self) {
+        let Ok(dir) = std::fs::read_dir("/proc/self/task") else { return };
+        for task in dir.flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) {
+                self.apply(tid, role_of(comm.trim()));
+            }
+        }
+    }
+}
+
+/// Per round trip: CPU and run-queue wait of each role during one run.
+fn times_per_order(
+    before: &BTreeMap<&'static str, ThreadTimes>,
+    after: &BTreeMap<&'static str, ThreadTimes>,
+    n: u64,
+) -> String {
+    let mut parts = Vec::new();
+    for (role, a) in after {
+        let b = before.get(role).copied().unwrap_or_default();
+        let run = a.run.saturating_sub(b.run) as f64 / n.max(1) as f64 / 1000.0;
+        let wait = a.wait.saturating_sub(b.wait) as f64 / n.max(1) as f64 / 1000.0;
+        let pre = a.preempted.saturating_sub(b.preempted) as f64 / n.max(1) as f64;
+        if run >= 0.05 || wait >= 0.05 {
+            parts.push(format!("{role} {run:.1}/{wait:.1}/{pre:.2}"));
+        }
+    }
+    parts.join("; ")
+}
+
 struct Result {
     /// Process CPU per round trip (client threads included), microseconds.
     cpu: f64,
@@ -211,27 +367,74 @@ struct Result {
     p999: f64,
     max: f64,
     sent: u64,
+    /// Per-role CPU / run-queue wait (us per round trip) / preemptions per round trip.
+    threads: String,
+    /// The worst stalls: where they began (message index) and how long.
+    stalls: String,
+}
+
+/// A stall shows as a run of messages whose latency falls by one send
+/// interval per message (they queued behind it): report the peak of the
+/// five longest such runs, with the index of the message that met it.
+fn stalls(by_index: &[u32], interval_ns: f64) -> String {
+    let mut peaks: Vec<(u32, usize)> = Vec::new();
+    let mut i = 0;
+    while i < by_index.len() {
+        let peak = by_index[i];
+        // Skip the messages this peak explains (latency decreasing).
+        let mut j = i + 1;
+        while j < by_index.len()
+            && by_index[j] < by_index[j - 1] + (interval_ns / 1000.0) as u32 + 50
+            && by_index[j] > 500
+        {
+            j += 1;
+        }
+        if peak >= 1000 {
+            peaks.push((peak, i));
+        }
+        i = j;
+    }
+    peaks.sort_unstable_by(|a, b| b.cmp(a));
+    peaks
+        .iter()
+        .take(5)
+        .map(|(us, at)| format!("{:.1} ms at #{at}", *us as f64 / 1000.0))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Send `n` messages at `rate`/s built by `make(i)`; `id_of` extracts the
 /// index from a received message (None: not a reply to count).
-fn run<F, G>(mut tx: TcpStream, mut rx: TcpStream, rate: u64, n: u64, make: F, id_of: G, framed: bool) -> Result
+#[allow(clippy::too_many_arguments)]
+fn run<F, G>(
+    sched_mode: Sched,
+    mut tx: TcpStream,
+    mut rx: TcpStream,
+    rate: u64,
+    n: u64,
+    make: F,
+    id_of: G,
+    framed: bool,
+) -> Result
 where
     F: Fn(u64) -> Vec<u8> + Send + 'static,
     G: Fn(&[u8]) -> Option<u64> + Send + 'static,
 {
     let sched: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
     let cpu0 = cpu_us();
+    let threads0 = thread_times();
     let origin = Instant::now() + Duration::from_millis(20);
     let interval = 1e9 / rate as f64;
     let s2 = sched.clone();
-    let sender = std::thread::spawn(move || {
+    let sender = std::thread::Builder::new().name("rt-send".into()).spawn(move || {
         // Sleep precisely instead of spinning: on a small shared machine a
         // spinning client steals the CPU the gateway needs. Timer slack
         // (50 us by default) would otherwise round every sleep up.
         unsafe {
             libc::prctl(libc::PR_SET_TIMERSLACK, 1u64, 0u64, 0u64, 0u64);
         }
+        sched_mode.apply(0, "client send");
+        let own0 = own_times();
         for i in 0..n {
             let at = (i as f64 * interval) as u64;
             let msg = make(i);
@@ -252,9 +455,21 @@ where
                 break;
             }
         }
-        tx
+        // This thread's account ends with it: read it here.
+        let own = own_times();
+        (
+            tx,
+            ThreadTimes {
+                run: own.run - own0.run,
+                wait: own.wait - own0.wait,
+                preempted: own.preempted - own0.preempted,
+            },
+        )
     });
+    let sender = sender.expect("spawn sender");
     let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000_000, 3).unwrap();
+    // Latency of every message by index, to find stalls (see `stalls`).
+    let mut by_index = vec![0u32; n as usize];
     let mut buf = Vec::with_capacity(1 << 20);
     let mut chunk = vec![0u8; 1 << 16];
     let mut got = 0;
@@ -289,13 +504,18 @@ where
                 if let Some(s) = sched.get(i as usize) {
                     let lat = origin.elapsed_nanos_signed() - s.load(Ordering::Relaxed) as i64;
                     hist.saturating_record(lat.max(1) as u64);
+                    by_index[i as usize] = (lat.max(0) / 1000).min(u32::MAX as i64) as u32;
                     got += 1;
                 }
             }
         }
         buf.drain(..pos);
     }
-    let _ = sender.join();
+    let mut threads1 = thread_times();
+    if let Ok((_, sent)) = sender.join() {
+        threads1.insert("client send", sent);
+    }
+    let threads = times_per_order(&threads0, &threads1, got);
     let us = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
     Result {
         cpu: (cpu_us() - cpu0) / got.max(1) as f64,
@@ -304,6 +524,8 @@ where
         p999: us(0.999),
         max: hist.max() as f64 / 1000.0,
         sent: got,
+        threads,
+        stalls: stalls(&by_index, interval),
     }
 }
 
@@ -326,11 +548,13 @@ impl Elapsed for Instant {
 }
 
 /// One gateway (own thread, own store directory) in front of `link`; returns its address.
-fn start_gateway(link: Arc<dyn EngineLink>, dir: &std::path::Path) -> SocketAddr {
+/// `order_capacity`: the gateway's `OrderCapacity` (its order tables are
+/// sized for that many resting orders; every order of this benchmark rests).
+fn start_gateway(link: Arc<dyn EngineLink>, dir: &std::path::Path, order_capacity: u64) -> SocketAddr {
     std::fs::create_dir_all(dir).unwrap();
     let cfg = Config::parse(&format!(
         "[DEFAULT]\nListenAddress=127.0.0.1:0\nSenderCompID=CASTLE\nStoreDir={}\nSendingTimeTolerance=0\n\
-         [SESSION]\nTargetCompID=BENCH\nAccount=7\nResetOnLogon=Y\n",
+         OrderCapacity={order_capacity}\n[SESSION]\nTargetCompID=BENCH\nAccount=7\nResetOnLogon=Y\n",
         dir.display()
     ))
     .unwrap();
@@ -340,18 +564,27 @@ fn start_gateway(link: Arc<dyn EngineLink>, dir: &std::path::Path) -> SocketAddr
     // waits for a CPU.
     let threads: usize = std::env::var("CASTLE_GATEWAY_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
     let (atx, arx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = if threads <= 1 {
-            tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
-        } else {
-            tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build().unwrap()
-        };
-        rt.block_on(async move {
-            let server = serve(cfg, link).await.unwrap();
-            atx.send(server.local_addr().unwrap()).unwrap();
-            server.wait().await;
-        });
-    });
+    let name = format!("rt-gw-{}", dir.file_name().and_then(|n| n.to_str()).unwrap_or("x"));
+    std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(move || {
+            let rt = if threads <= 1 {
+                tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+            } else {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(threads)
+                    .thread_name(name)
+                    .enable_all()
+                    .build()
+                    .unwrap()
+            };
+            rt.block_on(async move {
+                let server = serve(cfg, link).await.unwrap();
+                atx.send(server.local_addr().unwrap()).unwrap();
+                server.wait().await;
+            });
+        })
+        .expect("spawn gateway thread");
     arx.recv().unwrap()
 }
 
@@ -377,6 +610,10 @@ struct Target {
 }
 
 fn main() {
+    // The receiving client runs on this thread.
+    unsafe {
+        libc::prctl(libc::PR_SET_NAME, c"rt-recv".as_ptr() as libc::c_ulong, 0u64, 0u64, 0u64);
+    }
     let args: Vec<String> = std::env::args().collect();
     let secs: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(5);
     let rates: Vec<u64> = args
@@ -387,8 +624,12 @@ fn main() {
         .get(3)
         .map(|s| s.split(',').map(str::to_owned).collect())
         .unwrap_or_else(|| vec!["thread".into(), "idle".into(), "inline".into()]);
+    let modes: Vec<Sched> = args
+        .get(4)
+        .map(|s| s.split(',').map(Sched::parse).collect())
+        .unwrap_or_else(|| vec![Sched::Shared, Sched::Pinned]);
     let dir = tempfile_dir();
-    let total: u64 = rates.iter().map(|r| r * secs).sum::<u64>() + 1000;
+    let total: u64 = rates.iter().map(|r| r * secs).sum::<u64>() * modes.len() as u64 + 1000;
     let mut limits = Limits::default();
     limits.max_orders_per_instrument = (total as usize).next_power_of_two().max(1 << 18);
     limits.max_open_orders = limits.max_orders_per_instrument;
@@ -396,6 +637,12 @@ fn main() {
         Command::AddInstrument(InstrumentSpec::demo(0, "BTC-USDT", 1, 2, 6_000_000)),
         Command::Deposit { account: 7, asset: 2, amount: 1 << 61 },
     ];
+    // ROUNDTRIP_ORDER_CAPACITY: resting orders the gateway's tables
+    // (OrderCapacity) and the engine's lookup tables are sized for at start.
+    // Default: every order of the run, as a venue sizes for its expected
+    // peak. 0 = the configuration before session 5 (gateway default 16384,
+    // engine indexes from 16k), where every doubling of a table was a stall.
+    let capacity = std::env::var("ROUNDTRIP_ORDER_CAPACITY").ok().and_then(|v| v.parse().ok()).unwrap_or(total);
     let mut targets = Vec::new();
     for kind in &kinds {
         let (label, link): (&'static str, Arc<dyn EngineLink>) = match kind.as_str() {
@@ -406,21 +653,30 @@ fn main() {
                     spin: Duration::from_micros(spin),
                     placement: Placement::Thread,
                     queue: 1 << 16,
+                    reserve_orders: capacity as usize,
                 };
                 ("FIX D -> 8, engine thread", InProcessEngine::start_with(limits, &setup, options))
             }
             "idle" => (
                 "FIX D -> 8, in-process (inline when idle)",
-                InProcessEngine::start_with(limits, &setup, InProcessOptions::new(1 << 16)),
+                InProcessEngine::start_with(
+                    limits,
+                    &setup,
+                    InProcessOptions { reserve_orders: capacity as usize, ..InProcessOptions::new(1 << 16) },
+                ),
             ),
-            "inline" => ("FIX D -> 8, engine inline", InlineEngine::start(limits, &setup)),
+            "inline" => ("FIX D -> 8, engine inline", InlineEngine::start(limits, &setup, capacity as usize)),
             other => panic!("unknown engine placement {other:?} (thread, idle, inline)"),
         };
-        let addr = start_gateway(link, &dir.join(kind));
+        // ROUNDTRIP_ORDER_CAPACITY: the gateway's OrderCapacity (default:
+        // every order of the run, as a venue sizes for its expected peak;
+        // 16384 is the gateway's default, the configuration before session 5).
+        let capacity = std::env::var("ROUNDTRIP_ORDER_CAPACITY").ok().and_then(|v| v.parse().ok()).unwrap_or(total);
+        let addr = start_gateway(link, &dir.join(kind), if capacity == 0 { 16_384 } else { capacity });
         targets.push(Target { label, conn: logon(addr), seq: Arc::new(AtomicU64::new(2)), next_id: 0 });
     }
     let (etx, erx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
+    let echo_thread = std::thread::Builder::new().name("rt-echo".into()).spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async move {
             let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -439,68 +695,88 @@ fn main() {
             }
         });
     });
+    echo_thread.expect("spawn echo thread");
     let echo_addr: SocketAddr = erx.recv().unwrap();
 
     println!("message size: NewOrderSingle {} bytes; {} s per rate", make_len(), secs);
-    println!("| rate (orders/s) | path | p50 us | p99 us | p99.9 us | max us | replies | CPU us/round trip |");
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
-    for &rate in &rates {
-        let n = rate * secs;
-        // Raw echo of the same bytes.
-        let e = TcpStream::connect(echo_addr).unwrap();
-        e.set_nodelay(true).unwrap();
-        let (etx, erx) = (e.try_clone().unwrap(), e);
-        let echo = run(
-            etx,
-            erx,
-            rate,
-            n,
-            |i| nos(1, i, "20240101-00:00:00.000"),
-            |m| std::str::from_utf8(m).ok()?.split("\x0111=").nth(1)?.get(..12)?.parse().ok(),
-            false,
-        );
-        print_row(rate, "raw TCP echo", &echo, n);
-        for t in &mut targets {
-            // ClOrdIDs continue across rates so they stay unique.
-            let base = t.next_id;
-            t.next_id += n;
-            let seq2 = t.seq.clone();
-            let (ftx, frx) = (t.conn.try_clone().unwrap(), t.conn.try_clone().unwrap());
-            let fix = run(
-                ftx,
-                frx,
+    println!(
+        "| rate (orders/s) | path | p50 us | p99 us | p99.9 us | max us | replies | CPU us/round trip | \
+         per thread role: CPU us / run-queue wait us / preemptions, per round trip |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    for &mode in &modes {
+        mode.apply_all();
+        for &rate in &rates {
+            let n = rate * secs;
+            // Raw echo of the same bytes.
+            let e = TcpStream::connect(echo_addr).unwrap();
+            e.set_nodelay(true).unwrap();
+            let (etx, erx) = (e.try_clone().unwrap(), e);
+            let echo = run(
+                mode,
+                etx,
+                erx,
                 rate,
                 n,
-                move |i| nos(seq2.fetch_add(1, Ordering::Relaxed), base + i, &now_fix()),
-                move |m| {
-                    let mut p = Parser::default();
-                    let msg = p.parse(m, &NoDataFields).ok()?;
-                    if msg.msg_type() != b"8" || msg.get(150) != Some(b"0") {
-                        return None;
-                    }
-                    let id: u64 = std::str::from_utf8(msg.get(11)?).ok()?.parse().ok()?;
-                    id.checked_sub(base)
-                },
-                true,
+                |i| nos(1, i, "20240101-00:00:00.000"),
+                |m| std::str::from_utf8(m).ok()?.split("\x0111=").nth(1)?.get(..12)?.parse().ok(),
+                false,
             );
-            print_row(rate, t.label, &fix, n);
-            println!(
-                "| {rate} | ratio ({}) / echo | {:.2}x | {:.2}x | {:.2}x | | | |",
-                t.label,
-                fix.p50 / echo.p50,
-                fix.p99 / echo.p99,
-                fix.p999 / echo.p999
-            );
+            print_row(rate, mode, "raw TCP echo", &echo, n);
+            for t in &mut targets {
+                // ClOrdIDs continue across rates so they stay unique.
+                let base = t.next_id;
+                t.next_id += n;
+                let seq2 = t.seq.clone();
+                let (ftx, frx) = (t.conn.try_clone().unwrap(), t.conn.try_clone().unwrap());
+                let fix = run(
+                    mode,
+                    ftx,
+                    frx,
+                    rate,
+                    n,
+                    move |i| nos(seq2.fetch_add(1, Ordering::Relaxed), base + i, &now_fix()),
+                    move |m| {
+                        let mut p = Parser::default();
+                        let msg = p.parse(m, &NoDataFields).ok()?;
+                        if msg.msg_type() != b"8" || msg.get(150) != Some(b"0") {
+                            return None;
+                        }
+                        let id: u64 = std::str::from_utf8(msg.get(11)?).ok()?.parse().ok()?;
+                        id.checked_sub(base)
+                    },
+                    true,
+                );
+                print_row(rate, mode, t.label, &fix, n);
+                println!(
+                    "| {rate} | {}: ratio ({}) / echo | {:.2}x | {:.2}x | {:.2}x | | | | |",
+                    mode.label(),
+                    t.label,
+                    fix.p50 / echo.p50,
+                    fix.p99 / echo.p99,
+                    fix.p999 / echo.p999
+                );
+            }
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn print_row(rate: u64, path: &str, r: &Result, n: u64) {
+fn print_row(rate: u64, mode: Sched, path: &str, r: &Result, n: u64) {
     println!(
-        "| {rate} | {path} | {:.1} | {:.1} | {:.1} | {:.1} | {}/{n} | {:.1} |",
-        r.p50, r.p99, r.p999, r.max, r.sent, r.cpu
+        "| {rate} | {}: {path} | {:.1} | {:.1} | {:.1} | {:.1} | {}/{n} | {:.1} | {} |",
+        mode.label(),
+        r.p50,
+        r.p99,
+        r.p999,
+        r.max,
+        r.sent,
+        r.cpu,
+        r.threads
     );
+    if !r.stalls.is_empty() {
+        println!("|  | stalls: {} | | | | | | | |", r.stalls);
+    }
 }
 
 fn tempfile_dir() -> std::path::PathBuf {

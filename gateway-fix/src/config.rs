@@ -74,10 +74,29 @@ pub struct Config {
     /// listener must present a certificate it signed.
     pub tls_client_ca: Option<PathBuf>,
     pub sessions: Vec<SessionSettings>,
+    /// Open orders the order layer's tables hold before they first grow
+    /// (`OrderCapacity`, default [`DEFAULT_ORDER_CAPACITY`]). Growing a
+    /// table rehashes every entry in one go: at 100k orders that stalls
+    /// the gateway thread for milliseconds, so size it for the expected
+    /// peak of resting orders.
+    pub order_capacity: usize,
 }
 
-const GLOBAL_KEYS: &[&str] =
-    &["GatewayId", "ListenAddress", "TlsListenAddress", "TlsCertificate", "TlsPrivateKey", "TlsClientCA"];
+/// Default `OrderCapacity`: small enough that an idle gateway stays small
+/// (the tables are allocated at start; pages are touched as they fill).
+pub const DEFAULT_ORDER_CAPACITY: usize = 16_384;
+/// Upper bound on `OrderCapacity` (a typo must not reserve terabytes).
+pub const MAX_ORDER_CAPACITY: usize = 1 << 24;
+
+const GLOBAL_KEYS: &[&str] = &[
+    "GatewayId",
+    "ListenAddress",
+    "TlsListenAddress",
+    "TlsCertificate",
+    "TlsPrivateKey",
+    "TlsClientCA",
+    "OrderCapacity",
+];
 const SESSION_KEYS: &[&str] = &[
     "BeginString",
     "SenderCompID",
@@ -175,6 +194,21 @@ impl Config {
                 })
             })
             .transpose()
+        };
+        let order_capacity = match g("OrderCapacity") {
+            Some((line, v)) => {
+                let n: usize = parse_num(*line, "OrderCapacity", v)?;
+                if n > MAX_ORDER_CAPACITY {
+                    return Err(ConfigError::InvalidValue {
+                        line: *line,
+                        key: "OrderCapacity".into(),
+                        value: v.clone(),
+                        expected: "at most 16777216",
+                    });
+                }
+                n
+            }
+            None => DEFAULT_ORDER_CAPACITY,
         };
         let path = |k: &str| g(k).map(|(_, v)| PathBuf::from(v));
         let cfg_listen = addr("ListenAddress")?;
@@ -338,6 +372,7 @@ impl Config {
             tls_private_key,
             tls_client_ca: path("TlsClientCA"),
             sessions: out,
+            order_capacity,
         })
     }
 }
@@ -390,6 +425,7 @@ Accounts=7, 8
     fn parses_blocks_with_defaults() {
         let c = Config::parse(SAMPLE).unwrap();
         assert_eq!(c.gateway_id, 3);
+        assert_eq!(c.order_capacity, DEFAULT_ORDER_CAPACITY);
         assert_eq!(c.sessions.len(), 2);
         let s = &c.sessions[0];
         assert_eq!((s.sender_comp_id.as_str(), s.target_comp_id.as_str()), ("CASTLE", "DESK1"));
@@ -442,5 +478,17 @@ Accounts=7, 8
             ConfigError::DuplicateSession(_)
         ));
         assert!(matches!(e("[DEFAULT]\nTlsListenAddress=127.0.0.1:1\n[SESSION]\n"), ConfigError::TlsIncomplete));
+        let one = "[DEFAULT]\nListenAddress=127.0.0.1:1\nOrderCapacity=N\n[SESSION]\nSenderCompID=A\nTargetCompID=B\nAccount=1\n";
+        assert_eq!(Config::parse(&one.replace("=N", "=1000000")).unwrap().order_capacity, 1_000_000);
+        assert!(matches!(Config::parse(&one.replace("=N", "=-1")), Err(ConfigError::InvalidValue { line: 3, .. })));
+        assert!(matches!(
+            Config::parse(&one.replace("=N", "=16777217")),
+            Err(ConfigError::InvalidValue { line: 3, .. })
+        ));
+        // A gateway-wide key, not a session one.
+        assert!(matches!(
+            Config::parse(&one.replace("OrderCapacity=N\n", "").replace("Account=1", "Account=1\nOrderCapacity=5")),
+            Err(ConfigError::UnknownKey { .. })
+        ));
     }
 }

@@ -528,6 +528,51 @@ pub struct OrderLayer {
     replay_until: Option<u64>,
     md: FxHashMap<InstrumentId, MdBook>,
     md_subs: Vec<MdSub>,
+    /// Open orders the per-order tables are sized for (see [`OrderLayer::reserve`]).
+    order_capacity: usize,
+}
+
+/// ExecID (17) of a report from the engine stream, `SEQ-INDEX` (batch
+/// sequence number, event index), built on the stack: one is made for
+/// every report, and `format!` cost an allocation and ~800 instructions.
+struct ExecId {
+    buf: [u8; 41],
+    len: usize,
+}
+
+impl ExecId {
+    fn new(seq: u64, index: u64) -> ExecId {
+        let mut e = ExecId { buf: [0; 41], len: 0 };
+        e.push_u64(seq);
+        e.buf[e.len] = b'-';
+        e.len += 1;
+        e.push_u64(index);
+        e
+    }
+
+    fn push_u64(&mut self, mut n: u64) {
+        let mut digits = [0u8; 20];
+        let mut k = digits.len();
+        loop {
+            k -= 1;
+            digits[k] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        let d = &digits[k..];
+        self.buf[self.len..self.len + d.len()].copy_from_slice(d);
+        self.len += d.len();
+    }
+}
+
+impl std::ops::Deref for ExecId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        // Only ASCII digits and '-' were written.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("0-0")
+    }
 }
 
 fn text(v: &[u8]) -> &str {
@@ -576,6 +621,7 @@ impl OrderLayer {
             replay_until: None,
             md: FxHashMap::default(),
             md_subs: Vec::new(),
+            order_capacity: 0,
         };
         l.set_instruments(instruments);
         l
@@ -583,6 +629,28 @@ impl OrderLayer {
 
     pub fn gateway(&self) -> u32 {
         self.gateway
+    }
+
+    /// Size the per-order tables (orders, ClOrdID index, market-data books)
+    /// for `orders` open orders. A hash table that grows moves every entry
+    /// at once: with 100k resting orders that is a stall of milliseconds on
+    /// the gateway thread, which every message behind it waits for. Sizing
+    /// up front trades memory (about 100 bytes per order, pages touched as
+    /// they fill) for no such stall below `orders`.
+    pub fn reserve(&mut self, orders: usize) {
+        self.order_capacity = orders;
+        self.orders.reserve(orders.saturating_sub(self.orders.len()));
+        self.by_cl.reserve(orders.saturating_sub(self.by_cl.len()));
+        let per_book = self.md_book_capacity();
+        for book in self.md.values_mut() {
+            book.orders.reserve(per_book.saturating_sub(book.orders.len()));
+        }
+    }
+
+    /// Share of [`OrderLayer::reserve`]'s capacity for one instrument's
+    /// market-data book.
+    fn md_book_capacity(&self) -> usize {
+        self.order_capacity / self.instruments.len().max(1)
     }
 
     /// Replace the instrument list (at start and after `InstrumentAdded`).
@@ -1471,7 +1539,7 @@ impl OrderLayer {
         for (i, ev) in batch.events.iter().enumerate() {
             // Built only for the events that produce a report (most do not:
             // book and balance events).
-            let exec_id = || format!("{}-{}", batch.seq, i);
+            let exec_id = || ExecId::new(batch.seq, i as u64);
             match ev.kind {
                 EventKind::OrderAccepted {
                     order_id,
@@ -1667,7 +1735,11 @@ impl OrderLayer {
                     self.emit(order_id, b, out);
                 }
                 EventKind::BookAdd { instrument, order_id, side, price, qty } => {
-                    let book = self.md.entry(instrument).or_default();
+                    let per_book = self.md_book_capacity();
+                    let book = self.md.entry(instrument).or_insert_with(|| MdBook {
+                        orders: FxHashMap::with_capacity_and_hasher(per_book, Default::default()),
+                        ..MdBook::default()
+                    });
                     // An iceberg refresh re-adds a known order id: take the old slice out first.
                     if let Some((s, p, q)) = book.orders.insert(order_id, (side, price, qty)) {
                         md_changes.push((instrument, s, p, book.level_qty(s, p)));
@@ -1831,6 +1903,26 @@ fn cancel_text(r: CancelReason) -> &'static str {
         CancelReason::EndOfDay => "Expired (end of day)",
         CancelReason::ProtectionLimit => "Price protection or budget limit reached",
         CancelReason::BookFull => "Book full",
+    }
+}
+
+#[cfg(test)]
+mod exec_id_tests {
+    use super::ExecId;
+    use proptest::prelude::*;
+
+    #[test]
+    fn exec_id_edges() {
+        assert_eq!(&*ExecId::new(0, 0), "0-0");
+        assert_eq!(&*ExecId::new(u64::MAX, u64::MAX), format!("{}-{}", u64::MAX, u64::MAX));
+    }
+
+    proptest! {
+        /// The same text `format!("{seq}-{index}")` made before.
+        #[test]
+        fn exec_id_matches_format(seq: u64, index: u64) {
+            prop_assert_eq!(&*ExecId::new(seq, index), format!("{seq}-{index}"));
+        }
     }
 }
 

@@ -215,6 +215,7 @@ fn tls_acceptor(cfg: &Config) -> Result<tokio_rustls::TlsAcceptor, ServeError> {
 pub async fn serve(config: Config, link: Arc<dyn EngineLink>) -> Result<Server, ServeError> {
     let mut tasks = Vec::new();
     let mut layer = OrderLayer::new(config.gateway_id, &link.instruments());
+    layer.reserve(config.order_capacity);
     layer.set_first_request(link.first_request(config.gateway_id));
     let mut versions: Vec<(&'static Dictionary, Dialect)> = Vec::new();
     let (router_tx, router_rx) = mpsc::channel::<ToRouter>(4096);

@@ -398,8 +398,31 @@ impl FileStore {
             self.body_map = map;
         }
         self.body.set_len(len).map_err(io_err(&self.body_path))?;
+        let old_len = self.body_len;
         self.body_len = len;
+        self.prefault(old_len, len);
         Ok(())
+    }
+
+    /// Allocate the file's blocks for `[from, to)` and map its pages now,
+    /// in one go: otherwise the first store to each page of the grown
+    /// tail faults, and the file system allocates a block inside the fault
+    /// (ext4's page_mkwrite), a few microseconds every ~8 messages on the
+    /// gateway thread. Best effort: a file system or kernel without
+    /// fallocate or MADV_POPULATE_WRITE (Linux 5.14) just keeps faulting
+    /// page by page, which is correct, only slower.
+    fn prefault(&mut self, from: u64, to: u64) {
+        use std::os::fd::AsRawFd;
+        if to <= from {
+            return;
+        }
+        // SAFETY: plain system calls on a descriptor we own and on a range of
+        // our own mapping that lies inside the file (it was just grown to `to`).
+        unsafe {
+            libc::fallocate(self.body.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, from as i64, (to - from) as i64);
+            let start = self.body_map.slice(from as usize, 0).as_ptr() as *mut libc::c_void;
+            libc::madvise(start, (to - from) as usize, libc::MADV_POPULATE_WRITE);
+        }
     }
 }
 

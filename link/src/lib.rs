@@ -179,11 +179,17 @@ pub struct InProcessOptions {
     /// wake-up it saved under load; see BENCHMARKS.md).
     pub spin: Duration,
     pub placement: Placement,
+    /// Open orders the engine's lookup tables are sized for at start
+    /// ([`castle_engine::Engine::reserve_order_index`], after the set-up
+    /// commands, so it covers the instruments they list). 0: they start
+    /// small and grow by doubling, each growth a stall that moves every
+    /// entry.
+    pub reserve_orders: usize,
 }
 
 impl InProcessOptions {
     pub fn new(queue: usize) -> InProcessOptions {
-        InProcessOptions { queue, spin: Duration::ZERO, placement: Placement::InlineWhenIdle }
+        InProcessOptions { queue, spin: Duration::ZERO, placement: Placement::InlineWhenIdle, reserve_orders: 0 }
     }
 }
 
@@ -313,6 +319,9 @@ impl InProcessEngine {
                 let batch = Arc::new(EngineBatch { origin: None, seq, ts, events: out.clone() });
                 st.out = out;
                 st.fanout.record(&batch);
+            }
+            if options.reserve_orders > 0 {
+                st.engine.reserve_order_index(options.reserve_orders);
             }
             refresh_instruments(&st.engine, &shared.instruments);
         }

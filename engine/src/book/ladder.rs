@@ -328,6 +328,11 @@ impl OrderBook for LadderBook {
         self.index.len()
     }
 
+    fn reserve(&mut self, orders: usize) {
+        let want = orders.min(self.capacity);
+        self.index.reserve(want.saturating_sub(self.index.len()));
+    }
+
     fn is_full(&self) -> bool {
         self.index.len() >= self.capacity
     }
@@ -461,5 +466,22 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// After `reserve`, the id index holds that many orders without growing
+    /// (no rehash stall), capped at the book's capacity.
+    #[test]
+    fn reserve_sizes_the_id_index() {
+        let mut book = LadderBook::with_capacity(100_000);
+        book.reserve(50_000);
+        let cap = book.index.capacity();
+        assert!(cap >= 50_000, "capacity {cap}");
+        for id in 1..=50_000u64 {
+            book.insert(order(id, Side::Buy, 1_000 + (id % 7) as Price, 1));
+        }
+        assert_eq!(book.index.capacity(), cap, "the index grew");
+        let mut small = LadderBook::with_capacity(1_000);
+        small.reserve(1 << 30);
+        assert!(small.index.capacity() < 1 << 20, "reserve must stay within the book's capacity");
     }
 }

@@ -23,6 +23,10 @@ pub trait OrderBook {
     where
         Self: Sized;
     fn len(&self) -> usize;
+    /// Make room in the lookup structures for `orders` orders in all, so
+    /// that inserting up to that many does not grow them (no-op where
+    /// everything is sized up front).
+    fn reserve(&mut self, _orders: usize) {}
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
