@@ -4,12 +4,15 @@
 //! stall delays every message behind it and shows up in the percentiles
 //! (coordinated omission corrected by construction).
 //!
-//! cargo run --release -p castle-gateway-fix --example roundtrip -- [seconds per rate] [rates,comma,separated]
+//! cargo run --release -p castle-gateway-fix --example roundtrip -- [seconds per rate] [rates,comma,separated] \
+//!     [placements] [scheduling modes]
 //!
-//! Everything runs in this process: the gateway on a tokio runtime on its
-//! own thread, the echo server on another, the client on two plain threads
-//! (sender, receiver). Two engine placements are measured in the same run,
-//! each behind its own gateway:
+//! Everything runs in this process: each gateway on a current-thread tokio
+//! runtime on its own thread, the echo server likewise on another (same
+//! runtime shape), the client on two plain threads (sender, receiver; the
+//! same client code and message size for the echo and the gateways). Three
+//! engine placements are measured in the same run, each behind its own
+//! gateway:
 //!
 //! - `engine thread`: `InProcessEngine` with `Placement::Thread`, the
 //!   engine on its own thread behind a queue: two extra thread hand-offs
@@ -24,11 +27,30 @@
 //!   isolates the gateway's own cost: the same number of thread hand-offs
 //!   as the echo.
 //!
-//! Neither has a journal: no fsync/fdatasync is in the measured path (the
-//! FIX store is `FsyncPolicy::OsBuffered`, one write(2) per change).
+//! None has a journal: no fsync/fdatasync is in the measured path (the FIX
+//! store is `FsyncPolicy::OsBuffered`, a copy into a shared mapping).
 //!
 //! Third argument: a comma-separated subset of `thread`, `idle`, `inline`
-//! (default all three).
+//! (default all three). Fourth: scheduling modes, a subset of `shared`
+//! (every thread on every CPU, normal priority: the configuration of the
+//! numbers before session 5), `pinned` (client threads on CPU 0, server
+//! threads on CPU 1, as a venue pins its threads) and `fifo` (pinned and
+//! SCHED_FIFO: needs root; other programs on the machine only get the CPU
+//! these threads leave, which makes a loaded machine look quieter), default
+//! all three, in that order. Every mode measures its own echo first, with
+//! the same treatment.
+//!
+//! Every order rests, so the books grow for the whole run: the gateway's
+//! `OrderCapacity` and the engine's lookup tables are sized for every order
+//! of the run (`ROUNDTRIP_ORDER_CAPACITY=N` to change; 0 = the defaults,
+//! where each doubling of a table is a stall of the gateway thread).
+//!
+//! Per row, besides the percentiles: the process CPU per round trip, then
+//! per thread role the CPU time, the time spent runnable but waiting for a
+//! CPU (both from /proc/self/task/*/schedstat) and the involuntary context
+//! switches, per round trip; and the five worst stalls (a run of messages
+//! whose latency falls by one send interval per message), with the index
+//! of the message that met each.
 
 use castle_engine::{Command, Engine, Event, EventKind, FastEngine, InstrumentSpec, Limits, Seq};
 use castle_gateway_fix::frame::{checksum, next_frame, FrameStatus, NoDataFields, Parser};
@@ -320,7 +342,11 @@ impl Sched {
                 eprintln!("sched_setaffinity({tid}, {role}): {}", std::io::Error::last_os_error());
             }
             let fifo = self == Sched::PinnedFifo && cpu.is_some();
-            let param = libc::sched_param { sched_priority: if fifo { 10 } else { 0 } };
+            // The receiver outranks the sender on their shared CPU: at 50k/s
+            // the sender spins between messages, and FIFO threads of equal
+            // priority do not preempt each other.
+            let priority = if role == "client recv" { 11 } else { 10 };
+            let param = libc::sched_param { sched_priority: if fifo { priority } else { 0 } };
             let policy = if fifo { libc::SCHED_FIFO } else { libc::SCHED_OTHER };
             if libc::sched_setscheduler(tid, policy, &param) != 0 {
                 eprintln!("sched_setscheduler({tid}, {role}): {}", std::io::Error::last_os_error());
@@ -627,7 +653,7 @@ fn main() {
     let modes: Vec<Sched> = args
         .get(4)
         .map(|s| s.split(',').map(Sched::parse).collect())
-        .unwrap_or_else(|| vec![Sched::Shared, Sched::Pinned]);
+        .unwrap_or_else(|| vec![Sched::Shared, Sched::Pinned, Sched::PinnedFifo]);
     let dir = tempfile_dir();
     let total: u64 = rates.iter().map(|r| r * secs).sum::<u64>() * modes.len() as u64 + 1000;
     let mut limits = Limits::default();
