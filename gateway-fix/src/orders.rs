@@ -1930,6 +1930,66 @@ mod exec_id_tests {
 mod tests {
     use super::*;
 
+    /// After `reserve(n)`, n resting orders fit without any per-order table
+    /// growing (a doubling is a stall of the gateway thread).
+    #[test]
+    fn reserved_tables_hold_that_many_orders_without_growing() {
+        use crate::frame::{checksum, Parser};
+        use castle_engine::FastEngine;
+        const N: u64 = 3_000;
+        let limits = castle_engine::Limits { max_orders_per_instrument: 1 << 14, ..castle_engine::Limits::default() };
+        let mut engine = FastEngine::new(limits);
+        let spec = InstrumentSpec::demo(0, "BTC-USDT", 1, 2, 6_000_000);
+        let mut events = Vec::new();
+        engine.apply(1, &Command::AddInstrument(spec), &mut events);
+        engine.apply(1, &Command::Deposit { account: 7, asset: 2, amount: 1 << 61 }, &mut events);
+        let mut layer = OrderLayer::new(1, &[spec]);
+        let sid = layer.add_session(SessionProfile::order_entry(7));
+        layer.reserve(N as usize);
+        let caps = |l: &OrderLayer| {
+            (l.orders.capacity(), l.by_cl.capacity(), l.md.get(&0).map(|b| b.orders.capacity()).unwrap_or(usize::MAX))
+        };
+        let before = caps(&layer);
+        assert!(before.0 >= N as usize && before.1 >= N as usize, "{before:?}");
+        let mut parser = Parser::default();
+        let mut out = Vec::new();
+        for i in 0..N {
+            let body = format!(
+                "35=D\x0149=BENCH\x0156=CASTLE\x0134={}\x0152=20240101-00:00:00\x0111=C{i}\x0155=BTC-USDT\x0154=1\x01\
+                 60=20240101-00:00:00\x0138=0.001\x0140=2\x0144={}\x0159=1\x01",
+                i + 2,
+                59_000 + i % 100
+            );
+            let mut bytes = format!("8=FIX.4.4\x019={}\x01{body}", body.len()).into_bytes();
+            let cs = checksum(&bytes);
+            bytes.extend_from_slice(format!("10={cs:03}\x01").as_bytes());
+            let msg = parser.parse(&bytes, crate::Dictionary::fix44()).expect("valid NewOrderSingle");
+            layer.on_message(sid, &msg, i + 2, 2, &mut out);
+            let mut replies = Vec::new();
+            for o in out.drain(..) {
+                if let Output::Submit { request, command } = o {
+                    events.clear();
+                    let seq = engine.apply(3, &command, &mut events);
+                    let batch = EngineBatch {
+                        origin: Some(Origin { gateway: 1, request }),
+                        seq,
+                        ts: 3,
+                        events: events.clone(),
+                    };
+                    layer.on_engine(&batch, &mut replies);
+                }
+            }
+            assert!(
+                replies.iter().any(|r| matches!(r, Output::Send(m) if m.get(150) == Some("0"))),
+                "order {i}: {replies:?}"
+            );
+        }
+        assert_eq!(layer.orders.len(), N as usize);
+        let after = caps(&layer);
+        assert_eq!((after.0, after.1), (before.0, before.1), "a table grew");
+        assert!(after.2 >= N as usize && after.2 != usize::MAX, "market-data book sized: {after:?}");
+    }
+
     #[test]
     fn decimals_are_written_plainly() {
         for (v, want) in [
