@@ -299,8 +299,10 @@ enum Sched {
     Pinned,
     /// Pinned, and every benchmark thread SCHED_FIFO: other programs on
     /// the machine (builds) only get the CPU time these threads leave.
-    /// Needs root (or CAP_SYS_NICE); the kernel's RT throttle still leaves
-    /// 5% of each CPU to everything else.
+    /// Needs root (or CAP_SYS_NICE). The kernel's RT throttle still leaves
+    /// 5% of each CPU to everything else: FIFO threads that used 95% of a
+    /// CPU within a second are suspended for the rest of it (a stall of up
+    /// to 50 ms), so a nearly saturated server CPU shows stalls here.
     PinnedFifo,
 }
 
