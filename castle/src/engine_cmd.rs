@@ -56,6 +56,10 @@ pub struct EngineArgs {
     /// Commands between snapshots (0: never).
     #[arg(long, default_value_t = 1_000_000)]
     pub snapshot_every: u64,
+    /// Open orders the engine's lookup tables hold before they grow (each growth
+    /// pauses the engine for milliseconds at 100k orders; 0 starts small).
+    #[arg(long, default_value_t = castle_engine_server::server::RESERVE_ORDERS)]
+    pub reserve_orders: usize,
     /// Sequence numbers of events kept in memory for subscribers.
     #[arg(long, default_value_t = 1 << 16)]
     pub ring: usize,
@@ -85,6 +89,7 @@ pub fn run(a: EngineArgs) -> Result<()> {
     cfg.recovery = if a.truncate_corrupt { RecoveryMode::Truncate } else { RecoveryMode::Strict };
     cfg.snapshot_every = a.snapshot_every;
     cfg.ring_capacity = a.ring;
+    cfg.reserve_orders = a.reserve_orders;
     cfg.net = a.net.into();
     cfg.referee = a.referee.clone().map(|referee| castle_engine_server::referee::NodeConfig {
         referee,

@@ -96,6 +96,11 @@ pub struct Engine<B: OrderBook> {
     pub(crate) expiries: BinaryHeap<Reverse<(Timestamp, OrderId, InstrumentId)>>,
     /// Reused buffer for mass cancels (order ids to cancel, sorted).
     pub(crate) scratch: Vec<(OrderId, InstrumentId)>,
+    /// Open orders the host asked the lookup tables to hold without growing
+    /// ([`Engine::reserve_order_index`]); instruments listed later get their
+    /// id index sized from it too. A sizing hint only: not state, not in
+    /// snapshots, no effect on any output.
+    pub(crate) order_reserve: usize,
 }
 
 impl<B: OrderBook> Engine<B> {
@@ -118,6 +123,7 @@ impl<B: OrderBook> Engine<B> {
             ),
             expiries: BinaryHeap::with_capacity(limits.max_timed_orders),
             scratch: Vec::new(),
+            order_reserve: 0,
         }
     }
 
@@ -126,13 +132,14 @@ impl<B: OrderBook> Engine<B> {
     }
 
     /// Size the order lookup tables (the client order id index and the id
-    /// index of every instrument listed so far) for `open_orders` orders, up
-    /// to the limits. They start small and grow by doubling (see
+    /// index of every instrument, listed so far or later) for `open_orders`
+    /// orders, up to the limits. They start small and grow by doubling (see
     /// [`crate::INDEX_START_CAPACITY`]); each growth moves every entry at
     /// once, a stall of milliseconds at 100k orders. A host that expects
     /// that many resting orders and cares about tail latency (the FIX
     /// gateway's round trip) reserves once at start instead.
     pub fn reserve_order_index(&mut self, open_orders: usize) {
+        self.order_reserve = open_orders;
         let want = open_orders.min(self.limits.max_open_orders);
         self.client_ids.reserve(want.saturating_sub(self.client_ids.len()));
         for m in self.markets.iter_mut().flatten() {
@@ -268,6 +275,10 @@ impl<B: OrderBook> Engine<B> {
             book: B::with_capacity(self.limits.max_orders_per_instrument),
             stops: Vec::with_capacity(self.limits.max_stops_per_instrument),
         });
+        if self.order_reserve > 0 {
+            let n = self.order_reserve.min(self.limits.max_orders_per_instrument);
+            self.market_mut(spec.id).book.reserve(n);
+        }
         self.emit(out, EventKind::InstrumentAdded { instrument: spec.id });
     }
 
@@ -392,5 +403,30 @@ impl<B: OrderBook> Engine<B> {
 
     pub fn open_orders(&self) -> usize {
         self.client_ids.len()
+    }
+}
+
+#[cfg(test)]
+mod reserve_tests {
+    use crate::{Command, FastEngine, InstrumentSpec, Limits};
+
+    /// A host reserves once at start, before its journal lists the
+    /// instruments (replay from scratch): books listed afterwards must get the
+    /// reserve too, or the first doubling stalls the engine after all.
+    #[test]
+    fn instruments_listed_after_a_reserve_are_sized_too() {
+        let mut e = FastEngine::new(Limits::default());
+        let mut out = Vec::new();
+        e.apply(1, &Command::AddInstrument(InstrumentSpec::demo(0, "BTC-USDT", 0, 1, 100_000)), &mut out);
+        e.reserve_order_index(50_000);
+        e.apply(2, &Command::AddInstrument(InstrumentSpec::demo(1, "ETH-USDT", 2, 1, 3_000)), &mut out);
+        assert!(e.client_ids.capacity() >= 50_000, "client id index {}", e.client_ids.capacity());
+        for id in [0, 1] {
+            let cap = e.market(id).expect("listed").book.index_capacity();
+            assert!(cap >= 50_000, "instrument {id}: id index {cap}");
+        }
+        let mut small = FastEngine::new(Limits::default());
+        small.apply(1, &Command::AddInstrument(InstrumentSpec::demo(0, "BTC-USDT", 0, 1, 100_000)), &mut out);
+        assert!(small.market(0).expect("listed").book.index_capacity() < 50_000, "no reserve: starts small");
     }
 }

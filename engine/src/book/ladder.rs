@@ -425,6 +425,14 @@ impl OrderBook for LadderBook {
 }
 
 #[cfg(test)]
+impl LadderBook {
+    /// Entries the id index holds before it grows (tests of the engine's reserve).
+    pub(crate) fn index_capacity(&self) -> usize {
+        self.index.capacity()
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::book::tests::{ids, order};
