@@ -41,7 +41,7 @@ pub struct SettlementBenchArgs {
     #[arg(long, default_value_t = ConsumerConfig::default().max_flush_rows)]
     pub max_flush_rows: usize,
     /// Runs to do (comma-separated; default all): reference, copy, copy1, v3-pglz, v2-indexes,
-    /// unnest, single, sqlite, lag.
+    /// unnest, single, sqlite, lag, lag-before (and copy-before: the write path before session settle5).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Start the throwaway cluster with PostgreSQL's default settings instead of the
@@ -102,11 +102,16 @@ async fn throughput<S: Store + Clone>(
     Ok((secs, metrics.flushes.load(Relaxed), cpu))
 }
 
-async fn pg_store(admin: &str, name: &str, mode: WriteMode, extra_sql: &str) -> Result<PgStore> {
+/// `before`: the write path before session settle5 (orders written in order id order),
+/// for same-run comparisons.
+async fn pg_store(admin: &str, name: &str, mode: WriteMode, extra_sql: &str, before: bool) -> Result<PgStore> {
     let url = pg::create_database(admin, name).await.map_err(anyhow::Error::msg)?;
     let mut cfg = PgConfig::new(url.clone());
     cfg.mode = mode;
-    let store = PgStore::connect(&cfg).await?;
+    let mut store = PgStore::connect(&cfg).await?;
+    if before {
+        store = store.with_sorted_orders(false);
+    }
     if !extra_sql.is_empty() {
         let (client, conn) = tokio_postgres_connect(&url).await?;
         client.batch_execute(extra_sql).await?;
@@ -204,12 +209,13 @@ pub fn run(a: SettlementBenchArgs) -> Result<()> {
         let (batches, fills) = stream(a.seed, a.fills);
         println!("stream: {} commands, {fills} fills", batches.len());
         let mut results = Vec::new();
-        for (run, (name, label, mode, pipeline, extra)) in [
-            ("copy", "postgres batched, binary COPY", WriteMode::Copy, a.pipeline, ""),
-            ("copy1", "postgres batched, COPY, 1 in flight", WriteMode::Copy, 1, ""),
-            ("v3-pglz", "postgres COPY, version 3 pglz journal", WriteMode::Copy, a.pipeline, PGLZ_JOURNAL),
-            ("v2-indexes", "postgres COPY, version 2 indexes", WriteMode::Copy, a.pipeline, V2_INDEXES),
-            ("unnest", "postgres batched, unnest", WriteMode::Unnest, a.pipeline, ""),
+        for (run, (name, label, mode, pipeline, extra, before)) in [
+            ("copy", "postgres batched, binary COPY", WriteMode::Copy, a.pipeline, "", false),
+            ("copy-before", "postgres COPY, write path before settle5", WriteMode::Copy, a.pipeline, "", true),
+            ("copy1", "postgres batched, COPY, 1 in flight", WriteMode::Copy, 1, "", false),
+            ("v3-pglz", "postgres COPY, version 3 pglz journal", WriteMode::Copy, a.pipeline, PGLZ_JOURNAL, false),
+            ("v2-indexes", "postgres COPY, version 2 indexes", WriteMode::Copy, a.pipeline, V2_INDEXES, false),
+            ("unnest", "postgres batched, unnest", WriteMode::Unnest, a.pipeline, "", false),
         ]
         .into_iter()
         .enumerate()
@@ -218,7 +224,7 @@ pub fn run(a: SettlementBenchArgs) -> Result<()> {
                 continue;
             }
             let db = format!("castle_bench_run{run}");
-            let s = pg_store(&admin, &db, mode, extra).await?;
+            let s = pg_store(&admin, &db, mode, extra, before).await?;
             let wal0 = wal_lsn(&admin).await?;
             let srv0 = server_cpu(&admin).await;
             let (secs, flushes, cpu) = throughput(s, &batches, a.max_flush_rows, pipeline).await?;
@@ -237,7 +243,7 @@ pub fn run(a: SettlementBenchArgs) -> Result<()> {
         }
         if want("single") {
             let (base, base_fills) = stream(a.seed, a.baseline_fills);
-            let s = pg_store(&admin, "castle_bench_single", WriteMode::Copy, "").await?;
+            let s = pg_store(&admin, "castle_bench_single", WriteMode::Copy, "", false).await?;
             let (secs, flushes, _) = throughput(s, &base, 1, 1).await?;
             let base_rate = base_fills as f64 / secs;
             println!(
@@ -258,66 +264,68 @@ pub fn run(a: SettlementBenchArgs) -> Result<()> {
                 fills as f64 / secs
             );
         }
-        if !want("lag") {
-            return anyhow::Ok(());
-        }
+        for (name, before) in [("lag", false), ("lag-before", true)] {
+            if !want(name) {
+                continue;
+            }
 
-        // Lag at a steady rate: batches stamped with the wall clock when handed over.
-        let s = pg_store(&admin, "castle_bench_lag", WriteMode::Copy, "").await?;
-        let need = a.rate * a.seconds;
-        let (lag_batches, _) = stream(a.seed + 1, need + 1_000);
-        let src = VecSource::default();
-        let metrics = Arc::new(Metrics::default());
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let task = tokio::spawn(consumer::run(
-            s,
-            src.clone(),
-            ConsumerConfig { pipeline: a.pipeline, max_flush_rows: a.max_flush_rows, ..ConsumerConfig::default() },
-            metrics.clone(),
-            stop_rx,
-        ));
-        let pacer = {
-            let src = src.clone();
-            let rate = a.rate;
-            std::thread::spawn(move || {
-                let start = Instant::now();
-                let mut sent = 0u64;
-                let mut it = lag_batches.into_iter();
-                while sent < need {
-                    let due = (start.elapsed().as_secs_f64() * rate as f64) as u64;
-                    while sent < due.min(need) {
-                        let Some(mut b) = it.next() else { return sent };
-                        let now = castle_now();
-                        b.ts = now;
-                        for e in &mut b.events {
-                            e.ts = now;
+            // Lag at a steady rate: batches stamped with the wall clock when handed over.
+            let s = pg_store(&admin, &format!("castle_bench_{}", name.replace('-', "_")), WriteMode::Copy, "", before).await?;
+            let need = a.rate * a.seconds;
+            let (lag_batches, _) = stream(a.seed + 1, need + 1_000);
+            let src = VecSource::default();
+            let metrics = Arc::new(Metrics::default());
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let task = tokio::spawn(consumer::run(
+                s,
+                src.clone(),
+                ConsumerConfig { pipeline: a.pipeline, max_flush_rows: a.max_flush_rows, ..ConsumerConfig::default() },
+                metrics.clone(),
+                stop_rx,
+            ));
+            let pacer = {
+                let src = src.clone();
+                let rate = a.rate;
+                std::thread::spawn(move || {
+                    let start = Instant::now();
+                    let mut sent = 0u64;
+                    let mut it = lag_batches.into_iter();
+                    while sent < need {
+                        let due = (start.elapsed().as_secs_f64() * rate as f64) as u64;
+                        while sent < due.min(need) {
+                            let Some(mut b) = it.next() else { return sent };
+                            let now = castle_now();
+                            b.ts = now;
+                            for e in &mut b.events {
+                                e.ts = now;
+                            }
+                            sent += b.events.iter().filter(|e| matches!(e.kind, castle_engine::EventKind::Trade { .. })).count() as u64;
+                            src.push(b);
                         }
-                        sent += b.events.iter().filter(|e| matches!(e.kind, castle_engine::EventKind::Trade { .. })).count() as u64;
-                        src.push(b);
+                        std::thread::sleep(Duration::from_micros(500));
                     }
-                    std::thread::sleep(Duration::from_micros(500));
-                }
-                sent
-            })
-        };
-        let sent = tokio::task::spawn_blocking(move || pacer.join()).await?.map_err(|_| anyhow::anyhow!("pacer panicked"))?;
-        let last = src.last_seq();
-        while metrics.applied_seq.load(Relaxed) < last {
-            tokio::time::sleep(Duration::from_millis(1)).await;
+                    sent
+                })
+            };
+            let sent = tokio::task::spawn_blocking(move || pacer.join()).await?.map_err(|_| anyhow::anyhow!("pacer panicked"))?;
+            let last = src.last_seq();
+            while metrics.applied_seq.load(Relaxed) < last {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            let _ = stop_tx.send(true);
+            task.await?.context("consumer")?;
+            let h = metrics.lag_us.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
+            println!(
+                "{name:<10} at {} fills/s for {} s ({sent} fills, {} transactions): p50 {:.1} ms  p99 {:.1} ms  p99.9 {:.1} ms  max {:.1} ms",
+                a.rate,
+                a.seconds,
+                metrics.flushes.load(Relaxed),
+                h.value_at_quantile(0.5) as f64 / 1e3,
+                h.value_at_quantile(0.99) as f64 / 1e3,
+                h.value_at_quantile(0.999) as f64 / 1e3,
+                h.max() as f64 / 1e3
+            );
         }
-        let _ = stop_tx.send(true);
-        task.await?.context("consumer")?;
-        let h = metrics.lag_us.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
-        println!(
-            "lag at {} fills/s for {} s ({sent} fills, {} transactions): p50 {:.1} ms  p99 {:.1} ms  p99.9 {:.1} ms  max {:.1} ms",
-            a.rate,
-            a.seconds,
-            metrics.flushes.load(Relaxed),
-            h.value_at_quantile(0.5) as f64 / 1e3,
-            h.value_at_quantile(0.99) as f64 / 1e3,
-            h.value_at_quantile(0.999) as f64 / 1e3,
-            h.max() as f64 / 1e3
-        );
         anyhow::Ok(())
     })
 }

@@ -58,6 +58,9 @@ impl PgConfig {
 pub struct PgStore {
     pool: Pool,
     mode: WriteMode,
+    /// Whether new and changed orders are written in (account, order_id) order: consecutive
+    /// rows then land on the same leaf pages of the two account-leading indexes.
+    sort_orders: bool,
 }
 
 /// The pool's error with its whole source chain (a TLS failure says why only in the sources).
@@ -201,7 +204,13 @@ impl PgStore {
             Manager::from_config(pg, tls, mgr_cfg)
         };
         let pool = Pool::builder(mgr).max_size(cfg.pool_size.max(1)).build().map_err(pool_err)?;
-        Ok(PgStore { pool, mode: cfg.mode })
+        Ok(PgStore { pool, mode: cfg.mode, sort_orders: true })
+    }
+
+    /// See [`PgStore::sort_orders`]; `false` writes orders in order id order (before).
+    pub fn with_sorted_orders(mut self, sort: bool) -> PgStore {
+        self.sort_orders = sort;
+        self
     }
 
     pub fn mode(&self) -> WriteMode {
@@ -269,7 +278,7 @@ impl PgStore {
                     }
                     let fills = t.elapsed() - journal;
                     if !new_orders.is_empty() {
-                        copy_new_orders(&tx, new_orders).await?;
+                        copy_new_orders(&tx, new_orders, self.sort_orders).await?;
                     }
                     tracing::debug!(
                         journal_ms = journal.as_millis() as u64,
@@ -286,7 +295,7 @@ impl PgStore {
                         unnest_fills(&tx, &f.fills).await?;
                     }
                     if !new_orders.is_empty() {
-                        insert_orders(&tx, new_orders, false).await?;
+                        insert_orders(&tx, new_orders, false, self.sort_orders).await?;
                     }
                 }
             }
@@ -323,7 +332,7 @@ impl PgStore {
             if changed_orders.is_empty() {
                 return Ok(());
             }
-            insert_orders(&tx, changed_orders, true).await
+            insert_orders(&tx, changed_orders, true, self.sort_orders).await
         };
         let balances = async {
             if f.balances.is_empty() {
@@ -527,11 +536,16 @@ async fn copy_journal(tx: &deadpool_postgres::Transaction<'_>, rows: &[Entry]) -
 }
 
 /// Orders accepted inside the flush: plain binary COPY (they cannot exist yet).
-async fn copy_new_orders(tx: &deadpool_postgres::Transaction<'_>, rows: &[OrderRow]) -> Result<(), StoreError> {
+async fn copy_new_orders(
+    tx: &deadpool_postgres::Transaction<'_>,
+    rows: &[OrderRow],
+    sort: bool,
+) -> Result<(), StoreError> {
+    let rows = in_key_order(rows, sort);
     let sink = tx.copy_in(&format!("COPY orders ({ORDER_COLUMNS}) FROM STDIN BINARY")).await?;
     pin_mut!(sink);
     let mut out = CopyOut::new(rows.len(), 2 + 23 * 12 + 32);
-    for o in rows {
+    for &o in &rows {
         out.row(23);
         out.i64(i(o.order_id));
         out.i64(o.account as i64);
@@ -680,13 +694,27 @@ async fn unnest_fills(tx: &deadpool_postgres::Transaction<'_>, rows: &[FillRow])
 }
 
 /// Orders via `unnest`; `upsert` for rows that may exist (changed, not accepted, in the flush).
+/// The order rows to write, sorted by the orders primary key (account, order_id) when `sort`.
+/// Why: the account-leading btrees (primary key, client id) then receive consecutive keys
+/// of one account one after the other, on the same leaf pages still in cache; measured on
+/// the benchmark's orders (plain SQL, backend CPU): 10-20% less CPU for the orders insert.
+fn in_key_order(rows: &[OrderRow], sort: bool) -> Vec<&OrderRow> {
+    let mut v: Vec<&OrderRow> = rows.iter().collect();
+    if sort {
+        v.sort_unstable_by_key(|o| (o.account, o.order_id));
+    }
+    v
+}
+
 async fn insert_orders(
     tx: &deadpool_postgres::Transaction<'_>,
     rows: &[OrderRow],
     upsert: bool,
+    sort: bool,
 ) -> Result<(), StoreError> {
-    let col = |f: &dyn Fn(&OrderRow) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
-    let col2 = |f: &dyn Fn(&OrderRow) -> i16| rows.iter().map(f).collect::<Vec<i16>>();
+    let rows = in_key_order(rows, sort);
+    let col = |f: &dyn Fn(&OrderRow) -> i64| rows.iter().map(|o| f(o)).collect::<Vec<i64>>();
+    let col2 = |f: &dyn Fn(&OrderRow) -> i16| rows.iter().map(|o| f(o)).collect::<Vec<i16>>();
     let order_id = col(&|o| i(o.order_id));
     let account = col(&|o| o.account as i64);
     let instrument = col(&|o| o.instrument as i64);
@@ -1002,6 +1030,39 @@ mod tests {
         let bad = dir.path().join("bad.pem");
         std::fs::write(&bad, "-----BEGIN CERTIFICATE-----\nnot base64 !!!\n-----END CERTIFICATE-----\n").unwrap();
         assert!(matches!(tls_config(Some(&bad)), Err(StoreError::Tls(_))));
+    }
+
+    #[test]
+    fn orders_go_out_in_primary_key_order_and_unsorted_keeps_the_flush_order() {
+        let row = |account, order_id| OrderRow {
+            order_id,
+            account,
+            instrument: 1,
+            client_order_id: String::new(),
+            side: 0,
+            kind: 0,
+            price: 1,
+            stop_price: 0,
+            qty: 1,
+            tif: 0,
+            status: 0,
+            cancel_reason: 0,
+            filled: 0,
+            leaves: 1,
+            created_seq: 1,
+            created_ts: 1,
+            updated_seq: 1,
+            updated_ts: 1,
+            expire_ts: 0,
+            post_only: None,
+            display_qty: None,
+            stp: None,
+            notional: 0,
+        };
+        let rows = vec![row(7, 3), row(2, 9), row(7, 1), row(2, 4)];
+        let keys = |v: Vec<&OrderRow>| v.iter().map(|o| (o.account, o.order_id)).collect::<Vec<_>>();
+        assert_eq!(keys(in_key_order(&rows, true)), vec![(2, 4), (2, 9), (7, 1), (7, 3)]);
+        assert_eq!(keys(in_key_order(&rows, false)), vec![(7, 3), (2, 9), (7, 1), (2, 4)]);
     }
 
     #[test]

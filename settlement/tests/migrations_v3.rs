@@ -147,13 +147,24 @@ async fn postgres_version_2_orders_and_fills_survive_version_3() {
         ("SELECT * FROM fills WHERE instrument = 0 AND ts BETWEEN 10 AND 20", "fills_ts"),
         ("SELECT * FROM fills WHERE trade_id = 1", "fills_pkey"),
     ] {
-        let plan: Vec<String> =
-            client.query(&format!("EXPLAIN {sql}"), &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
-        let plan = plan.join("\n");
-        // The index must bound the scan (an Index Cond), not just be walked under a filter;
-        // the partial index of open orders is the condition itself.
-        let bounded = plan.contains("Index Cond") || index == "orders_open";
-        assert!(plan.contains(index) && bounded, "{sql}\nshould use {index}:\n{plan}");
+        // V3 builds the orders indexes after updating rows in the same transaction, so
+        // PostgreSQL marks them `indcheckxmin`: a query whose snapshot is older than the
+        // migration (any transaction still running on the server since before it, e.g. another
+        // test's) may not use them yet. Poll, with a deadline, until no such snapshot is left.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let plan: Vec<String> =
+                client.query(&format!("EXPLAIN {sql}"), &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+            let plan = plan.join("\n");
+            // The index must bound the scan (an Index Cond), not just be walked under a filter;
+            // the partial index of open orders is the condition itself.
+            let bounded = plan.contains("Index Cond") || index == "orders_open";
+            if plan.contains(index) && bounded {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{sql}\nshould use {index}:\n{plan}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
     drop(client);
     let _ = conn.await;
