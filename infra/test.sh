@@ -279,10 +279,21 @@ if want shellcheck; then
   lint_user_data() {
     # shellcheck disable=SC2016 # the ${...} are Terraform template placeholders, replaced literally
     sed -e '/^%{/d' -e 's/\${k}=\${v}/CASTLE_SHARD=a/' -e 's/\${log_group_name}/\/castle\/dev\/engine/' \
-      "$TF/modules/engine/user-data.sh.tftpl" >"$WORK/user-data.sh"
+      -e 's/\${command_port}/7400/' "$TF/modules/engine/user-data.sh.tftpl" >"$WORK/user-data.sh"
     shellcheck -s bash "$WORK/user-data.sh"
   }
+  lint_referee_user_data() {
+    # shellcheck disable=SC2016 # as above
+    sed -e 's/\${port}/7500/' -e 's/\${lease_ms}/2000/' "$TF/modules/engine/referee-user-data.sh.tftpl" >"$WORK/referee-user-data.sh"
+    # shellcheck disable=SC2016 # a literal ${, the template placeholder marker
+    if grep -nF '${' "$WORK/referee-user-data.sh"; then
+      echo "unrendered template placeholders left"
+      return 1
+    fi
+    shellcheck -s bash "$WORK/referee-user-data.sh"
+  }
   check "shellcheck modules/engine/user-data.sh.tftpl (rendered)" lint_user_data
+  check "shellcheck modules/engine/referee-user-data.sh.tftpl (rendered)" lint_referee_user_data
 fi
 
 if want packer; then

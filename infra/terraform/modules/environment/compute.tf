@@ -97,10 +97,14 @@ module "engine" {
   source   = "../engine"
   for_each = toset(local.s.engine_shards)
 
-  name             = "${local.name}-engine-${each.key}"
-  shard            = each.key
-  vpc_id           = module.network.vpc_id
-  subnet_id        = module.network.private_subnet_ids[0]
+  name      = "${local.name}-engine-${each.key}"
+  shard     = each.key
+  vpc_id    = module.network.vpc_id
+  subnet_id = module.network.private_subnet_ids[0]
+  # The fencing referee in the next AZ: a failure domain apart from both engine nodes.
+  referee = {
+    subnet_id = module.network.private_subnet_ids[1]
+  }
   ami_id           = var.engine_ami_id
   instance_type    = local.s.engine_instance_type
   threads_per_core = local.s.engine_threads_per_core
