@@ -7,7 +7,8 @@
 #   infra/test.sh                  all stages
 #   infra/test.sh moto tuning      only some stages (fmt validate unit moto shellcheck packer tuning deploy)
 #
-# Environment: TF_PLUGIN_DIR (default /opt/tf-plugins), MOTO_PORT (default: a free port).
+# Environment: TF_PLUGIN_DIR (default /opt/tf-plugins), MOTO_PORT (default: a free port), CASTLE_BIN (the castle
+# binary the deploy stage checks the manifests against; default ${CARGO_TARGET_DIR:-target}/debug/castle).
 # Last line: "infra: N passed, M failed"; the exit status is non-zero if anything failed.
 # shellcheck disable=SC2317 # the stage functions are invoked indirectly, through check()
 set -euo pipefail
@@ -202,7 +203,7 @@ PY
     python3 - "$WORK/tgb.yaml" <<'PY'
 import sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
-assert len(docs) == 4, docs
+assert len(docs) == 3, docs
 assert all(d["spec"]["targetGroupARN"].startswith("arn:aws:elasticloadbalancing:") for d in docs)
 print("\n".join(d["metadata"]["name"] + " -> " + d["spec"]["targetGroupARN"] for d in docs))
 PY
@@ -278,10 +279,21 @@ if want shellcheck; then
   lint_user_data() {
     # shellcheck disable=SC2016 # the ${...} are Terraform template placeholders, replaced literally
     sed -e '/^%{/d' -e 's/\${k}=\${v}/CASTLE_SHARD=a/' -e 's/\${log_group_name}/\/castle\/dev\/engine/' \
-      "$TF/modules/engine/user-data.sh.tftpl" >"$WORK/user-data.sh"
+      -e 's/\${command_port}/7400/' "$TF/modules/engine/user-data.sh.tftpl" >"$WORK/user-data.sh"
     shellcheck -s bash "$WORK/user-data.sh"
   }
+  lint_referee_user_data() {
+    # shellcheck disable=SC2016 # as above
+    sed -e 's/\${port}/7500/' -e 's/\${lease_ms}/2000/' "$TF/modules/engine/referee-user-data.sh.tftpl" >"$WORK/referee-user-data.sh"
+    # shellcheck disable=SC2016 # a literal ${, the template placeholder marker
+    if grep -nF '${' "$WORK/referee-user-data.sh"; then
+      echo "unrendered template placeholders left"
+      return 1
+    fi
+    shellcheck -s bash "$WORK/referee-user-data.sh"
+  }
   check "shellcheck modules/engine/user-data.sh.tftpl (rendered)" lint_user_data
+  check "shellcheck modules/engine/referee-user-data.sh.tftpl (rendered)" lint_referee_user_data
 fi
 
 if want packer; then
@@ -439,7 +451,10 @@ if want tuning; then
 fi
 
 if want deploy; then
-  check "deploy/k8s: manifests, overlays, KEDA, Terraform contracts" python3 "$INFRA/tests/check_deploy.py"
+  # Checks every container's subcommand, flags and variables against the castle binary's --help
+  # ($CASTLE_BIN, else ${CARGO_TARGET_DIR:-target}/debug/castle: scripts/test builds it first).
+  check "deploy/k8s: manifests vs castle --help, overlays, KEDA, Terraform contracts" python3 "$INFRA/tests/check_deploy.py"
+  check "deploy/k8s: the check reports each of 10 deliberate breakages" python3 "$INFRA/tests/check_deploy.py" --self-test
 fi
 
 if [ -n "$MOTO_STAGE_PID" ]; then

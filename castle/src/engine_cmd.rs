@@ -114,7 +114,7 @@ pub fn run(a: EngineArgs) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("installing the signal handler")?;
-    let status = Arc::new(EngineStatus::default());
+    let status = Arc::new(EngineStatus { lease: Some(server.lease_gauge()), ..EngineStatus::default() });
     let metrics = match a.metrics_listen {
         Some(addr) => Some(serve_metrics(addr, status.clone())?),
         None => None,
@@ -150,6 +150,8 @@ struct EngineStatus {
     primary: AtomicBool,
     epoch: AtomicU64,
     seq: AtomicU64,
+    /// Read at scrape time: the lease moves faster than the status refresh.
+    lease: Option<castle_engine_server::LeaseGauge>,
 }
 
 impl EngineStatus {
@@ -174,6 +176,12 @@ impl EngineStatus {
             self.epoch.load(Ordering::Relaxed),
             u8::from(self.primary.load(Ordering::Relaxed)),
         );
+        if let Some(ms) = self.lease.as_ref().and_then(|l| l.remaining_ms()) {
+            let _ = write!(
+                out,
+                "# HELP castle_engine_lease_remaining_ms Milliseconds left of this node's referee lease (0: none held, no orders accepted).\n# TYPE castle_engine_lease_remaining_ms gauge\ncastle_engine_lease_remaining_ms {ms}\n"
+            );
+        }
     }
 }
 

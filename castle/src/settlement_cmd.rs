@@ -60,12 +60,13 @@ impl LedgerArgs {
 #[derive(Args, Debug)]
 pub struct SettlementArgs {
     /// Engine server (`castle engine`) to subscribe to.
-    #[arg(long)]
+    #[arg(long, env = "CASTLE_ENGINE")]
     pub engine: String,
     #[command(flatten)]
     pub ledger: LedgerArgs,
-    /// Serve Prometheus metrics (lag, counters) on this address at /metrics.
-    #[arg(long)]
+    /// Serve Prometheus metrics (lag, counters) on this address at /metrics (any GET path
+    /// answers, so it is also the Kubernetes probe).
+    #[arg(long, env = "CASTLE_METRICS_LISTEN")]
     pub metrics: Option<String>,
     /// Largest flush (entries + fills) per database transaction.
     #[arg(long, default_value_t = 100_000)]

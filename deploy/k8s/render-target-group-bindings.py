@@ -21,7 +21,8 @@ BINDINGS = {
     # stickiness and drain time.
     "ws": ("gateway-rest", 8080),
     "fix": ("gateway-fix", 9880),
-    "binary": ("gateway-binary", 9890),
+    # modules/edge also makes a "binary" target group (NLB port 9890) for gateway-binary, which is not built
+    # (a stub crate): nothing is bound to it.
 }
 
 

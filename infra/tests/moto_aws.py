@@ -9,6 +9,7 @@
   moto_aws.py verify URL                assert that the dev apply really created the emulated resources
   moto_aws.py verify-destroyed URL      assert that destroy removed them
 """
+import base64
 import json
 import socket
 import sys
@@ -101,6 +102,29 @@ def verify(url):
             "LaunchTemplateVersions"][0]["LaunchTemplateData"]
         c.expect(data.get("MetadataOptions", {}).get("HttpTokens") == "required", "launch template requires IMDSv2")
         c.expect(all(b["Ebs"].get("Encrypted") for b in data.get("BlockDeviceMappings", [])), "launch template volumes encrypted")
+        user_data = base64.b64decode(data.get("UserData", "")).decode()
+        referee = ec2.describe_instances(Filters=[{"Name": "tag:Name", "Values": [f"{ENV}-engine-a-referee"]},
+                                                  {"Name": "instance-state-name", "Values": ["running"]}])
+        referee = [i for r in referee["Reservations"] for i in r["Instances"]]
+        c.expect(len(referee) == 1, "fencing referee instance running")
+        if referee:
+            # Its AZ is its (fixed) interface's; the engines' is their ASG subnet's.
+            enis = ec2.describe_network_interfaces(
+                Filters=[{"Name": "attachment.instance-id", "Values": [referee[0]["InstanceId"]]}])["NetworkInterfaces"]
+            asg = client(url, "autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[f"{ENV}-engine-a"])
+            engine_subnets = [g["VPCZoneIdentifier"] for g in asg["AutoScalingGroups"]]
+            engine_az = ec2.describe_subnets(SubnetIds=engine_subnets[0].split(","))["Subnets"][0]["AvailabilityZone"] \
+                if engine_subnets else None
+            referee_az = enis[0]["AvailabilityZone"] if enis else None
+            c.expect(referee_az is not None and engine_az is not None and referee_az != engine_az,
+                     f"referee in another AZ ({referee_az}) than the engines ({engine_az})")
+            ip = referee[0]["PrivateIpAddress"]
+            c.expect(f"CASTLE_REFEREE={ip}:7500" in user_data and "CASTLE_NODE_ID=" in user_data,
+                     f"engine user data names the referee at {ip}:7500 and sets a node id")
+            c.expect(referee[0].get("MetadataOptions", {}).get("HttpTokens") == "required", "referee requires IMDSv2")
+            vols = ec2.describe_volumes(Filters=[{"Name": "attachment.instance-id", "Values": [referee[0]["InstanceId"]]}])["Volumes"]
+            c.expect(any(a["Device"] == "/dev/sdg" for v in vols for a in v["Attachments"]) and all(v["Encrypted"] for v in vols),
+                     "referee state volume attached as /dev/sdg, volumes encrypted")
     asgs = client(url, "autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[f"{ENV}-engine-a"])["AutoScalingGroups"]
     c.expect(len(asgs) == 1 and asgs[0]["DesiredCapacity"] == 1, "engine ASG with one instance")
 
@@ -161,6 +185,10 @@ def verify_destroyed(url):
         left.append("kinesis")
     if client(url, "autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]:
         left.append("asg")
+    running = ec2.describe_instances(Filters=[{"Name": "tag:castle:role", "Values": ["referee"]},
+                                              {"Name": "instance-state-name", "Values": ["pending", "running"]}])
+    if any(r["Instances"] for r in running["Reservations"]):
+        left.append("referee instance")
     if [x for x in client(url, "rds").describe_db_clusters()["DBClusters"] if x["DBClusterIdentifier"].startswith(ENV)]:
         left.append("aurora")
     print("left behind: " + (", ".join(left) or "nothing"))

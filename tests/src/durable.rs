@@ -1,7 +1,7 @@
 //! Helpers of the engine durability tests: `castle engine` / `castle replay` as child
 //! processes, a pipelined gateway load generator, and journal inspection.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -18,6 +18,8 @@ pub struct EngineProc {
     pub child: Child,
     pub addr: String,
     pub stderr_path: PathBuf,
+    /// Everything the engine printed on stdout so far.
+    stdout: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 /// Output of a `castle` run that was expected to exit.
@@ -59,6 +61,8 @@ impl EngineProc {
             .expect("spawn castle engine");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
+        let printed = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let kept = printed.clone();
         std::thread::spawn(move || {
             let mut r = BufReader::new(stdout);
             let mut line = String::new();
@@ -74,17 +78,22 @@ impl EngineProc {
                         all.push_str(&line);
                         if let Some(a) = line.trim().strip_prefix("castle engine listening on ") {
                             let _ = tx.send(Ok(a.to_string()));
-                            // Keep draining so the child never blocks on a full pipe.
-                            let mut sink = Vec::new();
-                            let _ = r.read_to_end(&mut sink);
-                            return;
+                            // Keep draining (and keeping) so the child never blocks on a full pipe.
+                            kept.lock().unwrap_or_else(|p| p.into_inner()).push_str(&all);
+                            loop {
+                                line.clear();
+                                match r.read_line(&mut line) {
+                                    Ok(0) | Err(_) => return,
+                                    Ok(_) => kept.lock().unwrap_or_else(|p| p.into_inner()).push_str(&line),
+                                }
+                            }
                         }
                     }
                 }
             }
         });
         match rx.recv_timeout(Duration::from_secs(120)) {
-            Ok(Ok(addr)) => Ok(EngineProc { child, addr, stderr_path }),
+            Ok(Ok(addr)) => Ok(EngineProc { child, addr, stderr_path, stdout: printed }),
             Ok(Err(stdout)) => {
                 let status = child.wait().expect("wait");
                 Err(Exited {
@@ -106,6 +115,11 @@ impl EngineProc {
     pub fn kill9(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// What the engine printed on stdout so far (e.g. its metrics address).
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn stderr(&self) -> String {

@@ -8,6 +8,9 @@
 //! 2. A primary that cannot reach the referee stops accepting orders when its lease runs out,
 //!    and accepts again once the referee (restarted from its state file) renews it.
 //! 3. Without a referee a single node accepts orders as before, and says so in its log.
+//! 4. Two fresh nodes started the same way, without `--follow` (as the Terraform engine group
+//!    starts its instances): the first to reach the referee holds the lease, the other is
+//!    deposed with an empty journal, follows it and refuses orders.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -37,6 +40,17 @@ fn wait_until(secs: u64, msg: &str, mut what: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "{msg}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// GET /metrics at `addr` (empty when not reachable yet).
+fn scrape(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else { return String::new() };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body
 }
 
 /// One order as request `request` of GATEWAY: its acknowledgement status.
@@ -135,4 +149,43 @@ fn without_a_referee_a_single_node_accepts_orders_and_says_so() {
     let acks = pump(&a.addr, GATEWAY, &cmds, 1, 16, Instant::now() + Duration::from_secs(60));
     assert_eq!(acks.applied.len(), 50);
     wait_until(10, "no log line about running without a referee", || a.stderr().contains("no referee configured"));
+}
+
+#[test]
+fn two_fresh_nodes_started_alike_elect_one_primary_and_the_other_follows() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (_r, raddr) = referee(&tmp.path().join("referee.state"), "127.0.0.1:0");
+    let a = EngineProc::start(
+        &tmp.path().join("a"),
+        &["--referee", &raddr, "--node-id", "1", "--metrics-listen", "127.0.0.1:0"],
+    )
+    .expect("node 1");
+    wait_until(30, "node 1 never took the lease", || a.stderr().contains("holding the referee's lease"));
+    let mut metrics = String::new();
+    wait_until(30, "node 1 never printed its metrics address", || {
+        let out = a.stdout();
+        if let Some(m) = out.lines().find_map(|l| l.strip_prefix("castle engine metrics on http://")) {
+            metrics = m.trim_end_matches("/metrics").to_string();
+        }
+        !metrics.is_empty()
+    });
+    wait_until(30, "node 1's metrics never showed its lease", || {
+        scrape(&metrics).lines().any(|l| {
+            l.strip_prefix("castle_engine_lease_remaining_ms ")
+                .and_then(|v| v.parse::<u64>().ok())
+                .is_some_and(|ms| ms > 0)
+        })
+    });
+    let b = EngineProc::start(&tmp.path().join("b"), &["--referee", &raddr, "--node-id", "2"]).expect("node 2");
+    wait_until(30, "node 2 did not follow the lease holder", || b.stderr().contains("rejoining as a standby"));
+    let cmds = commands(24, 500);
+    assert_eq!(submit_one(&b.addr, 1, &cmds[0]), AckStatus::NotPrimary, "the deposed node refuses orders");
+    let acks = pump(&a.addr, GATEWAY, &cmds, 1, 64, Instant::now() + Duration::from_secs(60));
+    assert_eq!(acks.applied.len(), 500, "every order applied by the lease holder");
+    let (primary, _, seq, hash) = a.status();
+    assert!(primary);
+    wait_until(60, "node 2 did not catch up with node 1", || b.status().2 == seq);
+    let (b_primary, _, _, b_hash) = b.status();
+    assert!(!b_primary, "node 2 stays a standby");
+    assert_eq!(b_hash, hash, "same seq, same state");
 }

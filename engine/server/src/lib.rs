@@ -58,7 +58,7 @@ pub mod state;
 
 pub use link::DurableLink;
 pub use remote::{RemoteConfig, RemoteLink};
-pub use server::{recover, Config, LocalGateway, LocalSubmitter, Server, StatusInfo};
+pub use server::{recover, Config, LeaseGauge, LocalGateway, LocalSubmitter, Server, StatusInfo};
 pub use state::{hex, Replica};
 
 use std::path::PathBuf;

@@ -149,8 +149,8 @@ pub(crate) fn start(
 const RING_ENTRIES: u32 = 1_024;
 /// Bytes one recv may deliver (a gateway's burst of Submits is read in pieces of this size).
 const RECV_BUF: usize = 64 << 10;
-/// How long a new connection may take to send its Hello.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default of `Config::hello_timeout`: how long a new connection may take to send its Hello.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Commands per inbox message (as the threaded path).
 const BATCH: usize = 256;
 /// Bytes queued for one stream connection before the ring stops feeding it (bounded memory
@@ -219,7 +219,7 @@ enum CatchUp {
 
 struct Conn {
     stream: TcpStream,
-    /// When it was accepted: a connection that has not said Hello within [`HELLO_TIMEOUT`] is
+    /// When it was accepted: a connection that has not said Hello within `Config::hello_timeout` is
     /// closed (as the threaded path's read timeout does), so silent sockets cannot pile up.
     accepted: Instant,
     gen: u32,
@@ -604,9 +604,10 @@ impl Front {
         for slot in welcomed {
             self.received(slot);
         }
+        let hello_timeout = self.sh.cfg.hello_timeout;
         for slot in 0..self.conns.len() {
             let Some(c) = self.conns[slot].as_mut() else { continue };
-            if matches!(c.phase, Phase::Hello) && !c.closing && c.accepted.elapsed() > HELLO_TIMEOUT {
+            if matches!(c.phase, Phase::Hello) && !c.closing && c.accepted.elapsed() > hello_timeout {
                 refuse(c, "no Hello in time");
             }
             flush_held(&self.inbox, c);

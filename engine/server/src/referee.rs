@@ -20,7 +20,7 @@
 //! lease ends before the referee's unless the two clocks' rates differ by more than a third.
 //! After a referee restart, the recorded holder is assumed to hold a full lease from then on.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -39,6 +39,7 @@ const CLAIM: u8 = 0x02;
 const GRANTED: u8 = 0x81;
 const DEPOSED: u8 = 0x82;
 const BUSY: u8 = 0x83;
+const REFUSED: u8 = 0x84;
 
 /// A node's referee settings ([`crate::Config::referee`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +87,10 @@ pub enum Response {
     Deposed { epoch: u64, holder: u32, start_seq: u64, addr: String },
     /// Another node's lease is still running: retry after `retry_ms`.
     Busy { holder: u32, retry_ms: u32 },
+    /// The request could not be decoded ([`RefereeFrameError::code`]); nothing was decided.
+    /// After a malformed body the connection stays open (the framing is intact); after a frame
+    /// whose length is out of bounds it is closed (the stream cannot be resynchronised).
+    Refused { code: u8 },
 }
 
 /// The referee's decisions (sans-IO).
@@ -174,6 +179,16 @@ impl Referee {
     }
 }
 
+/// Whether a node told `Deposed` may follow the new holder as a standby on its own (sans-IO).
+/// Only when its journal is certainly a prefix of the new holder's history: it is empty (a node
+/// that never applied anything, e.g. the second of two fresh nodes started the same way: the
+/// first to reach the referee holds the lease, the other follows it), or it ends before the first
+/// seq of the new epoch (it stopped before the promotion). Otherwise it may hold records the new
+/// history lacks, and an operator must move its journal aside.
+pub fn may_rejoin(last_applied: u64, epoch_start_seq: u64, holder_addr: &str) -> bool {
+    !holder_addr.is_empty() && (last_applied == 0 || (epoch_start_seq > 0 && last_applied < epoch_start_seq))
+}
+
 /// The node's view of its lease (sans-IO; times are the node's monotonic clock in ns).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LeaseClock {
@@ -224,6 +239,95 @@ pub enum RefereeFrameError {
     NodeZero,
     #[error("address longer than {MAX_ADDR} bytes or not UTF-8")]
     BadAddr,
+    #[error("frame length {0} outside 1..={MAX_FRAME}")]
+    Length(usize),
+}
+
+impl RefereeFrameError {
+    /// The code a [`Response::Refused`] carries.
+    pub fn code(&self) -> u8 {
+        match self {
+            RefereeFrameError::UnknownType(_) => 1,
+            RefereeFrameError::Short => 2,
+            RefereeFrameError::Trailing(_) => 3,
+            RefereeFrameError::NodeZero => 4,
+            RefereeFrameError::BadAddr => 5,
+            RefereeFrameError::Length(_) => 6,
+        }
+    }
+}
+
+/// What a [`Response::Refused`] code means (for logs).
+pub fn refusal_reason(code: u8) -> &'static str {
+    match code {
+        1 => "unknown request type",
+        2 => "request too short",
+        3 => "trailing bytes after the request",
+        4 => "node id 0",
+        5 => "address too long or not UTF-8",
+        6 => "frame length out of bounds",
+        _ => "unknown refusal code",
+    }
+}
+
+/// What the referee does with the next bytes of a connection (see [`RefereeInbox`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    /// A well-formed request: decide it ([`Referee::handle`]) and answer.
+    Request(Request),
+    /// A request that could not be decoded: answer this refusal, then close the connection if
+    /// `close` (the framing itself is broken), else go on reading.
+    Refuse { response: Response, close: bool },
+}
+
+/// One connection's request bytes, decoded sans-IO: the transport feeds what it reads and
+/// answers each [`Incoming`] in order.
+#[derive(Debug)]
+pub struct RefereeInbox {
+    frames: proto::FrameDecoder,
+    closed: bool,
+}
+
+impl Default for RefereeInbox {
+    fn default() -> Self {
+        RefereeInbox { frames: proto::FrameDecoder::new(MAX_FRAME), closed: false }
+    }
+}
+
+impl RefereeInbox {
+    /// Appends bytes read from the connection (ignored once a refusal closed it).
+    pub fn extend(&mut self, data: &[u8]) {
+        if !self.closed {
+            self.frames.extend(data);
+        }
+    }
+
+    /// The next request or refusal; `None` when more bytes are needed or the connection is
+    /// to be closed.
+    pub fn next_incoming(&mut self) -> Option<Incoming> {
+        if self.closed {
+            return None;
+        }
+        match self.frames.next_frame() {
+            Ok(None) => None,
+            Ok(Some((ty, body))) => Some(match parse_request(ty, body) {
+                Ok(r) => Incoming::Request(r),
+                Err(e) => Incoming::Refuse { response: Response::Refused { code: e.code() }, close: false },
+            }),
+            Err(e) => {
+                // Only a length outside 1..=MAX_FRAME makes the decoder fail.
+                self.closed = true;
+                let n = if let proto::FrameError::Length(n) = e { n } else { 0 };
+                let code = RefereeFrameError::Length(n).code();
+                Some(Incoming::Refuse { response: Response::Refused { code }, close: true })
+            }
+        }
+    }
+
+    /// True once a refusal closed the connection.
+    pub fn closed(&self) -> bool {
+        self.closed
+    }
 }
 
 fn put_addr(b: &mut Vec<u8>, addr: &str) {
@@ -318,6 +422,10 @@ pub fn encode_response(r: &Response) -> Vec<u8> {
             b.extend_from_slice(&retry_ms.to_le_bytes());
             BUSY
         }
+        Response::Refused { code } => {
+            b.push(*code);
+            REFUSED
+        }
     };
     frame(ty, &b)
 }
@@ -335,24 +443,61 @@ pub fn parse_response(ty: u8, body: &[u8]) -> Result<Response, RefereeFrameError
             addr: get_addr(&mut b)?,
         },
         BUSY => Response::Busy { holder: b.u32().ok_or(short)?, retry_ms: b.u32().ok_or(short)? },
+        REFUSED => Response::Refused { code: b.take(1).ok_or(short)?[0] },
         t => return Err(RefereeFrameError::UnknownType(t)),
     };
     done(&b)?;
     Ok(r)
 }
 
-/// Checks arbitrary bytes as a stream of request frames (the fuzz target's and proptest's
-/// function): never panics, whatever the input.
+/// Checks arbitrary bytes as a stream of request frames, as the referee reads them (the fuzz
+/// target's and proptest's function): never panics whatever the input; every request re-encodes
+/// to itself; every refusal is a response frame that decodes to itself; nothing follows a
+/// refusal that closes; and the same bytes split at `split` give the same answers.
 pub fn check_request_bytes(data: &[u8]) {
-    let mut d = proto::FrameDecoder::new(MAX_FRAME);
-    d.extend(data);
-    while let Ok(Some((ty, body))) = d.next_frame() {
-        if let Ok(r) = parse_request(ty, body) {
-            let f = encode_request(&r);
-            let mut d2 = proto::FrameDecoder::new(MAX_FRAME);
-            d2.extend(&f);
-            let (t2, b2) = d2.next_frame().ok().flatten().expect("a re-encoded request is one frame");
-            assert_eq!(parse_request(t2, b2).as_ref(), Ok(&r), "re-encoding round trips");
+    check_request_bytes_split(data, data.len() / 2);
+}
+
+/// [`check_request_bytes`] with the bytes arriving in two reads split at `split`.
+pub fn check_request_bytes_split(data: &[u8], split: usize) {
+    let drain = |inbox: &mut RefereeInbox, out: &mut Vec<Incoming>| {
+        while let Some(i) = inbox.next_incoming() {
+            out.push(i);
+        }
+    };
+    let mut whole = RefereeInbox::default();
+    whole.extend(data);
+    let mut answers = Vec::new();
+    drain(&mut whole, &mut answers);
+    let (a, b) = data.split_at(split.min(data.len()));
+    let mut parts = RefereeInbox::default();
+    let mut again = Vec::new();
+    parts.extend(a);
+    drain(&mut parts, &mut again);
+    parts.extend(b);
+    drain(&mut parts, &mut again);
+    assert_eq!(answers, again, "the answers do not depend on how the bytes arrive");
+    for (i, inc) in answers.iter().enumerate() {
+        let frame = match inc {
+            Incoming::Request(r) => {
+                let f = encode_request(r);
+                let mut d = proto::FrameDecoder::new(MAX_FRAME);
+                d.extend(&f);
+                let (t, body) = d.next_frame().ok().flatten().expect("a re-encoded request is one frame");
+                assert_eq!(parse_request(t, body).as_ref(), Ok(r), "re-encoding round trips");
+                continue;
+            }
+            Incoming::Refuse { response, close } => {
+                assert!(!close || i + 1 == answers.len(), "nothing is answered after a closing refusal");
+                encode_response(response)
+            }
+        };
+        let mut d = proto::FrameDecoder::new(MAX_FRAME);
+        d.extend(&frame);
+        let (t, body) = d.next_frame().ok().flatten().expect("a refusal is one frame");
+        match (parse_response(t, body), inc) {
+            (Ok(r), Incoming::Refuse { response, .. }) => assert_eq!(&r, response, "refusals round trip"),
+            (other, _) => panic!("a refusal frame does not decode: {other:?}"),
         }
     }
 }
@@ -372,7 +517,10 @@ pub fn call(addr: &str, req: &Request, timeout: Duration) -> std::io::Result<Res
     s.write_all(&encode_request(req))?;
     let mut buf = Vec::new();
     let ty = proto::read_frame(&mut s, &mut buf, MAX_FRAME)?.ok_or_else(|| bad("the referee closed"))?;
-    parse_response(ty, &buf).map_err(bad)
+    match parse_response(ty, &buf).map_err(bad)? {
+        Response::Refused { code } => Err(bad(format!("the referee refused the request: {}", refusal_reason(code)))),
+        r => Ok(r),
+    }
 }
 
 /// Reads the referee's state file (absent: a fresh referee).
@@ -447,9 +595,30 @@ pub fn serve(listener: TcpListener, state_path: &Path, lease_ms: u32, stop: Arc<
                 s.set_nonblocking(false)?;
                 s.set_read_timeout(Some(Duration::from_secs(5)))?;
                 s.set_write_timeout(Some(Duration::from_secs(5)))?;
-                let mut buf = Vec::new();
-                while let Some(ty) = proto::read_frame(&mut s, &mut buf, MAX_FRAME)? {
-                    let req = parse_request(ty, &buf).map_err(bad)?;
+                let mut inbox = RefereeInbox::default();
+                let mut buf = [0u8; 1024];
+                loop {
+                    let req = match inbox.next_incoming() {
+                        Some(Incoming::Request(req)) => req,
+                        Some(Incoming::Refuse { response, close }) => {
+                            if let Response::Refused { code } = response {
+                                tracing::debug!(%peer, reason = refusal_reason(code), close, "referee: malformed request refused");
+                            }
+                            s.write_all(&encode_response(&response))?;
+                            if close {
+                                return Ok(());
+                            }
+                            continue;
+                        }
+                        None => {
+                            let n = s.read(&mut buf)?;
+                            if n == 0 {
+                                return Ok(());
+                            }
+                            inbox.extend(&buf[..n]);
+                            continue;
+                        }
+                    };
                     let resp = {
                         let mut r = referee.lock().unwrap_or_else(|p| p.into_inner());
                         let (resp, changed) = r.handle(t0.elapsed().as_millis() as u64, req.clone());
@@ -464,7 +633,6 @@ pub fn serve(listener: TcpListener, state_path: &Path, lease_ms: u32, stop: Arc<
                     tracing::debug!(?req, ?resp, "referee");
                     s.write_all(&encode_response(&resp))?;
                 }
-                Ok(())
             })();
             if let Err(e) = r {
                 tracing::debug!(%peer, error = %e, "referee connection");
@@ -541,6 +709,46 @@ mod tests {
     }
 
     #[test]
+    fn a_malformed_request_gets_a_refusal_and_the_connection_goes_on_until_the_framing_breaks() {
+        let mut inbox = RefereeInbox::default();
+        let mut bytes = encode_request(&lease(0, 2)); // node 0: refused, framing intact
+        bytes.extend(encode_request(&lease(1, 2)));
+        // Split inside the second frame: nothing until the rest arrives.
+        let (a, b) = bytes.split_at(bytes.len() - 3);
+        inbox.extend(a);
+        let refusal = Response::Refused { code: RefereeFrameError::NodeZero.code() };
+        assert_eq!(inbox.next_incoming(), Some(Incoming::Refuse { response: refusal, close: false }));
+        assert_eq!(inbox.next_incoming(), None);
+        inbox.extend(b);
+        assert_eq!(inbox.next_incoming(), Some(Incoming::Request(lease(1, 2))));
+        assert_eq!(inbox.next_incoming(), None);
+        // A frame longer than any request: refused, then closed (the stream cannot be
+        // resynchronised), whatever follows.
+        inbox.extend(&(MAX_FRAME as u32 + 1).to_le_bytes());
+        inbox.extend(&encode_request(&lease(1, 2)));
+        let too_long = Response::Refused { code: RefereeFrameError::Length(MAX_FRAME + 1).code() };
+        assert_eq!(inbox.next_incoming(), Some(Incoming::Refuse { response: too_long, close: true }));
+        assert!(inbox.closed());
+        inbox.extend(&encode_request(&lease(1, 2)));
+        assert_eq!(inbox.next_incoming(), None);
+        assert_eq!(refusal_reason(6), "frame length out of bounds");
+    }
+
+    #[test]
+    fn a_deposed_node_rejoins_only_when_its_journal_is_a_prefix() {
+        // Empty journal: a prefix of any history, whatever the referee knows of the epoch start.
+        assert!(may_rejoin(0, 0, "10.0.1.5:7400"));
+        assert!(may_rejoin(0, 41, "10.0.1.5:7400"));
+        // Stopped before the promotion marker.
+        assert!(may_rejoin(40, 41, "10.0.1.5:7400"));
+        // Records from the new epoch's start on, or a start the referee does not know: refuse.
+        assert!(!may_rejoin(41, 41, "10.0.1.5:7400"));
+        assert!(!may_rejoin(5, 0, "10.0.1.5:7400"));
+        // Nowhere to follow.
+        assert!(!may_rejoin(0, 0, ""));
+    }
+
+    #[test]
     fn lease_clock_counts_from_the_send_and_keeps_a_quarter_back() {
         let mut c = LeaseClock::default();
         assert!(!c.valid_at(0), "no lease before the first grant");
@@ -563,6 +771,7 @@ mod tests {
             Response::Granted { epoch: 4, lease_ms: 2_000 },
             Response::Deposed { epoch: 4, holder: 2, start_seq: 9, addr: "127.0.0.1:7400".into() },
             Response::Busy { holder: 1, retry_ms: 30 },
+            Response::Refused { code: RefereeFrameError::NodeZero.code() },
         ] {
             let f = encode_response(&resp);
             assert_eq!(parse_response(f[4], &f[5..]), Ok(resp));

@@ -71,6 +71,9 @@ pub struct Config {
     /// applied. Reserving at start costs address space, not page faults
     /// (untouched pages are never backed). 0: start small.
     pub reserve_orders: usize,
+    /// A new connection that has not sent its Hello within this is refused with
+    /// `Goodbye(ProtocolError)` and closed (both front ends), so silent sockets cannot pile up.
+    pub hello_timeout: Duration,
 }
 
 /// Default [`Config::reserve_orders`]: the first doubling comes after about
@@ -101,6 +104,7 @@ impl Config {
             referee: None,
             stall_timeout: crate::net_uring::STALL_TIMEOUT,
             reserve_orders: RESERVE_ORDERS,
+            hello_timeout: crate::net_uring::HELLO_TIMEOUT,
         }
     }
 }
@@ -205,6 +209,23 @@ pub(crate) struct Shared {
     lease_until: AtomicU64,
     /// What this node tells the referee about where it serves.
     advertise: String,
+}
+
+/// See [`Server::lease_gauge`].
+#[derive(Clone)]
+pub struct LeaseGauge(Arc<Shared>);
+
+impl LeaseGauge {
+    /// Milliseconds left of this node's referee lease, on the node's own (conservative) count:
+    /// 0 when it holds none (a standby, deposed, or unable to renew: no orders are accepted);
+    /// `None` without a referee (the lease never ends).
+    pub fn remaining_ms(&self) -> Option<u64> {
+        let until = self.0.lease_until.load(Ordering::SeqCst);
+        if until == u64::MAX {
+            return None;
+        }
+        Some(until.saturating_sub(self.0.t0.elapsed().as_nanos() as u64) / 1_000_000)
+    }
 }
 
 pub struct Server {
@@ -402,6 +423,11 @@ impl Server {
             out: Arc::new(ConnOut { tx, dead: AtomicBool::new(false), wake: None }),
             rx,
         }
+    }
+
+    /// A reader of this node's referee lease that never waits on the sequencer (for metrics).
+    pub fn lease_gauge(&self) -> LeaseGauge {
+        LeaseGauge(self.shared.clone())
     }
 
     /// Open TCP connections (gateways, subscribers, standbys, control).
@@ -1066,11 +1092,17 @@ pub(crate) type ConnResult = Result<(), Box<dyn std::error::Error + Send + Sync>
 
 fn connection(sh: &Arc<Shared>, stream: TcpStream, inbox: SyncSender<Inbound>) -> ConnResult {
     stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_read_timeout(Some(sh.cfg.hello_timeout))?;
     let mut r = std::io::BufReader::new(stream.try_clone()?);
     let mut w = BufWriter::with_capacity(1 << 16, stream.try_clone()?);
     let mut buf = Vec::with_capacity(256);
-    let ty = proto::read_frame(&mut r, &mut buf, proto::MAX_CLIENT_FRAME)?;
+    let ty = match proto::read_frame(&mut r, &mut buf, proto::MAX_CLIENT_FRAME) {
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+            goodbye(&mut w, GoodbyeReason::ProtocolError, 0, "no Hello in time")?;
+            return Ok(());
+        }
+        read => read?,
+    };
     let hello = match ty.map(|ty| proto::parse_client_frame(ty, &buf)) {
         Some(Ok(ClientFrame::Hello { role, gateway, from_seq, version })) => (role, gateway, from_seq, version),
         _ => {
@@ -1161,8 +1193,13 @@ fn gateway_conn(
     welcome(&mut w, &st, st.seq, mark)?;
     let (otx, orx) = sync_channel::<Vec<u8>>(sh.cfg.gateway_queue.max(1));
     let out = Arc::new(ConnOut { tx: otx, dead: AtomicBool::new(false), wake: None });
+    // The writer holds a sender of its own queue, so it never sees it disconnect: once the
+    // reader is done it stops when the queue has been idle for a wait (acks drained), otherwise a
+    // closed gateway connection would keep its thread and its connection slot until shutdown.
+    let reader_done = Arc::new(AtomicBool::new(false));
     let writer = {
         let (out, stream, sh) = (out.clone(), stream.try_clone()?, sh.clone());
+        let reader_done = reader_done.clone();
         std::thread::Builder::new().name("castle-gw-out".into()).spawn(move || {
             loop {
                 if out.dead.load(Ordering::Relaxed) || sh.shutdown.load(Ordering::Relaxed) {
@@ -1183,6 +1220,7 @@ fn gateway_conn(
                             break;
                         }
                     }
+                    Err(RecvTimeoutError::Timeout) if reader_done.load(Ordering::SeqCst) => break,
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
@@ -1222,7 +1260,8 @@ fn gateway_conn(
     if !batch.is_empty() {
         let _ = inbox.send(Inbound::Submit { gateway, cmds: batch, out: out.clone() });
     }
-    // Let queued acks drain before closing (the writer stops on its own when the peer is gone).
+    // Let queued acks drain before closing (the writer stops once its queue has been idle).
+    reader_done.store(true, Ordering::SeqCst);
     drop(out);
     let _ = writer.join();
     res
@@ -1486,7 +1525,7 @@ fn lease_keeper(sh: Arc<Shared>, r: crate::referee::NodeConfig, inbox: SyncSende
                         our_epoch = ours, epoch, holder, %addr,
                         "deposed: the referee's current epoch belongs to another node; refusing orders"
                     );
-                    if start_seq > 0 && last < start_seq && !addr.is_empty() {
+                    if crate::referee::may_rejoin(last, start_seq, &addr) {
                         tracing::info!(%addr, from = last, epoch_start = start_seq, "rejoining as a standby of the new primary");
                         let (sh2, inbox2) = (sh.clone(), inbox.clone());
                         if std::thread::Builder::new()

@@ -169,8 +169,48 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
-    fn arbitrary_referee_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..512)) {
+    fn arbitrary_referee_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..512), split in 0usize..512) {
         castle_engine_server::referee::check_request_bytes(&data);
+        castle_engine_server::referee::check_request_bytes_split(&data, split);
+    }
+
+    #[test]
+    fn referee_answers_every_framed_request_in_order_even_after_malformed_ones(
+        frames in proptest::collection::vec(
+            (any::<bool>(), 1u32..5, any::<u64>(), proptest::collection::vec(any::<u8>(), 0..40), any::<u8>()), 1..8)
+    ) {
+        use castle_engine_server::referee::{encode_request, Incoming, RefereeInbox, Request};
+        let mut bytes = Vec::new();
+        let mut sent = Vec::new();
+        for (good, node, epoch, junk, ty) in frames {
+            if good {
+                let r = Request::Lease { node, epoch, addr: String::new() };
+                bytes.extend(encode_request(&r));
+                sent.push(Some(r));
+            } else {
+                // Well framed, body of junk (shorter than the frame limit: the framing survives).
+                bytes.extend(((junk.len() + 1) as u32).to_le_bytes());
+                bytes.push(ty);
+                bytes.extend(&junk);
+                sent.push(None);
+            }
+        }
+        let mut inbox = RefereeInbox::default();
+        inbox.extend(&bytes);
+        let mut answers = Vec::new();
+        while let Some(i) = inbox.next_incoming() {
+            answers.push(i);
+        }
+        prop_assert_eq!(answers.len(), sent.len(), "one answer per frame");
+        for (a, s) in answers.iter().zip(&sent) {
+            match (a, s) {
+                (Incoming::Request(r), Some(want)) => prop_assert_eq!(r, want),
+                (Incoming::Refuse { close, .. }, None) => prop_assert!(!close, "a malformed body does not close"),
+                (Incoming::Request(_), None) => {} // junk that happens to be a request
+                (other, want) => prop_assert!(false, "{:?} for {:?}", other, want),
+            }
+        }
+        prop_assert!(!inbox.closed());
     }
 
     #[test]

@@ -29,7 +29,10 @@ locals {
     CASTLE_METRICS_LISTEN = "0.0.0.0:${var.ports.metrics}"
     CASTLE_JOURNAL_DIR    = "/var/lib/castle/journal"
     AWS_REGION            = data.aws_region.current.name
-  }, var.environment)
+    }, local.referee ? {
+    # Fencing (referee.tf); CASTLE_NODE_ID and CASTLE_ADVERTISE are per instance (user data).
+    CASTLE_REFEREE = local.referee_addr
+  } : {}, var.environment)
 }
 
 # All instances of the group on the same spine: lowest, least variable latency between primary and standbys.
@@ -219,6 +222,8 @@ resource "aws_launch_template" "this" {
   user_data = base64encode(templatefile("${path.module}/user-data.sh.tftpl", {
     engine_env     = local.engine_env
     log_group_name = var.log_group_name
+    referee        = local.referee
+    command_port   = var.ports.command
   }))
 
   tag_specifications {
@@ -253,6 +258,13 @@ resource "aws_autoscaling_group" "this" {
   launch_template {
     id      = aws_launch_template.this.id
     version = aws_launch_template.this.latest_version
+  }
+
+  lifecycle {
+    precondition {
+      condition     = var.instance_count == 1 || var.referee != null
+      error_message = "More than one engine instance needs the fencing referee (var.referee): unfenced, every instance would accept orders."
+    }
   }
 
   dynamic "tag" {

@@ -155,3 +155,27 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "referee" {
+  description = <<-EOT
+    The fencing referee (`castle referee`, ARCHITECTURE.md "Fencing with a referee") on a small instance of its own in
+    subnet_id, which should be in another AZ than the engines (a third failure domain). It keeps its state file on an
+    encrypted EBS volume that outlives the instance, behind a fixed network interface whose address the engines are
+    given. Every engine then runs with CASTLE_REFEREE, CASTLE_NODE_ID (its private IPv4 address as a number: unique
+    in the VPC, never 0) and CASTLE_ADVERTISE: the first node to reach the referee holds the lease, the others follow
+    it. null: no referee, only allowed with a single instance (two unfenced instances would both accept orders).
+  EOT
+  type = object({
+    subnet_id       = string
+    instance_type   = optional(string, "t3.small")
+    port            = optional(number, 7500)
+    lease_ms        = optional(number, 2000)
+    state_volume_gb = optional(number, 1)
+  })
+  default = null
+
+  validation {
+    condition     = var.referee == null || try(var.referee.lease_ms >= 10 && var.referee.port > 0 && var.referee.port < 65536, false)
+    error_message = "referee.lease_ms must be at least 10 (castle referee refuses less) and referee.port a TCP port."
+  }
+}

@@ -1,5 +1,5 @@
-# ---- EKS for gateway-fix, gateway-binary, gateway-rest, settlement and marketdata (deploy/helm/castle),
-# with KEDA scaling them on Kinesis lag and CPU.
+# ---- EKS for gateway-fix, gateway-rest, settlement, marketdata and archive (deploy/k8s), with KEDA
+# scaling the gateways on CPU.
 locals {
   events_stream_arn = module.streaming.stream_arns["events"]
 
@@ -8,16 +8,24 @@ locals {
       service_account = "keda-operator"
       namespace       = "keda"
       statements = [
-        { actions = ["kinesis:DescribeStreamSummary", "kinesis:DescribeStream", "kinesis:ListShards"], resources = [local.events_stream_arn] },
         { actions = ["cloudwatch:GetMetricData", "cloudwatch:GetMetricStatistics"], resources = ["*"] },
+      ]
+    }
+    # `castle archive` writes every engine event into the events stream (Firehose delivers it to S3).
+    # settlement and marketdata follow the engine over TCP and never read Kinesis.
+    archive = {
+      service_account = "castle-archive"
+      namespace       = "castle"
+      statements = [
+        { actions = ["kinesis:PutRecord", "kinesis:PutRecords", "kinesis:DescribeStreamSummary", "kinesis:ListShards"], resources = [local.events_stream_arn] },
+        { actions = ["kms:GenerateDataKey"], resources = [module.kms.key_arns["marketdata"]] },
       ]
     }
     settlement = {
       service_account = "castle-settlement"
       namespace       = "castle"
       statements = concat(
-        [{ actions = ["kinesis:GetRecords", "kinesis:GetShardIterator", "kinesis:DescribeStreamSummary", "kinesis:ListShards", "kinesis:SubscribeToShard"], resources = [local.events_stream_arn] }],
-        [{ actions = ["kms:Decrypt"], resources = [module.kms.key_arns["marketdata"], module.kms.key_arns["ledger"]] }],
+        [{ actions = ["kms:Decrypt"], resources = [module.kms.key_arns["ledger"]] }],
         local.f.aurora ? [
           { actions = ["rds-db:connect"], resources = ["arn:${local.partition}:rds-db:${local.region}:${local.account}:dbuser:*/castle_settlement"] },
           { actions = ["secretsmanager:GetSecretValue"], resources = compact([module.aurora[0].master_user_secret_arn]) },
@@ -28,7 +36,6 @@ locals {
       service_account = "castle-marketdata"
       namespace       = "castle"
       statements = concat(
-        [{ actions = ["kinesis:GetRecords", "kinesis:GetShardIterator", "kinesis:DescribeStreamSummary", "kinesis:ListShards", "kinesis:SubscribeToShard"], resources = [local.events_stream_arn] }],
         [{ actions = ["kms:Decrypt"], resources = [module.kms.key_arns["marketdata"]] }],
         local.f.redis ? [{ actions = ["elasticache:Connect"], resources = [module.redis[0].replication_group_arn, module.redis[0].user_arns["castle-marketdata"]] }] : [],
       )
@@ -90,10 +97,14 @@ module "engine" {
   source   = "../engine"
   for_each = toset(local.s.engine_shards)
 
-  name             = "${local.name}-engine-${each.key}"
-  shard            = each.key
-  vpc_id           = module.network.vpc_id
-  subnet_id        = module.network.private_subnet_ids[0]
+  name      = "${local.name}-engine-${each.key}"
+  shard     = each.key
+  vpc_id    = module.network.vpc_id
+  subnet_id = module.network.private_subnet_ids[0]
+  # The fencing referee in the next AZ: a failure domain apart from both engine nodes.
+  referee = {
+    subnet_id = module.network.private_subnet_ids[1]
+  }
   ami_id           = var.engine_ami_id
   instance_type    = local.s.engine_instance_type
   threads_per_core = local.s.engine_threads_per_core

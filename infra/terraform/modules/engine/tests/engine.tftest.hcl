@@ -21,6 +21,15 @@ mock_provider "aws" {
   mock_resource "aws_iam_role" {
     defaults = { arn = "arn:aws:iam::123456789012:role/castle-test-engine-a" }
   }
+  mock_resource "aws_network_interface" {
+    defaults = { id = "eni-0123456789abcdef0", private_ip = "10.0.2.17" }
+  }
+  mock_data "aws_subnet" {
+    defaults = { availability_zone = "eu-west-1b" }
+  }
+  mock_resource "aws_security_group" {
+    defaults = { id = "sg-0123456789abcdef0" }
+  }
 }
 
 variables {
@@ -35,6 +44,9 @@ variables {
     security_groups = { gateways = "sg-0aaaaaaaaaaaaaaaa" }
   }
   kinesis_stream_arns = ["arn:aws:kinesis:eu-west-1:123456789012:stream/castle-test-events"]
+  referee = {
+    subnet_id = "subnet-0fedcba9876543210"
+  }
 }
 
 run "engine_asg_in_cluster_placement_group" {
@@ -109,6 +121,63 @@ run "engine_env_in_user_data" {
   assert {
     condition     = strcontains(base64decode(aws_launch_template.this.user_data), "castle-verify-tuning")
     error_message = "User data must verify the tuning before starting the engine."
+  }
+}
+
+run "referee_on_its_own_host_and_the_engines_fenced_by_it" {
+  command = apply
+
+  assert {
+    condition     = aws_network_interface.referee[0].subnet_id == var.referee.subnet_id && aws_instance.referee[0].instance_type == "t3.small"
+    error_message = "The referee runs on its own small instance behind a fixed interface in the referee subnet."
+  }
+  assert {
+    condition     = strcontains(base64decode(aws_launch_template.this.user_data), "CASTLE_REFEREE=10.0.2.17:7500")
+    error_message = "Every engine must be given the referee's fixed address."
+  }
+  assert {
+    condition     = strcontains(base64decode(aws_launch_template.this.user_data), "echo \"CASTLE_NODE_ID=$(((o1 << 24)") && strcontains(base64decode(aws_launch_template.this.user_data), "echo \"CASTLE_ADVERTISE=$ip:7400\"")
+    error_message = "Every engine must get a node id of its own and advertise its address on the command port."
+  }
+  assert {
+    condition     = strcontains(aws_instance.referee[0].user_data, "ExecStart=/usr/local/bin/castle referee") && strcontains(aws_instance.referee[0].user_data, "CASTLE_REFEREE_LISTEN=0.0.0.0:7500") && strcontains(aws_instance.referee[0].user_data, "CASTLE_REFEREE_STATE=/var/lib/castle/referee/state") && strcontains(aws_instance.referee[0].user_data, "CASTLE_LEASE_MS=2000")
+    error_message = "The referee's user data must run castle referee as a service with its state on the state volume."
+  }
+  assert {
+    condition     = aws_vpc_security_group_ingress_rule.referee_from_engines[0].from_port == 7500 && aws_vpc_security_group_ingress_rule.referee_from_engines[0].referenced_security_group_id == aws_security_group.this.id
+    error_message = "Only the engine nodes may reach the referee, on its port."
+  }
+  assert {
+    condition     = aws_ebs_volume.referee_state[0].encrypted && aws_ebs_volume.referee_state[0].kms_key_id == var.kms_key_arn && aws_ebs_volume.referee_state[0].availability_zone == "eu-west-1b"
+    error_message = "The referee's state lives on an encrypted volume of its own in the referee's AZ."
+  }
+  assert {
+    condition     = one(aws_instance.referee[0].metadata_options).http_tokens == "required" && one(aws_instance.referee[0].root_block_device).encrypted
+    error_message = "The referee instance needs IMDSv2 and an encrypted root volume."
+  }
+}
+
+run "two_engines_need_the_referee" {
+  command = plan
+
+  variables {
+    referee = null
+  }
+
+  expect_failures = [aws_autoscaling_group.this]
+}
+
+run "one_engine_without_referee" {
+  command = plan
+
+  variables {
+    referee        = null
+    instance_count = 1
+  }
+
+  assert {
+    condition     = length(aws_instance.referee) == 0 && !strcontains(base64decode(aws_launch_template.this.user_data), "CASTLE_REFEREE")
+    error_message = "Without a referee nothing of it is created and the engine is not told of one."
   }
 }
 
