@@ -21,7 +21,7 @@
 //! as a separate process; `wrk-order.lua` signs every request afresh with
 //! HMAC-SHA256 through LuaJIT's FFI into the libcrypto wrk is linked with.
 //!
-//! `cargo run --release -p castle-gateway-rest --example bench -- [--seconds 5] [--connections 32] [--subscribers 1000] [--rounds 3] [--wrk] [--orders-only]`
+//! `cargo run --release -p castle-gateway-rest --example bench -- [--seconds 5] [--connections 32] [--subscribers 1000] [--rounds 3] [--wrk] [--orders-only | --post-baseline-only]`
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -224,8 +224,12 @@ async fn run() {
     let conns = arg("--connections", 32);
     let subs = arg("--subscribers", 1000);
     let use_wrk = std::env::args().any(|a| a == "--wrk");
-    // For profiling (valgrind --tool=callgrind): plain HTTP order placement only.
+    // For profiling (valgrind --tool=callgrind): plain HTTP order placement
+    // only, or the same-request POST baseline only (same client work, so the
+    // two profiles differ by the server side).
     let orders_only = std::env::args().any(|a| a == "--orders-only");
+    let post_baseline_only = std::env::args().any(|a| a == "--post-baseline-only");
+    let orders_only = orders_only || post_baseline_only;
     println!("castle-gateway-rest bench: loopback, HTTP/1.1 keep-alive, {conns} connections, {secs} s per case");
 
     // Baselines: the smallest axum handlers, same runtime, same clients,
@@ -322,7 +326,10 @@ async fn run() {
             let bt = Target { addr: b_addr, tls: tls.clone() };
             let gt = Target { addr: g_addr, tls };
             if orders_only {
-                if mode == "http" {
+                if mode == "http" && post_baseline_only {
+                    let r = load(bt, conns, secs, place.clone()).await;
+                    report("  http baseline axum POST, same request", &r, None);
+                } else if mode == "http" {
                     report("  http POST /order (signed, IOC)", &load(gt, conns, secs, place.clone()).await, None);
                 }
                 continue;

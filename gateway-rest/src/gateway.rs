@@ -760,8 +760,22 @@ fn stp_dto(s: StpMode) -> StpDto {
     }
 }
 
-fn cancel_reason_name(r: castle_engine::CancelReason) -> String {
-    format!("{r:?}").to_uppercase()
+/// The API's name of a cancel reason: the engine's variant name in capitals
+/// (a static string: an IOC placement's answer carries one every time).
+fn cancel_reason_name(r: castle_engine::CancelReason) -> &'static str {
+    use castle_engine::CancelReason as R;
+    match r {
+        R::Requested => "REQUESTED",
+        R::MassCancel => "MASSCANCEL",
+        R::KillSwitch => "KILLSWITCH",
+        R::Unfilled => "UNFILLED",
+        R::FillOrKill => "FILLORKILL",
+        R::SelfTrade => "SELFTRADE",
+        R::Expired => "EXPIRED",
+        R::EndOfDay => "ENDOFDAY",
+        R::ProtectionLimit => "PROTECTIONLIMIT",
+        R::BookFull => "BOOKFULL",
+    }
 }
 
 /// Writes exactly what `serde_json::to_vec(&order_view(ins, o, fills))`
@@ -865,7 +879,7 @@ pub fn order_view(ins: &Instruments, o: &OrderRecord, fills: Option<Vec<FillView
         display_quantity: (o.display_qty > 0).then(|| qty_str(spec, o.display_qty)),
         stp: o.stp.map(stp_dto),
         triggered: o.triggered,
-        cancel_reason: o.cancel_reason.map(cancel_reason_name),
+        cancel_reason: o.cancel_reason.map(|r| cancel_reason_name(r).to_string()),
         created_time: ns_to_ms(o.created),
         update_time: ns_to_ms(o.updated),
         seq: o.seq,
@@ -895,7 +909,7 @@ mod tests {
             ),
             (tif, gtd, post_only, display_qty, stp, status, cancel_reason) in (
                 0u8..5, 0u64..2_000_000_000_000_000_000, any::<bool>(), 0i64..1_000_000, proptest::option::of(0u8..5),
-                0u8..5, proptest::option::of(1u8..10),
+                0u8..5, proptest::option::of(1u8..11),
             ),
             (triggered, created, updated, seq) in (any::<bool>(), any::<u64>(), any::<u64>(), any::<u64>()),
         ) -> OrderRecord {
@@ -926,13 +940,34 @@ mod tests {
                 cancel_reason: cancel_reason.map(|r| {
                     [CancelReason::Requested, CancelReason::MassCancel, CancelReason::KillSwitch,
                         CancelReason::Unfilled, CancelReason::FillOrKill, CancelReason::SelfTrade,
-                        CancelReason::Expired, CancelReason::EndOfDay, CancelReason::ProtectionLimit][r as usize - 1]
+                        CancelReason::Expired, CancelReason::EndOfDay, CancelReason::ProtectionLimit,
+                        CancelReason::BookFull][r as usize - 1]
                 }),
                 triggered,
                 created,
                 updated,
                 seq,
             }
+        }
+    }
+
+    /// The names are the engine's variant names in capitals (what the API
+    /// has always shown).
+    #[test]
+    fn cancel_reason_names_are_the_variant_names() {
+        for r in [
+            CancelReason::Requested,
+            CancelReason::MassCancel,
+            CancelReason::KillSwitch,
+            CancelReason::Unfilled,
+            CancelReason::FillOrKill,
+            CancelReason::SelfTrade,
+            CancelReason::Expired,
+            CancelReason::EndOfDay,
+            CancelReason::ProtectionLimit,
+            CancelReason::BookFull,
+        ] {
+            assert_eq!(cancel_reason_name(r), format!("{r:?}").to_uppercase());
         }
     }
 
