@@ -76,13 +76,18 @@ fn describe(kind: &EventKind) -> (&'static str, Option<InstrumentId>, Value) {
             stop_price,
             qty,
             tif,
-            ..
+            post_only,
+            display_qty,
+            stp,
         } => (
             "order_accepted",
             Some(instrument),
+            // `stp` null: the account's self-trade prevention mode applies;
+            // `display_qty` 0: not an iceberg.
             json!({"order_id": order_id, "account": account, "client_order_id": client_order_id.as_str(),
                    "side": snake(side), "order_kind": snake(kind), "price": price, "stop_price": stop_price,
-                   "qty": qty, "tif": snake(tif)}),
+                   "qty": qty, "tif": snake(tif), "post_only": post_only, "display_qty": display_qty,
+                   "stp": stp.map(snake)}),
         ),
         EventKind::Rejected { account, instrument, client_order_id, order_id, reason } => (
             "rejected",
@@ -265,6 +270,10 @@ mod tests {
         assert_eq!(body["order_kind"], "stop_limit");
         assert_eq!(body["side"], "buy");
         assert_eq!(body["client_order_id"], "c-1");
+        assert_eq!(
+            (&body["post_only"], &body["display_qty"], &body["stp"]),
+            (&Value::Bool(false), &Value::from(0), &Value::Null)
+        );
         assert_eq!(body["gateway"], 3);
         assert_eq!(body["request"], 77);
         // Unknown instruments keep their id rather than vanish.
@@ -275,6 +284,33 @@ mod tests {
         assert_eq!(lines[2]["instrument"], Value::Null);
         let body: Value = serde_json::from_str(lines[2]["body"].as_str().unwrap()).unwrap();
         assert_eq!(body["amount"], -5);
+    }
+
+    /// Post-only, iceberg and self-trade prevention as placed are archived.
+    #[test]
+    fn order_accepted_carries_the_order_options() {
+        let b = batch(vec![EventKind::OrderAccepted {
+            order_id: 10,
+            account: 2,
+            instrument: 5,
+            client_order_id: ClientOrderId::new("ice").unwrap(),
+            side: Side::Sell,
+            kind: OrderKind::Limit,
+            price: 100,
+            stop_price: 0,
+            qty: 50,
+            tif: TimeInForce::Gtc,
+            post_only: true,
+            display_qty: 5,
+            stp: Some(castle_engine::StpMode::CancelBoth),
+        }]);
+        let mut out = Vec::new();
+        encode_batch("a", &Symbols::default(), &b, &mut out);
+        let line: Value = serde_json::from_slice(out.strip_suffix(b"\n").unwrap()).unwrap();
+        let body: Value = serde_json::from_str(line["body"].as_str().unwrap()).unwrap();
+        assert_eq!(body["post_only"], true);
+        assert_eq!(body["display_qty"], 5);
+        assert_eq!(body["stp"], "cancel_both");
     }
 
     #[test]

@@ -5,13 +5,25 @@
 //! fan-out of trades to `--subscribers` clients, latency from the taker
 //! order's submission to delivery at each subscriber.
 //!
+//! Two baselines, both minimal axum handlers on their own listener: `GET
+//! /baseline` (empty request, `{"ok":true}`), and the same-request baseline
+//! `POST /api/v1/order` that receives exactly the bytes an order placement
+//! sends (same headers, same JSON body, signed by the client the same way)
+//! and answers `{"ok":true}` without looking at them. The order placement's
+//! ratio is to the same-request baseline (client work and request bytes are
+//! equal on both sides, so the ratio measures the gateway's server-side work:
+//! signature check, JSON, risk, engine round trip, response); the ratio to
+//! the GET baseline is printed too (the figure earlier sessions reported).
+//!
 //! Every REST case runs over plain HTTP and over HTTPS (rustls on both
 //! ends, the gateway's self-signed certificate); with `--wrk`, wrk (Debian's
-//! `wrk`) also loads the baseline and the depth GET. Signed order placement
-//! stays on this generator: a wrk Lua script cannot compute HMAC-SHA256.
+//! `wrk`) also loads both baselines, the depth GET and the order placement,
+//! as a separate process; `wrk-order.lua` signs every request afresh with
+//! HMAC-SHA256 through LuaJIT's FFI into the libcrypto wrk is linked with.
 //!
-//! `cargo run --release -p castle-gateway-rest --example bench -- [--seconds 5] [--connections 32] [--subscribers 1000] [--rounds 3] [--wrk] [--orders-only]`
+//! `cargo run --release -p castle-gateway-rest --example bench -- [--seconds 5] [--connections 32] [--subscribers 1000] [--rounds 3] [--wrk] [--orders-only | --post-baseline-only]`
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -133,16 +145,29 @@ async fn load(target: Target, connections: u64, secs: u64, make: Make) -> Run {
     run
 }
 
-/// wrk against `url` (wrk/wrk-report.lua prints one line); None when wrk is missing.
-fn wrk(url: &str, connections: u64, secs: u64) -> Option<(f64, u64, u64, u64, u64)> {
-    let script = std::env::temp_dir().join(format!("castle-wrk-report-{}.lua", std::process::id()));
-    std::fs::write(&script, include_str!("wrk-report.lua")).unwrap();
-    let out = std::process::Command::new("wrk")
-        .args(["-t2", &format!("-c{connections}"), &format!("-d{secs}s"), "-s"])
-        .arg(&script)
-        .arg(url)
-        .output()
-        .ok()?;
+/// What wrk sends: plain GETs of the URL, or signed order placements
+/// (`wrk-order.lua`: key id, secret, client order id prefix).
+enum WrkLoad<'a> {
+    Get,
+    Orders { key: &'a str, secret: &'a str, prefix: &'a str },
+}
+
+/// wrk against `url` (the Lua scripts print one report line); None when wrk is missing.
+fn wrk(url: &str, connections: u64, secs: u64, load: WrkLoad<'_>) -> Option<(f64, u64, u64, u64, u64)> {
+    let (name, text) = match load {
+        WrkLoad::Get => ("report", include_str!("wrk-report.lua").to_string()),
+        WrkLoad::Orders { .. } => {
+            ("order", format!("{}\n{}", include_str!("wrk-order.lua"), include_str!("wrk-report.lua")))
+        }
+    };
+    let script = std::env::temp_dir().join(format!("castle-wrk-{name}-{}.lua", std::process::id()));
+    std::fs::write(&script, text).unwrap();
+    let mut cmd = std::process::Command::new("wrk");
+    cmd.args(["-t2", &format!("-c{connections}"), &format!("-d{secs}s"), "-s"]).arg(&script).arg(url);
+    if let WrkLoad::Orders { key, secret, prefix } = load {
+        cmd.args(["--", key, secret, prefix]);
+    }
+    let out = cmd.output().ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().find(|l| l.starts_with("WRK "))?;
     let v: Vec<f64> = line[4..].split_whitespace().filter_map(|x| x.parse().ok()).collect();
@@ -164,6 +189,16 @@ fn setup() -> Vec<Command> {
         cmds.push(Command::Deposit { account, asset: 2, amount: 1_000_000_000 * 100_000_000 });
     }
     cmds
+}
+
+/// The order request both the gateway and the same-request baseline receive.
+fn order_request(key: &str, secret: &str, n: u64) -> Request<Body> {
+    // IOC far below the market: accepted, then cancelled unfilled by the
+    // engine, so the book does not grow; every request is signed afresh.
+    let body = format!(
+        r#"{{"symbol":"BTC-USDT","side":"BUY","type":"LIMIT","time_in_force":"IOC","price":"55000","quantity":"0.01","client_order_id":"b{n}"}}"#
+    );
+    signed("POST", "/api/v1/order", body, key, secret, now_ms())
 }
 
 fn signed(method: &str, path: &str, body: String, key: &str, secret: &str, ts: u64) -> Request<Body> {
@@ -189,13 +224,26 @@ async fn run() {
     let conns = arg("--connections", 32);
     let subs = arg("--subscribers", 1000);
     let use_wrk = std::env::args().any(|a| a == "--wrk");
-    // For profiling (valgrind --tool=callgrind): plain HTTP order placement only.
+    // For profiling (valgrind --tool=callgrind): plain HTTP order placement
+    // only, or the same-request POST baseline only (same client work, so the
+    // two profiles differ by the server side).
     let orders_only = std::env::args().any(|a| a == "--orders-only");
+    let post_baseline_only = std::env::args().any(|a| a == "--post-baseline-only");
+    let orders_only = orders_only || post_baseline_only;
     println!("castle-gateway-rest bench: loopback, HTTP/1.1 keep-alive, {conns} connections, {secs} s per case");
 
-    // Baseline: the smallest axum handler, same runtime, same clients, plain and TLS.
+    // Baselines: the smallest axum handlers, same runtime, same clients,
+    // plain and TLS. The POST one takes the order request's bytes (it reads
+    // the body, as any handler must) and answers without looking at them.
     let base = axum::Router::new()
-        .route("/baseline", axum::routing::get(|| async { axum::Json(serde_json::json!({"ok": true})) }));
+        .route("/baseline", axum::routing::get(|| async { axum::Json(serde_json::json!({"ok": true})) }))
+        .route(
+            "/api/v1/order",
+            axum::routing::post(|body: axum::body::Bytes| async move {
+                std::hint::black_box(body);
+                axum::Json(serde_json::json!({"ok": true}))
+            }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base_addr = listener.local_addr().unwrap();
     let b2 = base.clone();
@@ -257,21 +305,19 @@ async fn run() {
     }
 
     let s1c = s1.clone();
-    let place: Make = Arc::new(move |n| {
-        // IOC far below the market: accepted, then cancelled unfilled by the
-        // engine, so the book does not grow; every request is signed afresh.
-        let body = format!(
-            r#"{{"symbol":"BTC-USDT","side":"BUY","type":"LIMIT","time_in_force":"IOC","price":"55000","quantity":"0.01","client_order_id":"b{n}"}}"#
-        );
-        signed("POST", "/api/v1/order", body, "k1", &s1c, now_ms())
-    });
+    // Client order ids unique across cases and rounds: a repeated id of an
+    // order still in the gateway's memory would be answered without the
+    // engine (idempotent retry), which would flatter the order path.
+    let order_seq = Arc::new(AtomicU64::new(0));
+    let place: Make = Arc::new(move |_| order_request("k1", &s1c, order_seq.fetch_add(1, Ordering::Relaxed)));
     let base_req: Make = Arc::new(|_| Request::get("/baseline").body(Body::empty()).unwrap());
     let depth_path = "/api/v1/depth?symbol=BTC-USDT&limit=100";
     let depth_req: Make = Arc::new(move |_| Request::get(depth_path).body(Body::empty()).unwrap());
     // Rounds of every case back to back, so each ratio compares cases
     // measured under the same background load.
     let rounds = arg("--rounds", 3);
-    let mut ratios: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
+    let mut ratios: BTreeMap<String, Vec<f64>> = Default::default();
+    let mut note = |name: String, v: f64| ratios.entry(name).or_default().push(v);
     for round in 1..=rounds {
         println!("round {round}");
         for (mode, b_addr, g_addr, tls) in
@@ -280,43 +326,62 @@ async fn run() {
             let bt = Target { addr: b_addr, tls: tls.clone() };
             let gt = Target { addr: g_addr, tls };
             if orders_only {
-                if mode == "http" {
+                if mode == "http" && post_baseline_only {
+                    let r = load(bt, conns, secs, place.clone()).await;
+                    report("  http baseline axum POST, same request", &r, None);
+                } else if mode == "http" {
                     report("  http POST /order (signed, IOC)", &load(gt, conns, secs, place.clone()).await, None);
                 }
                 continue;
             }
-            let baseline = load(bt, conns, secs, base_req.clone()).await;
-            report(&format!("  {mode} baseline axum GET"), &baseline, None);
-            let b = baseline.count as f64 / baseline.secs;
+            let rate = |r: &Run| r.count as f64 / r.secs;
+            let get_base = load(bt.clone(), conns, secs, base_req.clone()).await;
+            report(&format!("  {mode} baseline axum GET"), &get_base, None);
+            let post_base = load(bt, conns, secs, place.clone()).await;
+            report(&format!("  {mode} baseline axum POST, same request"), &post_base, Some(rate(&get_base)));
             let depth = load(gt.clone(), conns, secs, depth_req.clone()).await;
-            report(&format!("  {mode} GET /depth limit=100"), &depth, Some(b));
+            report(&format!("  {mode} GET /depth limit=100"), &depth, Some(rate(&get_base)));
             let orders = load(gt, conns, secs, place.clone()).await;
-            report(&format!("  {mode} POST /order (signed, IOC)"), &orders, Some(b));
-            ratios
-                .entry(if tls_is(mode) { "https depth" } else { "http depth" })
-                .or_default()
-                .push(depth.count as f64 / depth.secs / b);
-            ratios
-                .entry(if tls_is(mode) { "https order" } else { "http order" })
-                .or_default()
-                .push(orders.count as f64 / orders.secs / b);
+            report(&format!("  {mode} POST /order (signed, IOC)"), &orders, Some(rate(&post_base)));
+            println!("  {mode} POST /order vs the GET baseline: {:.0}%", rate(&orders) / rate(&get_base) * 100.0);
+            note(format!("{mode} depth (vs GET baseline)"), rate(&depth) / rate(&get_base));
+            note(format!("{mode} order (vs same-request POST baseline)"), rate(&orders) / rate(&post_base));
+            note(format!("{mode} order (vs GET baseline)"), rate(&orders) / rate(&get_base));
+            note(format!("{mode} same-request POST baseline (vs GET baseline)"), rate(&post_base) / rate(&get_base));
             if use_wrk {
-                let Some(wb) = wrk(&format!("{mode}://localhost:{}/baseline", b_addr.port()), conns, secs) else {
+                let Some(wb) =
+                    wrk(&format!("{mode}://localhost:{}/baseline", b_addr.port()), conns, secs, WrkLoad::Get)
+                else {
                     panic!("wrk not found: apt-get install wrk")
                 };
                 report_wrk(&format!("  {mode} wrk baseline axum GET"), wb, None);
-                let wd = wrk(&format!("{mode}://localhost:{}{depth_path}", g_addr.port()), conns, secs).expect("wrk");
+                let order_url = |port: u16| format!("{mode}://localhost:{port}/api/v1/order");
+                let prefix = format!("w{round}{mode}b");
+                let orders = WrkLoad::Orders { key: "k1", secret: &s1, prefix: &prefix };
+                let wp = wrk(&order_url(b_addr.port()), conns, secs, orders).expect("wrk");
+                report_wrk(&format!("  {mode} wrk baseline axum POST, same request"), wp, Some(wb.0));
+                let wd = wrk(&format!("{mode}://localhost:{}{depth_path}", g_addr.port()), conns, secs, WrkLoad::Get)
+                    .expect("wrk");
                 report_wrk(&format!("  {mode} wrk GET /depth limit=100"), wd, Some(wb.0));
-                ratios
-                    .entry(if tls_is(mode) { "https wrk depth" } else { "http wrk depth" })
-                    .or_default()
-                    .push(wd.0 / wb.0);
+                let prefix = format!("w{round}{mode}o");
+                let orders = WrkLoad::Orders { key: "k1", secret: &s1, prefix: &prefix };
+                let wo = wrk(&order_url(g_addr.port()), conns, secs, orders).expect("wrk");
+                report_wrk(&format!("  {mode} wrk POST /order (signed, IOC)"), wo, Some(wp.0));
+                println!("  {mode} wrk POST /order vs the wrk GET baseline: {:.0}%", wo.0 / wb.0 * 100.0);
+                note(format!("{mode} wrk depth (vs wrk GET baseline)"), wd.0 / wb.0);
+                note(format!("{mode} wrk order (vs wrk same-request POST baseline)"), wo.0 / wp.0);
+                note(format!("{mode} wrk order (vs wrk GET baseline)"), wo.0 / wb.0);
             }
         }
     }
     for (name, v) in ratios.iter_mut() {
         v.sort_by(|a, b| a.total_cmp(b));
-        println!("median of {rounds} rounds: {name} {:.0}% of its baseline", v[v.len() / 2] * 100.0);
+        let all: Vec<String> = v.iter().map(|x| format!("{:.0}", x * 100.0)).collect();
+        println!(
+            "median of {rounds} rounds: {name} {:.0}% (rounds sorted: {})",
+            v[v.len() / 2] * 100.0,
+            all.join(" / ")
+        );
     }
 
     if !orders_only {
@@ -324,10 +389,6 @@ async fn run() {
     }
     srv.shutdown().await;
     let _ = std::fs::remove_dir_all(&cert_dir);
-}
-
-fn tls_is(mode: &str) -> bool {
-    mode == "https"
 }
 
 /// `subs` WebSocket clients on trades@BTC-USDT; 200 trades, one every 20 ms;
@@ -382,14 +443,17 @@ async fn fanout(addr: SocketAddr, subs: u64, s1: &str, s2: &str) {
     };
     // Trade ids continue from whatever traded before: learn the next one from the first trade.
     let mut next_id = None;
+    let (mut untraded, mut timed) = (0u64, 0u64);
     for i in 0..trades {
         let maker = format!(
             r#"{{"symbol":"BTC-USDT","side":"SELL","type":"LIMIT","price":"60000","quantity":"0.01","client_order_id":"fm{i}"}}"#
         );
         let r = client.request(post(maker, "k2", s2)).await.unwrap();
-        let _ = r.into_body().collect().await;
+        let maker_status = r.status();
+        let maker_body = r.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
         if let Some(id) = next_id {
             sent.lock().unwrap()[id as usize] = Some(Instant::now());
+            timed += 1;
         }
         let taker = format!(
             r#"{{"symbol":"BTC-USDT","side":"BUY","type":"LIMIT","time_in_force":"IOC","price":"60000","quantity":"0.01","client_order_id":"ft{i}"}}"#
@@ -397,8 +461,19 @@ async fn fanout(addr: SocketAddr, subs: u64, s1: &str, s2: &str) {
         let r = client.request(post(taker, "k1", s1)).await.unwrap();
         let body: serde_json::Value =
             serde_json::from_slice(&r.into_body().collect().await.unwrap().to_bytes()).unwrap();
-        let id = body["fills"][0]["trade_id"].as_u64().expect("a trade");
-        next_id = Some(id + 1);
+        // A taker without a trade is reported (with both answers) and the
+        // next trade is not timed; it does not end the run.
+        match body["fills"][0]["trade_id"].as_u64() {
+            Some(id) => next_id = Some(id + 1),
+            None => {
+                untraded += 1;
+                next_id = None;
+                println!(
+                    "fan-out: taker {i} did not trade; maker answered {maker_status} {}; taker answered {body}",
+                    String::from_utf8_lossy(&maker_body)
+                );
+            }
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     for t in tasks {
@@ -406,8 +481,8 @@ async fn fanout(addr: SocketAddr, subs: u64, s1: &str, s2: &str) {
     }
     let h = hist.lock().unwrap();
     println!(
-        "WS fan-out: {subs} subscribers, {} trades timed, {} deliveries: submit-to-delivery p50 {} us  p99 {} us  p99.9 {} us  max {} us",
-        trades - 1,
+        "WS fan-out: {subs} subscribers, {} trades timed ({untraded} takers without a trade), {} deliveries: submit-to-delivery p50 {} us  p99 {} us  p99.9 {} us  max {} us",
+        timed,
         h.len(),
         h.value_at_quantile(0.5),
         h.value_at_quantile(0.99),

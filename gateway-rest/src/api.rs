@@ -87,7 +87,11 @@ pub struct PlaceOrderRequest {
     #[serde(default)]
     pub stp: Option<StpDto>,
     /// Idempotency key, 1-36 chars of `[A-Za-z0-9._:/-]`. Retrying with the same
-    /// id returns the existing order instead of placing a second one.
+    /// id returns the existing order instead of placing a second one while that
+    /// order is open, or closed and still among the account's last 1,000 closed
+    /// orders the gateway holds. A retry with the id of a closed order that has
+    /// aged out of memory places a new order (closed orders are not looked up in
+    /// the ledger on every placement): use a fresh id for every new order.
     #[serde(default)]
     #[schema(pattern = r"^[A-Za-z0-9._:/-]{1,36}$")]
     pub client_order_id: Option<String>,

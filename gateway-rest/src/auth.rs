@@ -141,12 +141,8 @@ impl KeyedMac {
         KeyedMac(HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length"))
     }
 
-    /// Constant-time check of `signature_hex` over [`canonical`]'s string.
-    fn verify(&self, timestamp: &str, method: &str, path: &str, query: &str, body: &[u8], signature_hex: &str) -> bool {
-        let mut sig = [0u8; 32];
-        if hex::decode_to_slice(signature_hex, &mut sig).is_err() {
-            return false;
-        }
+    /// Constant-time check of `sig` over [`canonical`]'s string.
+    fn verify(&self, timestamp: &str, method: &str, path: &str, query: &str, body: &[u8], sig: &[u8; 32]) -> bool {
         let mut mac = self.0.clone();
         mac.update(timestamp.as_bytes());
         mac.update(method.as_bytes());
@@ -156,7 +152,7 @@ impl KeyedMac {
             mac.update(query.as_bytes());
         }
         mac.update(body);
-        mac.verify_slice(&sig).is_ok()
+        mac.verify_slice(sig).is_ok()
     }
 }
 
@@ -285,7 +281,9 @@ impl KeyStore {
     }
 
     /// Verifies a signed request. Order matters: nothing about scopes is
-    /// revealed before the signature is checked.
+    /// revealed before the signature is checked. The gateway runs the three
+    /// steps itself ([`KeyStore::admit`], [`SignatureCheck::verify`] outside
+    /// the store's lock, [`KeyStore::remember`]); this is the same in one call.
     #[allow(clippy::too_many_arguments)]
     pub fn authenticate(
         &mut self,
@@ -297,6 +295,23 @@ impl KeyStore {
         ip: Option<IpAddr>,
         now_ms: u64,
     ) -> Result<Caller, ApiError> {
+        let check = self.admit(parts, ip, now_ms)?;
+        check.verify(method, path, query, body)?;
+        self.remember(&check, now_ms)?;
+        Ok(check.caller)
+    }
+
+    /// The checks before the signature: key known, IP allowed, receive
+    /// window and timestamp, signature well formed. Returns what verifying
+    /// the signature needs, so that the HMAC (the costly part) runs without
+    /// the store's lock: with several workers, one lock around every
+    /// signature check serialised them.
+    pub fn admit<'a>(
+        &self,
+        parts: &SignedParts<'a>,
+        ip: Option<IpAddr>,
+        now_ms: u64,
+    ) -> Result<SignatureCheck<'a>, ApiError> {
         let key_id = parts.key.ok_or_else(|| ApiError::new(Code::Unauthorized, "X-API-KEY header required"))?;
         let key = self.keys.get(key_id).ok_or_else(|| ApiError::new(Code::InvalidApiKey, "invalid API key"))?;
         // An IPv4 peer on a dual-stack socket shows as ::ffff:a.b.c.d: compare it as IPv4.
@@ -325,22 +340,27 @@ impl KeyStore {
             ));
         }
         let sig = parts.signature.ok_or_else(|| ApiError::new(Code::Unauthorized, "X-SIGNATURE header required"))?;
-        let secret = self.secrets.get(key_id).ok_or_else(|| ApiError::new(Code::InvalidApiKey, "invalid API key"))?;
-        if !secret.verify(ts_text, method, path, query, body, sig) {
-            return Err(ApiError::new(Code::InvalidSignature, "signature does not match"));
+        let mac = self.secrets.get(key_id).ok_or_else(|| ApiError::new(Code::InvalidApiKey, "invalid API key"))?;
+        let mut signature = [0u8; 32];
+        if hex::decode_to_slice(sig, &mut signature).is_err() {
+            return Err(mismatch());
         }
-        let caller = Caller { account: key.account, scopes: key.scopes, key_id: Some(key.id.clone()) };
-        self.remember(key_id, sig, now_ms)?;
-        Ok(caller)
+        Ok(SignatureCheck {
+            mac: mac.clone(),
+            timestamp: ts_text,
+            signature,
+            caller: Caller { account: key.account, scopes: key.scopes, key_id: Some(key.id.clone()) },
+        })
     }
 
     /// Refuses an exact replay of a signature inside the window (the window
-    /// check already refuses anything older).
-    fn remember(&mut self, key_id: &str, sig_hex: &str, now_ms: u64) -> Result<(), ApiError> {
-        let mut digest = [0u8; 32];
-        if hex::decode_to_slice(sig_hex, &mut digest).is_err() {
-            return Err(ApiError::new(Code::InvalidSignature, "signature does not match"));
-        }
+    /// check already refuses anything older); call after the signature
+    /// verified. A key revoked since [`KeyStore::admit`] is refused here.
+    pub fn remember(&mut self, check: &SignatureCheck<'_>, now_ms: u64) -> Result<(), ApiError> {
+        let Some(key_id) = check.caller.key_id.as_deref().filter(|k| self.keys.contains_key(*k)) else {
+            return Err(ApiError::new(Code::InvalidApiKey, "invalid API key"));
+        };
+        let digest = check.signature;
         if !self.seen.contains_key(key_id) {
             self.seen.insert(key_id.to_string(), Default::default());
         }
@@ -358,6 +378,32 @@ impl KeyStore {
         }
         queue.push_back((now_ms, digest));
         Ok(())
+    }
+}
+
+fn mismatch() -> ApiError {
+    ApiError::new(Code::InvalidSignature, "signature does not match")
+}
+
+/// A request admitted by [`KeyStore::admit`], its signature not yet
+/// verified: holds a copy of the key's keyed HMAC, so it is verified
+/// without the key store's lock.
+pub struct SignatureCheck<'a> {
+    mac: KeyedMac,
+    timestamp: &'a str,
+    signature: [u8; 32],
+    /// Who the request acts for once the signature verifies.
+    pub caller: Caller,
+}
+
+impl SignatureCheck<'_> {
+    /// Constant-time check of the signature over the request.
+    pub fn verify(&self, method: &str, path: &str, query: &str, body: &[u8]) -> Result<(), ApiError> {
+        if self.mac.verify(self.timestamp, method, path, query, body, &self.signature) {
+            Ok(())
+        } else {
+            Err(mismatch())
+        }
     }
 }
 

@@ -72,6 +72,36 @@ pub fn show(d: Decimal) -> String {
     d.normalize().to_string()
 }
 
+/// [`show`] written into a JSON buffer as a string (`"60000.01"`), without
+/// an intermediate `String` (the order response's hot path).
+pub fn write_json_decimal(out: &mut Vec<u8>, d: Decimal) {
+    use std::io::Write;
+    out.push(b'"');
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "{}", d.normalize());
+    out.push(b'"');
+}
+
+pub fn price_dec(spec: &InstrumentSpec, ticks: i64) -> Decimal {
+    spec.scaling.ticks_to_price(ticks)
+}
+
+pub fn qty_dec(spec: &InstrumentSpec, lots: i64) -> Decimal {
+    spec.scaling.lots_to_qty(lots)
+}
+
+pub fn units_dec(units: i64, decimals: u32) -> Decimal {
+    Scaling::units_to_amount(units, decimals)
+}
+
+/// Quote amount of `tick_lots` (see [`notional_str`]).
+pub fn notional_dec(spec: &InstrumentSpec, tick_lots: i128) -> Decimal {
+    let tv = spec.units().map(|u| u.tick_value).unwrap_or(0) as i128;
+    let units = tick_lots.saturating_mul(tv);
+    let units = i64::try_from(units).unwrap_or(i64::MAX);
+    units_dec(units, spec.scaling.quote_decimals)
+}
+
 pub fn price_str(spec: &InstrumentSpec, ticks: i64) -> String {
     show(spec.scaling.ticks_to_price(ticks))
 }
@@ -87,10 +117,7 @@ pub fn units_str(units: i64, decimals: u32) -> String {
 /// Quote amount of `tick_lots` (price ticks times lots), via the tick value
 /// in quote minor units.
 pub fn notional_str(spec: &InstrumentSpec, tick_lots: i128) -> String {
-    let tv = spec.units().map(|u| u.tick_value).unwrap_or(0) as i128;
-    let units = tick_lots.saturating_mul(tv);
-    let units = i64::try_from(units).unwrap_or(i64::MAX);
-    units_str(units, spec.scaling.quote_decimals)
+    show(notional_dec(spec, tick_lots))
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, TryLockError};
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use castle_engine::{
@@ -16,12 +17,14 @@ use castle_engine::{
 use castle_link::{EngineBatch, EngineLink, EngineRequest, LinkError, Origin};
 use castle_marketdata::MarketData;
 use serde_json::json;
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::accounts::{AccountLimits, Accounts, Fill, OrderRecord};
 use crate::api::*;
 use crate::auth::{ApiKey, JwtVerifier, KeyStore, Scopes};
-use crate::decimal::{notional_str, price_str, qty_str, units_str};
+use crate::decimal::{
+    notional_dec, notional_str, price_dec, price_str, qty_dec, qty_str, units_dec, units_str, write_json_decimal,
+};
 use crate::error::{ApiError, Code};
 use crate::limits::{RateConfig, RateLimiter};
 
@@ -172,6 +175,15 @@ struct PendingTable {
 /// Most engine batches the stream consumer applies under one lock.
 const STREAM_CHUNK: usize = 256;
 
+/// The gateway's subscription to the engine stream. Whoever holds it (the
+/// stream task, or a request that just submitted, see [`Gateway::pump`])
+/// drains it and applies what it took before letting go, so batches are
+/// applied once each and in order.
+struct Stream {
+    rx: mpsc::Receiver<Arc<EngineBatch>>,
+    batches: Vec<Arc<EngineBatch>>,
+}
+
 /// Most requests in flight at once (beyond: 503, engine busy).
 pub const MAX_PENDING: usize = 65_536;
 
@@ -181,6 +193,8 @@ pub struct Gateway {
     next_request: AtomicU64,
     pub state: RwLock<State>,
     pending: Mutex<PendingTable>,
+    /// The engine stream (None until [`Gateway::start_stream`]).
+    stream: Mutex<Option<Stream>>,
     pub keys: Mutex<KeyStore>,
     pub limiter: Mutex<RateLimiter>,
     pub jwt: Option<JwtVerifier>,
@@ -226,6 +240,7 @@ impl Gateway {
             link,
             next_request: AtomicU64::new(first_request),
             pending: Mutex::new(PendingTable::default()),
+            stream: Mutex::new(None),
             jwt,
             push,
             ws_connections: AtomicU64::new(0),
@@ -264,18 +279,61 @@ impl Gateway {
             Err(LinkError::CannotResume(_)) => self.link.subscribe(65_536)?,
             Err(e) => return Err(e),
         };
+        *lock(&self.stream) = Some(Stream { rx, batches: Vec::with_capacity(STREAM_CHUNK) });
         let gw = self.clone();
         Ok(tokio::spawn(async move {
-            let mut rx = rx;
-            // Everything queued at once is applied under one state lock and
-            // one pending-table lock (under load the engine is ahead of us:
-            // this is where the per-batch locking went).
-            let mut batches = Vec::with_capacity(STREAM_CHUNK);
-            while rx.recv_many(&mut batches, STREAM_CHUNK).await > 0 {
-                gw.on_batches(&mut batches);
-            }
+            while std::future::poll_fn(|cx| gw.poll_stream(cx)).await {}
             tracing::warn!("engine stream ended");
         }))
+    }
+
+    /// The stream task's step: applies everything queued (up to
+    /// [`STREAM_CHUNK`] batches under one state lock and one pending-table
+    /// lock; under load the engine is ahead of us). Ready(false): the
+    /// stream ended. While a request is pumping, the task yields and comes
+    /// back rather than block a worker thread on the lock.
+    fn poll_stream(&self, cx: &mut Context<'_>) -> Poll<bool> {
+        let mut guard = match self.stream.try_lock() {
+            Ok(g) => g,
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(TryLockError::WouldBlock) => {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+        };
+        let Some(s) = guard.as_mut() else { return Poll::Ready(false) };
+        match s.rx.poll_recv_many(cx, &mut s.batches, STREAM_CHUNK) {
+            Poll::Ready(0) => Poll::Ready(false),
+            Poll::Ready(_) => {
+                self.on_batches(&mut s.batches);
+                Poll::Ready(true)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Applies what the engine stream holds now, on the calling request's
+    /// task, unless someone else is at it. A request calls this right after
+    /// submitting: with the in-process engine's inline placement its batch
+    /// is already queued, so it is applied here and the request's own wait
+    /// is over without a hand-off to the stream task and back (which cost
+    /// two task wake-ups per order, and on 2 cores often a thread switch).
+    pub fn pump(&self) {
+        let mut guard = match self.stream.try_lock() {
+            Ok(g) => g,
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(TryLockError::WouldBlock) => return,
+        };
+        let Some(s) = guard.as_mut() else { return };
+        while s.batches.len() < STREAM_CHUNK {
+            match s.rx.try_recv() {
+                Ok(b) => s.batches.push(b),
+                Err(_) => break,
+            }
+        }
+        if !s.batches.is_empty() {
+            self.on_batches(&mut s.batches);
+        }
     }
 
     /// Applies one batch to the state, publishes its stream messages and
@@ -332,6 +390,7 @@ impl Gateway {
     /// Submits a command and waits for its batch.
     pub async fn submit(&self, command: castle_engine::Command) -> Result<Arc<EngineBatch>, ApiError> {
         let (rx, _) = self.submit_inner(command, None)?;
+        self.pump();
         self.wait(rx).await
     }
 
@@ -363,6 +422,7 @@ impl Gateway {
                 rx
             }
         };
+        self.pump();
         self.wait(rx).await.map(Ok)
     }
 
@@ -670,22 +730,133 @@ pub fn fill_view(ins: &Instruments, f: &Fill) -> Option<FillView> {
     })
 }
 
-pub fn order_view(ins: &Instruments, o: &OrderRecord, fills: Option<Vec<FillView>>) -> Option<OrderView> {
-    let spec = ins.specs.get(&o.instrument)?;
-    let (tif, expire) = match o.tif {
+fn tif_dto(tif: TimeInForce) -> (TifDto, Option<u64>) {
+    match tif {
         TimeInForce::Gtc => (TifDto::Gtc, None),
         TimeInForce::Ioc => (TifDto::Ioc, None),
         TimeInForce::Fok => (TifDto::Fok, None),
         // 0: unknown (orders read from the settlement ledger, which keeps no expiry).
         TimeInForce::Gtd(t) => (TifDto::Gtd, (t > 0).then(|| ns_to_ms(t))),
         TimeInForce::Day => (TifDto::Day, None),
-    };
-    let order_type = match o.kind {
+    }
+}
+
+fn order_type_dto(kind: OrderKind) -> OrderTypeDto {
+    match kind {
         OrderKind::Limit => OrderTypeDto::Limit,
         OrderKind::Market => OrderTypeDto::Market,
         OrderKind::StopMarket => OrderTypeDto::StopMarket,
         OrderKind::StopLimit => OrderTypeDto::StopLimit,
-    };
+    }
+}
+
+fn stp_dto(s: StpMode) -> StpDto {
+    match s {
+        StpMode::None => StpDto::None,
+        StpMode::CancelNewest => StpDto::CancelNewest,
+        StpMode::CancelOldest => StpDto::CancelOldest,
+        StpMode::CancelBoth => StpDto::CancelBoth,
+        StpMode::DecrementAndCancel => StpDto::DecrementAndCancel,
+    }
+}
+
+/// The API's name of a cancel reason: the engine's variant name in capitals
+/// (a static string: an IOC placement's answer carries one every time).
+fn cancel_reason_name(r: castle_engine::CancelReason) -> &'static str {
+    use castle_engine::CancelReason as R;
+    match r {
+        R::Requested => "REQUESTED",
+        R::MassCancel => "MASSCANCEL",
+        R::KillSwitch => "KILLSWITCH",
+        R::Unfilled => "UNFILLED",
+        R::FillOrKill => "FILLORKILL",
+        R::SelfTrade => "SELFTRADE",
+        R::Expired => "EXPIRED",
+        R::EndOfDay => "ENDOFDAY",
+        R::ProtectionLimit => "PROTECTIONLIMIT",
+        R::BookFull => "BOOKFULL",
+    }
+}
+
+/// Writes exactly what `serde_json::to_vec(&order_view(ins, o, fills))`
+/// would (same fields, order and formatting; a test holds them equal), but
+/// straight from the record: no intermediate `OrderView` with a dozen
+/// `String`s. The order placement's response is rendered this way (in the
+/// order path's profile, building and serialising the view cost more than
+/// the engine). False: the order's instrument is unknown.
+pub fn render_order(ins: &Instruments, o: &OrderRecord, fills: Option<&[FillView]>, out: &mut Vec<u8>) -> bool {
+    fn json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
+        // Plain values into a Vec: cannot fail.
+        let _ = serde_json::to_writer(&mut *out, v);
+    }
+    fn opt_dec(out: &mut Vec<u8>, d: Option<rust_decimal::Decimal>) {
+        match d {
+            Some(d) => write_json_decimal(out, d),
+            None => out.extend_from_slice(b"null"),
+        }
+    }
+    let Some(spec) = ins.specs.get(&o.instrument) else { return false };
+    let (tif, expire) = tif_dto(o.tif);
+    let has_price = matches!(o.kind, OrderKind::Limit | OrderKind::StopLimit);
+    let has_stop = matches!(o.kind, OrderKind::StopMarket | OrderKind::StopLimit);
+    out.extend_from_slice(b"{\"order_id\":");
+    json(out, &o.id);
+    out.extend_from_slice(b",\"client_order_id\":");
+    json(out, o.client_order_id.as_str());
+    out.extend_from_slice(b",\"symbol\":");
+    json(out, spec.symbol.as_str());
+    out.extend_from_slice(b",\"side\":");
+    json(out, &side_dto(o.side));
+    out.extend_from_slice(b",\"type\":");
+    json(out, &order_type_dto(o.kind));
+    out.extend_from_slice(b",\"time_in_force\":");
+    json(out, &tif);
+    out.extend_from_slice(b",\"expire_time\":");
+    json(out, &expire);
+    out.extend_from_slice(b",\"price\":");
+    opt_dec(out, has_price.then(|| price_dec(spec, o.price)));
+    out.extend_from_slice(b",\"stop_price\":");
+    opt_dec(out, has_stop.then(|| price_dec(spec, o.stop_price)));
+    out.extend_from_slice(b",\"quantity\":");
+    opt_dec(out, (o.qty > 0).then(|| qty_dec(spec, o.qty)));
+    out.extend_from_slice(b",\"quote_quantity\":");
+    opt_dec(out, o.quote_budget.map(|b| units_dec(b, spec.scaling.quote_decimals)));
+    out.extend_from_slice(b",\"executed_quantity\":");
+    write_json_decimal(out, qty_dec(spec, o.filled));
+    out.extend_from_slice(b",\"cumulative_quote\":");
+    write_json_decimal(out, notional_dec(spec, o.filled_notional));
+    out.extend_from_slice(b",\"leaves_quantity\":");
+    write_json_decimal(out, qty_dec(spec, o.leaves));
+    out.extend_from_slice(b",\"status\":");
+    json(out, o.status.name());
+    out.extend_from_slice(b",\"post_only\":");
+    json(out, &o.post_only);
+    out.extend_from_slice(b",\"display_quantity\":");
+    opt_dec(out, (o.display_qty > 0).then(|| qty_dec(spec, o.display_qty)));
+    out.extend_from_slice(b",\"stp\":");
+    json(out, &o.stp.map(stp_dto));
+    out.extend_from_slice(b",\"triggered\":");
+    json(out, &o.triggered);
+    out.extend_from_slice(b",\"cancel_reason\":");
+    json(out, &o.cancel_reason.map(cancel_reason_name));
+    out.extend_from_slice(b",\"created_time\":");
+    json(out, &ns_to_ms(o.created));
+    out.extend_from_slice(b",\"update_time\":");
+    json(out, &ns_to_ms(o.updated));
+    out.extend_from_slice(b",\"seq\":");
+    json(out, &o.seq);
+    if let Some(f) = fills {
+        out.extend_from_slice(b",\"fills\":");
+        json(out, f);
+    }
+    out.push(b'}');
+    true
+}
+
+pub fn order_view(ins: &Instruments, o: &OrderRecord, fills: Option<Vec<FillView>>) -> Option<OrderView> {
+    let spec = ins.specs.get(&o.instrument)?;
+    let (tif, expire) = tif_dto(o.tif);
+    let order_type = order_type_dto(o.kind);
     let has_price = matches!(o.kind, OrderKind::Limit | OrderKind::StopLimit);
     let has_stop = matches!(o.kind, OrderKind::StopMarket | OrderKind::StopLimit);
     Some(OrderView {
@@ -706,18 +877,128 @@ pub fn order_view(ins: &Instruments, o: &OrderRecord, fills: Option<Vec<FillView
         status: o.status.name().to_string(),
         post_only: o.post_only,
         display_quantity: (o.display_qty > 0).then(|| qty_str(spec, o.display_qty)),
-        stp: o.stp.map(|s| match s {
-            StpMode::None => StpDto::None,
-            StpMode::CancelNewest => StpDto::CancelNewest,
-            StpMode::CancelOldest => StpDto::CancelOldest,
-            StpMode::CancelBoth => StpDto::CancelBoth,
-            StpMode::DecrementAndCancel => StpDto::DecrementAndCancel,
-        }),
+        stp: o.stp.map(stp_dto),
         triggered: o.triggered,
-        cancel_reason: o.cancel_reason.map(|r| format!("{r:?}").to_uppercase()),
+        cancel_reason: o.cancel_reason.map(|r| cancel_reason_name(r).to_string()),
         created_time: ns_to_ms(o.created),
         update_time: ns_to_ms(o.updated),
         seq: o.seq,
         fills,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accounts::Status;
+    use castle_engine::CancelReason;
+    use proptest::prelude::*;
+
+    fn instruments() -> Instruments {
+        Instruments::from_specs(&[InstrumentSpec::demo(0, "BTC-USDT", 1, 2, 6_000_000)])
+    }
+
+    prop_compose! {
+        fn record()(
+            (id, instrument, client_order_id, side, kind, price, stop_price) in (
+                any::<u64>(), 0u32..2, ".{0,40}", any::<bool>(), 0u8..4, 0i64..1_000_000_000_000, 0i64..1_000_000_000_000,
+            ),
+            (qty, leaves, filled, filled_notional, quote_budget) in (
+                0i64..1_000_000_000, 0i64..1_000_000_000, 0i64..1_000_000_000, 0i128..1_000_000_000_000_000_000,
+                proptest::option::of(0i64..1_000_000_000_000),
+            ),
+            (tif, gtd, post_only, display_qty, stp, status, cancel_reason) in (
+                0u8..5, 0u64..2_000_000_000_000_000_000, any::<bool>(), 0i64..1_000_000, proptest::option::of(0u8..5),
+                0u8..5, proptest::option::of(1u8..11),
+            ),
+            (triggered, created, updated, seq) in (any::<bool>(), any::<u64>(), any::<u64>(), any::<u64>()),
+        ) -> OrderRecord {
+            OrderRecord {
+                id,
+                account: 1,
+                instrument,
+                client_order_id,
+                side: if side { Side::Buy } else { Side::Sell },
+                kind: [OrderKind::Limit, OrderKind::Market, OrderKind::StopMarket, OrderKind::StopLimit][kind as usize],
+                price,
+                stop_price,
+                qty,
+                leaves,
+                filled,
+                filled_notional,
+                quote_budget,
+                tif: [TimeInForce::Gtc, TimeInForce::Ioc, TimeInForce::Fok, TimeInForce::Gtd(gtd), TimeInForce::Day]
+                    [tif as usize],
+                post_only,
+                display_qty,
+                stp: stp.map(|s| {
+                    [StpMode::None, StpMode::CancelNewest, StpMode::CancelOldest, StpMode::CancelBoth,
+                        StpMode::DecrementAndCancel][s as usize]
+                }),
+                status: [Status::New, Status::PartiallyFilled, Status::Filled, Status::Canceled, Status::Expired]
+                    [status as usize],
+                cancel_reason: cancel_reason.map(|r| {
+                    [CancelReason::Requested, CancelReason::MassCancel, CancelReason::KillSwitch,
+                        CancelReason::Unfilled, CancelReason::FillOrKill, CancelReason::SelfTrade,
+                        CancelReason::Expired, CancelReason::EndOfDay, CancelReason::ProtectionLimit,
+                        CancelReason::BookFull][r as usize - 1]
+                }),
+                triggered,
+                created,
+                updated,
+                seq,
+            }
+        }
+    }
+
+    /// The names are the engine's variant names in capitals (what the API
+    /// has always shown).
+    #[test]
+    fn cancel_reason_names_are_the_variant_names() {
+        for r in [
+            CancelReason::Requested,
+            CancelReason::MassCancel,
+            CancelReason::KillSwitch,
+            CancelReason::Unfilled,
+            CancelReason::FillOrKill,
+            CancelReason::SelfTrade,
+            CancelReason::Expired,
+            CancelReason::EndOfDay,
+            CancelReason::ProtectionLimit,
+            CancelReason::BookFull,
+        ] {
+            assert_eq!(cancel_reason_name(r), format!("{r:?}").to_uppercase());
+        }
+    }
+
+    proptest! {
+        /// The placement response's direct rendering is byte for byte the
+        /// serialised `OrderView` (the documented schema), with and without
+        /// fills; an unknown instrument renders nothing in both.
+        #[test]
+        fn rendered_order_is_the_serialised_view(o in record(), fill_count in proptest::option::of(0usize..3)) {
+            let ins = instruments();
+            let fills: Option<Vec<FillView>> = fill_count.map(|n| {
+                (0..n as u64)
+                    .filter_map(|i| {
+                        fill_view(&ins, &Fill {
+                            fill_id: i * 2, trade_id: i, order_id: o.id, instrument: 0, side: o.side,
+                            price: 60_000 + i as i64, qty: 1 + i as i64, fee: i as i64, maker: i % 2 == 0,
+                            ts: o.created, seq: o.seq,
+                        })
+                    })
+                    .collect()
+            });
+            let mut out = Vec::new();
+            let rendered = render_order(&ins, &o, fills.as_deref(), &mut out);
+            match order_view(&ins, &o, fills) {
+                Some(v) => {
+                    prop_assert!(rendered);
+                    let want = serde_json::to_vec(&v).unwrap();
+                    prop_assert_eq!(String::from_utf8(out).unwrap(), String::from_utf8(want).unwrap());
+                }
+                None => prop_assert!(!rendered, "instrument {} is unknown", o.instrument),
+            }
+        }
+    }
 }

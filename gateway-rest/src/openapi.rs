@@ -64,7 +64,9 @@ fn description() -> String {
          **Status unknown**: a 504 (code 1002) or a dropped connection on order placement means the order \
          may or may not exist. Always send a `client_order_id`; to reconcile, `GET /api/v1/order/client/{client_order_id}` \
          (404: it was not placed, retry with the same id) or simply retry the placement with the same \
-         `client_order_id`: the existing order is returned, a second one is never created.\n\n\
+         `client_order_id`: the existing order is returned, a second one is never created while the order is \
+         open or among the account's last 1,000 closed orders. A retry with the id of a closed order that aged \
+         out of the gateway's memory is placed again: use a fresh `client_order_id` for every new order.\n\n\
          **Errors**: JSON `{code, message}`. Codes:\n\n| code | HTTP | meaning |\n|---|---|---|\n",
     );
     for (c, s, m) in CODES {

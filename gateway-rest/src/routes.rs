@@ -22,7 +22,9 @@ use crate::api::*;
 use crate::auth::{require, Caller, Scope, Scopes, SignedParts};
 use crate::decimal::{price_str, price_ticks, qty_lots, qty_str, quote_units, units_str};
 use crate::error::{ApiError, Code};
-use crate::gateway::{candle_view, fill_view, interval_secs, now_ms, order_view, ticker_view, Gateway, Instruments};
+use crate::gateway::{
+    candle_view, fill_view, interval_secs, now_ms, order_view, render_order, ticker_view, Gateway, Instruments,
+};
 use crate::limits::Used;
 
 pub const MAX_BODY: usize = 16 * 1024;
@@ -121,7 +123,16 @@ impl Ctx {
     }
 
     fn reply<T: Serialize>(&self, v: &T) -> Response {
-        self.headers(axum::Json(v).into_response())
+        // Rendered into one buffer sized for an order with a fill or two
+        // (axum's Json starts at 128 bytes and grows three times for an order).
+        let mut body = Vec::with_capacity(1024);
+        match serde_json::to_writer(&mut body, v) {
+            Ok(()) => self.reply_json(Bytes::from(body)),
+            Err(e) => {
+                tracing::error!(%e, "rendering a response failed");
+                ApiError::new(Code::Internal, "rendering the response failed").into_response()
+            }
+        }
     }
 
     /// A response body already rendered as JSON.
@@ -175,8 +186,13 @@ pub fn authenticate(gw: &Gateway, req: &Req) -> Result<Caller, ApiError> {
         signature: req.header("x-signature"),
         recv_window: req.header("x-recv-window"),
     };
-    let mut keys = gw.keys.lock().unwrap_or_else(|e| e.into_inner());
-    keys.authenticate(&parts, req.method.as_str(), &req.path, &req.query, &req.body, Some(req.ip), now_ms())
+    let now = now_ms();
+    // The HMAC runs outside the key store's lock (taken twice, briefly:
+    // before for the key, after for the replay cache).
+    let check = gw.keys.lock().unwrap_or_else(|e| e.into_inner()).admit(&parts, Some(req.ip), now)?;
+    check.verify(req.method.as_str(), &req.path, &req.query, &req.body)?;
+    gw.keys.lock().unwrap_or_else(|e| e.into_inner()).remember(&check, now)?;
+    Ok(check.caller)
 }
 
 fn spec_of(ins: &Instruments, sym: &str) -> Result<InstrumentSpec, ApiError> {
@@ -335,6 +351,50 @@ fn reject_in(batch: &castle_link::EngineBatch) -> Option<RejectReason> {
     })
 }
 
+/// The fills of order `id` in `batch` (the request's own engine batch).
+fn fills_in(ins: &Instruments, id: u64, b: &castle_link::EngineBatch) -> Vec<FillView> {
+    b.events
+        .iter()
+        .filter_map(|e| match e.kind {
+            EventKind::Trade {
+                trade_id,
+                instrument,
+                price,
+                qty,
+                aggressor,
+                maker_order,
+                taker_order,
+                maker_fee,
+                taker_fee,
+                ..
+            } => {
+                let (maker, fee, s) = if taker_order == id {
+                    (false, taker_fee, aggressor)
+                } else if maker_order == id {
+                    (true, maker_fee, aggressor.opposite())
+                } else {
+                    return None;
+                };
+                let f = crate::accounts::Fill {
+                    fill_id: trade_id * 2 + u64::from(!maker),
+                    trade_id,
+                    order_id: id,
+                    instrument,
+                    side: s,
+                    price,
+                    qty,
+                    fee,
+                    maker,
+                    ts: b.ts,
+                    seq: b.seq,
+                };
+                fill_view(ins, &f)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 fn view_of(
     gw: &Gateway,
     account: u32,
@@ -343,49 +403,21 @@ fn view_of(
 ) -> Result<OrderView, ApiError> {
     let st = gw.read();
     let o = st.accounts.get(account).and_then(|a| a.order(id)).ok_or_else(ApiError::not_found)?;
-    let fills = fills_of.map(|b| {
-        b.events
-            .iter()
-            .filter_map(|e| match e.kind {
-                EventKind::Trade {
-                    trade_id,
-                    instrument,
-                    price,
-                    qty,
-                    aggressor,
-                    maker_order,
-                    taker_order,
-                    maker_fee,
-                    taker_fee,
-                    ..
-                } => {
-                    let (maker, fee, s) = if taker_order == id {
-                        (false, taker_fee, aggressor)
-                    } else if maker_order == id {
-                        (true, maker_fee, aggressor.opposite())
-                    } else {
-                        return None;
-                    };
-                    let f = crate::accounts::Fill {
-                        fill_id: trade_id * 2 + u64::from(!maker),
-                        trade_id,
-                        order_id: id,
-                        instrument,
-                        side: s,
-                        price,
-                        qty,
-                        fee,
-                        maker,
-                        ts: b.ts,
-                        seq: b.seq,
-                    };
-                    fill_view(&st.instruments, &f)
-                }
-                _ => None,
-            })
-            .collect()
-    });
+    let fills = fills_of.map(|b| fills_in(&st.instruments, id, b));
     order_view(&st.instruments, o, fills).ok_or_else(ApiError::not_found)
+}
+
+/// [`view_of`] with the fills of `batch`, rendered as JSON straight from the
+/// record (see [`render_order`]): the placement and replace responses.
+fn view_json_of(gw: &Gateway, account: u32, id: u64, batch: &castle_link::EngineBatch) -> Result<Bytes, ApiError> {
+    let st = gw.read();
+    let o = st.accounts.get(account).and_then(|a| a.order(id)).ok_or_else(ApiError::not_found)?;
+    let fills = fills_in(&st.instruments, id, batch);
+    let mut out = Vec::with_capacity(768 + 320 * fills.len());
+    if !render_order(&st.instruments, o, Some(&fills), &mut out) {
+        return Err(ApiError::not_found());
+    }
+    Ok(Bytes::from(out))
 }
 
 fn record_view(gw: &Gateway, o: &OrderRecord) -> Result<OrderView, ApiError> {
@@ -621,7 +653,7 @@ pub async fn place_order(State(gw): State<Gw>, req: Req) -> Result<Response, Api
         _ => None,
     });
     match (accepted, reject_in(&batch)) {
-        (Some(id), _) => Ok(ctx.reply(&view_of(&gw, account, id, Some(&batch))?)),
+        (Some(id), _) => Ok(ctx.reply_json(view_json_of(&gw, account, id, &batch)?)),
         (None, Some(RejectReason::DuplicateClientOrderId)) => {
             // A retry of an order placed elsewhere or earlier: answer with it.
             let existing = gw.read().accounts.get(account).and_then(|a| a.by_client_id(&cl)).cloned();
@@ -776,7 +808,7 @@ async fn replace_inner(gw: Gw, req: Req, t: Result<Target, ApiError>) -> Result<
             _ => None,
         })
         .ok_or_else(ApiError::not_found)?;
-    Ok(ctx.reply(&view_of(&gw, account, id, Some(&batch))?))
+    Ok(ctx.reply_json(view_json_of(&gw, account, id, &batch)?))
 }
 
 #[utoipa::path(get, path = "/api/v1/order/{order_id}", tag = "trading",
