@@ -41,7 +41,8 @@ castle_postgres_start() {
     CASTLE_PG_AS=""
     if [ "$(id -u)" -eq 0 ]; then
         chown postgres:postgres "$CASTLE_PG_DIR"
-        CASTLE_PG_AS="runuser -u postgres --"
+        # runuser lives in /usr/sbin, which a minimal PATH may lack.
+        CASTLE_PG_AS="$(command -v runuser || echo /usr/sbin/runuser) -u postgres --"
     fi
     local port
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

@@ -126,7 +126,7 @@ impl PgCluster {
     fn run(&self, tool: &str, args: &[&str]) -> Result<(), String> {
         let exe = self.bin.join(tool);
         let out = if self.as_postgres {
-            Command::new("runuser").args(["-u", "postgres", "--"]).arg(&exe).args(args).output()
+            Command::new(runuser()).args(["-u", "postgres", "--"]).arg(&exe).args(args).output()
         } else {
             Command::new(&exe).args(args).output()
         }
@@ -170,7 +170,7 @@ impl PgCluster {
         let ctl = format!("{} -D {} -m immediate -w stop", self.bin.join("pg_ctl").display(), self.dir_str());
         let root = self.dir.parent().map(|p| p.display().to_string()).unwrap_or_default();
         if self.as_postgres {
-            format!("runuser -u postgres -- {ctl} >/dev/null 2>&1; rm -rf {root}")
+            format!("{} -u postgres -- {ctl} >/dev/null 2>&1; rm -rf {root}", runuser())
         } else {
             format!("{ctl} >/dev/null 2>&1; rm -rf {root}")
         }
@@ -211,4 +211,15 @@ pub async fn create_database(admin_url: &str, name: &str) -> Result<String, Stri
     let user = cfg.get_user().unwrap_or("postgres");
     let password = cfg.get_password().map(|p| format!(":{}", String::from_utf8_lossy(p))).unwrap_or_default();
     Ok(format!("postgres://{user}{password}@{host}:{port}/{name}"))
+}
+
+/// runuser(1) lives in /usr/sbin, which a minimal PATH may lack: use it from
+/// there when present, else whatever PATH finds.
+fn runuser() -> &'static str {
+    const SBIN: &str = "/usr/sbin/runuser";
+    if std::path::Path::new(SBIN).exists() {
+        SBIN
+    } else {
+        "runuser"
+    }
 }
