@@ -693,7 +693,6 @@ async fn unnest_fills(tx: &deadpool_postgres::Transaction<'_>, rows: &[FillRow])
     Ok(())
 }
 
-/// Orders via `unnest`; `upsert` for rows that may exist (changed, not accepted, in the flush).
 /// The order rows to write, sorted by the orders primary key (account, order_id) when `sort`.
 /// Why: the account-leading btrees (primary key, client id) then receive consecutive keys
 /// of one account one after the other, on the same leaf pages still in cache; measured on
@@ -706,6 +705,7 @@ fn in_key_order(rows: &[OrderRow], sort: bool) -> Vec<&OrderRow> {
     v
 }
 
+/// Orders via `unnest`; `upsert` for rows that may exist (changed, not accepted, in the flush).
 async fn insert_orders(
     tx: &deadpool_postgres::Transaction<'_>,
     rows: &[OrderRow],

@@ -68,8 +68,9 @@ pub struct Config {
     /// Open orders the engine's lookup tables hold without growing. They grow
     /// by doubling, and each doubling moves every entry at once: tens of
     /// milliseconds at 100k resting orders, during which no command is
-    /// applied. Reserving at start costs address space, not page faults
-    /// (untouched pages are never backed). 0: start small.
+    /// applied. Reserving at start costs address space and the tables'
+    /// control bytes (about 1 byte per slot, a few hundred KiB), not a page
+    /// fault per entry: slots are backed when first used. 0: start small.
     pub reserve_orders: usize,
     /// A new connection that has not sent its Hello within this is refused with
     /// `Goodbye(ProtocolError)` and closed (both front ends), so silent sockets cannot pile up.
