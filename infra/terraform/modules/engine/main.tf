@@ -125,15 +125,6 @@ data "aws_iam_policy_document" "engine" {
   }
 
   dynamic "statement" {
-    for_each = length(var.kinesis_stream_arns) > 0 ? [1] : []
-    content {
-      sid       = "PublishEventStream"
-      actions   = ["kinesis:PutRecord", "kinesis:PutRecords", "kinesis:DescribeStreamSummary", "kinesis:ListShards"]
-      resources = var.kinesis_stream_arns
-    }
-  }
-
-  dynamic "statement" {
     for_each = var.journal_bucket_arn == null ? [] : [var.journal_bucket_arn]
     content {
       sid       = "ShipJournalSegments"

@@ -132,12 +132,6 @@ variable "environment" {
   default     = {}
 }
 
-variable "kinesis_stream_arns" {
-  description = "Kinesis streams the engine may publish its sequenced event stream to."
-  type        = list(string)
-  default     = []
-}
-
 variable "journal_bucket_arn" {
   description = "S3 bucket receiving journal segments and snapshots (null = none)."
   type        = string

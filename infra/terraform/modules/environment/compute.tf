@@ -121,14 +121,9 @@ module "engine" {
     security_groups = local.workload_sgs
     cidr_blocks     = local.workload_cidrs
   }
-  kinesis_stream_arns = [local.events_stream_arn]
-  journal_bucket_arn  = module.analytics.archive_bucket_arn
-  log_group_name      = "/castle/${local.name}/engine"
-  environment = {
-    CASTLE_EVENTS_STREAM = module.streaming.stream_names["events"]
-    CASTLE_ENV           = var.environment
-  }
-  tags = local.tags
+  journal_bucket_arn = module.analytics.archive_bucket_arn
+  log_group_name     = "/castle/${local.name}/engine"
+  tags               = local.tags
 }
 
 # ---- Container registry for the castle image run by the EKS workloads.

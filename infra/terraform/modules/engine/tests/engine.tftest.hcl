@@ -43,7 +43,6 @@ variables {
   ingress = {
     security_groups = { gateways = "sg-0aaaaaaaaaaaaaaaa" }
   }
-  kinesis_stream_arns = ["arn:aws:kinesis:eu-west-1:123456789012:stream/castle-test-events"]
   referee = {
     subnet_id = "subnet-0fedcba9876543210"
   }
