@@ -393,7 +393,9 @@ struct OrderState {
     stop: Price,
     qty: Qty,
     cash: Option<Decimal>,
-    cl: String,
+    /// Inline (no allocation per order or per report): every ClOrdID the
+    /// layer accepts is a valid `ClientOrderId`.
+    cl: ClientOrderId,
     cum: Qty,
     /// Sum of price * qty over fills, ticks x lots.
     notional: i128,
@@ -1248,7 +1250,7 @@ impl OrderLayer {
                 if (accounts.contains(&o.account) || self.sessions[session].profile.account == o.account)
                     && (msg.get(115).is_none() || self.msg_account == Some(o.account)) =>
             {
-                let mut b = self.er_base(id, o, &o.cl.clone(), None, b'I', &format!("S{id}-{}", o.cum));
+                let mut b = self.er_base(id, o, o.cl.as_str(), None, b'I', &format!("S{id}-{}", o.cum));
                 if let Some(r) = req_id {
                     b.s(790, &r);
                 }
@@ -1322,7 +1324,7 @@ impl OrderLayer {
         }
         for (i, id) in ids.iter().enumerate() {
             let o = &self.orders[id];
-            let mut b = self.er_base(*id, o, &o.cl.clone(), None, b'I', &format!("S{id}-{}", o.cum));
+            let mut b = self.er_base(*id, o, o.cl.as_str(), None, b'I', &format!("S{id}-{}", o.cum));
             b.s(584, &req_id).u(911, n as u64).c(912, if i + 1 == n { b'Y' } else { b'N' });
             out.push(Output::Send(Outbound::new(session, b"8", b.0)));
         }
@@ -1502,9 +1504,7 @@ impl OrderLayer {
         while self.done.len() > DONE_KEPT {
             if let Some(old) = self.done.pop_front() {
                 if let Some(o) = self.orders.remove(&old) {
-                    if let Some(cl) = ClientOrderId::new(&o.cl) {
-                        self.by_cl.remove(&(o.account, cl));
-                    }
+                    self.by_cl.remove(&(o.account, o.cl));
                 }
             }
         }
@@ -1589,7 +1589,7 @@ impl OrderLayer {
                         stop: stop_price,
                         qty,
                         cash,
-                        cl: client_order_id.as_str().to_string(),
+                        cl: client_order_id,
                         cum: 0,
                         notional: 0,
                         leaves: qty,
@@ -1599,7 +1599,7 @@ impl OrderLayer {
                     self.by_cl.insert((account, client_order_id), order_id);
                     self.orders.insert(order_id, o);
                     let o = &self.orders[&order_id];
-                    let b = self.er_base(order_id, o, &o.cl, None, b'0', &exec_id());
+                    let b = self.er_base(order_id, o, o.cl.as_str(), None, b'0', &exec_id());
                     self.emit(order_id, b, out);
                 }
                 EventKind::Rejected { order_id, reason, .. } => {
@@ -1672,10 +1672,16 @@ impl OrderLayer {
                         o.notional = o.notional.saturating_add(price as i128 * qty as i128);
                         o.leaves = leaves;
                         o.status = if leaves == 0 { b'2' } else { b'1' };
-                        let cl = o.cl.clone();
+                        let cl = o.cl;
                         let sc = self.instruments.get(&o.instrument).map(|s| s.scaling);
-                        let mut b =
-                            self.er_base(oid, &self.orders[&oid], &cl, None, b'F', &format!("{}-{i}{tag}", batch.seq));
+                        let mut b = self.er_base(
+                            oid,
+                            &self.orders[&oid],
+                            cl.as_str(),
+                            None,
+                            b'F',
+                            &format!("{}-{i}{tag}", batch.seq),
+                        );
                         if let Some(sc) = sc {
                             b.d(31, sc.ticks_to_price(price)).d(32, sc.lots_to_qty(qty));
                         }
@@ -1698,14 +1704,15 @@ impl OrderLayer {
                     // FIX: LeavesQty is 0 once an order is closed, whatever was left.
                     o.leaves = 0;
                     o.status = if expired { b'C' } else { b'4' };
-                    let mut cl = o.cl.clone();
+                    let mut cl = o.cl;
                     let mut orig = None;
                     if let Some(Pending::Cancel { cl: ccl, .. }) = &ctx {
                         if reason == CancelReason::Requested {
                             ctx_answered = true;
-                            orig = Some(std::mem::replace(&mut o.cl, ccl.clone()));
-                            cl = ccl.clone();
-                            if let Some(key) = ClientOrderId::new(&cl) {
+                            // Always a valid ClientOrderId: `target_of` checked it.
+                            if let Some(key) = ClientOrderId::new(ccl) {
+                                orig = Some(std::mem::replace(&mut o.cl, key));
+                                cl = key;
                                 self.by_cl.insert((o.account, key), order_id);
                             }
                         }
@@ -1713,8 +1720,8 @@ impl OrderLayer {
                     let mut b = self.er_base(
                         order_id,
                         &self.orders[&order_id],
-                        &cl,
-                        orig.as_deref(),
+                        cl.as_str(),
+                        orig.as_ref().map(ClientOrderId::as_str),
                         if expired { b'C' } else { b'4' },
                         &exec_id(),
                     );
@@ -1724,25 +1731,31 @@ impl OrderLayer {
                 }
                 EventKind::OrderReplaced { order_id, client_order_id, price, qty, leaves, .. } => {
                     let Some(o) = self.orders.get_mut(&order_id) else { continue };
-                    let orig = std::mem::replace(&mut o.cl, client_order_id.as_str().to_string());
+                    let orig = std::mem::replace(&mut o.cl, client_order_id);
                     o.price = price;
                     o.qty = qty;
                     o.leaves = leaves;
                     o.status = if o.cum > 0 { b'1' } else { b'0' };
-                    let (account, cl) = (o.account, o.cl.clone());
+                    let (account, cl) = (o.account, o.cl);
                     if matches!(&ctx, Some(Pending::Replace { .. })) {
                         ctx_answered = true;
                     }
                     self.by_cl.insert((account, client_order_id), order_id);
-                    let b = self.er_base(order_id, &self.orders[&order_id], &cl, Some(&orig), b'5', &exec_id());
+                    let b = self.er_base(
+                        order_id,
+                        &self.orders[&order_id],
+                        cl.as_str(),
+                        Some(orig.as_str()),
+                        b'5',
+                        &exec_id(),
+                    );
                     self.emit(order_id, b, out);
                 }
                 EventKind::OrderTriggered { order_id, .. } => {
                     let Some(o) = self.orders.get(&order_id) else { continue };
                     // FIX 4.4 has no ExecType "triggered" (L is 5.0): a
                     // restatement with reason 99 and a Text says it.
-                    let cl = o.cl.clone();
-                    let mut b = self.er_base(order_id, o, &cl, None, b'D', &exec_id());
+                    let mut b = self.er_base(order_id, o, o.cl.as_str(), None, b'D', &exec_id());
                     b.u(378, 99).s(58, "Stop triggered");
                     self.emit(order_id, b, out);
                 }
