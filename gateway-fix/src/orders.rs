@@ -393,7 +393,9 @@ struct OrderState {
     stop: Price,
     qty: Qty,
     cash: Option<Decimal>,
-    cl: String,
+    /// Inline (no allocation per order or per report): every ClOrdID the
+    /// layer accepts is a valid `ClientOrderId`.
+    cl: ClientOrderId,
     cum: Qty,
     /// Sum of price * qty over fills, ticks x lots.
     notional: i128,
@@ -409,8 +411,10 @@ struct OrderState {
 enum Pending {
     New {
         session: SessionId,
-        cl: String,
-        symbol: String,
+        // Inline copies (no allocation per order): the ClOrdID was checked
+        // to be a valid `ClientOrderId` and the symbol is a listed one.
+        cl: ClientOrderId,
+        symbol: castle_engine::Symbol,
         side: u8,
         qty: Option<Decimal>,
         cash: Option<Decimal>,
@@ -509,7 +513,9 @@ pub struct OrderLayer {
     instruments: FxHashMap<InstrumentId, InstrumentSpec>,
     by_symbol: FxHashMap<String, InstrumentId>,
     orders: FxHashMap<OrderId, OrderState>,
-    by_cl: FxHashMap<(AccountId, String), OrderId>,
+    /// ClOrdID -> order. Keyed by the inline `ClientOrderId` (every ClOrdID
+    /// the layer accepts is one), so indexing an order allocates nothing.
+    by_cl: FxHashMap<(AccountId, ClientOrderId), OrderId>,
     done: VecDeque<OrderId>,
     /// Requests waiting for their batch, with the inbound message (session,
     /// MsgSeqNum) they answer.
@@ -582,6 +588,10 @@ fn text(v: &[u8]) -> &str {
 fn dec(v: Option<&[u8]>) -> Option<Decimal> {
     v.and_then(|v| Decimal::from_str(text(v)).ok())
 }
+
+/// What `OrderLayer::build_new_order` makes of a NewOrderSingle: the
+/// engine order, OrderQty (38) and CashOrderQty (152).
+type NewOrderParts = (NewOrder, Option<Decimal>, Option<Decimal>);
 
 enum LocalReject {
     /// ExecutionReport 150=8 with OrdRejReason.
@@ -778,7 +788,7 @@ impl OrderLayer {
         match p {
             Pending::New { session, cl, symbol, side, qty, cash } => {
                 self.sessions[session].open = self.sessions[session].open.saturating_sub(1);
-                let b = self.reject_er(&cl, &symbol, side, qty, cash, 99, reason);
+                let b = self.reject_er(cl.as_str(), symbol.as_str(), side, qty, cash, 99, reason);
                 out.push(Output::Send(Outbound::new(session, b"8", b)));
             }
             Pending::Cancel { session, cl, orig, .. } => {
@@ -1008,7 +1018,8 @@ impl OrderLayer {
 
     fn by_cl_id(&self, session: SessionId, cl: &str) -> Option<OrderId> {
         let account = self.msg_account.unwrap_or(self.sessions.get(session)?.profile.account);
-        self.by_cl.get(&(account, cl.to_string())).copied()
+        // A ClOrdID that is not a valid ClientOrderId names no order.
+        self.by_cl.get(&(account, ClientOrderId::new(cl)?)).copied()
     }
 
     fn by_cl_lookup(&self, session: SessionId, cl: &str) -> Option<&OrderState> {
@@ -1035,7 +1046,9 @@ impl OrderLayer {
         }
     }
 
-    fn build_new_order(&self, session: SessionId, msg: &Message<'_>) -> Result<NewOrder, LocalReject> {
+    /// The engine order, and the OrderQty (38) / CashOrderQty (152) as the
+    /// client sent them (echoed in a later reject; parsed once).
+    fn build_new_order(&self, session: SessionId, msg: &Message<'_>) -> Result<NewOrderParts, LocalReject> {
         use LocalReject::Order as R;
         let spec = *self.instrument_of(msg)?;
         let account = self.check_account(session, msg)?;
@@ -1062,7 +1075,8 @@ impl OrderLayer {
             },
             _ => return Err(R(11, "Unsupported OrdType")),
         };
-        let size = match (dec(msg.get(38)), dec(msg.get(152))) {
+        let sent_size = (dec(msg.get(38)), dec(msg.get(152)));
+        let size = match sent_size {
             (Some(q), None) => {
                 OrderSize::Base(sc.qty_to_lots(q).map_err(|_| R(13, "OrderQty is not positive or off the lot size"))?)
             }
@@ -1110,7 +1124,7 @@ impl OrderLayer {
             Some(b"A") => Some(StpMode::None),
             _ => return Err(R(11, "Unsupported SelfTradePrevention (7928)")),
         };
-        Ok(NewOrder {
+        let order = NewOrder {
             account,
             instrument: spec.id,
             client_order_id,
@@ -1121,7 +1135,8 @@ impl OrderLayer {
             post_only,
             display_qty,
             stp,
-        })
+        };
+        Ok((order, sent_size.0, sent_size.1))
     }
 
     /// A PossDup copy (43=Y) of an order message whose ClOrdID the engine
@@ -1136,8 +1151,8 @@ impl OrderLayer {
         if self.already_applied(session, msg) {
             return tracing::info!(session, "PossDup NewOrderSingle already applied: ignored");
         }
-        let order = match self.build_new_order(session, msg) {
-            Ok(o) => o,
+        let (order, qty, cash) = match self.build_new_order(session, msg) {
+            Ok(parts) => parts,
             Err(e) => return self.reject_message(session, msg, seq, e, out),
         };
         let st = &mut self.sessions[session];
@@ -1145,15 +1160,10 @@ impl OrderLayer {
             return self.reject_message(session, msg, seq, LocalReject::Order(3, "Open order limit reached"), out);
         }
         st.open += 1;
+        // The listed symbol the order was resolved by (the same text as tag 55).
+        let symbol = self.instruments.get(&order.instrument).map(|spec| spec.symbol).unwrap_or_default();
         let request = self.request(
-            Pending::New {
-                session,
-                cl: order.client_order_id.as_str().to_string(),
-                symbol: text(msg.get(55).unwrap_or_default()).to_string(),
-                side: side_char(order.side),
-                qty: dec(msg.get(38)),
-                cash: dec(msg.get(152)),
-            },
+            Pending::New { session, cl: order.client_order_id, symbol, side: side_char(order.side), qty, cash },
             session,
         );
         out.push(Output::Submit { request, command: Command::PlaceOrder(order) });
@@ -1240,7 +1250,7 @@ impl OrderLayer {
                 if (accounts.contains(&o.account) || self.sessions[session].profile.account == o.account)
                     && (msg.get(115).is_none() || self.msg_account == Some(o.account)) =>
             {
-                let mut b = self.er_base(id, o, &o.cl.clone(), None, b'I', &format!("S{id}-{}", o.cum));
+                let mut b = self.er_base(id, o, o.cl.as_str(), None, b'I', &format!("S{id}-{}", o.cum));
                 if let Some(r) = req_id {
                     b.s(790, &r);
                 }
@@ -1314,7 +1324,7 @@ impl OrderLayer {
         }
         for (i, id) in ids.iter().enumerate() {
             let o = &self.orders[id];
-            let mut b = self.er_base(*id, o, &o.cl.clone(), None, b'I', &format!("S{id}-{}", o.cum));
+            let mut b = self.er_base(*id, o, o.cl.as_str(), None, b'I', &format!("S{id}-{}", o.cum));
             b.s(584, &req_id).u(911, n as u64).c(912, if i + 1 == n { b'Y' } else { b'N' });
             out.push(Output::Send(Outbound::new(session, b"8", b.0)));
         }
@@ -1458,23 +1468,8 @@ impl OrderLayer {
         b
     }
 
-    /// Sessions that receive execution reports of `account`'s order `o`.
-    fn recipients(&self, owner: Option<SessionId>, account: AccountId, out: &mut Vec<SessionId>) {
-        out.clear();
-        if let Some(s) = owner {
-            out.push(s);
-        }
-        for (i, s) in self.sessions.iter().enumerate() {
-            if s.profile.kind == SessionKind::DropCopy && s.profile.accounts.contains(&account) {
-                out.push(i);
-            }
-        }
-    }
-
     fn emit(&self, id: OrderId, body: Body, out: &mut Vec<Output>) {
         let Some(o) = self.orders.get(&id) else { return };
-        let mut to = Vec::new();
-        self.recipients(o.session, o.account, &mut to);
         let outbound = |s: SessionId, body: Vec<u8>| {
             let mut m = Outbound::new(s, b"8", body);
             // The owner's reports go back through its hub route; drop copies get none.
@@ -1483,11 +1478,19 @@ impl OrderLayer {
             }
             Output::Send(m)
         };
-        if let Some((last, rest)) = to.split_last() {
-            for s in rest {
-                out.push(outbound(*s, body.0.clone()));
+        // Recipients: the owner, then the drop-copy sessions following the
+        // account, in session order; not collected (no allocation per
+        // report): the last one takes the body uncopied.
+        let mut held = o.session;
+        for (i, s) in self.sessions.iter().enumerate() {
+            if s.profile.kind == SessionKind::DropCopy && s.profile.accounts.contains(&o.account) {
+                if let Some(prev) = held.replace(i) {
+                    out.push(outbound(prev, body.0.clone()));
+                }
             }
-            out.push(outbound(*last, body.0));
+        }
+        if let Some(last) = held {
+            out.push(outbound(last, body.0));
         }
     }
 
@@ -1555,7 +1558,7 @@ impl OrderLayer {
                     ..
                 } => {
                     let (session, cash, route) = match &ctx {
-                        Some(Pending::New { session, cl, cash, .. }) if cl == client_order_id.as_str() => {
+                        Some(Pending::New { session, cl, cash, .. }) if *cl == client_order_id => {
                             ctx_answered = true;
                             (Some(*session), *cash, ctx_route.clone())
                         }
@@ -1571,7 +1574,6 @@ impl OrderLayer {
                         }
                         _ => (None, None, None),
                     };
-                    let cl = client_order_id.as_str().to_string();
                     let o = OrderState {
                         session,
                         account,
@@ -1587,16 +1589,17 @@ impl OrderLayer {
                         stop: stop_price,
                         qty,
                         cash,
-                        cl: cl.clone(),
+                        cl: client_order_id,
                         cum: 0,
                         notional: 0,
                         leaves: qty,
                         status: b'0',
                         route,
                     };
-                    self.by_cl.insert((account, cl.clone()), order_id);
+                    self.by_cl.insert((account, client_order_id), order_id);
                     self.orders.insert(order_id, o);
-                    let b = self.er_base(order_id, &self.orders[&order_id], &cl, None, b'0', &exec_id());
+                    let o = &self.orders[&order_id];
+                    let b = self.er_base(order_id, o, o.cl.as_str(), None, b'0', &exec_id());
                     self.emit(order_id, b, out);
                 }
                 EventKind::Rejected { order_id, reason, .. } => {
@@ -1606,10 +1609,17 @@ impl OrderLayer {
                     let why = format!("{reason:?}");
                     match p {
                         Pending::New { session, cl, symbol, side, qty, cash } => {
-                            let (session, cl, symbol, side, qty, cash) =
-                                (*session, cl.clone(), symbol.clone(), *side, *qty, *cash);
+                            let (session, cl, symbol, side, qty, cash) = (*session, *cl, *symbol, *side, *qty, *cash);
                             self.sessions[session].open = self.sessions[session].open.saturating_sub(1);
-                            let b = self.reject_er(&cl, &symbol, side, qty, cash, ord_rej_reason(reason), &why);
+                            let b = self.reject_er(
+                                cl.as_str(),
+                                symbol.as_str(),
+                                side,
+                                qty,
+                                cash,
+                                ord_rej_reason(reason),
+                                &why,
+                            );
                             out.push(Output::Send(Outbound::new(session, b"8", b)));
                         }
                         Pending::Cancel { session, cl, orig, .. } | Pending::Replace { session, cl, orig, .. } => {
@@ -1662,10 +1672,16 @@ impl OrderLayer {
                         o.notional = o.notional.saturating_add(price as i128 * qty as i128);
                         o.leaves = leaves;
                         o.status = if leaves == 0 { b'2' } else { b'1' };
-                        let cl = o.cl.clone();
+                        let cl = o.cl;
                         let sc = self.instruments.get(&o.instrument).map(|s| s.scaling);
-                        let mut b =
-                            self.er_base(oid, &self.orders[&oid], &cl, None, b'F', &format!("{}-{i}{tag}", batch.seq));
+                        let mut b = self.er_base(
+                            oid,
+                            &self.orders[&oid],
+                            cl.as_str(),
+                            None,
+                            b'F',
+                            &format!("{}-{i}{tag}", batch.seq),
+                        );
                         if let Some(sc) = sc {
                             b.d(31, sc.ticks_to_price(price)).d(32, sc.lots_to_qty(qty));
                         }
@@ -1688,21 +1704,24 @@ impl OrderLayer {
                     // FIX: LeavesQty is 0 once an order is closed, whatever was left.
                     o.leaves = 0;
                     o.status = if expired { b'C' } else { b'4' };
-                    let mut cl = o.cl.clone();
+                    let mut cl = o.cl;
                     let mut orig = None;
                     if let Some(Pending::Cancel { cl: ccl, .. }) = &ctx {
                         if reason == CancelReason::Requested {
                             ctx_answered = true;
-                            orig = Some(std::mem::replace(&mut o.cl, ccl.clone()));
-                            cl = ccl.clone();
-                            self.by_cl.insert((o.account, cl.clone()), order_id);
+                            // Always a valid ClientOrderId: `target_of` checked it.
+                            if let Some(key) = ClientOrderId::new(ccl) {
+                                orig = Some(std::mem::replace(&mut o.cl, key));
+                                cl = key;
+                                self.by_cl.insert((o.account, key), order_id);
+                            }
                         }
                     }
                     let mut b = self.er_base(
                         order_id,
                         &self.orders[&order_id],
-                        &cl,
-                        orig.as_deref(),
+                        cl.as_str(),
+                        orig.as_ref().map(ClientOrderId::as_str),
                         if expired { b'C' } else { b'4' },
                         &exec_id(),
                     );
@@ -1712,25 +1731,31 @@ impl OrderLayer {
                 }
                 EventKind::OrderReplaced { order_id, client_order_id, price, qty, leaves, .. } => {
                     let Some(o) = self.orders.get_mut(&order_id) else { continue };
-                    let orig = std::mem::replace(&mut o.cl, client_order_id.as_str().to_string());
+                    let orig = std::mem::replace(&mut o.cl, client_order_id);
                     o.price = price;
                     o.qty = qty;
                     o.leaves = leaves;
                     o.status = if o.cum > 0 { b'1' } else { b'0' };
-                    let (account, cl) = (o.account, o.cl.clone());
+                    let (account, cl) = (o.account, o.cl);
                     if matches!(&ctx, Some(Pending::Replace { .. })) {
                         ctx_answered = true;
                     }
-                    self.by_cl.insert((account, cl.clone()), order_id);
-                    let b = self.er_base(order_id, &self.orders[&order_id], &cl, Some(&orig), b'5', &exec_id());
+                    self.by_cl.insert((account, client_order_id), order_id);
+                    let b = self.er_base(
+                        order_id,
+                        &self.orders[&order_id],
+                        cl.as_str(),
+                        Some(orig.as_str()),
+                        b'5',
+                        &exec_id(),
+                    );
                     self.emit(order_id, b, out);
                 }
                 EventKind::OrderTriggered { order_id, .. } => {
                     let Some(o) = self.orders.get(&order_id) else { continue };
                     // FIX 4.4 has no ExecType "triggered" (L is 5.0): a
                     // restatement with reason 99 and a Text says it.
-                    let cl = o.cl.clone();
-                    let mut b = self.er_base(order_id, o, &cl, None, b'D', &exec_id());
+                    let mut b = self.er_base(order_id, o, o.cl.as_str(), None, b'D', &exec_id());
                     b.u(378, 99).s(58, "Stop triggered");
                     self.emit(order_id, b, out);
                 }

@@ -435,7 +435,8 @@ fn engine_events_to_execution_reports() {
             "post-only that would cross: 103=11",
             1,
             "D|11=B2|55=BTC-USDT|54=2|60=20240101-00:00:00|38=0.1|40=2|44=60000|18=6".into(),
-            vec![(1, "8", &[(150, "8"), (39, "8"), (103, "11"), (11, "B2")])],
+            // The reject echoes the order as sent (ClOrdID, symbol, side, OrderQty).
+            vec![(1, "8", &[(150, "8"), (39, "8"), (103, "11"), (11, "B2"), (55, "BTC-USDT"), (54, "2"), (38, "0.1")])],
         ),
         (
             "IOC that cannot fill: new then canceled",

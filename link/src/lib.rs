@@ -164,6 +164,13 @@ pub enum Placement {
     /// loopback round trip; under contention it degrades to `Thread`.
     /// Order is kept: a command is applied inline only when every command
     /// submitted before it has been applied and delivered.
+    ///
+    /// The lock is held only to apply: the submitter delivers (wakes the
+    /// subscribers' tasks, a futex call each when they sleep on other
+    /// threads) after releasing it, as the engine thread does. A submitter
+    /// preempted in that wake-up (the woken thread often takes its CPU)
+    /// therefore never holds up other submitters or the engine thread: they
+    /// queue behind its `delivering` mark instead of sleeping on the lock.
     InlineWhenIdle,
 }
 
@@ -199,8 +206,9 @@ struct State {
     queue: VecDeque<EngineRequest>,
     queue_limit: usize,
     placement: Placement,
-    /// The engine thread is delivering batches outside the lock: nothing
-    /// may be applied inline until it is done (delivery stays in seq order).
+    /// The engine thread, or a submitter that applied inline, is delivering
+    /// batches outside the lock: nothing else may be applied or delivered
+    /// until it is done (delivery stays in seq order; one sender at a time).
     delivering: bool,
     /// The engine thread waits on the condition variable: a submitter that
     /// queues must wake it (and only then: no futex call otherwise).
@@ -344,7 +352,8 @@ fn refresh_instruments(engine: &FastEngine, instruments: &RwLock<Vec<InstrumentS
 
 /// The engine thread: applies everything queued in one go per wake-up,
 /// then delivers the batches outside the lock (a subscriber that is full
-/// blocks this thread, never a submitter), and ticks when idle.
+/// blocks this thread, never a submitter), and ticks when idle. It never
+/// applies while an inline submitter is delivering (`State::delivering`).
 fn engine_loop(shared: &Shared, spin: Duration) {
     let mut batches: Vec<Arc<EngineBatch>> = Vec::with_capacity(64);
     let Ok(mut st) = shared.state.lock() else { return };
@@ -364,7 +373,10 @@ fn engine_loop(shared: &Shared, spin: Duration) {
                 };
             }
         }
-        if st.queue.is_empty() {
+        // A submitter delivering its inline batches outside the lock goes
+        // first (seq order): apply nothing until it is done; it wakes this
+        // thread if commands queued meanwhile.
+        if st.queue.is_empty() || st.delivering {
             st.parked = true;
             let (g, timeout) = match shared.wake.wait_timeout(st, Duration::from_nanos(TICK_NANOS)) {
                 Ok(x) => x,
@@ -374,6 +386,9 @@ fn engine_loop(shared: &Shared, spin: Duration) {
             st.parked = false;
             if st.stopped {
                 return;
+            }
+            if st.delivering {
+                continue;
             }
             if st.queue.is_empty() {
                 if timeout.timed_out() || now_nanos().saturating_sub(st.last_tick) > TICK_NANOS {
@@ -418,8 +433,8 @@ impl EngineLink for InProcessEngine {
         }
         // Inline: up to two batches (a host tick may precede the command),
         // delivered with try_send, which cannot fail for want of room: the
-        // room was checked under this lock and only this lock's holder (or
-        // the engine thread while `delivering`, excluded here) sends.
+        // room is checked under this lock, and only the thread that set
+        // `delivering` (excluded here) sends.
         let now = now_nanos();
         let batches_needed = if now.saturating_sub(st.last_tick) > TICK_NANOS { 2 } else { 1 };
         if st.placement == Placement::InlineWhenIdle
@@ -429,10 +444,26 @@ impl EngineLink for InProcessEngine {
         {
             let mut batches: Vec<Arc<EngineBatch>> = Vec::with_capacity(2);
             st.apply(Some(req.origin), &req.command, now, &self.shared, &mut batches);
+            // Deliver outside the lock (see Placement::InlineWhenIdle). While
+            // `delivering` is set nothing else is applied or delivered, so the
+            // batches still reach every subscriber in seq order, and the room
+            // checked above is still there.
+            let live = st.fanout.live.clone();
+            st.delivering = true;
+            drop(st);
             for b in batches {
-                for s in st.fanout.live.iter() {
+                for s in live.iter() {
                     let _ = s.try_send(b.clone());
                 }
+            }
+            let mut st = self.shared.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            st.delivering = false;
+            // Commands queued meanwhile wait for the engine thread, which
+            // went back to sleep if it saw this delivery in progress.
+            let wake = !st.queue.is_empty() && std::mem::replace(&mut st.parked, false);
+            drop(st);
+            if wake {
+                self.shared.wake.notify_one();
             }
             return Ok(());
         }
@@ -625,6 +656,65 @@ mod tests {
             let b = rx.blocking_recv().unwrap();
             assert_eq!(b.origin, Some(Origin { gateway: 1, request: r }));
         }
+    }
+
+    /// A waker that blocks inside its first `wake` until released: a
+    /// submitter delivering to this subscriber stands for one preempted in
+    /// the futex call that wakes a subscriber's thread.
+    struct StuckWaker {
+        entered: Mutex<Option<std::sync::mpsc::Sender<()>>>,
+        release: Mutex<std::sync::mpsc::Receiver<()>>,
+    }
+
+    impl std::task::Wake for StuckWaker {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref()
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            let first = self.entered.lock().unwrap().take();
+            if let Some(entered) = first {
+                let _ = entered.send(());
+                let _ = self.release.lock().unwrap().recv();
+            }
+        }
+    }
+
+    /// The inline submitter delivers after releasing the engine's lock: while
+    /// it is stuck waking a subscriber, another submitter is not held up (its
+    /// command queues for the engine thread), and both reach the subscriber
+    /// in order once the first is done.
+    #[test]
+    fn a_submitter_stuck_delivering_does_not_block_other_submitters() {
+        let engine = InProcessEngine::start(Limits::default(), &setup(), 16);
+        let mut rx = engine.subscribe(16).unwrap();
+        let (entered_tx, entered_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel();
+        let waker = std::task::Waker::from(Arc::new(StuckWaker {
+            entered: Mutex::new(Some(entered_tx)),
+            release: Mutex::new(release_rx),
+        }));
+        // Register the waker: the channel is empty, so this poll parks it.
+        assert!(rx.poll_recv(&mut std::task::Context::from_waker(&waker)).is_pending());
+        let e = engine.clone();
+        let first = std::thread::spawn(move || e.submit(deposit(1, 1)));
+        entered_rx.recv_timeout(Duration::from_secs(10)).expect("the first submit never woke the subscriber");
+        // The first submitter is now inside the wake-up. Another submits.
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let e = engine.clone();
+        let second = std::thread::spawn(move || {
+            let r = e.submit(deposit(2, 1));
+            let _ = done_tx.send(r.clone());
+            r
+        });
+        let outcome = done_rx.recv_timeout(Duration::from_secs(10));
+        let _ = release_tx.send(());
+        assert_eq!(outcome, Ok(Ok(())), "the second submit waited for the first one's delivery");
+        assert_eq!(first.join().unwrap(), Ok(()));
+        assert_eq!(second.join().unwrap(), Ok(()));
+        let a = rx.blocking_recv().unwrap();
+        let b = rx.blocking_recv().unwrap();
+        assert_eq!((a.seq, a.origin), (3, Some(Origin { gateway: 1, request: 1 })));
+        assert_eq!((b.seq, b.origin), (4, Some(Origin { gateway: 2, request: 1 })));
     }
 
     #[test]
