@@ -26,6 +26,7 @@ use crate::decimal::{
     notional_dec, notional_str, price_dec, price_str, qty_dec, qty_str, units_dec, units_str, write_json_decimal,
 };
 use crate::error::{ApiError, Code};
+use crate::hashing::Map;
 use crate::limits::{RateConfig, RateLimiter};
 
 /// WebSocket limits.
@@ -167,9 +168,9 @@ pub struct State {
 /// Requests waiting for their engine batch.
 #[derive(Default)]
 struct PendingTable {
-    waiters: HashMap<u64, Vec<oneshot::Sender<Arc<EngineBatch>>>>,
-    by_client: HashMap<(u32, String), u64>,
-    client_of: HashMap<u64, (u32, String)>,
+    waiters: Map<u64, Vec<oneshot::Sender<Arc<EngineBatch>>>>,
+    by_client: Map<(u32, String), u64>,
+    client_of: Map<u64, (u32, String)>,
 }
 
 /// Most engine batches the stream consumer applies under one lock.
@@ -460,7 +461,12 @@ impl Gateway {
         }
     }
 
-    async fn wait(&self, rx: oneshot::Receiver<Arc<EngineBatch>>) -> Result<Arc<EngineBatch>, ApiError> {
+    async fn wait(&self, mut rx: oneshot::Receiver<Arc<EngineBatch>>) -> Result<Arc<EngineBatch>, ApiError> {
+        // Usually the batch is here already (applied by `pump` on this very
+        // task): answer without arming a timer.
+        if let Ok(b) = rx.try_recv() {
+            return Ok(b);
+        }
         match tokio::time::timeout(self.cfg.order_timeout, rx).await {
             Ok(Ok(b)) => Ok(b),
             _ => Err(ApiError::new(
