@@ -74,9 +74,37 @@ impl FromRequest<Gw> for Req {
                 return Err(too_large());
             }
         }
-        let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| too_large())?;
+        let body = read_body(body, MAX_BODY).await.ok_or_else(too_large)?;
         Ok(Req { method: parts.method, uri: parts.uri, headers: parts.headers, body, ip })
     }
+}
+
+/// The whole body, at most `max` bytes (None: longer, or the read failed).
+/// A body that arrives in one piece (the usual case) is returned as it
+/// came, without the collecting buffers of `axum::body::to_bytes`.
+async fn read_body(body: axum::body::Body, max: usize) -> Option<Bytes> {
+    use futures_util::StreamExt;
+    let mut data = body.into_data_stream();
+    let mut first = match data.next().await {
+        None => return Some(Bytes::new()),
+        Some(chunk) => chunk.ok()?,
+    };
+    if first.len() > max {
+        return None;
+    }
+    let mut rest: Option<Vec<u8>> = None;
+    while let Some(chunk) = data.next().await {
+        let chunk = chunk.ok()?;
+        let buf = rest.get_or_insert_with(|| first.to_vec());
+        if buf.len() + chunk.len() > max {
+            return None;
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    if let Some(all) = rest {
+        first = Bytes::from(all);
+    }
+    Some(first)
 }
 
 /// How much of a refused request's body is read and thrown away.
@@ -159,7 +187,12 @@ impl Ctx {
 
     /// A response body already rendered as JSON.
     fn reply_json(&self, body: Bytes) -> Response {
-        self.headers(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+        // Built directly: through `IntoResponse` for a tuple, the body first
+        // gets an octet-stream content type and the JSON one is parsed and
+        // copied from a `&str`, on every response.
+        let mut r = Response::new(axum::body::Body::from(body));
+        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        self.headers(r)
     }
 
     fn headers(&self, mut r: Response) -> Response {
