@@ -6,12 +6,14 @@
 //! client-order-id index covers exactly the orders still held, so an id
 //! whose order has aged out of the history can be reused.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use castle_engine::{
     AccountId, Amount, AssetId, CancelReason, Event, EventKind, InstrumentId, OrderId, OrderKind, Price, Qty, Seq,
     Side, StpMode, TimeInForce, Timestamp,
 };
+
+use crate::hashing::Map;
 
 /// Quote-budget orders placed here and not yet accepted or rejected, whose budget is remembered.
 pub const MAX_PLACED: usize = 65_536;
@@ -124,7 +126,7 @@ pub struct Account {
     pub history: VecDeque<OrderRecord>,
     pub fills: VecDeque<Fill>,
     pub balances: BTreeMap<AssetId, BalanceRecord>,
-    by_client: HashMap<String, OrderId>,
+    by_client: Map<String, OrderId>,
 }
 
 impl Account {
@@ -147,9 +149,9 @@ pub struct Changes {
 #[derive(Default, Debug)]
 pub struct Accounts {
     pub limits: AccountLimits,
-    accounts: HashMap<AccountId, Account>,
+    accounts: Map<AccountId, Account>,
     /// Budgets of quote-budget orders placed here, by (account, client order id), until accepted.
-    placed: HashMap<(AccountId, String), PlacedOptions>,
+    placed: Map<(AccountId, String), PlacedOptions>,
     pub seq: Seq,
 }
 

@@ -1,6 +1,8 @@
 //! Wire types of the REST API: requests (strict: unknown fields refused,
 //! closed enums, decimals as strings) and responses.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -45,13 +47,55 @@ pub enum StpDto {
     DecrementAndCancel,
 }
 
+/// A JSON string field of a request, borrowed from the request body when
+/// it has no escape sequences (the usual case: no copy, no allocation) and
+/// unescaped into an owned string otherwise. Reads as a `&str`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Text<'a>(pub Cow<'a, str>);
+
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Text<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
 /// A new order. Prices and quantities are decimal strings on the
 /// instrument's tick and lot grid (off-grid values are refused, never rounded).
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PlaceOrderRequest {
-    #[schema(example = "BTC-USDT")]
-    pub symbol: String,
+pub struct PlaceOrderRequest<'a> {
+    #[serde(borrow)]
+    #[schema(example = "BTC-USDT", value_type = String)]
+    pub symbol: Text<'a>,
     pub side: SideDto,
     #[serde(rename = "type")]
     pub order_type: OrderTypeDto,
@@ -59,30 +103,30 @@ pub struct PlaceOrderRequest {
     #[serde(default)]
     pub time_in_force: Option<TifDto>,
     /// Limit price (LIMIT, STOP_LIMIT).
-    #[serde(default)]
-    #[schema(example = "60000.00", pattern = r"^[0-9]{1,20}(\.[0-9]{1,18})?$")]
-    pub price: Option<String>,
+    #[serde(default, borrow)]
+    #[schema(value_type = Option<String>, example = "60000.00", pattern = r"^[0-9]{1,20}(\.[0-9]{1,18})?$")]
+    pub price: Option<Text<'a>>,
     /// Trigger price (STOP_MARKET, STOP_LIMIT).
-    #[serde(default)]
-    #[schema(pattern = r"^[0-9]{1,20}(\.[0-9]{1,18})?$")]
-    pub stop_price: Option<String>,
+    #[serde(default, borrow)]
+    #[schema(value_type = Option<String>, pattern = r"^[0-9]{1,20}(\.[0-9]{1,18})?$")]
+    pub stop_price: Option<Text<'a>>,
     /// Base quantity.
-    #[serde(default)]
-    #[schema(example = "0.01", pattern = r"^[0-9]{1,20}(\.[0-9]{1,18})?$")]
-    pub quantity: Option<String>,
+    #[serde(default, borrow)]
+    #[schema(value_type = Option<String>, example = "0.01", pattern = r"^[0-9]{1,20}(\.[0-9]{1,18})?$")]
+    pub quantity: Option<Text<'a>>,
     /// Quote budget, fees included (MARKET and STOP_MARKET buys instead of `quantity`).
-    #[serde(default)]
-    #[schema(pattern = r"^[0-9]{1,20}(\.[0-9]{1,18})?$")]
-    pub quote_quantity: Option<String>,
+    #[serde(default, borrow)]
+    #[schema(value_type = Option<String>, pattern = r"^[0-9]{1,20}(\.[0-9]{1,18})?$")]
+    pub quote_quantity: Option<Text<'a>>,
     /// GTD expiry, ms since the epoch.
     #[serde(default)]
     pub expire_time: Option<u64>,
     #[serde(default)]
     pub post_only: Option<bool>,
     /// Iceberg: quantity shown on the book at a time.
-    #[serde(default)]
-    #[schema(pattern = r"^[0-9]{1,20}(\.[0-9]{1,18})?$")]
-    pub display_quantity: Option<String>,
+    #[serde(default, borrow)]
+    #[schema(value_type = Option<String>, pattern = r"^[0-9]{1,20}(\.[0-9]{1,18})?$")]
+    pub display_quantity: Option<Text<'a>>,
     /// Self-trade prevention; the account default when absent.
     #[serde(default)]
     pub stp: Option<StpDto>,
@@ -92,9 +136,9 @@ pub struct PlaceOrderRequest {
     /// orders the gateway holds. A retry with the id of a closed order that has
     /// aged out of memory places a new order (closed orders are not looked up in
     /// the ledger on every placement): use a fresh id for every new order.
-    #[serde(default)]
-    #[schema(pattern = r"^[A-Za-z0-9._:/-]{1,36}$")]
-    pub client_order_id: Option<String>,
+    #[serde(default, borrow)]
+    #[schema(value_type = Option<String>, pattern = r"^[A-Za-z0-9._:/-]{1,36}$")]
+    pub client_order_id: Option<Text<'a>>,
 }
 
 /// Cancel-replace: new price and total quantity for an open limit order.

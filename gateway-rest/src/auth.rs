@@ -30,6 +30,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use crate::error::{ApiError, Code};
+use crate::hashing::{Map, Set};
 use crate::vault::{KeyVault, VaultError};
 
 type HmacSha256 = Hmac<Sha256>;
@@ -166,17 +167,17 @@ pub struct SignedParts<'a> {
 }
 
 /// Signatures a key used recently, oldest first, with the time they were seen.
-type SeenSignatures = (VecDeque<(u64, [u8; 32])>, std::collections::HashSet<[u8; 32]>);
+type SeenSignatures = (VecDeque<(u64, [u8; 32])>, Set<[u8; 32]>);
 
 pub struct KeyStore {
     master: Vec<u8>,
-    keys: HashMap<String, ApiKey>,
+    keys: Map<String, ApiKey>,
     /// Keyed HMAC per key id (the secret text itself is not kept here).
-    secrets: HashMap<String, KeyedMac>,
+    secrets: Map<String, KeyedMac>,
     /// Where created keys and revocations are persisted (none: memory only).
     vault: Option<KeyVault>,
     /// Recently seen signatures per key, oldest first, with their timestamps.
-    seen: HashMap<String, SeenSignatures>,
+    seen: Map<String, SeenSignatures>,
 }
 
 impl std::fmt::Debug for KeyStore {
@@ -189,7 +190,7 @@ impl std::fmt::Debug for KeyStore {
 impl KeyStore {
     pub fn new(master: Vec<u8>) -> Self {
         assert!(master.len() >= 16, "master key too short");
-        KeyStore { master, keys: HashMap::new(), secrets: HashMap::new(), vault: None, seen: HashMap::new() }
+        KeyStore { master, keys: Map::default(), secrets: Map::default(), vault: None, seen: Map::default() }
     }
 
     /// Persists keys from now on and loads the keys already stored (not

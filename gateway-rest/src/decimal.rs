@@ -73,12 +73,67 @@ pub fn show(d: Decimal) -> String {
 }
 
 /// [`show`] written into a JSON buffer as a string (`"60000.01"`), without
-/// an intermediate `String` (the order response's hot path).
+/// an intermediate `String` (the order response's hot path). The digits
+/// come straight from the mantissa and scale (trailing zeros dropped, as
+/// `normalize` does): `normalize` and `Display` cost about 600 instructions
+/// a value, and an order's answer has half a dozen. A test holds the output
+/// equal to [`show`]'s for any decimal.
 pub fn write_json_decimal(out: &mut Vec<u8>, d: Decimal) {
-    use std::io::Write;
+    let mut scale = d.scale() as usize;
+    let mut m = d.mantissa().unsigned_abs();
+    // Digits, least significant first, into the end of `buf` (a decimal's
+    // mantissa has at most 29 digits).
+    let mut buf = [0u8; 40];
+    let mut at = buf.len();
+    if let Ok(mut v) = u64::try_from(m) {
+        while scale > 0 && v != 0 && v.is_multiple_of(10) {
+            v /= 10;
+            scale -= 1;
+        }
+        loop {
+            at -= 1;
+            buf[at] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+    } else {
+        while scale > 0 && m.is_multiple_of(10) {
+            m /= 10;
+            scale -= 1;
+        }
+        loop {
+            at -= 1;
+            buf[at] = b'0' + (m % 10) as u8;
+            m /= 10;
+            if m == 0 {
+                break;
+            }
+        }
+    }
+    let digits = &buf[at..];
     out.push(b'"');
-    // Writing into a Vec cannot fail.
-    let _ = write!(out, "{}", d.normalize());
+    // Zero prints as "0" whatever its sign and scale (as `normalize` makes it).
+    if digits == b"0" {
+        out.extend_from_slice(b"0\"");
+        return;
+    }
+    if d.is_sign_negative() {
+        out.push(b'-');
+    }
+    if scale == 0 {
+        out.extend_from_slice(digits);
+    } else if digits.len() > scale {
+        let (int, frac) = digits.split_at(digits.len() - scale);
+        out.extend_from_slice(int);
+        out.push(b'.');
+        out.extend_from_slice(frac);
+    } else {
+        out.extend_from_slice(b"0.");
+        out.resize(out.len() + scale - digits.len(), b'0');
+        out.extend_from_slice(digits);
+    }
     out.push(b'"');
 }
 
@@ -96,6 +151,10 @@ pub fn units_dec(units: i64, decimals: u32) -> Decimal {
 
 /// Quote amount of `tick_lots` (see [`notional_str`]).
 pub fn notional_dec(spec: &InstrumentSpec, tick_lots: i128) -> Decimal {
+    // Nothing filled (most answers): no need to derive the tick value.
+    if tick_lots == 0 {
+        return Decimal::ZERO;
+    }
     let tv = spec.units().map(|u| u.tick_value).unwrap_or(0) as i128;
     let units = tick_lots.saturating_mul(tv);
     let units = i64::try_from(units).unwrap_or(i64::MAX);
@@ -169,6 +228,22 @@ mod tests {
             if (parsed * Decimal::from(100)).fract() != Decimal::ZERO {
                 prop_assert!(price_ticks(&s, "price", &off).is_err());
             }
+        }
+
+        /// The JSON writer prints exactly what `show` does, for any decimal
+        /// (every mantissa size, scale and sign, zeros included).
+        #[test]
+        fn json_decimal_is_show(lo in any::<u32>(), mid in any::<u32>(), hi in any::<u32>(), neg in any::<bool>(),
+            scale in 0u32..=28, small in any::<bool>())
+        {
+            let d = if small {
+                Decimal::from_i128_with_scale(i128::from(lo % 1000) * if neg { -1 } else { 1 }, scale)
+            } else {
+                Decimal::from_parts(lo, mid, hi, neg, scale)
+            };
+            let mut out = Vec::new();
+            write_json_decimal(&mut out, d);
+            prop_assert_eq!(String::from_utf8(out).unwrap(), format!("\"{}\"", show(d)));
         }
 
         // The parser never panics and only accepts what Decimal parses identically.

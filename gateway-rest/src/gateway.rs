@@ -12,7 +12,8 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use castle_engine::{
-    AssetId, EventKind, InstrumentId, InstrumentSpec, OrderKind, Price, Seq, Side, StpMode, TimeInForce, TradingStatus,
+    AssetId, ClientOrderId, EventKind, InstrumentId, InstrumentSpec, OrderKind, Price, Seq, Side, StpMode, TimeInForce,
+    TradingStatus,
 };
 use castle_link::{EngineBatch, EngineLink, EngineRequest, LinkError, Origin};
 use castle_marketdata::MarketData;
@@ -26,6 +27,7 @@ use crate::decimal::{
     notional_dec, notional_str, price_dec, price_str, qty_dec, qty_str, units_dec, units_str, write_json_decimal,
 };
 use crate::error::{ApiError, Code};
+use crate::hashing::Map;
 use crate::limits::{RateConfig, RateLimiter};
 
 /// WebSocket limits.
@@ -167,9 +169,40 @@ pub struct State {
 /// Requests waiting for their engine batch.
 #[derive(Default)]
 struct PendingTable {
-    waiters: HashMap<u64, Vec<oneshot::Sender<Arc<EngineBatch>>>>,
-    by_client: HashMap<(u32, String), u64>,
-    client_of: HashMap<u64, (u32, String)>,
+    waiters: Map<u64, Waiters>,
+    /// Keyed by the engine's fixed-size id: no string copies per order.
+    by_client: Map<(u32, ClientOrderId), u64>,
+    client_of: Map<u64, (u32, ClientOrderId)>,
+}
+
+/// The requests waiting for one batch: nearly always one (a concurrent
+/// retry of the same client order id adds more), held without a `Vec`
+/// allocation per request.
+#[derive(Default)]
+struct Waiters {
+    first: Option<oneshot::Sender<Arc<EngineBatch>>>,
+    more: Vec<oneshot::Sender<Arc<EngineBatch>>>,
+}
+
+impl Waiters {
+    fn one(tx: oneshot::Sender<Arc<EngineBatch>>) -> Self {
+        Waiters { first: Some(tx), more: Vec::new() }
+    }
+
+    fn push(&mut self, tx: oneshot::Sender<Arc<EngineBatch>>) {
+        match self.first {
+            None => self.first = Some(tx),
+            Some(_) => self.more.push(tx),
+        }
+    }
+}
+
+impl IntoIterator for Waiters {
+    type Item = oneshot::Sender<Arc<EngineBatch>>;
+    type IntoIter = std::iter::Chain<std::option::IntoIter<Self::Item>, std::vec::IntoIter<Self::Item>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.first.into_iter().chain(self.more)
+    }
 }
 
 /// Most engine batches the stream consumer applies under one lock.
@@ -405,7 +438,9 @@ impl Gateway {
     ) -> Result<Result<Arc<EngineBatch>, OrderRecord>, ApiError> {
         let rx = {
             let mut p = lock(&self.pending);
-            let key = (account, cl.to_string());
+            // `cl` comes from `build_order`, which made an engine id of it.
+            let id = ClientOrderId::new(cl).ok_or_else(|| ApiError::new(Code::Internal, "client order id"))?;
+            let key = (account, id);
             if let Some(&req) = p.by_client.get(&key) {
                 let (tx, rx) = oneshot::channel();
                 p.waiters.entry(req).or_default().push(tx);
@@ -417,7 +452,7 @@ impl Gateway {
                     return Ok(Err(o));
                 }
                 let (rx, req) = self.submit_locked(&mut p, command)?;
-                p.by_client.insert(key.clone(), req);
+                p.by_client.insert(key, req);
                 p.client_of.insert(req, key);
                 rx
             }
@@ -447,7 +482,7 @@ impl Gateway {
         let (tx, rx) = oneshot::channel();
         // Registered before submitting: the batch may come back before
         // `submit` returns.
-        p.waiters.insert(request, vec![tx]);
+        p.waiters.insert(request, Waiters::one(tx));
         match self.link.submit(EngineRequest { origin: Origin { gateway: self.cfg.gateway_id, request }, command }) {
             Ok(()) => Ok((rx, request)),
             Err(e) => {
@@ -460,7 +495,12 @@ impl Gateway {
         }
     }
 
-    async fn wait(&self, rx: oneshot::Receiver<Arc<EngineBatch>>) -> Result<Arc<EngineBatch>, ApiError> {
+    async fn wait(&self, mut rx: oneshot::Receiver<Arc<EngineBatch>>) -> Result<Arc<EngineBatch>, ApiError> {
+        // Usually the batch is here already (applied by `pump` on this very
+        // task): answer without arming a timer.
+        if let Ok(b) = rx.try_recv() {
+            return Ok(b);
+        }
         match tokio::time::timeout(self.cfg.order_timeout, rx).await {
             Ok(Ok(b)) => Ok(b),
             _ => Err(ApiError::new(

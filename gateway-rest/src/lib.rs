@@ -6,6 +6,7 @@
 //! - [`accounts`]: per-account orders, fills, balances from the engine stream (sans-IO);
 //! - [`gateway`]: shared state, the engine stream consumer, pending requests;
 //! - [`history`]: order history and fills from the settlement ledger, merged with memory;
+//! - [`hashing`]: keyed fast hash maps for request-driven keys;
 //! - [`decimal`]: exact decimal strings <-> ticks/lots; [`error`]: `{code, message}`;
 //! - [`openapi`]: the generated OpenAPI document; [`page`]: the trading page; [`server`]: TLS listener.
 
@@ -16,6 +17,7 @@ pub mod decimal;
 pub mod error;
 pub mod fuzzing;
 pub mod gateway;
+pub mod hashing;
 pub mod history;
 pub mod limits;
 pub mod openapi;

@@ -3,9 +3,10 @@
 //! window, a request over budget gets 429 with Retry-After, and a caller that
 //! keeps hammering after 429s is banned for a while, longer each time.
 
-use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
+
+use crate::hashing::Map;
 
 pub const WINDOW_MS: u64 = 60_000;
 
@@ -59,7 +60,7 @@ pub enum Limited {
 }
 
 struct Table<K> {
-    map: HashMap<K, Window>,
+    map: Map<K, Window>,
 }
 
 impl<K: Hash + Eq> Table<K> {
@@ -123,7 +124,7 @@ pub struct Used {
 
 impl RateLimiter {
     pub fn new(cfg: RateConfig) -> Self {
-        RateLimiter { cfg, ips: Table { map: HashMap::new() }, keys: Table { map: HashMap::new() } }
+        RateLimiter { cfg, ips: Table { map: Map::default() }, keys: Table { map: Map::default() } }
     }
 
     /// Charges `weight` to the IP and, when given, to the key.

@@ -36,11 +36,21 @@ pub type Gw = Arc<Gateway>;
 /// A request as the handlers see it: what the signature covers plus the peer.
 pub struct Req {
     pub method: Method,
-    pub path: String,
-    pub query: String,
+    /// Path and query exactly as on the request line (moved, not copied).
+    pub uri: axum::http::Uri,
     pub headers: HeaderMap,
     pub body: Bytes,
     pub ip: IpAddr,
+}
+
+/// Request headers the handlers read, as constants: a lookup by `&str`
+/// parses the name on every call (it showed in the order path's profile).
+pub mod names {
+    use axum::http::HeaderName;
+    pub const API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+    pub const TIMESTAMP: HeaderName = HeaderName::from_static("x-timestamp");
+    pub const SIGNATURE: HeaderName = HeaderName::from_static("x-signature");
+    pub const RECV_WINDOW: HeaderName = HeaderName::from_static("x-recv-window");
 }
 
 impl FromRequest<Gw> for Req {
@@ -53,8 +63,7 @@ impl FromRequest<Gw> for Req {
             .await
             .map(|c| c.0.ip())
             .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        let query = parts.uri.query().unwrap_or("").to_string();
-        if query.len() > gw.cfg.max_query_len {
+        if parts.uri.query().map_or(0, str::len) > gw.cfg.max_query_len {
             drain(body).await;
             return Err(ApiError::new(Code::QueryTooLong, format!("query longer than {} bytes", gw.cfg.max_query_len)));
         }
@@ -65,9 +74,37 @@ impl FromRequest<Gw> for Req {
                 return Err(too_large());
             }
         }
-        let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| too_large())?;
-        Ok(Req { method: parts.method, path: parts.uri.path().to_string(), query, headers: parts.headers, body, ip })
+        let body = read_body(body, MAX_BODY).await.ok_or_else(too_large)?;
+        Ok(Req { method: parts.method, uri: parts.uri, headers: parts.headers, body, ip })
     }
+}
+
+/// The whole body, at most `max` bytes (None: longer, or the read failed).
+/// A body that arrives in one piece (the usual case) is returned as it
+/// came, without the collecting buffers of `axum::body::to_bytes`.
+async fn read_body(body: axum::body::Body, max: usize) -> Option<Bytes> {
+    use futures_util::StreamExt;
+    let mut data = body.into_data_stream();
+    let mut first = match data.next().await {
+        None => return Some(Bytes::new()),
+        Some(chunk) => chunk.ok()?,
+    };
+    if first.len() > max {
+        return None;
+    }
+    let mut rest: Option<Vec<u8>> = None;
+    while let Some(chunk) = data.next().await {
+        let chunk = chunk.ok()?;
+        let buf = rest.get_or_insert_with(|| first.to_vec());
+        if buf.len() + chunk.len() > max {
+            return None;
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    if let Some(all) = rest {
+        first = Bytes::from(all);
+    }
+    Some(first)
 }
 
 /// How much of a refused request's body is read and thrown away.
@@ -94,17 +131,30 @@ async fn drain(body: axum::body::Body) {
 }
 
 impl Req {
-    fn header(&self, name: &str) -> Option<&str> {
+    fn header(&self, name: &header::HeaderName) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
-    fn query<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
-        serde_urlencoded::from_str(&self.query).map_err(|e| ApiError::param(format!("query: {e}")))
+    pub fn path(&self) -> &str {
+        self.uri.path()
     }
 
-    fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
-        let ct = self.header("content-type").unwrap_or("");
-        if !ct.trim_start().to_ascii_lowercase().starts_with("application/json") {
+    /// The query string ("" when there is none).
+    pub fn query_str(&self) -> &str {
+        self.uri.query().unwrap_or("")
+    }
+
+    fn query<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        serde_urlencoded::from_str(self.query_str()).map_err(|e| ApiError::param(format!("query: {e}")))
+    }
+
+    /// The JSON body; `T` may borrow strings from it (see [`crate::api::Text`]).
+    fn json<'a, T: serde::Deserialize<'a>>(&'a self) -> Result<T, ApiError> {
+        let ct = self.header(&header::CONTENT_TYPE).unwrap_or("");
+        // A case-insensitive prefix check without lowercasing a copy.
+        let ct = ct.trim_start().as_bytes();
+        const JSON: &[u8] = b"application/json";
+        if ct.len() < JSON.len() || !ct[..JSON.len()].eq_ignore_ascii_case(JSON) {
             return Err(ApiError::new(Code::UnsupportedMediaType, "Content-Type must be application/json"));
         }
         serde_json::from_slice(&self.body).map_err(|e| ApiError::new(Code::InvalidJson, format!("body: {e}")))
@@ -137,7 +187,12 @@ impl Ctx {
 
     /// A response body already rendered as JSON.
     fn reply_json(&self, body: Bytes) -> Response {
-        self.headers(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+        // Built directly: through `IntoResponse` for a tuple, the body first
+        // gets an octet-stream content type and the JSON one is parsed and
+        // copied from a `&str`, on every response.
+        let mut r = Response::new(axum::body::Body::from(body));
+        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        self.headers(r)
     }
 
     fn headers(&self, mut r: Response) -> Response {
@@ -173,7 +228,7 @@ pub fn private(gw: &Gateway, req: &Req, scope: Scope, weight: u32) -> Result<Ctx
 }
 
 pub fn authenticate(gw: &Gateway, req: &Req) -> Result<Caller, ApiError> {
-    if let Some(auth) = req.header("authorization") {
+    if let Some(auth) = req.header(&header::AUTHORIZATION) {
         let token = auth
             .strip_prefix("Bearer ")
             .ok_or_else(|| ApiError::new(Code::InvalidToken, "Authorization must be 'Bearer <token>'"))?;
@@ -181,16 +236,16 @@ pub fn authenticate(gw: &Gateway, req: &Req) -> Result<Caller, ApiError> {
         return v.verify(token.trim());
     }
     let parts = SignedParts {
-        key: req.header("x-api-key"),
-        timestamp: req.header("x-timestamp"),
-        signature: req.header("x-signature"),
-        recv_window: req.header("x-recv-window"),
+        key: req.header(&names::API_KEY),
+        timestamp: req.header(&names::TIMESTAMP),
+        signature: req.header(&names::SIGNATURE),
+        recv_window: req.header(&names::RECV_WINDOW),
     };
     let now = now_ms();
     // The HMAC runs outside the key store's lock (taken twice, briefly:
     // before for the key, after for the replay cache).
     let check = gw.keys.lock().unwrap_or_else(|e| e.into_inner()).admit(&parts, Some(req.ip), now)?;
-    check.verify(req.method.as_str(), &req.path, &req.query, &req.body)?;
+    check.verify(req.method.as_str(), req.path(), req.query_str(), &req.body)?;
     gw.keys.lock().unwrap_or_else(|e| e.into_inner()).remember(&check, now)?;
     Ok(check.caller)
 }
@@ -239,12 +294,12 @@ fn side(s: SideDto) -> Side {
 /// Builds the engine order from a request (sans-IO, so it is unit tested).
 pub fn build_order(
     spec: &InstrumentSpec,
-    r: &PlaceOrderRequest,
+    r: &PlaceOrderRequest<'_>,
     account: u32,
     generated_cl: &str,
 ) -> Result<(NewOrder, Option<PlacedOptions>, String), ApiError> {
     let cl = match &r.client_order_id {
-        Some(c) => c.clone(),
+        Some(c) => c.to_string(),
         None => generated_cl.to_string(),
     };
     let client_order_id = if r.client_order_id.is_some() {
@@ -252,9 +307,9 @@ pub fn build_order(
     } else {
         ClientOrderId::new(&cl).ok_or_else(|| ApiError::new(Code::Internal, "generated id"))?
     };
-    let need = |v: &Option<String>, f: &str| -> Result<String, ApiError> {
-        v.clone().ok_or_else(|| ApiError::param(format!("{f} is required for this order type")))
-    };
+    fn need<'r>(v: &'r Option<Text<'_>>, f: &str) -> Result<&'r str, ApiError> {
+        v.as_deref().ok_or_else(|| ApiError::param(format!("{f} is required for this order type")))
+    }
     let forbid = |v: bool, f: &str| {
         if v {
             Err(ApiError::param(format!("{f} is not allowed for this order type")))
@@ -277,7 +332,7 @@ pub fn build_order(
     let (order_type, size, default_tif) = match r.order_type {
         OrderTypeDto::Limit => {
             forbid(r.stop_price.is_some(), "stop_price")?;
-            let price = price_ticks(spec, "price", &need(&r.price, "price")?)?;
+            let price = price_ticks(spec, "price", need(&r.price, "price")?)?;
             (OrderType::Limit { price }, size(false)?, TifDto::Gtc)
         }
         OrderTypeDto::Market => {
@@ -287,12 +342,12 @@ pub fn build_order(
         }
         OrderTypeDto::StopMarket => {
             forbid(r.price.is_some(), "price")?;
-            let stop = price_ticks(spec, "stop_price", &need(&r.stop_price, "stop_price")?)?;
+            let stop = price_ticks(spec, "stop_price", need(&r.stop_price, "stop_price")?)?;
             (OrderType::StopMarket { stop }, size(true)?, TifDto::Gtc)
         }
         OrderTypeDto::StopLimit => {
-            let stop = price_ticks(spec, "stop_price", &need(&r.stop_price, "stop_price")?)?;
-            let price = price_ticks(spec, "price", &need(&r.price, "price")?)?;
+            let stop = price_ticks(spec, "stop_price", need(&r.stop_price, "stop_price")?)?;
+            let price = price_ticks(spec, "price", need(&r.price, "price")?)?;
             (OrderType::StopLimit { stop, price }, size(false)?, TifDto::Gtc)
         }
     };
@@ -610,7 +665,7 @@ pub async fn ticker(State(gw): State<Gw>, req: Req) -> Result<Response, ApiError
 pub async fn place_order(State(gw): State<Gw>, req: Req) -> Result<Response, ApiError> {
     let ctx = private(&gw, &req, Scope::Trade, 1)?;
     let account = ctx.caller().account;
-    let r: PlaceOrderRequest = req.json()?;
+    let r: PlaceOrderRequest<'_> = req.json()?;
     let spec = spec_of(&gw.read().instruments, &r.symbol)?;
     // Only orders without a client order id need one made up.
     let generated = match r.client_order_id {
@@ -1129,7 +1184,9 @@ pub fn router(gw: Gw) -> Router {
         .merge(crate::page::routes())
         .fallback(no_route)
         .method_not_allowed_fallback(no_method)
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        // No `DefaultBodyLimit` layer: no route uses axum's body extractors
+        // (`Req` reads at most MAX_BODY itself), and each layer costs every
+        // request a boxed service clone.
         .layer(cors)
         .with_state(gw)
 }

@@ -686,4 +686,46 @@ async fn cors_only_for_configured_origins() {
     let r =
         t.raw(Request::get("/api/v1/time").header("origin", "https://evil.example").body(Body::empty()).unwrap()).await;
     assert!(!r.headers.contains_key("access-control-allow-origin"));
+    // A simple request from the allowed origin gets the header; one
+    // without Origin (API clients) skips the CORS layer but carries the
+    // same Vary header either way.
+    let vary = "origin, access-control-request-method, access-control-request-headers";
+    let r =
+        t.raw(Request::get("/api/v1/time").header("origin", "https://app.example").body(Body::empty()).unwrap()).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.headers["access-control-allow-origin"], "https://app.example");
+    assert_eq!(r.headers.get_all("vary").iter().collect::<Vec<_>>(), [vary]);
+    let r = t.raw(Request::get("/api/v1/time").body(Body::empty()).unwrap()).await;
+    assert_eq!(r.status, 200);
+    assert!(!r.headers.contains_key("access-control-allow-origin"));
+    assert_eq!(r.headers.get_all("vary").iter().collect::<Vec<_>>(), [vary]);
+    // A preflight without Origin is still answered by the CORS layer.
+    let r = t.raw(Request::builder().method("OPTIONS").uri("/api/v1/order").body(Body::empty()).unwrap()).await;
+    assert_eq!(r.status, 200);
+    assert!(r.headers.contains_key("access-control-allow-methods"));
+}
+
+/// A body sent in pieces without Content-Length: read whole when it fits,
+/// refused with 413 as soon as it passes the limit.
+#[tokio::test]
+async fn body_in_pieces() {
+    let t = setup().await;
+    let in_pieces = |req: Request<Body>, body: String, piece: usize| {
+        let (mut parts, _) = req.into_parts();
+        parts.headers.remove("content-length");
+        let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+            body.as_bytes().chunks(piece).map(|c| Ok(c.to_vec())).collect();
+        Request::from_parts(parts, Body::from_stream(futures_util::stream::iter(chunks)))
+    };
+    let mut v = limit("BUY", "60000", "0.01");
+    v["client_order_id"] = json!("pieces-1");
+    let body = v.to_string();
+    let req = t.signed("POST", "/api/v1/order", &body, "k1", now_ms());
+    let r = t.raw(in_pieces(req, body, 7)).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["client_order_id"], "pieces-1");
+    let big = format!("{{\"symbol\":\"{}\"}}", "A".repeat(17_000));
+    let req = t.signed("POST", "/api/v1/order", &big, "k1", now_ms());
+    let r = t.raw(in_pieces(req, big, 4096)).await;
+    assert_eq!((r.status.as_u16(), r.body["code"].as_u64()), (413, Some(1303)));
 }
