@@ -411,6 +411,7 @@ impl Projector {
         // New orders first (see `Flush::new_orders`), each group in order id order.
         let mut dirty: Vec<(OrderId, bool)> = self.dirty_orders.drain().collect();
         dirty.sort_unstable_by_key(|&(id, _)| id);
+        self.pending.orders.reserve(dirty.len());
         for new in [true, false] {
             for &(id, _) in dirty.iter().filter(|&&(_, n)| n == new) {
                 let terminal = match self.orders.get(&id) {
@@ -428,7 +429,16 @@ impl Projector {
                 }
             }
         }
-        let next = Flush { prev_seq: self.seq, seq: self.seq, ..Flush::default() };
+        // The next flush starts with this one's capacities: growing its vectors from empty by
+        // doubling cost about 900 instructions per fill in reallocation copies (callgrind).
+        let next = Flush {
+            prev_seq: self.seq,
+            seq: self.seq,
+            batch_ts: Vec::with_capacity(self.pending.batch_ts.len()),
+            entries: Vec::with_capacity(self.pending.entries.len()),
+            fills: Vec::with_capacity(self.pending.fills.len()),
+            ..Flush::default()
+        };
         let f = std::mem::replace(&mut self.pending, next);
         self.flushed_seq = self.seq;
         Some(f)
@@ -467,6 +477,22 @@ mod tests {
             ],
         );
         assert!(matches!(p.project(&b), Err(ProjectError::Negative { account: 1, .. })));
+    }
+
+    #[test]
+    fn a_flush_lists_each_changed_balance_once_in_account_asset_order() {
+        let mut p = Projector::new(LedgerState::default());
+        let t = |account, asset, amount| EventKind::Transfer { account, asset, amount };
+        assert_eq!(p.project(&batch(1, &[t(3, 1, 5), t(1, 2, 7)])), Ok(true));
+        assert_eq!(p.project(&batch(2, &[t(1, 1, 2), t(3, 1, 4)])), Ok(true));
+        let f = p.take_flush().unwrap();
+        let got: Vec<_> = f.balances.iter().map(|b| (b.account, b.asset, b.available, b.seq)).collect();
+        assert_eq!(got, vec![(1, 1, 2, 2), (1, 2, 7, 1), (3, 1, 9, 2)]);
+        // The dirty marks are cleared by the flush: the next one holds only what changed since.
+        assert_eq!(p.project(&batch(3, &[t(1, 2, 1)])), Ok(true));
+        let f = p.take_flush().unwrap();
+        let got: Vec<_> = f.balances.iter().map(|b| (b.account, b.asset, b.available)).collect();
+        assert_eq!(got, vec![(1, 2, 8)]);
     }
 
     #[test]
