@@ -414,18 +414,18 @@ impl Projector {
         self.pending.orders.reserve(dirty.len());
         for new in [true, false] {
             for &(id, _) in dirty.iter().filter(|&&(_, n)| n == new) {
-                let terminal = match self.orders.get(&id) {
-                    Some(o) => {
-                        self.pending.orders.push(o.clone());
-                        !o.is_open()
-                    }
-                    None => false,
+                // A terminal order leaves the map: its row moves into the flush (no clone of
+                // its client id string); an open one stays and is copied.
+                let row = match self.orders.get(&id) {
+                    Some(o) if o.is_open() => Some(o.clone()),
+                    Some(_) => self.orders.remove(&id),
+                    None => None,
                 };
+                if let Some(row) = row {
+                    self.pending.orders.push(row);
+                }
                 if new {
                     self.pending.new_orders = self.pending.orders.len();
-                }
-                if terminal {
-                    self.orders.remove(&id);
                 }
             }
         }
