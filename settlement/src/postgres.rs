@@ -444,6 +444,9 @@ impl CopyOut {
     async fn maybe_send(&mut self, sink: &mut Pin<&mut CopyInSink<Bytes>>) -> Result<(), StoreError> {
         if self.buf.len() >= COPY_CHUNK {
             sink.send(self.buf.split().freeze()).await?;
+            // `split` leaves no capacity behind: take the next chunk's space at once rather
+            // than growing it by doubling (each step copies what was written so far).
+            self.buf.reserve(COPY_CHUNK + 4_096);
         }
         Ok(())
     }

@@ -11,7 +11,7 @@
 //! - per command, the legs must sum to zero per asset, or the batch is refused
 //!   ([`ProjectError::Unbalanced`]): the ledger never records money appearing or vanishing.
 
-use std::collections::{BTreeMap, HashMap};
+use rustc_hash::FxHashMap;
 
 use castle_engine::{
     AccountId, AssetId, CancelReason, EventKind, OrderId, OrderKind, Seq, Side, TimeInForce, FEE_ACCOUNT,
@@ -42,14 +42,25 @@ pub struct Projector {
     seq: Seq,
     /// Applied seq at the start of the pending flush.
     flushed_seq: Seq,
-    balances: HashMap<(AccountId, AssetId), BalanceRow>,
-    orders: HashMap<OrderId, OrderRow>,
+    // Why Fx maps and unsorted dirty sets: the projector runs once per engine event on the
+    // consumer's one thread, and SipHash plus a BTreeMap insert per event were its largest
+    // costs (callgrind, BENCHMARKS.md settle6). The keys are engine ids, not attacker-chosen
+    // strings, and the dirty sets are sorted once per flush instead of kept sorted per event.
+    balances: FxHashMap<(AccountId, AssetId), HeldBalance>,
+    orders: FxHashMap<OrderId, OrderRow>,
     pending: Flush,
-    dirty_balances: BTreeMap<(AccountId, AssetId), ()>,
+    /// Balances changed in the pending flush (each once: see `HeldBalance::dirty`).
+    dirty_balances: Vec<(AccountId, AssetId)>,
     /// Orders changed in the pending flush; `true` when accepted inside it (not stored yet).
-    dirty_orders: BTreeMap<OrderId, bool>,
-    /// Per-asset sums of the current command's legs (reused).
-    sums: BTreeMap<AssetId, i128>,
+    dirty_orders: FxHashMap<OrderId, bool>,
+    /// Per-asset sums of the current command's legs (reused; a command touches few assets).
+    sums: Vec<(AssetId, i128)>,
+}
+
+/// A running balance and whether it is already listed in `Projector::dirty_balances`.
+struct HeldBalance {
+    row: BalanceRow,
+    dirty: bool,
 }
 
 fn side_code(s: Side) -> i16 {
@@ -96,12 +107,16 @@ impl Projector {
         Projector {
             seq: state.applied_seq,
             flushed_seq: state.applied_seq,
-            balances: state.balances.into_iter().map(|b| ((b.account, b.asset), b)).collect(),
+            balances: state
+                .balances
+                .into_iter()
+                .map(|b| ((b.account, b.asset), HeldBalance { row: b, dirty: false }))
+                .collect(),
             orders: state.open_orders.into_iter().map(|o| (o.order_id, o)).collect(),
             pending: Flush { prev_seq: state.applied_seq, seq: state.applied_seq, ..Flush::default() },
-            dirty_balances: BTreeMap::new(),
-            dirty_orders: BTreeMap::new(),
-            sums: BTreeMap::new(),
+            dirty_balances: Vec::new(),
+            dirty_orders: FxHashMap::default(),
+            sums: Vec::new(),
         }
     }
 
@@ -120,7 +135,7 @@ impl Projector {
     }
 
     pub fn balance(&self, account: AccountId, asset: AssetId) -> Option<&BalanceRow> {
-        self.balances.get(&(account, asset))
+        self.balances.get(&(account, asset)).map(|h| &h.row)
     }
 
     pub fn open_orders(&self) -> usize {
@@ -305,9 +320,14 @@ impl Projector {
         // Double entry: this command's legs sum to zero per asset.
         self.sums.clear();
         for e in &self.pending.entries[first_entry..] {
-            *self.sums.entry(e.asset).or_insert(0) += e.available as i128 + e.locked as i128 + e.external as i128;
+            let leg = e.available as i128 + e.locked as i128 + e.external as i128;
+            match self.sums.iter_mut().find(|(a, _)| *a == e.asset) {
+                Some((_, sum)) => *sum += leg,
+                None => self.sums.push((e.asset, leg)),
+            }
         }
-        if let Some((&asset, &sum)) = self.sums.iter().find(|(_, &s)| s != 0) {
+        // The lowest unbalanced asset, as the sorted map used to report.
+        if let Some(&(asset, sum)) = self.sums.iter().filter(|(_, s)| *s != 0).min_by_key(|(a, _)| *a) {
             return Err(ProjectError::Unbalanced { seq, asset, sum });
         }
         self.seq = seq;
@@ -322,8 +342,15 @@ impl Projector {
     }
 
     fn balance_mut(&mut self, account: AccountId, asset: AssetId) -> &mut BalanceRow {
-        self.dirty_balances.insert((account, asset), ());
-        self.balances.entry((account, asset)).or_insert(BalanceRow { account, asset, ..BalanceRow::default() })
+        let held = self
+            .balances
+            .entry((account, asset))
+            .or_insert(HeldBalance { row: BalanceRow { account, asset, ..BalanceRow::default() }, dirty: false });
+        if !held.dirty {
+            held.dirty = true;
+            self.dirty_balances.push((account, asset));
+        }
+        &mut held.row
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -371,31 +398,47 @@ impl Projector {
         if self.pending.seq == self.flushed_seq {
             return None;
         }
-        for (&(account, asset), _) in std::mem::take(&mut self.dirty_balances).iter() {
-            if let Some(b) = self.balances.get(&(account, asset)) {
-                self.pending.balances.push(*b);
+        // Balances in (account, asset) order: every flush locks their rows in one order.
+        let mut dirty_balances = std::mem::take(&mut self.dirty_balances);
+        dirty_balances.sort_unstable();
+        for key in dirty_balances.drain(..) {
+            if let Some(h) = self.balances.get_mut(&key) {
+                h.dirty = false;
+                self.pending.balances.push(h.row);
             }
         }
+        self.dirty_balances = dirty_balances;
         // New orders first (see `Flush::new_orders`), each group in order id order.
-        let dirty = std::mem::take(&mut self.dirty_orders);
+        let mut dirty: Vec<(OrderId, bool)> = self.dirty_orders.drain().collect();
+        dirty.sort_unstable_by_key(|&(id, _)| id);
+        self.pending.orders.reserve(dirty.len());
         for new in [true, false] {
-            for (&id, _) in dirty.iter().filter(|(_, &n)| n == new) {
-                let terminal = match self.orders.get(&id) {
-                    Some(o) => {
-                        self.pending.orders.push(o.clone());
-                        !o.is_open()
-                    }
-                    None => false,
+            for &(id, _) in dirty.iter().filter(|&&(_, n)| n == new) {
+                // A terminal order leaves the map: its row moves into the flush (no clone of
+                // its client id string); an open one stays and is copied.
+                let row = match self.orders.get(&id) {
+                    Some(o) if o.is_open() => Some(o.clone()),
+                    Some(_) => self.orders.remove(&id),
+                    None => None,
                 };
+                if let Some(row) = row {
+                    self.pending.orders.push(row);
+                }
                 if new {
                     self.pending.new_orders = self.pending.orders.len();
                 }
-                if terminal {
-                    self.orders.remove(&id);
-                }
             }
         }
-        let next = Flush { prev_seq: self.seq, seq: self.seq, ..Flush::default() };
+        // The next flush starts with this one's capacities: growing its vectors from empty by
+        // doubling cost about 900 instructions per fill in reallocation copies (callgrind).
+        let next = Flush {
+            prev_seq: self.seq,
+            seq: self.seq,
+            batch_ts: Vec::with_capacity(self.pending.batch_ts.len()),
+            entries: Vec::with_capacity(self.pending.entries.len()),
+            fills: Vec::with_capacity(self.pending.fills.len()),
+            ..Flush::default()
+        };
         let f = std::mem::replace(&mut self.pending, next);
         self.flushed_seq = self.seq;
         Some(f)
@@ -434,6 +477,22 @@ mod tests {
             ],
         );
         assert!(matches!(p.project(&b), Err(ProjectError::Negative { account: 1, .. })));
+    }
+
+    #[test]
+    fn a_flush_lists_each_changed_balance_once_in_account_asset_order() {
+        let mut p = Projector::new(LedgerState::default());
+        let t = |account, asset, amount| EventKind::Transfer { account, asset, amount };
+        assert_eq!(p.project(&batch(1, &[t(3, 1, 5), t(1, 2, 7)])), Ok(true));
+        assert_eq!(p.project(&batch(2, &[t(1, 1, 2), t(3, 1, 4)])), Ok(true));
+        let f = p.take_flush().unwrap();
+        let got: Vec<_> = f.balances.iter().map(|b| (b.account, b.asset, b.available, b.seq)).collect();
+        assert_eq!(got, vec![(1, 1, 2, 2), (1, 2, 7, 1), (3, 1, 9, 2)]);
+        // The dirty marks are cleared by the flush: the next one holds only what changed since.
+        assert_eq!(p.project(&batch(3, &[t(1, 2, 1)])), Ok(true));
+        let f = p.take_flush().unwrap();
+        let got: Vec<_> = f.balances.iter().map(|b| (b.account, b.asset, b.available)).collect();
+        assert_eq!(got, vec![(1, 2, 8)]);
     }
 
     #[test]
