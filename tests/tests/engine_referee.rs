@@ -119,7 +119,9 @@ fn a_primary_without_the_referee_stops_accepting_when_its_lease_runs_out() {
     let (r, raddr) = referee(&state, "127.0.0.1:0");
     let a = EngineProc::start(&tmp.path().join("a"), &["--referee", &raddr, "--node-id", "1"]).expect("primary");
     wait_until(30, "the primary never took the lease", || a.stderr().contains("holding the referee's lease"));
-    let cmds = commands(22, 200);
+    // Orders go one by one until the lease runs out (up to 4.5 s after the referee goes): far
+    // more than that may be applied meanwhile on an idle machine.
+    let cmds = commands(22, 50_000);
     let acks = pump(&a.addr, GATEWAY, &cmds[..100], 1, 64, Instant::now() + Duration::from_secs(60));
     assert_eq!(acks.applied.len(), 100);
 
