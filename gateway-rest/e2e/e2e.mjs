@@ -15,7 +15,7 @@ const oidc = process.env.CASTLE_OIDC;
 const secrets = { 1: process.env.CASTLE_SECRET_1, 2: process.env.CASTLE_SECRET_2 };
 const artifacts = process.env.REST_E2E_ARTIFACTS || 'artifacts';
 mkdirSync(artifacts, { recursive: true });
-const T = 15_000;
+const T = 60_000;
 
 const args = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync'];

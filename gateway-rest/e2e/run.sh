@@ -33,7 +33,8 @@ browser() {
     # A local OIDC provider (oidc-standin.mjs) for the page's single sign-on step.
     node "$here/oidc-standin.mjs" "$work/jwks.json" castle-web >"$work/oidc" 2>&1 &
     oidc_pid=$!
-    for _ in $(seq 1 100); do
+    # Start-ups are polled for up to 60 s (a loaded 2-core machine); a process that exits ends the wait.
+    for _ in $(seq 1 600); do
         grep -q '^OIDC ' "$work/oidc" 2>/dev/null && break
         kill -0 "$oidc_pid" 2>/dev/null || break
         sleep 0.1
@@ -51,7 +52,7 @@ browser() {
         --rest-oidc-authorize "$oidc/authorize" --rest-oidc-token "$oidc/token" --rest-oidc-client-id castle-web \
         >"$work/out" 2>"$work/err" &
     pid=$!
-    for _ in $(seq 1 300); do
+    for _ in $(seq 1 600); do
         grep -q '^REST API' "$work/out" 2>/dev/null && break
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.1

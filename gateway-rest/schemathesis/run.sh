@@ -30,7 +30,7 @@ trap cleanup EXIT
 "$castle" serve --fix-listen 127.0.0.1:0 --rest-listen 127.0.0.1:0 --data-dir "$work" \
     --rest-ip-weight 100000000 --rest-key-weight 100000000 >"$work/out" 2>"$work/err" &
 pid=$!
-for _ in $(seq 1 300); do
+for _ in $(seq 1 600); do
     grep -q '^REST API' "$work/out" 2>/dev/null && break
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1

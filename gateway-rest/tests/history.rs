@@ -171,7 +171,7 @@ async fn scenario(url: LedgerUrl) {
 
     // The ledger catches up with the gateway.
     let target = gw.read().seq;
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while store.applied_seq().await.unwrap() < target {
         assert!(Instant::now() < deadline, "settlement did not reach seq {target}");
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -261,7 +261,7 @@ async fn scenario(url: LedgerUrl) {
     // Nothing else of account 2 rests: the retry placed no second order
     // (asked of the first gateway once it has applied the cancel).
     let target = gw2.read().seq;
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while gw.read().seq < target {
         assert!(Instant::now() < deadline, "the first gateway did not reach seq {target}");
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -276,7 +276,7 @@ async fn scenario(url: LedgerUrl) {
     let (s, r) = t.call("POST", "/api/v1/order", body, 2).await;
     assert_eq!(s, 200, "{r}");
     let target = gw.read().seq;
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while gw2.read().seq < target {
         assert!(Instant::now() < deadline, "the second gateway did not reach seq {target}");
         tokio::time::sleep(Duration::from_millis(5)).await;

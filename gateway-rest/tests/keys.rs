@@ -35,7 +35,7 @@ async fn gateway(dir: &Path) -> Arc<Gateway> {
     let key = StorageKey::load_or_create(&dir.join("storage.key")).unwrap();
     gw.attach_key_vault(KeyVault::open(&dir.join("keys.sqlite"), key).unwrap()).unwrap();
     gw.start_stream().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while gw.read().accounts.get(2).is_none_or(|a| a.balances.is_empty()) {
         assert!(Instant::now() < deadline, "set-up deposits not seen");
         tokio::time::sleep(Duration::from_millis(2)).await;

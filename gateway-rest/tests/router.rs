@@ -70,7 +70,7 @@ async fn setup() -> T {
 }
 
 async fn wait_for(mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while !f() {
         assert!(Instant::now() < deadline, "condition not met in time");
         tokio::task::yield_now().await;

@@ -62,7 +62,7 @@ type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<t
 async fn next_json(ws: &mut Ws) -> Value {
     loop {
         let m =
-            tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("message in time").unwrap().unwrap();
+            tokio::time::timeout(Duration::from_secs(60), ws.next()).await.expect("message in time").unwrap().unwrap();
         match m {
             Message::Text(t) => return serde_json::from_str(t.as_str()).unwrap(),
             Message::Ping(_) | Message::Pong(_) => continue,
@@ -164,7 +164,7 @@ async fn depth_diffs_chain_onto_the_snapshot_and_user_stream_is_private() {
 
 async fn close_code(ws: &mut Ws) -> u16 {
     loop {
-        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("close in time") {
+        match tokio::time::timeout(Duration::from_secs(60), ws.next()).await.expect("close in time") {
             Some(Ok(Message::Close(Some(f)))) => return f.code.into(),
             Some(Ok(_)) => continue,
             other => panic!("expected a close frame, got {other:?}"),
@@ -225,10 +225,10 @@ async fn a_slow_consumer_is_dropped_with_a_reason() {
         };
         gw.on_batch(Arc::new(EngineBatch { origin: None, seq: base + i, ts: 0, events: vec![e] }));
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let code = loop {
         assert!(std::time::Instant::now() < deadline, "no close frame");
-        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("a message") {
+        match tokio::time::timeout(Duration::from_secs(60), ws.next()).await.expect("a message") {
             Some(Ok(Message::Close(Some(f)))) => break (u16::from(f.code), f.reason.to_string()),
             Some(Ok(_)) => continue,
             other => panic!("expected a close frame, got {other:?}"),

@@ -558,7 +558,7 @@ mod tests {
         let r = loop {
             match w.try_wait() {
                 Ok(false) => {
-                    assert!(t0.elapsed() < STALL_AFTER * 5, "polling never cancelled the stalled batch");
+                    assert!(t0.elapsed() < Duration::from_secs(60), "polling never cancelled the stalled batch");
                     std::thread::sleep(Duration::from_millis(10));
                 }
                 other => break other,

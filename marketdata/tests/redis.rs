@@ -30,7 +30,28 @@ fn free_port() -> u16 {
 struct Redis(Child);
 
 impl Redis {
+    /// A redis-server on a free port. The port was found by binding port 0 and closing it, so
+    /// another process may take it first: then ours exits and another port is tried.
+    fn start_on_free_port() -> (Redis, u16) {
+        for _ in 0..10 {
+            let port = free_port();
+            if let Some(r) = Redis::try_start(port) {
+                return (r, port);
+            }
+        }
+        panic!("redis-server could not bind a free loopback port in 10 attempts");
+    }
+
+    /// Restart on a port it had: `None` only if another process took it meanwhile.
     fn start(port: u16) -> Redis {
+        Redis::try_start(port)
+            .unwrap_or_else(|| panic!("port {port} was taken by another process while redis was down"))
+    }
+
+    /// Starts redis-server on `port` and waits until it answers as itself (its process id, so a
+    /// server of another test on that port is never mistaken for ours); `None` if it exits
+    /// (the port is in use).
+    fn try_start(port: u16) -> Option<Redis> {
         // Reaped in Drop (kill + wait), or below if it never comes up.
         #[allow(clippy::zombie_processes)]
         let mut child = Command::new("redis-server")
@@ -40,20 +61,25 @@ impl Redis {
             .spawn()
             .expect("start redis-server");
         let url = format!("redis://127.0.0.1:{port}/");
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let up = redis::Client::open(url.as_str())
-                .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(100)))
-                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
-            if up.is_ok() {
-                return Redis(child);
+            if child.try_wait().expect("redis-server status").is_some() {
+                return None;
+            }
+            let info = redis::Client::open(url.as_str())
+                .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(1)))
+                .and_then(|mut c| redis::cmd("INFO").arg("server").query::<String>(&mut c));
+            if let Ok(info) = info {
+                let pid = info.lines().find_map(|l| l.strip_prefix("process_id:")).map(|p| p.trim().to_string());
+                assert_eq!(pid, Some(child.id().to_string()), "another redis-server answers on port {port}");
+                return Some(Redis(child));
             }
             if Instant::now() >= deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("redis-server did not come up on {port}");
+                panic!("redis-server did not come up on {port} within 60 s");
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(20)); // polling a condition with a deadline
         }
     }
 }
@@ -81,9 +107,8 @@ fn reader_depth(r: &RedisReader) -> Levels {
 #[test]
 fn redis_streams_snapshots_pubsub_and_restart() {
     ensure_redis();
-    let port = free_port();
+    let (mut server, port) = Redis::start_on_free_port();
     let url = format!("redis://127.0.0.1:{port}/");
-    let mut server = Redis::start(port);
 
     let mut cfg = FanoutConfig::new(&url);
     cfg.prefix = "t".into();
@@ -98,7 +123,7 @@ fn redis_streams_snapshots_pubsub_and_restart() {
     let mut sub_conn = sub_client.get_connection().unwrap();
     let mut pubsub = sub_conn.as_pubsub();
     pubsub.subscribe(ticker_channel("t", 0)).unwrap();
-    pubsub.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    pubsub.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
 
     let mut run = Run::workload(3, 300);
     let phase = |fan: &mut RedisFanout, run: &mut Run, steps: usize, reader: &mut RedisReader| {
@@ -141,7 +166,7 @@ fn redis_streams_snapshots_pubsub_and_restart() {
     assert!(dropped > 0, "{:?}", fan.stats);
     // Restart on the same port: reconnect with backoff, republish snapshots.
     server = Redis::start(port);
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while !fan.connected() {
         assert!(Instant::now() < deadline, "no reconnect");
         std::thread::sleep(Duration::from_millis(20));
@@ -153,7 +178,7 @@ fn redis_streams_snapshots_pubsub_and_restart() {
     assert!(fan.stats.reconnects >= 2, "{:?}", fan.stats);
 
     // The reader notices (connection error or counter jump), resyncs and agrees again.
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         match reader.poll(10) {
             Ok(0) if reader.n == fan.stream_counter(0) => break,

@@ -40,7 +40,7 @@ fn tshark(pcap: &std::path::Path, port: u16, extra: &[&str]) -> String {
 fn tshark_dissects_the_feed_as_moldudp64() {
     ensure_tshark();
     let rx = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-    rx.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    rx.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let port = rx.local_addr().unwrap().port();
     let mut cfg = PublisherConfig::loopback(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
     cfg.heartbeat = Duration::from_millis(10);

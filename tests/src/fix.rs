@@ -43,7 +43,7 @@ pub fn read_until(s: &mut TcpStream, buf: &mut Vec<u8>, needles: &[&str]) -> Str
                 return msg.to_string();
             }
         }
-        let n = s.read(&mut chunk).expect("read from gateway (10 s timeout)");
+        let n = s.read(&mut chunk).expect("read from gateway (the caller's read timeout)");
         assert!(n > 0, "gateway closed the connection; received so far: {text}");
         buf.extend_from_slice(&chunk[..n]);
     }

@@ -21,7 +21,7 @@ impl FixClient {
     /// Connects and logs on with `username`/`password`; orders go to `account`.
     pub fn logon(addr: &str, sender: &str, username: &str, password: &str, account: u32) -> FixClient {
         let stream = TcpStream::connect(addr).expect("connect to the FIX gateway");
-        stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        stream.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
         let mut c = FixClient { sender: sender.to_string(), account, stream, buf: Vec::new(), seq: 0 };
         c.send("A", &format!("98=0|108=30|553={username}|554={password}|"));
         c.read_until(&["35=A|"]);
@@ -58,7 +58,7 @@ impl FixClient {
             if let Some(m) = found {
                 return m;
             }
-            let n = self.stream.read(&mut chunk).expect("read from gateway (10 s timeout)");
+            let n = self.stream.read(&mut chunk).expect("read from gateway (60 s timeout)");
             assert!(n > 0, "gateway closed the connection; received so far: {text}");
             self.buf.extend_from_slice(&chunk[..n]);
         }

@@ -12,7 +12,7 @@ use castle_tests::{castle_bin, Proc};
 
 fn http_get(addr: &str, path: &str) -> String {
     let mut s = TcpStream::connect(addr).expect("connect to the metrics endpoint");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
     s.write_all(format!("GET {path} HTTP/1.1\r\nHost: castle\r\nConnection: close\r\n\r\n").as_bytes()).expect("send");
     let mut out = String::new();
     s.read_to_string(&mut out).expect("read response");
@@ -47,7 +47,7 @@ fn engine_runs_from_the_environment_with_metrics_and_probes() {
     assert!(http_get(&addr, "/live").starts_with("HTTP/1.1 200"));
     assert!(http_get(&addr, "/ready").starts_with("HTTP/1.1 200"));
     // The gauges appear once the main loop has read the engine's status.
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(60);
     let text = loop {
         let text = http_get(&addr, "/metrics");
         if gauge(&text, "castle_engine_seq").is_some() {

@@ -25,7 +25,7 @@ fn gateway(engine: &str, data: &str) -> (Proc, String) {
 /// Logs DEMO1 on (resetting sequence numbers: the test client keeps no store).
 fn logon(addr: &str) -> (TcpStream, Vec<u8>) {
     let mut s = TcpStream::connect(addr).expect("connect to the FIX gateway");
-    s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
     let mut buf = Vec::new();
     s.write_all(&fix_from("DEMO1", 1, "A", "98=0|108=30|141=Y|553=demo1|554=demo|")).expect("logon");
     read_until(&mut s, &mut buf, &["35=A|"]);
@@ -93,7 +93,7 @@ fn a_gateway_process_killed_and_restarted_places_no_order_twice() {
 fn http_get(addr: &str, path: &str) -> String {
     use std::io::Read;
     let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
     s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).expect("send");
     let mut out = String::new();
     s.read_to_string(&mut out).expect("read");

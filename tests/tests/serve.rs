@@ -33,7 +33,7 @@ fn serve_check_starts_and_exits() {
 fn serve_takes_a_fix_order_and_stops_on_sigterm() {
     let (mut p, addr, _dir) = start(&[]);
     let mut s = TcpStream::connect(&addr).expect("connect to the FIX gateway");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
     let mut buf = Vec::new();
     s.write_all(&fix(1, "A", "98=0|108=30|553=demo1|554=demo|")).expect("send logon");
     read_until(&mut s, &mut buf, &["35=A|"]);

@@ -27,7 +27,7 @@ fn start(data: &Path) -> (Proc, String, u64, String, String) {
 /// Logs `sender` on (resetting its sequence numbers) and returns the connection.
 fn logon(addr: &str, sender: &str, user: &str) -> (TcpStream, Vec<u8>) {
     let mut s = TcpStream::connect(addr).expect("connect to the FIX gateway");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
     let mut buf = Vec::new();
     s.write_all(&fix_from(sender, 1, "A", &format!("98=0|108=30|141=Y|553={user}|554=demo|"))).expect("logon");
     read_until(&mut s, &mut buf, &["35=A|"]);

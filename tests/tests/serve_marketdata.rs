@@ -49,9 +49,9 @@ fn units(s: &str, mantissa: i64, scale: u8) -> i64 {
     v / mantissa
 }
 
-/// Runs the feed client until `cond` holds (deadline 20 s), returning the last book.
+/// Runs the feed client until `cond` holds (deadline 60 s), returning the last book.
 fn run_until(client: &mut FeedClient, what: &str, mut cond: impl FnMut(&FeedClient) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while !cond(client) {
         assert!(
             Instant::now() < deadline,
@@ -65,7 +65,7 @@ fn run_until(client: &mut FeedClient, what: &str, mut cond: impl FnMut(&FeedClie
 
 fn http_get(addr: &str, path: &str) -> String {
     let mut s = TcpStream::connect(addr).expect("connect to the metrics endpoint");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
     s.write_all(format!("GET {path} HTTP/1.1\r\nHost: castle\r\nConnection: close\r\n\r\n").as_bytes()).expect("send");
     let mut out = String::new();
     s.read_to_string(&mut out).expect("read response");
@@ -211,7 +211,7 @@ fn redis_url_fans_market_data_out_to_redis() {
     let mut reader = RedisReader::new(&redis.url, "castle", 0).expect("redis client");
     let want_bids = BTreeMap::from([(5_900_000, 30_000)]);
     let want_asks = BTreeMap::from([(6_000_000, 100_000)]);
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while !(reader.bids == want_bids && reader.asks == want_asks) {
         assert!(
             Instant::now() < deadline,

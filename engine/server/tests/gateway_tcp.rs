@@ -104,7 +104,7 @@ fn gateway_protocol(net: NetChoice) {
 
     // Hello and Submits in one write, before the Welcome.
     let mut s = TcpStream::connect(&addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
     let mut burst = frame(proto::HELLO, &proto::hello(Role::Gateway, 10, 0));
     burst.extend(submit_frame(1, &deposit(1)));
     burst.extend(submit_frame(2, &deposit(2)));
@@ -116,14 +116,14 @@ fn gateway_protocol(net: NetChoice) {
 
     // Anything but a Hello first: Goodbye(ProtocolError) and the connection closes.
     let mut s = TcpStream::connect(&addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
     s.write_all(&submit_frame(1, &deposit(1))).expect("write");
     let f = raw_frames(&mut s, 1);
     assert!(matches!(f[0], ServerFrame::Goodbye { reason: 1, .. }), "{f:?}");
 
     // A version-2 subscriber: every command's origin.
     let mut s = TcpStream::connect(&addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
     s.write_all(&frame(proto::HELLO, &proto::hello_v(Role::Subscriber, 0, 998, 2))).expect("hello");
     let f = raw_frames(&mut s, 6);
     let origins: Vec<_> = f[1..]
