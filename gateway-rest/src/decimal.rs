@@ -85,6 +85,9 @@ pub fn write_json_decimal(out: &mut Vec<u8>, d: Decimal) {
     // mantissa has at most 29 digits).
     let mut buf = [0u8; 40];
     let mut at = buf.len();
+    // The same digit loop twice on purpose: typical prices and quantities fit a
+    // u64, whose division is much cheaper than u128's (kept as two plain
+    // loops rather than one generic over both integer types).
     if let Ok(mut v) = u64::try_from(m) {
         while scale > 0 && v != 0 && v.is_multiple_of(10) {
             v /= 10;
