@@ -422,7 +422,7 @@ impl Gateway {
 
     /// Submits a command and waits for its batch.
     pub async fn submit(&self, command: castle_engine::Command) -> Result<Arc<EngineBatch>, ApiError> {
-        let (rx, _) = self.submit_inner(command, None)?;
+        let (rx, _) = self.submit_inner(command)?;
         self.pump();
         self.wait(rx).await
     }
@@ -432,14 +432,12 @@ impl Gateway {
     /// under the pending lock: an order already known wins.
     pub async fn submit_order(
         &self,
-        command: castle_engine::Command,
+        order: castle_engine::NewOrder,
         account: u32,
-        cl: &str,
     ) -> Result<Result<Arc<EngineBatch>, OrderRecord>, ApiError> {
+        let id = order.client_order_id;
         let rx = {
             let mut p = lock(&self.pending);
-            // `cl` comes from `build_order`, which made an engine id of it.
-            let id = ClientOrderId::new(cl).ok_or_else(|| ApiError::new(Code::Internal, "client order id"))?;
             let key = (account, id);
             if let Some(&req) = p.by_client.get(&key) {
                 let (tx, rx) = oneshot::channel();
@@ -448,10 +446,10 @@ impl Gateway {
             } else {
                 // State is updated before pending entries are removed, so an
                 // order is either pending or already in the state here.
-                if let Some(o) = self.read().accounts.get(account).and_then(|a| a.by_client_id(cl)).cloned() {
+                if let Some(o) = self.read().accounts.get(account).and_then(|a| a.by_client_id(id.as_str())).cloned() {
                     return Ok(Err(o));
                 }
-                let (rx, req) = self.submit_locked(&mut p, command)?;
+                let (rx, req) = self.submit_locked(&mut p, castle_engine::Command::PlaceOrder(order))?;
                 p.by_client.insert(key, req);
                 p.client_of.insert(req, key);
                 rx
@@ -464,7 +462,6 @@ impl Gateway {
     fn submit_inner(
         &self,
         command: castle_engine::Command,
-        _cl: Option<()>,
     ) -> Result<(oneshot::Receiver<Arc<EngineBatch>>, u64), ApiError> {
         let mut p = lock(&self.pending);
         self.submit_locked(&mut p, command)

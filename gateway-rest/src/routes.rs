@@ -689,7 +689,7 @@ pub async fn place_order(State(gw): State<Gw>, req: Req) -> Result<Response, Api
             st.accounts.note_placed(account, &cl, opts);
         }
     }
-    let batch = match gw.submit_order(Command::PlaceOrder(order), account, &cl).await {
+    let batch = match gw.submit_order(order, account).await {
         Ok(Ok(b)) => b,
         Ok(Err(existing)) => return Ok(ctx.reply(&record_view(&gw, &existing)?)),
         Err(e) => {
