@@ -84,8 +84,8 @@ impl PgCluster {
     /// initdb + start with [`SERVER_SETTINGS`]. `fsync` and `synchronous_commit` on (the
     /// defaults): benchmarks measure durable commits.
     pub fn start() -> Result<PgCluster, String> {
-        let c = Self::init()?;
-        c.pg_ctl_start()?;
+        let mut c = Self::init()?;
+        c.first_start()?;
         Ok(c)
     }
 
@@ -93,7 +93,7 @@ impl PgCluster {
     pub fn start_with_defaults() -> Result<PgCluster, String> {
         let mut c = Self::init()?;
         c.defaults = true;
-        c.pg_ctl_start()?;
+        c.first_start()?;
         Ok(c)
     }
 
@@ -115,7 +115,7 @@ impl PgCluster {
             }
         }
         c.tls = true;
-        c.pg_ctl_start()?;
+        c.first_start()?;
         Ok(c)
     }
 
@@ -139,6 +139,31 @@ impl PgCluster {
             ));
         }
         Ok(())
+    }
+
+    /// The first start. The port came from [`free_port`], which closes its probe socket
+    /// before the server binds: another process (a parallel test, a Redis helper) can take
+    /// the port in between. The server then exits with "Address already in use"; try again
+    /// on another free port instead of failing the test. Any other failure is returned.
+    fn first_start(&mut self) -> Result<(), String> {
+        const ATTEMPTS: usize = 5;
+        let log = self.dir.join("server.log");
+        for attempt in 1..=ATTEMPTS {
+            // pg_ctl appends to the log: start each attempt with an empty one, so the check
+            // below reads this attempt's failure only.
+            let _ = std::fs::remove_file(&log);
+            match self.pg_ctl_start() {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    let server_log = std::fs::read_to_string(&log).unwrap_or_default();
+                    if attempt == ATTEMPTS || !server_log.contains("Address already in use") {
+                        return Err(format!("{e}\nserver log:\n{server_log}"));
+                    }
+                    self.port = free_port()?;
+                }
+            }
+        }
+        unreachable!("the last attempt returns")
     }
 
     /// Starts (or restarts) the server and waits until it accepts connections.
@@ -221,5 +246,22 @@ fn runuser() -> &'static str {
         SBIN
     } else {
         "runuser"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The race `first_start` covers, forced: the chosen port is taken before the server
+    /// binds. The cluster must come up anyway, on another port, and accept connections.
+    #[test]
+    fn a_port_taken_before_the_first_start_is_replaced() {
+        let mut c = PgCluster::init().expect("initdb (PostgreSQL 15 server binaries: apt-get install postgresql-15)");
+        let taken = c.port;
+        let _holder = TcpListener::bind(("127.0.0.1", taken)).expect("hold the chosen port");
+        c.first_start().expect("the start retries on another port");
+        assert_ne!(c.port, taken, "the server cannot listen on the held port");
+        std::net::TcpStream::connect(("127.0.0.1", c.port)).expect("the server accepts connections on its new port");
     }
 }
