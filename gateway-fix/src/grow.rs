@@ -1,0 +1,213 @@
+//! Growing a store's body file ahead of its writer, off the session's thread.
+//!
+//! Growing the file is file-system work: ftruncate, fallocate (which may read
+//! block bitmaps from disk: a traced 1-21 ms in D state on this VM's shared
+//! disk, once per MiB) and prefaulting the new pages. Done by the writer it
+//! is a stall of the session's thread every few thousand messages. So one
+//! process-wide thread, the *grower*, keeps every open body file grown,
+//! allocated and its pages mapped [`AHEAD`] bytes past the writer's end; the
+//! writer only stores into memory below [`BodyFile::ready`]. When the writer
+//! catches up anyway (a record larger than the lead, a grower stuck behind
+//! another file or the disk), it grows the file itself, as before, and
+//! counts that ([`crate::store::GrowthStats`]).
+//!
+//! Growth changes the file's length, so it is serialised by one mutex per
+//! file, held for one step ([`STEP`]) at a time: a writer that catches up
+//! waits at most for the step in progress. Crash safety is unchanged: the
+//! tail grown ahead reads as zeros, which the next open cuts.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+/// How far ahead of the writer's end the grower keeps the file ready.
+pub(crate) const AHEAD: u64 = 4 << 20;
+/// One growth step: the file grows by at least this much at a time.
+pub(crate) const STEP: u64 = 1 << 20;
+/// Files waiting for the grower (a full queue only means their writers may
+/// have to grow themselves).
+const QUEUE: usize = 4096;
+
+/// The state only changed under the lock.
+#[derive(Debug)]
+pub(crate) struct GrowState {
+    /// The file's length on disk.
+    pub(crate) len: u64,
+    /// The writer's mapping of the file (address, length), for prefaulting
+    /// grown pages. Replaced (under this lock) when the writer remaps.
+    pub(crate) map_addr: usize,
+    pub(crate) map_len: usize,
+    /// The store is closed (or closing): grow no more.
+    pub(crate) closed: bool,
+}
+
+/// A body file shared by its store (the writer) and the grower.
+#[derive(Debug)]
+pub(crate) struct BodyFile {
+    pub(crate) file: File,
+    pub(crate) path: PathBuf,
+    state: Mutex<GrowState>,
+    /// Bytes from the start of the file that are grown, allocated and
+    /// mapped: the writer may store below this without a system call.
+    /// Only raised while growing, set back only by a reset (under the lock).
+    ready: AtomicU64,
+    /// Length the grower is asked to reach.
+    want: AtomicU64,
+    /// In the grower's queue (not sent twice).
+    queued: AtomicBool,
+    /// Growth steps done by the grower.
+    pub(crate) grower_steps: AtomicU64,
+}
+
+impl BodyFile {
+    pub(crate) fn new(file: File, path: &Path, len: u64, map_addr: usize, map_len: usize) -> BodyFile {
+        BodyFile {
+            file,
+            path: path.to_path_buf(),
+            state: Mutex::new(GrowState { len, map_addr, map_len, closed: false }),
+            ready: AtomicU64::new(len),
+            want: AtomicU64::new(len),
+            queued: AtomicBool::new(false),
+            grower_steps: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn ready(&self) -> u64 {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// The growth lock. Poisoning cannot leave the state inconsistent (it is
+    /// plain numbers, each update is complete before the next system call),
+    /// so a poisoned lock is taken over.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, GrowState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Grow the file (lock held) to at least `to` bytes: length, blocks,
+    /// pages. Publishes the new ready length.
+    pub(crate) fn grow_locked(&self, st: &mut GrowState, to: u64) -> std::io::Result<()> {
+        if to <= st.len {
+            return Ok(());
+        }
+        let from = st.len;
+        self.file.set_len(to)?;
+        st.len = to;
+        prefault(&self.file, st, from, to);
+        self.ready.store(to, Ordering::Release);
+        Ok(())
+    }
+
+    /// Truncate (lock held) to `len`, e.g. 0 for a reset: nothing beyond is
+    /// ready any more, and the grower forgets what it was asked for.
+    pub(crate) fn truncate_locked(&self, st: &mut GrowState, len: u64) -> std::io::Result<()> {
+        self.want.store(len, Ordering::SeqCst);
+        self.ready.store(len.min(st.len), Ordering::Release);
+        self.file.set_len(len)?;
+        st.len = len;
+        Ok(())
+    }
+
+    /// Ask the grower to make the file `want` bytes long. False when there
+    /// is no grower (it could not be started, or its queue is full).
+    ///
+    /// SeqCst on `want` and `queued`, here and in the grower: either this
+    /// call sees `queued` cleared and queues the file again, or the grower,
+    /// which clears `queued` before reading `want`, sees the new `want`.
+    pub(crate) fn ask(self: &Arc<Self>, want: u64) -> bool {
+        self.want.fetch_max(want, Ordering::SeqCst);
+        if self.queued.swap(true, Ordering::SeqCst) {
+            return true;
+        }
+        match grower() {
+            Some(tx) => match tx.try_send(self.clone()) {
+                Ok(()) => true,
+                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                    self.queued.store(false, Ordering::Release);
+                    false
+                }
+            },
+            None => {
+                self.queued.store(false, Ordering::Release);
+                false
+            }
+        }
+    }
+
+    /// The grower's work for this file: step by step up to `want`, the
+    /// lock released between steps.
+    fn grow_ahead(&self) {
+        loop {
+            let want = self.want.load(Ordering::SeqCst);
+            let mut st = self.lock();
+            if st.closed || st.len >= want {
+                return;
+            }
+            let to = (st.len + STEP).next_multiple_of(4096);
+            match self.grow_locked(&mut st, to) {
+                Ok(()) => {
+                    self.grower_steps.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    // The writer will grow itself and report the error if it persists.
+                    tracing::warn!(path = %self.path.display(), error = %e, "growing a FIX store file ahead failed");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Allocate the file's blocks for `[from, to)` and map its pages now, in
+/// one go: otherwise the first store to each page of the grown tail faults,
+/// and the file system allocates a block inside the fault (ext4's
+/// page_mkwrite). Best effort: a file system or kernel without fallocate or
+/// MADV_POPULATE_WRITE (Linux 5.14) just keeps faulting page by page, which
+/// is correct, only slower.
+fn prefault(file: &File, st: &GrowState, from: u64, to: u64) {
+    // madvise wants a page-aligned start; the page holding the old end (a
+    // recovered file ends anywhere) is populated again, harmlessly
+    // (populating touches no byte).
+    let from = from & !4095;
+    if to <= from {
+        return;
+    }
+    // SAFETY: fallocate on a descriptor we own. The madvise range lies inside
+    // the current mapping (checked) and inside the file (just grown to `to`);
+    // the mapping cannot be unmapped meanwhile: it is replaced or dropped
+    // only under the growth lock, which the caller holds.
+    unsafe {
+        libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, from as i64, (to - from) as i64);
+        if to as usize <= st.map_len {
+            let start = (st.map_addr + from as usize) as *mut libc::c_void;
+            libc::madvise(start, (to - from) as usize, libc::MADV_POPULATE_WRITE);
+        }
+    }
+}
+
+/// The process-wide grower thread's queue, started on first use; None if
+/// the thread could not be started (writers then grow their files themselves).
+fn grower() -> Option<&'static SyncSender<Arc<BodyFile>>> {
+    static GROWER: OnceLock<Option<SyncSender<Arc<BodyFile>>>> = OnceLock::new();
+    GROWER
+        .get_or_init(|| {
+            let (tx, rx) = sync_channel::<Arc<BodyFile>>(QUEUE);
+            let spawned = std::thread::Builder::new().name("fix-store-grow".into()).spawn(move || {
+                while let Ok(file) = rx.recv() {
+                    // Cleared first: a request arriving during the work queues the file again.
+                    file.queued.store(false, Ordering::SeqCst);
+                    file.grow_ahead();
+                }
+            });
+            match spawned {
+                Ok(_) => Some(tx),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no FIX store grower thread; sessions grow their files themselves");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
