@@ -93,9 +93,21 @@ impl BodyFile {
             return Ok(());
         }
         let from = st.len;
-        self.file.set_len(to)?;
+        // fallocate (mode 0) sets the new length and allocates the blocks in
+        // one call, under the inode lock only. ftruncate would also take the
+        // mapping's invalidate lock for writing (ext4_setattr), and the
+        // writer's page faults take that lock for reading: a writer storing
+        // into a page that writeback had just cleaned (write-protected) would
+        // wait for the whole growth, journal waits included (traced: a
+        // writer's fault in down_read < ext4_page_mkwrite). ftruncate only
+        // where fallocate is not supported.
+        // SAFETY: fallocate on a descriptor we own.
+        let r = unsafe { libc::fallocate(self.file.as_raw_fd(), 0, from as i64, (to - from) as i64) };
+        if r != 0 {
+            self.file.set_len(to)?;
+        }
         st.len = to;
-        prefault(&self.file, st, from, to);
+        prefault(st, from, to);
         self.ready.store(to, Ordering::Release);
         Ok(())
     }
@@ -160,30 +172,33 @@ impl BodyFile {
     }
 }
 
-/// Allocate the file's blocks for `[from, to)` and map its pages now, in
-/// one go: otherwise the first store to each page of the grown tail faults,
-/// and the file system allocates a block inside the fault (ext4's
-/// page_mkwrite). Best effort: a file system or kernel without fallocate or
-/// MADV_POPULATE_WRITE (Linux 5.14) just keeps faulting page by page, which
-/// is correct, only slower.
-fn prefault(file: &File, st: &GrowState, from: u64, to: u64) {
-    // madvise wants a page-aligned start; the page holding the old end (a
-    // recovered file ends anywhere) is populated again, harmlessly
-    // (populating touches no byte).
-    let from = from & !4095;
-    if to <= from {
-        return;
-    }
-    // SAFETY: fallocate on a descriptor we own. The madvise range lies inside
-    // the current mapping (checked) and inside the file (just grown to `to`);
-    // the mapping cannot be unmapped meanwhile: it is replaced or dropped
-    // only under the growth lock, which the caller holds.
-    unsafe {
-        libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, from as i64, (to - from) as i64);
-        if to as usize <= st.map_len {
-            let start = (st.map_addr + from as usize) as *mut libc::c_void;
-            libc::madvise(start, (to - from) as usize, libc::MADV_POPULATE_WRITE);
-        }
+/// Fault the pages of the grown range `[from, to)` in now, in one go:
+/// otherwise the first store to each page of the grown tail faults on the
+/// writer's thread (ext4's page_mkwrite, a journal handle per page).
+///
+/// The pages are faulted in by storing a zero into each (they are zeros
+/// already: beyond the last record), not with madvise(MADV_POPULATE_WRITE),
+/// which holds the process's mmap_lock for the whole range: a writer thread
+/// growing its heap (brk, mprotect: mmap_lock for writing) then waited for
+/// it, block I/O included (traced: 444 such waits in one 40 s store_pace
+/// run). A page fault takes only its mapping's own lock (per-VMA locks).
+/// The page holding `from` is skipped: the writer may be storing into it
+/// (it lies below the published ready length); it is faulted in already.
+fn prefault(st: &GrowState, from: u64, to: u64) {
+    let first = from.next_multiple_of(4096);
+    let end = to.min(st.map_len as u64);
+    let mut page = first;
+    while page < end {
+        // SAFETY: the byte lies inside the current mapping (checked against
+        // map_len) and inside the file (just grown to `to`), so the store
+        // cannot fault with SIGBUS; the mapping cannot be unmapped meanwhile
+        // (replaced or dropped only under the growth lock, which the caller
+        // holds); and no one else touches it: it is at or past the ready
+        // length published so far, below which alone the writer stores. It
+        // is zero (the tail past the last record), so storing zero changes
+        // nothing a reader of the file could see.
+        unsafe { std::ptr::write_volatile((st.map_addr + page as usize) as *mut u8, 0) };
+        page += 4096;
     }
 }
 

@@ -58,7 +58,7 @@ impl Mapping {
         self.len
     }
 
-    /// Start address, for system calls on the mapped range (madvise).
+    /// Start address (the grower faults in pages of the mapped range).
     pub(crate) fn addr(&self) -> usize {
         self.ptr.as_ptr() as usize
     }

@@ -857,6 +857,13 @@ mod tests {
             m.len(),
             m.blocks() * 512
         );
+        // ... and its pages faulted in (resident in the page cache, mapped).
+        let mut vec = vec![0u8; (AHEAD / 4096) as usize];
+        // SAFETY: the range is the start of our own mapping, inside the file (grown to >= AHEAD).
+        let r = unsafe { libc::mincore(s.body_map.addr() as *mut libc::c_void, AHEAD as usize, vec.as_mut_ptr()) };
+        assert_eq!(r, 0, "mincore: {}", std::io::Error::last_os_error());
+        let resident = vec.iter().filter(|b| *b & 1 == 1).count();
+        assert_eq!(resident, vec.len(), "pages resident");
         // 3 MiB of ~260-byte records: more than a STEP, less than the lead.
         let msg = vec![b'r'; 250];
         let n = (3 << 20) / 262;
