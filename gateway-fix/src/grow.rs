@@ -16,6 +16,7 @@
 //! waits at most for the step in progress. Crash safety is unchanged: the
 //! tail grown ahead reads as zeros, which the next open cuts.
 
+use crate::mapped::Mapping;
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -112,16 +113,6 @@ impl BodyFile {
         Ok(())
     }
 
-    /// Truncate (lock held) to `len`, e.g. 0 for a reset: nothing beyond is
-    /// ready any more, and the grower forgets what it was asked for.
-    pub(crate) fn truncate_locked(&self, st: &mut GrowState, len: u64) -> std::io::Result<()> {
-        self.want.store(len, Ordering::SeqCst);
-        self.ready.store(len.min(st.len), Ordering::Release);
-        self.file.set_len(len)?;
-        st.len = len;
-        Ok(())
-    }
-
     /// Ask the grower to make the file `want` bytes long. False when there
     /// is no grower (it could not be started, or its queue is full).
     ///
@@ -134,7 +125,7 @@ impl BodyFile {
             return true;
         }
         match grower() {
-            Some(tx) => match tx.try_send(self.clone()) {
+            Some(tx) => match tx.try_send(Job::Grow(self.clone())) {
                 Ok(()) => true,
                 Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                     self.queued.store(false, Ordering::Release);
@@ -202,18 +193,47 @@ fn prefault(st: &GrowState, from: u64, to: u64) {
     }
 }
 
+/// Close a body file replaced by a new one (a reset) and unmap it, on the
+/// grower's thread: closing the last descriptor of the unlinked file frees
+/// its blocks, and on a file system mounted with `discard` (as this VM's)
+/// that waits for the disk (traced: the gateway thread asleep in
+/// `blkdev_issue_discard < ext4_truncate` when a Logon with 141=Y reset a
+/// store). Done here when there is no grower.
+pub(crate) fn retire(file: Arc<BodyFile>, map: Mapping) {
+    file.lock().closed = true;
+    if let Some(tx) = grower() {
+        // A full queue gives the job back: then it is done here.
+        if let Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) = tx.try_send(Job::Retire(file, map)) {
+            drop(job);
+        }
+    }
+}
+
+/// The grower thread's work.
+enum Job {
+    /// Grow a file up to what its writer asked for.
+    Grow(Arc<BodyFile>),
+    /// Drop these (close and unmap a replaced file).
+    Retire(Arc<BodyFile>, Mapping),
+}
+
 /// The process-wide grower thread's queue, started on first use; None if
 /// the thread could not be started (writers then grow their files themselves).
-fn grower() -> Option<&'static SyncSender<Arc<BodyFile>>> {
-    static GROWER: OnceLock<Option<SyncSender<Arc<BodyFile>>>> = OnceLock::new();
+fn grower() -> Option<&'static SyncSender<Job>> {
+    static GROWER: OnceLock<Option<SyncSender<Job>>> = OnceLock::new();
     GROWER
         .get_or_init(|| {
-            let (tx, rx) = sync_channel::<Arc<BodyFile>>(QUEUE);
+            let (tx, rx) = sync_channel::<Job>(QUEUE);
             let spawned = std::thread::Builder::new().name("fix-store-grow".into()).spawn(move || {
-                while let Ok(file) = rx.recv() {
-                    // Cleared first: a request arriving during the work queues the file again.
-                    file.queued.store(false, Ordering::SeqCst);
-                    file.grow_ahead();
+                while let Ok(job) = rx.recv() {
+                    match job {
+                        Job::Grow(file) => {
+                            // Cleared first: a request arriving during the work queues the file again.
+                            file.queued.store(false, Ordering::SeqCst);
+                            file.grow_ahead();
+                        }
+                        Job::Retire(file, map) => drop((map, file)),
+                    }
                 }
             });
             match spawned {

@@ -228,6 +228,8 @@ pub struct FileStore {
     /// asked to reach.
     grow_ahead: bool,
     asked: u64,
+    /// Address space mapped for a body file at open (BODY_MAP_RESERVE).
+    map_reserve: usize,
     seq_map: Mapping,
     /// Slot the next write of the numbers goes to, and its generation.
     next_slot: usize,
@@ -389,6 +391,7 @@ impl FileStore {
             ready: pos as u64,
             grow_ahead,
             asked: pos as u64 + AHEAD,
+            map_reserve,
             seq_map,
             next_slot: 1 - best,
             next_gen: slots[best].generation + 1,
@@ -467,7 +470,7 @@ impl FileStore {
     pub fn growth_stats(&self) -> GrowthStats {
         GrowthStats {
             writer_grew: self.stats.writer_grew,
-            grower_grew: self.body.grower_steps.load(std::sync::atomic::Ordering::Relaxed),
+            grower_grew: self.stats.grower_grew + self.body.grower_steps.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 }
@@ -565,10 +568,27 @@ impl MessageStore for FileStore {
         Ok(())
     }
     fn reset(&mut self) -> Result<(), StoreError> {
-        {
-            let mut st = self.body.lock();
-            self.body.truncate_locked(&mut st, 0).map_err(io_err(&self.body_path))?;
+        // A new empty file replaces the log (rename: atomic), instead of
+        // truncating it: freeing the old file's blocks can wait for the disk
+        // (`discard` mounts), so the old file is closed, and its blocks freed,
+        // on the grower's thread (see grow::retire). A crash before the
+        // rename leaves the old log and a stray `.body.new`, truncated by the
+        // next reset; after it, an empty log (as a truncation would).
+        let tmp = self.body_path.with_extension("body.new");
+        let file =
+            OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&tmp).map_err(io_err(&tmp))?;
+        std::fs::rename(&tmp, &self.body_path).map_err(io_err(&self.body_path))?;
+        if self.policy == FsyncPolicy::Always {
+            if let Some(dir) = self.body_path.parent() {
+                File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))?;
+            }
         }
+        let map = Mapping::new(&file, self.map_reserve).map_err(io_err(&self.body_path))?;
+        let body = Arc::new(BodyFile::new(file, &self.body_path, 0, map.addr(), map.len()));
+        let old_body = std::mem::replace(&mut self.body, body);
+        let old_map = std::mem::replace(&mut self.body_map, map);
+        self.stats.grower_grew += old_body.grower_steps.load(std::sync::atomic::Ordering::Relaxed);
+        crate::grow::retire(old_body, old_map);
         self.ready = 0;
         self.asked = AHEAD;
         if self.grow_ahead {
@@ -950,15 +970,20 @@ mod tests {
         assert_eq!(collect(&s, 99, 200).len(), 3);
     }
 
-    /// A reset truncates under the growth lock; the grower grows the
-    /// emptied file ahead again.
+    /// A reset replaces the log with a new empty file (the old one is closed
+    /// on the grower's thread); the grower grows the new file ahead.
     #[test]
     fn a_reset_starts_growing_ahead_from_zero() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = FileStore::open(dir.path(), "A-B", FsyncPolicy::OsBuffered).unwrap();
         s.store_outbound(1, b"one").unwrap();
         wait_grown(&s);
+        let body = dir.path().join("A-B.body");
+        let inode = || std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&body).unwrap());
+        let before = inode();
         s.reset().unwrap();
+        assert_ne!(inode(), before, "a new file replaced the log");
+        assert!(!dir.path().join("A-B.body.new").exists());
         wait_grown(&s);
         let before = s.growth_stats().writer_grew;
         s.store_outbound(1, b"uno").unwrap();
