@@ -1,12 +1,14 @@
 //! Growing a store's body file ahead of its writer, off the session's thread.
 //!
-//! Growing the file is file-system work: ftruncate, fallocate (which may read
-//! block bitmaps from disk: a traced 1-21 ms in D state on this VM's shared
-//! disk, once per MiB) and prefaulting the new pages. Done by the writer it
-//! is a stall of the session's thread every few thousand messages. So one
-//! process-wide thread, the *grower*, keeps every open body file grown,
-//! allocated and its pages mapped [`AHEAD`] bytes past the writer's end; the
-//! writer only stores into memory below [`BodyFile::ready`]. When the writer
+//! Growing the file is file-system work: extending it, allocating its
+//! blocks (fallocate, which may read block bitmaps from disk: traced in D
+//! state on this VM's shared disk) and faulting the new pages in. Done by
+//! the writer it was a call of 1-34 ms on the session's thread once per MiB
+//! (every ~4,000 messages; `examples/store_pace.rs`). So one process-wide
+//! thread, the *grower*, keeps every body file in use (from its first store
+//! or reset on) grown, allocated and its pages faulted in [`AHEAD`] bytes
+//! past the writer's end; the writer only stores into memory below
+//! [`BodyFile::ready`]. When the writer
 //! catches up anyway (a record larger than the lead, a grower stuck behind
 //! another file or the disk), it grows the file itself, as before, and
 //! counts that ([`crate::store::GrowthStats`]).

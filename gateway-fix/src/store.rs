@@ -359,9 +359,10 @@ impl FileStore {
         let body_map =
             Mapping::new(&body, map_reserve.max((2 * pos).next_power_of_two())).map_err(io_err(&body_path))?;
         let body = Arc::new(BodyFile::new(body, &body_path, pos as u64, body_map.addr(), body_map.len()));
-        if grow_ahead {
-            body.ask(pos as u64 + AHEAD);
-        }
+        // Nothing is grown ahead until the session stores something (its
+        // first store grows the file itself and asks the grower): a gateway
+        // with many idle sessions does not hold AHEAD of disk and page
+        // cache for each.
 
         let mut buf = [0u8; SEQ_FILE_LEN];
         let n = read_prefix(&seqs, &mut buf).map_err(io_err(&seq_path))?;
@@ -390,7 +391,7 @@ impl FileStore {
             body_map,
             ready: pos as u64,
             grow_ahead,
-            asked: pos as u64 + AHEAD,
+            asked: pos as u64,
             map_reserve,
             seq_map,
             next_slot: 1 - best,
@@ -869,6 +870,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let body = dir.path().join("A-B.body");
         let mut s = FileStore::open(dir.path(), "A-B", FsyncPolicy::OsBuffered).unwrap();
+        assert_eq!(std::fs::metadata(&body).unwrap().len(), 0, "nothing grown before the first store");
+        let msg = vec![b'r'; 250];
+        s.store_outbound(1, &msg).unwrap();
+        assert_eq!(s.growth_stats().writer_grew, 1, "the first store grows the file itself");
         wait_grown(&s);
         let m = std::fs::metadata(&body).unwrap();
         assert!(
@@ -885,12 +890,11 @@ mod tests {
         let resident = vec.iter().filter(|b| *b & 1 == 1).count();
         assert_eq!(resident, vec.len(), "pages resident");
         // 3 MiB of ~260-byte records: more than a STEP, less than the lead.
-        let msg = vec![b'r'; 250];
         let n = (3 << 20) / 262;
-        for seq in 1..=n {
+        for seq in 2..=n {
             s.store_outbound(seq, &msg).unwrap();
         }
-        assert_eq!(s.growth_stats().writer_grew, 0, "the writer never grew the file");
+        assert_eq!(s.growth_stats().writer_grew, 1, "the writer grew the file only for the first store");
         // It asked for more as it went; the grower follows.
         wait_grown(&s);
         assert!(s.body.ready() >= s.end + AHEAD - STEP);
@@ -912,15 +916,17 @@ mod tests {
     fn a_writer_that_catches_up_grows_the_file_itself() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = FileStore::open(dir.path(), "A-B", FsyncPolicy::OsBuffered).unwrap();
+        s.store_outbound(1, b"first").unwrap();
         wait_grown(&s);
+        assert_eq!(s.growth_stats().writer_grew, 1, "the first store");
         let big = vec![b'b'; 2 * AHEAD as usize];
-        s.store_outbound(1, &big).unwrap();
-        s.store_outbound(2, b"after").unwrap();
-        assert_eq!(s.growth_stats().writer_grew, 1);
-        assert_eq!(collect(&s, 2, 2), vec![(2, b"after".to_vec())]);
+        s.store_outbound(2, &big).unwrap();
+        s.store_outbound(3, b"after").unwrap();
+        assert_eq!(s.growth_stats().writer_grew, 2, "the big record caught up with the grower");
+        assert_eq!(collect(&s, 3, 3), vec![(3, b"after".to_vec())]);
         drop(s);
         let s = FileStore::open(dir.path(), "A-B", FsyncPolicy::OsBuffered).unwrap();
-        assert_eq!(collect(&s, 1, 1), vec![(1, big)]);
+        assert_eq!(collect(&s, 2, 2), vec![(2, big)]);
 
         // Without a grower the writer grows the file, one STEP at a time.
         let dir = tempfile::tempdir().unwrap();
@@ -962,9 +968,9 @@ mod tests {
         drop(s);
         let mut s = FileStore::open(dir.path(), "A-B", FsyncPolicy::OsBuffered).unwrap();
         assert_eq!(s.end, end);
-        wait_grown(&s);
-        assert!(s.body.ready() >= end + AHEAD);
         s.store_outbound(101, b"message 101").unwrap();
+        wait_grown(&s);
+        assert!(s.body.ready() >= s.end + AHEAD, "growing ahead again");
         drop(s);
         let s = FileStore::open(dir.path(), "A-B", FsyncPolicy::OsBuffered).unwrap();
         assert_eq!(collect(&s, 99, 200).len(), 3);
