@@ -403,8 +403,9 @@ struct Result {
 
 /// A stall shows as a run of messages whose latency falls by one send
 /// interval per message (they queued behind it): report the peak of the
-/// five longest such runs, with the index of the message that met it.
-fn stalls(by_index: &[u32], interval_ns: f64) -> String {
+/// five longest such runs, with the index of the message that met it and
+/// the CLOCK_MONOTONIC time (s) that message was due to be sent.
+fn stalls(by_index: &[u32], interval_ns: f64, origin_mono: f64) -> String {
     let mut peaks: Vec<(u32, usize)> = Vec::new();
     let mut i = 0;
     while i < by_index.len() {
@@ -426,7 +427,10 @@ fn stalls(by_index: &[u32], interval_ns: f64) -> String {
     peaks
         .iter()
         .take(5)
-        .map(|(us, at)| format!("{:.1} ms at #{at}", *us as f64 / 1000.0))
+        .map(|(us, at)| {
+            let due = origin_mono + *at as f64 * interval_ns / 1e9;
+            format!("{:.1} ms at #{at} (t {due:.3})", *us as f64 / 1000.0)
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -452,6 +456,9 @@ where
     let cpu0 = cpu_us();
     let threads0 = thread_times();
     let origin = Instant::now() + Duration::from_millis(20);
+    // The same instant on CLOCK_MONOTONIC (what Instant reads on Linux), so
+    // a stall can be found in a `perf record -k CLOCK_MONOTONIC` trace.
+    let origin_mono = monotonic_secs() + 0.020;
     let interval = 1e9 / rate as f64;
     let s2 = sched.clone();
     let sender = std::thread::Builder::new().name("rt-send".into()).spawn(move || {
@@ -553,8 +560,15 @@ where
         max: hist.max() as f64 / 1000.0,
         sent: got,
         threads,
-        stalls: stalls(&by_index, interval),
+        stalls: stalls(&by_index, interval, origin_mono),
     }
+}
+
+fn monotonic_secs() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: plain clock read into a local.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
 }
 
 fn make_len() -> usize {

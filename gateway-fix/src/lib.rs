@@ -27,6 +27,7 @@ pub mod dictionary;
 pub mod encode;
 pub mod field;
 pub mod frame;
+mod grow;
 pub mod link;
 mod mapped;
 pub mod orders;

@@ -58,6 +58,11 @@ impl Mapping {
         self.len
     }
 
+    /// Start address (the grower faults in pages of the mapped range).
+    pub(crate) fn addr(&self) -> usize {
+        self.ptr.as_ptr() as usize
+    }
+
     /// The bytes `[off, off + len)`, which must lie inside the file.
     pub(crate) fn slice(&self, off: usize, len: usize) -> &[u8] {
         assert!(off.checked_add(len).is_some_and(|e| e <= self.len), "read past the mapping");

@@ -48,12 +48,14 @@
 //! expected inbound number makes the peer's messages look too high, we send
 //! a ResendRequest and receive PossDup copies.
 
+use crate::grow::{BodyFile, AHEAD, STEP};
 use crate::mapped::Mapping;
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -182,12 +184,12 @@ const GEN_CHECK: u64 = 0x9E37_79B9_7F4A_7C15;
 /// The seqnums file: two 64-byte slots (see [`FileStore`]).
 const SLOT: usize = 64;
 const SEQ_FILE_LEN: usize = 2 * SLOT;
-/// The body file grows by at least this much at a time (one ftruncate per
-/// few thousand messages; the tail beyond the last record reads as zeros).
-const BODY_GROWTH: u64 = 1 << 20;
-/// Virtual size mapped for the body at first; remapped larger when the
-/// file outgrows it. Address space only: pages are used as written.
-const BODY_MAP_MIN: usize = 64 << 20;
+/// Virtual size mapped for the body at open, once: the file grows inside
+/// it without a new mapping (pages beyond the end of the file are never
+/// touched). Address space only: pages are used as written. A file that
+/// outgrows it (a session storing 16 GiB without a reset) is remapped
+/// twice as large by the writer.
+const BODY_MAP_RESERVE: usize = 16 << 30;
 
 /// File-backed store (see the module documentation for the layout).
 ///
@@ -212,11 +214,22 @@ const BODY_MAP_MIN: usize = 64 << 20;
 pub struct FileStore {
     body_path: PathBuf,
     seq_path: PathBuf,
-    body: File,
+    /// The body file, shared with the grower (see [`crate::grow`]).
+    body: Arc<BodyFile>,
     seqs: File,
-    /// The body file mapped from offset 0; its length on disk is `body_len`.
+    /// The body file mapped from offset 0 (replaced, under the growth
+    /// lock, only when the file outgrows it).
     body_map: Mapping,
-    body_len: u64,
+    /// Bytes of the body known ready to store into (grown, allocated and
+    /// inside `body_map`): the last value read from the grower, refreshed
+    /// when a record does not fit below it.
+    ready: u64,
+    /// Whether the grower grows the body ahead, and the length it was last
+    /// asked to reach.
+    grow_ahead: bool,
+    asked: u64,
+    /// Address space mapped for a body file at open (BODY_MAP_RESERVE).
+    map_reserve: usize,
     seq_map: Mapping,
     /// Slot the next write of the numbers goes to, and its generation.
     next_slot: usize,
@@ -241,6 +254,18 @@ pub struct FileStore {
     written_target: u64,
     written_mark: u64,
     sender_dirty: bool,
+    stats: GrowthStats,
+}
+
+/// How the body file was grown (see [`FileStore::growth_stats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GrowthStats {
+    /// Growth steps done by the writing (session) thread: it caught up with
+    /// the grower (or runs without one). Each one is file-system work on the
+    /// session's thread.
+    pub writer_grew: u64,
+    /// Growth steps done ahead by the background grower.
+    pub grower_grew: u64,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
@@ -281,7 +306,26 @@ fn read_slot(b: &[u8]) -> Slot {
 impl FileStore {
     /// Open (or create) the store files `<dir>/<name>.body` and
     /// `<dir>/<name>.seqnums`. `name` is typically "SENDER-TARGET".
+    /// The body file is grown ahead of the writer by a background thread
+    /// (see [`crate::grow`]).
     pub fn open(dir: &Path, name: &str, policy: FsyncPolicy) -> Result<FileStore, StoreError> {
+        Self::open_with(dir, name, policy, true)
+    }
+
+    /// [`FileStore::open`], choosing whether a background thread grows the
+    /// body file ahead (`grow_ahead`) or the writer grows it when a record
+    /// does not fit (the behaviour before session 7; for comparisons).
+    pub fn open_with(dir: &Path, name: &str, policy: FsyncPolicy, grow_ahead: bool) -> Result<FileStore, StoreError> {
+        Self::open_impl(dir, name, policy, grow_ahead, BODY_MAP_RESERVE)
+    }
+
+    fn open_impl(
+        dir: &Path,
+        name: &str,
+        policy: FsyncPolicy,
+        grow_ahead: bool,
+        map_reserve: usize,
+    ) -> Result<FileStore, StoreError> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let body_path = dir.join(format!("{name}.body"));
         let seq_path = dir.join(format!("{name}.seqnums"));
@@ -313,7 +357,12 @@ impl FileStore {
         }
         drop(data);
         let body_map =
-            Mapping::new(&body, BODY_MAP_MIN.max((2 * pos).next_power_of_two())).map_err(io_err(&body_path))?;
+            Mapping::new(&body, map_reserve.max((2 * pos).next_power_of_two())).map_err(io_err(&body_path))?;
+        let body = Arc::new(BodyFile::new(body, &body_path, pos as u64, body_map.addr(), body_map.len()));
+        // Nothing is grown ahead until the session stores something (its
+        // first store grows the file itself and asks the grower): a gateway
+        // with many idle sessions does not hold AHEAD of disk and page
+        // cache for each.
 
         let mut buf = [0u8; SEQ_FILE_LEN];
         let n = read_prefix(&seqs, &mut buf).map_err(io_err(&seq_path))?;
@@ -340,7 +389,10 @@ impl FileStore {
             body,
             seqs,
             body_map,
-            body_len: pos as u64,
+            ready: pos as u64,
+            grow_ahead,
+            asked: pos as u64,
+            map_reserve,
             seq_map,
             next_slot: 1 - best,
             next_gen: slots[best].generation + 1,
@@ -355,6 +407,7 @@ impl FileStore {
             written_target: target,
             written_mark: engine_mark,
             sender_dirty: !loaded,
+            stats: GrowthStats::default(),
         })
     }
 
@@ -386,45 +439,39 @@ impl FileStore {
         Ok(())
     }
 
-    /// Make the body file (and its mapping) hold at least `need` bytes.
-    fn reserve_body(&mut self, need: u64) -> Result<(), StoreError> {
-        if need <= self.body_len {
-            return Ok(());
+    /// The writer caught up with the ready part of the body: grow the file
+    /// (and its mapping) to hold at least `need` bytes on this thread. Waits
+    /// at most for the grower's step in progress.
+    fn catch_up(&mut self, need: u64) -> Result<(), StoreError> {
+        let body = self.body.clone();
+        let mut st = body.lock();
+        if need as usize > self.body_map.len() {
+            let len = (2 * need as usize).next_power_of_two().max(2 * self.body_map.len());
+            self.body_map = Mapping::new(&body.file, len).map_err(io_err(&self.body_path))?;
+            (st.map_addr, st.map_len) = (self.body_map.addr(), self.body_map.len());
         }
-        let len = need.max(self.body_len + BODY_GROWTH).next_multiple_of(4096);
-        if len as usize > self.body_map.len() {
-            let map =
-                Mapping::new(&self.body, (2 * len as usize).next_power_of_two()).map_err(io_err(&self.body_path))?;
-            self.body_map = map;
+        if st.len < need {
+            let to = need.max(st.len + STEP).next_multiple_of(4096);
+            body.grow_locked(&mut st, to).map_err(io_err(&self.body_path))?;
+            self.stats.writer_grew += 1;
+            tracing::debug!(path = %self.body_path.display(), len = to, grown_by_writer = self.stats.writer_grew,
+                "FIX store writer caught up with its grower and grew the file itself");
         }
-        self.body.set_len(len).map_err(io_err(&self.body_path))?;
-        let old_len = self.body_len;
-        self.body_len = len;
-        self.prefault(old_len, len);
+        drop(st);
+        self.ready = body.ready().min(self.body_map.len() as u64);
+        debug_assert!(self.ready >= need);
+        if self.grow_ahead {
+            self.asked = need + AHEAD;
+            body.ask(self.asked);
+        }
         Ok(())
     }
 
-    /// Allocate the file's blocks for `[from, to)` and map its pages now,
-    /// in one go: otherwise the first store to each page of the grown
-    /// tail faults, and the file system allocates a block inside the fault
-    /// (ext4's page_mkwrite), a few microseconds every ~8 messages on the
-    /// gateway thread. Best effort: a file system or kernel without
-    /// fallocate or MADV_POPULATE_WRITE (Linux 5.14) just keeps faulting
-    /// page by page, which is correct, only slower.
-    fn prefault(&mut self, from: u64, to: u64) {
-        use std::os::fd::AsRawFd;
-        // madvise wants a page-aligned start; the page holding the old end
-        // (a recovered file ends anywhere) is populated again, harmlessly.
-        let from = from & !4095;
-        if to <= from {
-            return;
-        }
-        // SAFETY: plain system calls on a descriptor we own and on a range of
-        // our own mapping that lies inside the file (it was just grown to `to`).
-        unsafe {
-            libc::fallocate(self.body.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, from as i64, (to - from) as i64);
-            let start = self.body_map.slice(from as usize, 0).as_ptr() as *mut libc::c_void;
-            libc::madvise(start, (to - from) as usize, libc::MADV_POPULATE_WRITE);
+    /// How the body file was grown so far.
+    pub fn growth_stats(&self) -> GrowthStats {
+        GrowthStats {
+            writer_grew: self.stats.writer_grew,
+            grower_grew: self.stats.grower_grew + self.body.grower_steps.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 }
@@ -445,10 +492,14 @@ fn read_prefix(f: &File, buf: &mut [u8]) -> io::Result<usize> {
 
 impl Drop for FileStore {
     fn drop(&mut self) {
-        // Leave the log ending at its last record (a crash leaves the zero
-        // tail instead, which the next open cuts).
-        if self.body_len != self.end {
-            let _ = self.body.set_len(self.end);
+        // Stop the grower (it may hold this file in its queue), then leave
+        // the log ending at its last record (a crash leaves the zero tail
+        // instead, which the next open cuts).
+        let mut st = self.body.lock();
+        st.closed = true;
+        if st.len != self.end {
+            let _ = self.body.file.set_len(self.end);
+            st.len = self.end;
         }
     }
 }
@@ -481,7 +532,13 @@ impl MessageStore for FileStore {
             });
         }
         let at = self.end;
-        self.reserve_body(at + 12 + msg.len() as u64)?;
+        let need = at + 12 + msg.len() as u64;
+        if need > self.ready {
+            self.ready = self.body.ready().min(self.body_map.len() as u64);
+            if need > self.ready {
+                self.catch_up(need)?;
+            }
+        }
         // Bytes, then sequence number, then (after the fence) the length:
         // a crash leaves a whole record or a zero header (see FileStore).
         self.body_map.write(at as usize + 12, msg);
@@ -489,11 +546,17 @@ impl MessageStore for FileStore {
         Mapping::store_fence();
         self.body_map.write(at as usize, &(msg.len() as u32).to_le_bytes());
         if self.policy == FsyncPolicy::Always {
-            self.body.sync_data().map_err(io_err(&self.body_path))?;
+            self.body.file.sync_data().map_err(io_err(&self.body_path))?;
         }
         self.index.insert(seq, (at + 12, msg.len() as u32));
         self.end += (12 + msg.len()) as u64;
         self.sender = seq + 1;
+        // Keep the grower AHEAD of the end, asking once per STEP written
+        // (a request the grower could not take is repeated a STEP later).
+        if self.grow_ahead && self.end + AHEAD >= self.asked + STEP {
+            self.asked = self.end + AHEAD;
+            self.body.ask(self.asked);
+        }
         Ok(())
     }
     fn outbound_range(&self, begin: u64, end: u64, f: &mut dyn FnMut(u64, &[u8])) -> Result<(), StoreError> {
@@ -506,8 +569,32 @@ impl MessageStore for FileStore {
         Ok(())
     }
     fn reset(&mut self) -> Result<(), StoreError> {
-        self.body.set_len(0).map_err(io_err(&self.body_path))?;
-        self.body_len = 0;
+        // A new empty file replaces the log (rename: atomic), instead of
+        // truncating it: freeing the old file's blocks can wait for the disk
+        // (`discard` mounts), so the old file is closed, and its blocks freed,
+        // on the grower's thread (see grow::retire). A crash before the
+        // rename leaves the old log and a stray `.body.new`, truncated by the
+        // next reset; after it, an empty log (as a truncation would).
+        let tmp = self.body_path.with_extension("body.new");
+        let file =
+            OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&tmp).map_err(io_err(&tmp))?;
+        std::fs::rename(&tmp, &self.body_path).map_err(io_err(&self.body_path))?;
+        if self.policy == FsyncPolicy::Always {
+            if let Some(dir) = self.body_path.parent() {
+                File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))?;
+            }
+        }
+        let map = Mapping::new(&file, self.map_reserve).map_err(io_err(&self.body_path))?;
+        let body = Arc::new(BodyFile::new(file, &self.body_path, 0, map.addr(), map.len()));
+        let old_body = std::mem::replace(&mut self.body, body);
+        let old_map = std::mem::replace(&mut self.body_map, map);
+        self.stats.grower_grew += old_body.grower_steps.load(std::sync::atomic::Ordering::Relaxed);
+        crate::grow::retire(old_body, old_map);
+        self.ready = 0;
+        self.asked = AHEAD;
+        if self.grow_ahead {
+            self.body.ask(AHEAD);
+        }
         self.index.clear();
         self.end = 0;
         self.sender = 1;
@@ -515,7 +602,7 @@ impl MessageStore for FileStore {
         self.holds.clear();
         self.sender_dirty = true;
         if self.policy == FsyncPolicy::Always {
-            self.body.sync_data().map_err(io_err(&self.body_path))?;
+            self.body.file.sync_data().map_err(io_err(&self.body_path))?;
         }
         self.write_seqs()
     }
@@ -654,10 +741,13 @@ mod tests {
         s.store_outbound(2, b"second").unwrap();
         s.set_next_target_seq(9).unwrap();
         let body = dir.path().join("A-B.body");
-        assert!(std::fs::metadata(&body).unwrap().len() >= BODY_GROWTH, "grown ahead");
-        // A crash: no Drop, so the zero tail stays (the mapping leaks in this test only).
+        assert!(std::fs::metadata(&body).unwrap().len() >= STEP, "grown ahead");
+        // A crash: no Drop, so the zero tail stays (the mapping leaks in this
+        // test only). The grower is let finish first: in a real crash it dies too.
+        wait_grown(&s);
         std::mem::forget(s);
-        let s = FileStore::open(dir.path(), "A-B", FsyncPolicy::OsBuffered).unwrap();
+        // Opened without a grower, which would grow the file again at once.
+        let s = FileStore::open_with(dir.path(), "A-B", FsyncPolicy::OsBuffered, false).unwrap();
         assert_eq!((s.next_sender_seq(), s.next_target_seq()), (3, 9));
         assert_eq!(collect(&s, 1, 2), vec![(1, b"first".to_vec()), (2, b"second".to_vec())]);
         assert_eq!(std::fs::metadata(&body).unwrap().len(), 2 * 12 + 11, "cut at the last record");
@@ -727,11 +817,11 @@ mod tests {
         let mut s = FileStore::open(dir.path(), "A-B", FsyncPolicy::OsBuffered).unwrap();
         s.store_outbound(1, b"8=FIX.4.4\x01first").unwrap();
         let m = std::fs::metadata(&body).unwrap();
-        assert!(m.blocks() * 512 >= BODY_GROWTH, "{} bytes allocated for a {} byte file", m.blocks() * 512, m.len());
+        assert!(m.blocks() * 512 >= STEP, "{} bytes allocated for a {} byte file", m.blocks() * 512, m.len());
         drop(s);
         // Reopened: the file is cut to its last record (not page aligned).
         let mut s = FileStore::open(dir.path(), "A-B", FsyncPolicy::OsBuffered).unwrap();
-        let big = vec![b'y'; (BODY_GROWTH as usize) + 100];
+        let big = vec![b'y'; (STEP as usize) + 100];
         s.store_outbound(2, &big).unwrap();
         s.store_outbound(3, b"third").unwrap();
         let mut got = Vec::new();
@@ -742,13 +832,15 @@ mod tests {
     #[test]
     fn the_body_map_grows_past_its_first_size() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = FileStore::open(dir.path(), "A-B", FsyncPolicy::OsBuffered).unwrap();
+        // A small reserve stands for the 16 GiB one.
+        let reserve = 8 << 20;
+        let mut s = FileStore::open_impl(dir.path(), "A-B", FsyncPolicy::OsBuffered, true, reserve).unwrap();
         let big = vec![b'x'; 1 << 20];
-        let n = (BODY_MAP_MIN >> 20) as u64 + 3;
+        let n = (reserve >> 20) as u64 + 3;
         for seq in 1..=n {
             s.store_outbound(seq, &big).unwrap();
         }
-        assert!(s.body_map.len() > BODY_MAP_MIN);
+        assert!(s.body_map.len() > reserve);
         let mut seen = 0;
         s.outbound_range(1, n, &mut |_, m| {
             assert_eq!(m.len(), big.len());
@@ -759,5 +851,151 @@ mod tests {
         drop(s);
         let s = FileStore::open(dir.path(), "A-B", FsyncPolicy::OsBuffered).unwrap();
         assert_eq!(s.next_sender_seq(), n + 1);
+    }
+
+    /// Poll (deadline 60 s) until the grower has done what it was asked.
+    fn wait_grown(s: &FileStore) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while s.body.ready() < s.asked {
+            assert!(std::time::Instant::now() < deadline, "the grower did not reach {} bytes", s.asked);
+            std::thread::yield_now();
+        }
+    }
+
+    /// The grower keeps the file grown, allocated and mapped AHEAD of the
+    /// writer: records that fit in that lead cost the writer no growth.
+    #[test]
+    fn the_grower_keeps_the_file_grown_ahead_of_the_writer() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let body = dir.path().join("A-B.body");
+        let mut s = FileStore::open(dir.path(), "A-B", FsyncPolicy::OsBuffered).unwrap();
+        assert_eq!(std::fs::metadata(&body).unwrap().len(), 0, "nothing grown before the first store");
+        let msg = vec![b'r'; 250];
+        s.store_outbound(1, &msg).unwrap();
+        assert_eq!(s.growth_stats().writer_grew, 1, "the first store grows the file itself");
+        wait_grown(&s);
+        let m = std::fs::metadata(&body).unwrap();
+        assert!(
+            m.len() >= AHEAD && m.blocks() * 512 >= AHEAD,
+            "grown {} bytes, {} allocated",
+            m.len(),
+            m.blocks() * 512
+        );
+        // ... and its pages faulted in (resident in the page cache, mapped).
+        let mut vec = vec![0u8; (AHEAD / 4096) as usize];
+        // SAFETY: the range is the start of our own mapping, inside the file (grown to >= AHEAD).
+        let r = unsafe { libc::mincore(s.body_map.addr() as *mut libc::c_void, AHEAD as usize, vec.as_mut_ptr()) };
+        assert_eq!(r, 0, "mincore: {}", std::io::Error::last_os_error());
+        let resident = vec.iter().filter(|b| *b & 1 == 1).count();
+        assert_eq!(resident, vec.len(), "pages resident");
+        // 3 MiB of ~260-byte records: more than a STEP, less than the lead.
+        let n = (3 << 20) / 262;
+        for seq in 2..=n {
+            s.store_outbound(seq, &msg).unwrap();
+        }
+        assert_eq!(s.growth_stats().writer_grew, 1, "the writer grew the file only for the first store");
+        // It asked for more as it went; the grower follows.
+        wait_grown(&s);
+        assert!(s.body.ready() >= s.end + AHEAD - STEP);
+        assert!(s.growth_stats().grower_grew >= (AHEAD / STEP) + 2, "{:?}", s.growth_stats());
+        let mut seen = 0;
+        s.outbound_range(1, n, &mut |_, m| {
+            assert_eq!(m, &msg[..]);
+            seen += 1;
+        })
+        .unwrap();
+        assert_eq!(seen, n);
+        drop(s);
+        assert_eq!(std::fs::metadata(&body).unwrap().len(), n * 262, "cut back to the last record at close");
+    }
+
+    /// A record larger than the lead catches the writer up: it grows the
+    /// file itself (counted), and the record is stored whole.
+    #[test]
+    fn a_writer_that_catches_up_grows_the_file_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = FileStore::open(dir.path(), "A-B", FsyncPolicy::OsBuffered).unwrap();
+        s.store_outbound(1, b"first").unwrap();
+        wait_grown(&s);
+        assert_eq!(s.growth_stats().writer_grew, 1, "the first store");
+        let big = vec![b'b'; 2 * AHEAD as usize];
+        s.store_outbound(2, &big).unwrap();
+        s.store_outbound(3, b"after").unwrap();
+        assert_eq!(s.growth_stats().writer_grew, 2, "the big record caught up with the grower");
+        assert_eq!(collect(&s, 3, 3), vec![(3, b"after".to_vec())]);
+        drop(s);
+        let s = FileStore::open(dir.path(), "A-B", FsyncPolicy::OsBuffered).unwrap();
+        assert_eq!(collect(&s, 2, 2), vec![(2, big)]);
+
+        // Without a grower the writer grows the file, one STEP at a time.
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = FileStore::open_with(dir.path(), "A-B", FsyncPolicy::OsBuffered, false).unwrap();
+        let msg = vec![b'w'; 250];
+        let n = (3 << 20) / 262 + 10;
+        for seq in 1..=n {
+            s.store_outbound(seq, &msg).unwrap();
+        }
+        assert_eq!(s.growth_stats(), GrowthStats { writer_grew: 4, grower_grew: 0 });
+        assert_eq!(collect(&s, n, n), vec![(n, msg)]);
+    }
+
+    /// A crash while the grower was growing the file (length set, blocks
+    /// allocated or not, pages zero) leaves a zero tail: the next open cuts
+    /// it, and the store goes on (also growing ahead again) from the last
+    /// whole record.
+    #[test]
+    fn a_crash_in_the_middle_of_growth_reopens_at_the_last_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let body = dir.path().join("A-B.body");
+        let mut s = FileStore::open(dir.path(), "A-B", FsyncPolicy::OsBuffered).unwrap();
+        for seq in 1..=100u64 {
+            s.store_outbound(seq, format!("message {seq}").as_bytes()).unwrap();
+        }
+        let end = s.end;
+        wait_grown(&s);
+        std::mem::forget(s);
+        // Mid-growth: the length was set further, its blocks not allocated (a hole).
+        let f = OpenOptions::new().write(true).open(&body).unwrap();
+        f.set_len(std::fs::metadata(&body).unwrap().len() + 3 * STEP + 123).unwrap();
+        drop(f);
+        // Opened without a grower first (it would grow the file again at once).
+        let s = FileStore::open_with(dir.path(), "A-B", FsyncPolicy::OsBuffered, false).unwrap();
+        assert_eq!(s.end, end);
+        assert_eq!(std::fs::metadata(&body).unwrap().len(), end, "zero tail cut at open");
+        assert_eq!(s.next_sender_seq(), 101);
+        assert_eq!(collect(&s, 100, 100), vec![(100, b"message 100".to_vec())]);
+        drop(s);
+        let mut s = FileStore::open(dir.path(), "A-B", FsyncPolicy::OsBuffered).unwrap();
+        assert_eq!(s.end, end);
+        s.store_outbound(101, b"message 101").unwrap();
+        wait_grown(&s);
+        assert!(s.body.ready() >= s.end + AHEAD, "growing ahead again");
+        drop(s);
+        let s = FileStore::open(dir.path(), "A-B", FsyncPolicy::OsBuffered).unwrap();
+        assert_eq!(collect(&s, 99, 200).len(), 3);
+    }
+
+    /// A reset replaces the log with a new empty file (the old one is closed
+    /// on the grower's thread); the grower grows the new file ahead.
+    #[test]
+    fn a_reset_starts_growing_ahead_from_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = FileStore::open(dir.path(), "A-B", FsyncPolicy::OsBuffered).unwrap();
+        s.store_outbound(1, b"one").unwrap();
+        wait_grown(&s);
+        let body = dir.path().join("A-B.body");
+        let inode = || std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&body).unwrap());
+        let before = inode();
+        s.reset().unwrap();
+        assert_ne!(inode(), before, "a new file replaced the log");
+        assert!(!dir.path().join("A-B.body.new").exists());
+        wait_grown(&s);
+        let before = s.growth_stats().writer_grew;
+        s.store_outbound(1, b"uno").unwrap();
+        assert_eq!(s.growth_stats().writer_grew, before, "grown ahead after the reset");
+        drop(s);
+        let s = FileStore::open(dir.path(), "A-B", FsyncPolicy::OsBuffered).unwrap();
+        assert_eq!(collect(&s, 1, 9), vec![(1, b"uno".to_vec())]);
     }
 }

@@ -1,0 +1,250 @@
+//! Growing a store's body file ahead of its writer, off the session's thread.
+//!
+//! Growing the file is file-system work: extending it, allocating its
+//! blocks (fallocate, which may read block bitmaps from disk: traced in D
+//! state on this VM's shared disk) and faulting the new pages in. Done by
+//! the writer it was a call of 1-34 ms on the session's thread once per MiB
+//! (every ~4,000 messages; `examples/store_pace.rs`). So one process-wide
+//! thread, the *grower*, keeps every body file in use (from its first store
+//! or reset on) grown, allocated and its pages faulted in [`AHEAD`] bytes
+//! past the writer's end; the writer only stores into memory below
+//! [`BodyFile::ready`]. When the writer
+//! catches up anyway (a record larger than the lead, a grower stuck behind
+//! another file or the disk), it grows the file itself, as before, and
+//! counts that ([`crate::store::GrowthStats`]).
+//!
+//! Growth changes the file's length, so it is serialised by one mutex per
+//! file, held for one step ([`STEP`]) at a time: a writer that catches up
+//! waits at most for the step in progress. Crash safety is unchanged: the
+//! tail grown ahead reads as zeros, which the next open cuts.
+
+use crate::mapped::Mapping;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+/// How far ahead of the writer's end the grower keeps the file ready.
+pub(crate) const AHEAD: u64 = 4 << 20;
+/// One growth step: the file grows by at least this much at a time.
+pub(crate) const STEP: u64 = 1 << 20;
+/// Files waiting for the grower (a full queue only means their writers may
+/// have to grow themselves).
+const QUEUE: usize = 4096;
+
+/// The state only changed under the lock.
+#[derive(Debug)]
+pub(crate) struct GrowState {
+    /// The file's length on disk.
+    pub(crate) len: u64,
+    /// The writer's mapping of the file (address, length), for prefaulting
+    /// grown pages. Replaced (under this lock) when the writer remaps.
+    pub(crate) map_addr: usize,
+    pub(crate) map_len: usize,
+    /// The store is closed (or closing): grow no more.
+    pub(crate) closed: bool,
+}
+
+/// A body file shared by its store (the writer) and the grower.
+#[derive(Debug)]
+pub(crate) struct BodyFile {
+    pub(crate) file: File,
+    pub(crate) path: PathBuf,
+    state: Mutex<GrowState>,
+    /// Bytes from the start of the file that are grown, allocated and
+    /// mapped: the writer may store below this without a system call.
+    /// Only raised while growing, set back only by a reset (under the lock).
+    ready: AtomicU64,
+    /// Length the grower is asked to reach.
+    want: AtomicU64,
+    /// In the grower's queue (not sent twice).
+    queued: AtomicBool,
+    /// Growth steps done by the grower.
+    pub(crate) grower_steps: AtomicU64,
+}
+
+impl BodyFile {
+    pub(crate) fn new(file: File, path: &Path, len: u64, map_addr: usize, map_len: usize) -> BodyFile {
+        BodyFile {
+            file,
+            path: path.to_path_buf(),
+            state: Mutex::new(GrowState { len, map_addr, map_len, closed: false }),
+            ready: AtomicU64::new(len),
+            want: AtomicU64::new(len),
+            queued: AtomicBool::new(false),
+            grower_steps: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn ready(&self) -> u64 {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// The growth lock. Poisoning cannot leave the state inconsistent (it is
+    /// plain numbers, each update is complete before the next system call),
+    /// so a poisoned lock is taken over.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, GrowState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Grow the file (lock held) to at least `to` bytes: length, blocks,
+    /// pages. Publishes the new ready length.
+    pub(crate) fn grow_locked(&self, st: &mut GrowState, to: u64) -> std::io::Result<()> {
+        if to <= st.len {
+            return Ok(());
+        }
+        let from = st.len;
+        // fallocate (mode 0) sets the new length and allocates the blocks in
+        // one call, under the inode lock only. ftruncate would also take the
+        // mapping's invalidate lock for writing (ext4_setattr), and the
+        // writer's page faults take that lock for reading: a writer storing
+        // into a page that writeback had just cleaned (write-protected) would
+        // wait for the whole growth, journal waits included (traced: a
+        // writer's fault in down_read < ext4_page_mkwrite). ftruncate only
+        // where fallocate is not supported.
+        // SAFETY: fallocate on a descriptor we own.
+        let r = unsafe { libc::fallocate(self.file.as_raw_fd(), 0, from as i64, (to - from) as i64) };
+        if r != 0 {
+            self.file.set_len(to)?;
+        }
+        st.len = to;
+        prefault(st, from, to);
+        self.ready.store(to, Ordering::Release);
+        Ok(())
+    }
+
+    /// Ask the grower to make the file `want` bytes long. False when there
+    /// is no grower (it could not be started, or its queue is full).
+    ///
+    /// SeqCst on `want` and `queued`, here and in the grower: either this
+    /// call sees `queued` cleared and queues the file again, or the grower,
+    /// which clears `queued` before reading `want`, sees the new `want`.
+    pub(crate) fn ask(self: &Arc<Self>, want: u64) -> bool {
+        self.want.fetch_max(want, Ordering::SeqCst);
+        if self.queued.swap(true, Ordering::SeqCst) {
+            return true;
+        }
+        match grower() {
+            Some(tx) => match tx.try_send(Job::Grow(self.clone())) {
+                Ok(()) => true,
+                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                    self.queued.store(false, Ordering::Release);
+                    false
+                }
+            },
+            None => {
+                self.queued.store(false, Ordering::Release);
+                false
+            }
+        }
+    }
+
+    /// The grower's work for this file: step by step up to `want`, the
+    /// lock released between steps.
+    fn grow_ahead(&self) {
+        loop {
+            let want = self.want.load(Ordering::SeqCst);
+            let mut st = self.lock();
+            if st.closed || st.len >= want {
+                return;
+            }
+            let to = (st.len + STEP).next_multiple_of(4096);
+            match self.grow_locked(&mut st, to) {
+                Ok(()) => {
+                    self.grower_steps.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    // The writer will grow itself and report the error if it persists.
+                    tracing::warn!(path = %self.path.display(), error = %e, "growing a FIX store file ahead failed");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Fault the pages of the grown range `[from, to)` in now, in one go:
+/// otherwise the first store to each page of the grown tail faults on the
+/// writer's thread (ext4's page_mkwrite, a journal handle per page).
+///
+/// The pages are faulted in by storing a zero into each (they are zeros
+/// already: beyond the last record), not with madvise(MADV_POPULATE_WRITE),
+/// which holds the process's mmap_lock for the whole range: a writer thread
+/// growing its heap (brk, mprotect: mmap_lock for writing) then waited for
+/// it, block I/O included (traced: 444 such waits in one 40 s store_pace
+/// run). A page fault takes only its mapping's own lock (per-VMA locks).
+/// The page holding `from` is skipped: the writer may be storing into it
+/// (it lies below the published ready length); it is faulted in already.
+fn prefault(st: &GrowState, from: u64, to: u64) {
+    let first = from.next_multiple_of(4096);
+    let end = to.min(st.map_len as u64);
+    let mut page = first;
+    while page < end {
+        // SAFETY: the byte lies inside the current mapping (checked against
+        // map_len) and inside the file (just grown to `to`), so the store
+        // cannot fault with SIGBUS; the mapping cannot be unmapped meanwhile
+        // (replaced or dropped only under the growth lock, which the caller
+        // holds); and no one else touches it: it is at or past the ready
+        // length published so far, below which alone the writer stores. It
+        // is zero (the tail past the last record), so storing zero changes
+        // nothing a reader of the file could see.
+        unsafe { std::ptr::write_volatile((st.map_addr + page as usize) as *mut u8, 0) };
+        page += 4096;
+    }
+}
+
+/// Close a body file replaced by a new one (a reset) and unmap it, on the
+/// grower's thread: closing the last descriptor of the unlinked file frees
+/// its blocks, and on a file system mounted with `discard` (as this VM's)
+/// that waits for the disk (traced: the gateway thread asleep in
+/// `blkdev_issue_discard < ext4_truncate` when a Logon with 141=Y reset a
+/// store). Done here when there is no grower.
+pub(crate) fn retire(file: Arc<BodyFile>, map: Mapping) {
+    file.lock().closed = true;
+    if let Some(tx) = grower() {
+        // A full queue gives the job back: then it is done here.
+        if let Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) = tx.try_send(Job::Retire(file, map)) {
+            drop(job);
+        }
+    }
+}
+
+/// The grower thread's work.
+enum Job {
+    /// Grow a file up to what its writer asked for.
+    Grow(Arc<BodyFile>),
+    /// Drop these (close and unmap a replaced file).
+    Retire(Arc<BodyFile>, Mapping),
+}
+
+/// The process-wide grower thread's queue, started on first use; None if
+/// the thread could not be started (writers then grow their files themselves).
+fn grower() -> Option<&'static SyncSender<Job>> {
+    static GROWER: OnceLock<Option<SyncSender<Job>>> = OnceLock::new();
+    GROWER
+        .get_or_init(|| {
+            let (tx, rx) = sync_channel::<Job>(QUEUE);
+            let spawned = std::thread::Builder::new().name("fix-store-grow".into()).spawn(move || {
+                while let Ok(job) = rx.recv() {
+                    match job {
+                        Job::Grow(file) => {
+                            // Cleared first: a request arriving during the work queues the file again.
+                            file.queued.store(false, Ordering::SeqCst);
+                            file.grow_ahead();
+                        }
+                        Job::Retire(file, map) => drop((map, file)),
+                    }
+                }
+            });
+            match spawned {
+                Ok(_) => Some(tx),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no FIX store grower thread; sessions grow their files themselves");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
