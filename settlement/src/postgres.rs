@@ -728,53 +728,65 @@ async fn unnest_map(
     Ok(())
 }
 
-/// A walk over one account's rows of a history map (migration V5), newest first: each
-/// [`next`](Self::next) reads a round of map rows and returns their ids below `bound`.
-/// An account's map rows cover disjoint, increasing id ranges (a flush is a sequence range
-/// and ids increase with the sequence), so once a caller has enough rows, every id not yet
-/// read is older than every id taken. Rounds grow 8, 32, 128 ... up to 1024 map rows: one
-/// round for an active account, a few for a sparse one or a rare instrument filter.
-/// A round that brought this many ids does not grow the next one.
-const MAP_ROUND_IDS: usize = 4 * MAX_PAGE;
-
+/// A walk over one account's ids in a history map (migration V5), newest first: each
+/// [`next`](Self::next) hands out the next ids below `bound`, reading more map rows when its
+/// buffer runs short. An account's map rows cover disjoint, increasing id ranges (a flush is
+/// a sequence range and ids increase with the sequence), so ids come out in decreasing order
+/// and, once a caller has enough rows, every id not yet read is older than every id taken.
+/// Map rows are read 8, 32, 128 ... up to 1024 at a time: one read for an active account, a
+/// few for an account whose map rows hold one id each.
 struct MapWalk {
     account: i64,
     bound: i64,
     below: i64,
     round: i64,
     done: bool,
+    /// Ids read but not handed out yet, ascending (the newest at the end).
+    pending: Vec<i64>,
 }
 
 impl MapWalk {
     fn new(account: AccountId, bound: i64) -> MapWalk {
-        MapWalk { account: account as i64, bound, below: bound, round: 8, done: false }
+        MapWalk { account: account as i64, bound, below: bound, round: 8, done: false, pending: Vec::new() }
     }
 
-    /// The next round's ids (possibly empty), or `None` once the map is exhausted.
+    /// Up to `want` next ids, newest first; `None` once every id was handed out.
     async fn next(
         &mut self,
         c: &deadpool_postgres::Object,
         maps: &tokio_postgres::Statement,
+        want: usize,
     ) -> Result<Option<Vec<i64>>, StoreError> {
-        if self.done {
-            return Ok(None);
-        }
-        let rows = c.query(maps, &[&self.account, &self.below, &self.round]).await?;
-        let mut ids = Vec::new();
-        for r in &rows {
-            let list: Vec<i64> = r.try_get(1)?;
-            ids.extend(list.into_iter().filter(|&id| id < self.bound));
-        }
-        match rows.last() {
-            Some(last) if rows.len() as i64 == self.round => self.below = last.try_get(0)?,
-            _ => self.done = true,
-        }
-        // Bounded work per round: grow only while a round brings few ids.
-        if ids.len() < MAP_ROUND_IDS {
+        while self.pending.len() < want && !self.done {
+            let rows = c.query(maps, &[&self.account, &self.below, &self.round]).await?;
+            // These rows are all older than the pending ids: they go in front of them.
+            let mut older = Vec::new();
+            for r in &rows {
+                let list: Vec<i64> = r.try_get(1)?;
+                older.extend(list.into_iter().filter(|&id| id < self.bound));
+            }
+            older.sort_unstable();
+            older.append(&mut self.pending);
+            self.pending = older;
+            match rows.last() {
+                Some(last) if rows.len() as i64 == self.round => self.below = last.try_get(0)?,
+                _ => self.done = true,
+            }
             self.round = (self.round * 4).min(1024);
         }
+        if self.pending.is_empty() {
+            return Ok(None);
+        }
+        let mut ids = self.pending.split_off(self.pending.len() - want.min(self.pending.len()));
+        ids.reverse();
         Ok(Some(ids))
     }
+}
+
+/// How many ids a history read asks its [`MapWalk`] for: what the page still needs, and more
+/// each time a filter left rows out (`asked` is the previous request, 0 at first).
+fn map_want(need: usize, asked: usize) -> usize {
+    need.max((asked * 2).min(4 * MAX_PAGE))
 }
 
 /// The journal rows built server-side from flat line arrays (set-based: one statement).
@@ -1127,12 +1139,10 @@ impl Store for PgStore {
         let inst = instrument.map(i64::from);
         let mut out: Vec<AccountFill> = Vec::new();
         // The maker bound is the larger one (a fill id is 2 * trade id, + 1 for the taker).
-        let mut walk = MapWalk::new(account, bm);
+        let (mut walk, mut asked) = (MapWalk::new(account, bm), 0);
         while out.len() <= limit {
-            let Some(ids) = walk.next(&c, &maps).await? else { break };
-            if ids.is_empty() {
-                continue;
-            }
+            asked = map_want(limit + 1 - out.len(), asked);
+            let Some(ids) = walk.next(&c, &maps, asked).await? else { break };
             for r in c.query(&rows, &[&ids, &inst]).await? {
                 let fill = fill_from(&r)?;
                 let t = i(fill.trade_id);
@@ -1171,12 +1181,10 @@ impl Store for PgStore {
             .await?;
         let inst = instrument.map(i64::from);
         let mut out: Vec<OrderRow> = Vec::new();
-        let mut walk = MapWalk::new(account, bound);
+        let (mut walk, mut asked) = (MapWalk::new(account, bound), 0);
         while out.len() <= limit {
-            let Some(ids) = walk.next(&c, &maps).await? else { break };
-            if ids.is_empty() {
-                continue;
-            }
+            asked = map_want(limit + 1 - out.len(), asked);
+            let Some(ids) = walk.next(&c, &maps, asked).await? else { break };
             for r in c.query(&rows, &[&ids, &inst]).await? {
                 let o = order_from(&r)?;
                 // The map lists each order under its own account; the check keeps a damaged
