@@ -13,6 +13,9 @@ use castle_settlement::{FillRow, Flush, PgConfig, PgStore, Store};
 
 const ACCOUNTS: i64 = 5;
 
+/// One account's fills (fill id, trade id) and order ids, newest first.
+type History = (Vec<(u64, u64)>, Vec<u64>);
+
 /// 3,000 fills and 2,000 orders over 5 accounts and 3 instruments, written as version 4 left
 /// them; every 7th fill is a self-trade, trade and order ids have gaps.
 const V4_ROWS: &str = "\
@@ -109,7 +112,7 @@ async fn postgres_version_4_history_reads_the_same_after_version_5() {
     client.batch_execute(&setup).await.expect("version 4 schema and rows");
 
     // The answers of the version 4 queries, per account and instrument filter.
-    let mut before: BTreeMap<(i64, Option<i64>), (Vec<(u64, u64)>, Vec<u64>)> = BTreeMap::new();
+    let mut before: BTreeMap<(i64, Option<i64>), History> = BTreeMap::new();
     for a in 0..ACCOUNTS {
         for inst in [None, Some(0), Some(2)] {
             before.insert((a, inst), (v4_fills(&client, a, inst).await, v4_orders(&client, a, inst).await));
