@@ -34,9 +34,15 @@ ORDER_SETS = {
   "v5": ["ALTER TABLE {t} ADD PRIMARY KEY (order_id)",
          "CREATE INDEX ON {t} (account, client_order_id COLLATE \"C\") WHERE client_order_id <> ''",
          "CREATE INDEX ON {t} USING brin (created_ts)", "CREATE INDEX ON {t} (order_id) WHERE status = 0"],
-  "v5_acct": ["ALTER TABLE {t} ADD PRIMARY KEY (order_id)",
+  "v5_idorder": ["ALTER TABLE {t} ADD PRIMARY KEY (order_id)",
          "CREATE INDEX ON {t} (account, client_order_id COLLATE \"C\") WHERE client_order_id <> ''",
          "CREATE INDEX ON {t} USING brin (created_ts)", "CREATE INDEX ON {t} (order_id) WHERE status = 0"],
+  "idpk": ["ALTER TABLE {t} ADD PRIMARY KEY (order_id)"],
+  "idpk_client": ["ALTER TABLE {t} ADD PRIMARY KEY (order_id)",
+         "CREATE INDEX ON {t} (account, client_order_id COLLATE \"C\") WHERE client_order_id <> ''"],
+  "idpk_client_open": ["ALTER TABLE {t} ADD PRIMARY KEY (order_id)",
+         "CREATE INDEX ON {t} (account, client_order_id COLLATE \"C\") WHERE client_order_id <> ''",
+         "CREATE INDEX ON {t} (order_id) WHERE status = 0"],
   "heap": [],
 }
 FILL_SETS = {
@@ -44,6 +50,7 @@ FILL_SETS = {
          "CREATE INDEX ON {t} (taker_account, trade_id)", "CREATE INDEX ON {t} USING brin (ts)"],
   "pk_brin": ["ALTER TABLE {t} ADD PRIMARY KEY (trade_id)", "CREATE INDEX ON {t} USING brin (ts)"],
   "v5": ["ALTER TABLE {t} ADD PRIMARY KEY (trade_id)", "CREATE INDEX ON {t} USING brin (ts)"],
+  "pk": ["ALTER TABLE {t} ADD PRIMARY KEY (trade_id)"],
   "pk_maker": ["ALTER TABLE {t} ADD PRIMARY KEY (trade_id)", "CREATE INDEX ON {t} (maker_account, trade_id)", "CREATE INDEX ON {t} USING brin (ts)"],
   "heap": [],
 }
@@ -68,8 +75,10 @@ def run(kind, name, stmts):
     step = (hi - lo) // CHUNKS + 1
     order = "account, order_id" if kind == "o" else "trade_id"
     maps = name.startswith("v5")
+    if kind == "o" and name.startswith("idpk"):
+        order = "account, order_id"
     if maps:
-        order = "account, order_id" if name == "v5_acct" else key
+        order = key if name == "v5_idorder" or kind == "f" else "account, order_id"
         map_stage(cur, kind, lo, step)
         cur.execute(f"DROP TABLE IF EXISTS {t}_map"); cur.execute(MAP_DDL.format(m=f"{t}_map"))
         try:
