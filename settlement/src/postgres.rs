@@ -655,53 +655,55 @@ impl MapTable {
     }
 }
 
-/// (account, id) pairs sorted by account then id, without duplicates: one map row per run of
-/// one account. Sorted so the map's primary key (account, first id) is written in key order.
-type MapPairs = Vec<(AccountId, u64)>;
+/// A flush's map rows: per account (ascending), its ids (ascending, without duplicates).
+type MapRows = Vec<(AccountId, Vec<u64>)>;
 
-/// The fills' map pairs: each trade under its maker and its taker (once for a self-trade).
-fn fill_map(rows: &[FillRow]) -> MapPairs {
-    let mut v: MapPairs = Vec::with_capacity(rows.len() * 2);
-    for f in rows {
-        v.push((f.maker_account, f.trade_id));
-        if f.taker_account != f.maker_account {
-            v.push((f.taker_account, f.trade_id));
+/// Groups (account, id) pairs by account. The flush's fills come in trade id order and its
+/// new orders in order id order, so each list is built sorted (checked; sorted if not) and
+/// only the accounts need sorting: a sort of all pairs cost about 2.5x the instructions
+/// (callgrind, BENCHMARKS.md settle7). Sorted by account so the map's primary key
+/// (account, first id) is written in key order.
+fn group_by_account(pairs: impl Iterator<Item = (AccountId, u64)>) -> MapRows {
+    let mut by: rustc_hash::FxHashMap<AccountId, Vec<u64>> = rustc_hash::FxHashMap::default();
+    for (account, id) in pairs {
+        let ids = by.entry(account).or_default();
+        if ids.last() != Some(&id) {
+            ids.push(id);
         }
     }
-    v.sort_unstable();
-    v.dedup();
-    v
+    let mut rows: MapRows = by.into_iter().collect();
+    for (_, ids) in &mut rows {
+        if !ids.is_sorted() {
+            ids.sort_unstable();
+            ids.dedup();
+        }
+    }
+    rows.sort_unstable_by_key(|r| r.0);
+    rows
 }
 
-/// The new orders' map pairs: each order under its account.
-fn order_map(rows: &[OrderRow]) -> MapPairs {
-    let mut v: MapPairs = rows.iter().map(|o| (o.account, o.order_id)).collect();
-    v.sort_unstable();
-    v.dedup();
-    v
+/// The fills' map rows: each trade under its maker and its taker (once for a self-trade).
+fn fill_map(rows: &[FillRow]) -> MapRows {
+    group_by_account(rows.iter().flat_map(|f| [(f.maker_account, f.trade_id), (f.taker_account, f.trade_id)]))
 }
 
-/// The map rows of `pairs` (sorted by [`fill_map`]/[`order_map`]): per account, its first id
-/// and all its ids.
-fn map_rows(pairs: &[(AccountId, u64)]) -> impl Iterator<Item = &[(AccountId, u64)]> {
-    pairs.chunk_by(|a, b| a.0 == b.0)
+/// The new orders' map rows: each order under its account.
+fn order_map(rows: &[OrderRow]) -> MapRows {
+    group_by_account(rows.iter().map(|o| (o.account, o.order_id)))
 }
 
-async fn copy_map(
-    tx: &deadpool_postgres::Transaction<'_>,
-    table: MapTable,
-    pairs: &[(AccountId, u64)],
-) -> Result<(), StoreError> {
+async fn copy_map(tx: &deadpool_postgres::Transaction<'_>, table: MapTable, rows: &MapRows) -> Result<(), StoreError> {
     let sink = tx.copy_in(&format!("COPY {} FROM STDIN BINARY", table.columns())).await?;
     pin_mut!(sink);
-    let mut out = CopyOut::new(pairs.len(), 12);
-    for run in map_rows(pairs) {
+    let ids: usize = rows.iter().map(|r| r.1.len()).sum();
+    let mut out = CopyOut::new(rows.len(), 12 * ids / rows.len().max(1) + 48);
+    for (account, ids) in rows {
         out.row(3);
-        out.i64(run[0].0 as i64);
-        out.i64(i(run[0].1));
-        out.buf.put_i32((20 + run.len() * 12) as i32);
-        array_header(&mut out, INT8_OID, run.len());
-        for &(_, id) in run {
+        out.i64(*account as i64);
+        out.i64(i(ids[0]));
+        out.buf.put_i32((20 + ids.len() * 12) as i32);
+        array_header(&mut out, INT8_OID, ids.len());
+        for &id in ids {
             out.i64(i(id));
         }
         out.maybe_send(&mut sink).await?;
@@ -713,10 +715,10 @@ async fn copy_map(
 async fn unnest_map(
     tx: &deadpool_postgres::Transaction<'_>,
     table: MapTable,
-    pairs: &[(AccountId, u64)],
+    rows: &MapRows,
 ) -> Result<(), StoreError> {
-    let account: Vec<i64> = pairs.iter().map(|p| p.0 as i64).collect();
-    let id: Vec<i64> = pairs.iter().map(|p| i(p.1)).collect();
+    let account: Vec<i64> = rows.iter().flat_map(|(a, ids)| ids.iter().map(move |_| *a as i64)).collect();
+    let id: Vec<i64> = rows.iter().flat_map(|(_, ids)| ids.iter().map(|&x| i(x))).collect();
     let st = tx
         .prepare_cached(&format!(
             "INSERT INTO {} SELECT account, min(id), array_agg(id ORDER BY id) \
@@ -1274,6 +1276,32 @@ mod tests {
         let keys = |v: Vec<&OrderRow>| v.iter().map(|o| (o.account, o.order_id)).collect::<Vec<_>>();
         assert_eq!(keys(in_key_order(&rows, true)), vec![(2, 4), (2, 9), (7, 1), (7, 3)]);
         assert_eq!(keys(in_key_order(&rows, false)), vec![(7, 3), (2, 9), (7, 1), (2, 4)]);
+    }
+
+    #[test]
+    fn map_rows_list_each_id_once_per_account_in_order() {
+        let rows = group_by_account([(5, 10), (2, 10), (2, 11), (2, 11), (5, 9), (7, 1), (5, 12)].into_iter());
+        assert_eq!(rows, vec![(2, vec![10, 11]), (5, vec![9, 10, 12]), (7, vec![1])]);
+        let fill = |trade_id, maker_account, taker_account| FillRow {
+            trade_id,
+            seq: trade_id,
+            idx: 0,
+            ts: 0,
+            instrument: 0,
+            price: 1,
+            qty: 1,
+            aggressor: 0,
+            maker_order: 1,
+            taker_order: 2,
+            maker_account,
+            taker_account,
+            maker_fee: 0,
+            taker_fee: 0,
+        };
+        // A self-trade is listed once under its account; each trade under both sides.
+        let rows = fill_map(&[fill(3, 1, 1), fill(4, 2, 1), fill(6, 1, 2)]);
+        assert_eq!(rows, vec![(1, vec![3, 4, 6]), (2, vec![4, 6])]);
+        assert!(fill_map(&[]).is_empty());
     }
 
     #[test]
