@@ -41,7 +41,8 @@ pub struct SettlementBenchArgs {
     #[arg(long, default_value_t = ConsumerConfig::default().max_flush_rows)]
     pub max_flush_rows: usize,
     /// Runs to do (comma-separated; default all): reference, copy, copy1, v3-pglz, v2-indexes,
-    /// unnest, single, sqlite, lag, lag-before (and copy-before: the write path before session settle5).
+    /// unnest, single, sqlite, lag, lag-before, lag-v4 (copy-before: the write path before session
+    /// settle5; copy-v4 / lag-v4: the version 4 history schema, account btrees instead of maps).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Start the throwaway cluster with PostgreSQL's default settings instead of the
@@ -53,7 +54,11 @@ pub struct SettlementBenchArgs {
 /// The version 2 history indexes, recreated on a version 3 database: the same run's
 /// measure of what version 3's index changes saved (a unique index on order_id stands for
 /// the old primary key; the client order id lookup did not exist).
-const V2_INDEXES: &str = "CREATE UNIQUE INDEX bench_orders_id ON orders (order_id); \
+/// Since version 5 it starts from the version 4 history indexes ([`V4_HISTORY`]).
+const V2_INDEXES: &str = "CREATE INDEX fills_maker_account ON fills (maker_account, trade_id); \
+    CREATE INDEX fills_taker_account ON fills (taker_account, trade_id); \
+    ALTER TABLE orders DROP CONSTRAINT orders_pkey, ADD CONSTRAINT orders_pkey PRIMARY KEY (account, order_id); \
+    CREATE UNIQUE INDEX bench_orders_id ON orders (order_id); \
     CREATE INDEX bench_orders_instrument_ts ON orders (instrument, created_ts); \
     CREATE INDEX bench_fills_instrument_ts ON fills (instrument, ts); \
     DROP INDEX orders_client_order_id; DROP INDEX orders_created_ts; DROP INDEX fills_ts";
@@ -66,6 +71,22 @@ const PGLZ_JOURNAL: &str = "ALTER TABLE ledger_journal ALTER COLUMN seq SET COMP
     ALTER COLUMN kind SET COMPRESSION pglz, ALTER COLUMN reference SET COMPRESSION pglz, \
     ALTER COLUMN available SET COMPRESSION pglz, ALTER COLUMN locked SET COMPRESSION pglz, \
     ALTER COLUMN external SET COMPRESSION pglz";
+
+/// The version 4 history indexes on a version 5 database (written without history maps):
+/// the same run's measure of what the version 5 maps saved.
+const V4_HISTORY: &str = "CREATE INDEX fills_maker_account ON fills (maker_account, trade_id); \
+    CREATE INDEX fills_taker_account ON fills (taker_account, trade_id); \
+    ALTER TABLE orders DROP CONSTRAINT orders_pkey, ADD CONSTRAINT orders_pkey PRIMARY KEY (account, order_id)";
+
+/// Which write path a run measures (same-run comparisons).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Path {
+    Current,
+    /// Before session settle5: orders written in order id order.
+    Settle5,
+    /// The version 4 history schema: account btrees on fills and orders, no history maps.
+    V4,
+}
 
 fn stream(seed: u64, fills: u64) -> (Vec<EngineBatch>, u64) {
     let (mut s, mut batches) = FillStream::new(seed);
@@ -102,15 +123,16 @@ async fn throughput<S: Store + Clone>(
     Ok((secs, metrics.flushes.load(Relaxed), cpu))
 }
 
-/// `before`: the write path before session settle5 (orders written in order id order),
-/// for same-run comparisons.
-async fn pg_store(admin: &str, name: &str, mode: WriteMode, extra_sql: &str, before: bool) -> Result<PgStore> {
+/// `before`: an earlier write path (see [`Path`]), for same-run comparisons.
+async fn pg_store(admin: &str, name: &str, mode: WriteMode, extra_sql: &str, before: Path) -> Result<PgStore> {
     let url = pg::create_database(admin, name).await.map_err(anyhow::Error::msg)?;
     let mut cfg = PgConfig::new(url.clone());
     cfg.mode = mode;
     let mut store = PgStore::connect(&cfg).await?;
-    if before {
-        store = store.with_sorted_orders(false);
+    match before {
+        Path::Current => {}
+        Path::Settle5 => store = store.with_sorted_orders(false),
+        Path::V4 => store = store.with_history_maps(false),
     }
     if !extra_sql.is_empty() {
         let (client, conn) = tokio_postgres_connect(&url).await?;
@@ -210,12 +232,13 @@ pub fn run(a: SettlementBenchArgs) -> Result<()> {
         println!("stream: {} commands, {fills} fills", batches.len());
         let mut results = Vec::new();
         for (run, (name, label, mode, pipeline, extra, before)) in [
-            ("copy", "postgres batched, binary COPY", WriteMode::Copy, a.pipeline, "", false),
-            ("copy-before", "postgres COPY, write path before settle5", WriteMode::Copy, a.pipeline, "", true),
-            ("copy1", "postgres batched, COPY, 1 in flight", WriteMode::Copy, 1, "", false),
-            ("v3-pglz", "postgres COPY, version 3 pglz journal", WriteMode::Copy, a.pipeline, PGLZ_JOURNAL, false),
-            ("v2-indexes", "postgres COPY, version 2 indexes", WriteMode::Copy, a.pipeline, V2_INDEXES, false),
-            ("unnest", "postgres batched, unnest", WriteMode::Unnest, a.pipeline, "", false),
+            ("copy", "postgres batched, binary COPY", WriteMode::Copy, a.pipeline, "", Path::Current),
+            ("copy-before", "postgres COPY, write path before settle5", WriteMode::Copy, a.pipeline, "", Path::Settle5),
+            ("copy1", "postgres batched, COPY, 1 in flight", WriteMode::Copy, 1, "", Path::Current),
+            ("v3-pglz", "postgres COPY, version 3 pglz journal", WriteMode::Copy, a.pipeline, PGLZ_JOURNAL, Path::Current),
+            ("v2-indexes", "postgres COPY, version 2 indexes", WriteMode::Copy, a.pipeline, V2_INDEXES, Path::V4),
+            ("unnest", "postgres batched, unnest", WriteMode::Unnest, a.pipeline, "", Path::Current),
+            ("copy-v4", "postgres COPY, version 4 history btrees", WriteMode::Copy, a.pipeline, V4_HISTORY, Path::V4),
         ]
         .into_iter()
         .enumerate()
@@ -243,7 +266,7 @@ pub fn run(a: SettlementBenchArgs) -> Result<()> {
         }
         if want("single") {
             let (base, base_fills) = stream(a.seed, a.baseline_fills);
-            let s = pg_store(&admin, "castle_bench_single", WriteMode::Copy, "", false).await?;
+            let s = pg_store(&admin, "castle_bench_single", WriteMode::Copy, "", Path::Current).await?;
             let (secs, flushes, _) = throughput(s, &base, 1, 1).await?;
             let base_rate = base_fills as f64 / secs;
             println!(
@@ -264,13 +287,13 @@ pub fn run(a: SettlementBenchArgs) -> Result<()> {
                 fills as f64 / secs
             );
         }
-        for (name, before) in [("lag", false), ("lag-before", true)] {
+        for (name, before, extra) in [("lag", Path::Current, ""), ("lag-before", Path::Settle5, ""), ("lag-v4", Path::V4, V4_HISTORY)] {
             if !want(name) {
                 continue;
             }
 
             // Lag at a steady rate: batches stamped with the wall clock when handed over.
-            let s = pg_store(&admin, &format!("castle_bench_{}", name.replace('-', "_")), WriteMode::Copy, "", before).await?;
+            let s = pg_store(&admin, &format!("castle_bench_{}", name.replace('-', "_")), WriteMode::Copy, extra, before).await?;
             let need = a.rate * a.seconds;
             let (lag_batches, _) = stream(a.seed + 1, need + 1_000);
             let src = VecSource::default();

@@ -79,6 +79,7 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = &[
     Migration { version: 2, name: "journal", sql: include_str!("../migrations/postgres/V2__journal.sql") },
     Migration { version: 3, name: "history", sql: include_str!("../migrations/postgres/V3__history.sql") },
     Migration { version: 4, name: "journal_lz4", sql: include_str!("../migrations/postgres/V4__journal_lz4.sql") },
+    Migration { version: 5, name: "history_maps", sql: include_str!("../migrations/postgres/V5__history_maps.sql") },
 ];
 /// SQLite has no version 2 (PostgreSQL's version 2 only changed how it stores ledger lines);
 /// version numbers stay aligned with PostgreSQL's for the same model.

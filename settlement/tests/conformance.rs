@@ -277,39 +277,65 @@ async fn history_pages_by_account<S: Store + Clone>(s: S) {
     for b in &setup {
         h.proj.project(b).unwrap();
     }
-    let mut expected = 0;
-    for _ in 0..60 {
+    // Per account, its fill ids and accepted order ids; written in many flushes (every 7th
+    // round), so pages cross the history maps' per-flush rows.
+    let mut want: BTreeMap<u32, (Vec<u64>, Vec<u64>)> = BTreeMap::new();
+    for round in 0..60 {
         for b in stream.round() {
             for e in &b.events {
-                if let EventKind::Trade { maker_account, taker_account, .. } = e.kind {
-                    // A self-trade is two fills of the account.
-                    expected += usize::from(maker_account == 7) + usize::from(taker_account == 7);
+                match e.kind {
+                    EventKind::Trade { trade_id, maker_account, taker_account, .. } => {
+                        // A self-trade is two fills of the account.
+                        want.entry(maker_account).or_default().0.push(trade_id * 2);
+                        want.entry(taker_account).or_default().0.push(trade_id * 2 + 1);
+                    }
+                    EventKind::OrderAccepted { order_id, account, .. } => {
+                        want.entry(account).or_default().1.push(order_id)
+                    }
+                    _ => {}
                 }
             }
             h.proj.project(&b).unwrap();
         }
+        if round % 7 == 6 {
+            h.flush(&s).await;
+        }
     }
     h.flush(&s).await;
-    let (mut seen, mut cursor, mut last) = (0, None, u64::MAX);
-    loop {
-        let p = s.fills_by_account(7, None, cursor, 4).await.unwrap();
-        assert!(p.rows.len() <= 4);
-        for f in &p.rows {
-            assert!(f.fill_id() < last, "newest first, no repeats");
-            assert_eq!(f.account(), 7);
-            last = f.fill_id();
-        }
-        seen += p.rows.len();
-        match p.next {
-            Some(c) => cursor = Some(c),
-            None => break,
+    for (&account, (fills, orders)) in &mut want {
+        fills.sort_unstable_by(|a, b| b.cmp(a));
+        orders.sort_unstable_by(|a, b| b.cmp(a));
+        let sizes: &[usize] = if account == 7 { &[1, 4, 1_000] } else { &[4] };
+        for &size in sizes {
+            let (mut seen, mut cursor) = (Vec::new(), None);
+            loop {
+                let p = s.fills_by_account(account, None, cursor, size).await.unwrap();
+                assert!(p.rows.len() <= size);
+                assert!(p.rows.iter().all(|f| f.account() == account));
+                seen.extend(p.rows.iter().map(|f| f.fill_id()));
+                match p.next {
+                    Some(c) => cursor = Some(c),
+                    None => break,
+                }
+            }
+            assert_eq!(&seen, fills, "every fill of {account} once, newest first, pages of {size}");
+            let (mut seen, mut cursor) = (Vec::new(), None);
+            loop {
+                let p = s.orders_by_account(account, None, cursor, size).await.unwrap();
+                assert!(p.rows.len() <= size);
+                assert!(p.rows.iter().all(|o| o.account == account));
+                seen.extend(p.rows.iter().map(|o| o.order_id));
+                match p.next {
+                    Some(c) => cursor = Some(c),
+                    None => break,
+                }
+            }
+            assert_eq!(&seen, orders, "every accepted order of {account} once, newest first, pages of {size}");
         }
     }
-    assert_eq!(seen, expected);
-    assert!(expected > 4, "several pages ({expected} fills)");
-    let orders = s.orders_by_account(7, None, None, 1_000).await.unwrap();
-    assert!(orders.next.is_none() && !orders.rows.is_empty());
-    assert!(orders.rows.windows(2).all(|w| w[0].order_id > w[1].order_id));
+    assert!(want[&7].0.len() > 4, "several pages of fills");
+    let most = want.values().map(|(_, o)| o.len()).max();
+    assert!(most > Some(4), "several pages of orders ({most:?})");
 }
 
 async fn consumer_ignores_duplicate_and_replayed_batches<S: Store + Clone>(s: S) {
