@@ -22,6 +22,9 @@ pub fn start(data_dir: &Path, setup: &[Command]) -> Result<(Arc<DurableLink>, us
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut cfg = Config::new(&dir, "");
     cfg.inbox_capacity = INBOX;
+    // The venue's first orders should not page-fault on the sequencer
+    // (the instruments of the set-up are faulted in as they are listed).
+    cfg.fault_in_orders = true;
     let link = match DurableLink::start(cfg) {
         Ok(l) => l,
         Err(ServerError::Journal(e @ JournalError::Corrupt { .. })) => {

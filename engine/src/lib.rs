@@ -51,6 +51,29 @@ pub use types::*;
 /// a few times in the life of a busy engine.
 pub const INDEX_START_CAPACITY: usize = 1 << 14;
 
+/// Write every page of `map`'s table once, so that inserting up to its
+/// capacity does not page-fault: a reserved table is only address space
+/// until first written, and the first write to each page is a page fault
+/// (a zeroed page) on the thread applying commands. Fills the table to
+/// capacity with `key(0..)` -> `fill` and clears it (clearing also resets
+/// every control byte, so no tombstones are left); entries already there
+/// are taken out first and put back after, so `key` only has to give
+/// distinct keys. Same contents and capacity afterwards.
+pub(crate) fn fault_in_map<K: Eq + std::hash::Hash, V: Clone>(
+    map: &mut rustc_hash::FxHashMap<K, V>,
+    key: impl Fn(u64) -> K,
+    fill: &V,
+) {
+    let capacity = map.capacity();
+    let kept: Vec<(K, V)> = map.drain().collect();
+    for i in 0..capacity as u64 {
+        map.insert(key(i), fill.clone());
+    }
+    map.clear();
+    map.extend(kept);
+    debug_assert_eq!(map.capacity(), capacity, "filled within capacity: no growth");
+}
+
 /// The production engine.
 pub type FastEngine = Engine<LadderBook>;
 /// The oracle: same rules, obviously-correct book.

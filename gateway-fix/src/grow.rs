@@ -17,6 +17,26 @@
 //! file, held for one step ([`STEP`]) at a time: a writer that catches up
 //! waits at most for the step in progress. Crash safety is unchanged: the
 //! tail grown ahead reads as zeros, which the next open cuts.
+//!
+//! **Writeback behind the writer.** Stores into the mapping dirty the page
+//! cache; left alone, the kernel writes a file's dirty pages back only when
+//! they are 30 s old (`dirty_expire_centisecs`) or the machine's dirty
+//! memory passes its background threshold, and then all at once: ~170 MB
+//! of one message file at 20k reports/s, written back in a burst that
+//! stalled the session thread (`examples/store_pace.rs`). So each time the
+//! grower is asked to grow a file it also hands the file to a second
+//! process-wide thread, *the flusher* (`fix-store-flush`), which starts
+//! writeback (`sync_file_range(SYNC_FILE_RANGE_WRITE)`: starts it, does not
+//! wait for it) of the whole pages the writer has passed since the last
+//! time. Those pages are final (records are only appended; a reset starts a
+//! new file), so writing them back early never write-protects a page the
+//! writer still stores into. A file's dirty pages stay at about the lead
+//! grown ahead plus one step. The flusher is a thread of its own, so a slow
+//! or congested disk (a full request queue blocks `sync_file_range`) delays
+//! neither growth nor the session. Durability is unchanged (this only
+//! starts writeback earlier; `FsyncPolicy::Always` still syncs), and so is
+//! crash safety. `CASTLE_FIX_STORE_WRITEBACK=0` turns it off (the baseline
+//! for comparisons).
 
 use crate::mapped::Mapping;
 use std::fs::File;
@@ -24,7 +44,8 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 
 /// How far ahead of the writer's end the grower keeps the file ready.
 pub(crate) const AHEAD: u64 = 4 << 20;
@@ -63,6 +84,15 @@ pub(crate) struct BodyFile {
     queued: AtomicBool,
     /// Growth steps done by the grower.
     pub(crate) grower_steps: AtomicU64,
+    /// End of the writer's last record when it last asked for growth: the
+    /// whole pages below it are final (see the module documentation).
+    passed: AtomicU64,
+    /// Writeback started (by the flusher) for `[0, flushed)`; page aligned.
+    flushed: AtomicU64,
+    /// In the flusher's queue (not sent twice).
+    flush_queued: AtomicBool,
+    /// Whether the flusher writes this file back behind its writer.
+    write_back: bool,
 }
 
 impl BodyFile {
@@ -75,7 +105,32 @@ impl BodyFile {
             want: AtomicU64::new(len),
             queued: AtomicBool::new(false),
             grower_steps: AtomicU64::new(0),
+            // What is there at open was written by an earlier run: the
+            // kernel writes it back, the flusher starts from its end.
+            passed: AtomicU64::new(len),
+            flushed: AtomicU64::new(len & !(PAGE - 1)),
+            flush_queued: AtomicBool::new(false),
+            write_back: write_back_enabled(),
         }
+    }
+
+    /// Offset below which writeback of the file has been started.
+    pub(crate) fn flushed(&self) -> u64 {
+        self.flushed.load(Ordering::Acquire)
+    }
+
+    /// What [`BodyFile::set_passed`] last published.
+    pub(crate) fn passed(&self) -> u64 {
+        self.passed.load(Ordering::Acquire)
+    }
+
+    /// The writer's end (its records are final below it), published before
+    /// it asks the grower for more: the flusher writes back the whole pages
+    /// below it.
+    pub(crate) fn set_passed(&self, end: u64) {
+        // SeqCst like `want` (see `ask`): a grower that takes the file's
+        // request after this sees this end.
+        self.passed.fetch_max(end, Ordering::SeqCst);
     }
 
     pub(crate) fn ready(&self) -> u64 {
@@ -233,6 +288,7 @@ fn grower() -> Option<&'static SyncSender<Job>> {
                             // Cleared first: a request arriving during the work queues the file again.
                             file.queued.store(false, Ordering::SeqCst);
                             file.grow_ahead();
+                            request_write_back(&file);
                         }
                         Job::Retire(file, map) => drop((map, file)),
                     }
@@ -242,6 +298,113 @@ fn grower() -> Option<&'static SyncSender<Job>> {
                 Ok(_) => Some(tx),
                 Err(e) => {
                     tracing::warn!(error = %e, "no FIX store grower thread; sessions grow their files themselves");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+const PAGE: u64 = 4096;
+/// Writeback is started once at least this much is final behind the writer
+/// and not yet written back (fewer, larger requests; the writer asks the
+/// grower once per [`STEP`] anyway).
+const FLUSH_MIN: u64 = 256 << 10;
+
+/// `CASTLE_FIX_STORE_WRITEBACK=0` (read once): no writeback behind the
+/// writer, the kernel's own writeback only (the behaviour before session 9).
+pub(crate) fn write_back_enabled() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var("CASTLE_FIX_STORE_WRITEBACK").map(|v| v.trim() != "0").unwrap_or(true))
+}
+
+/// Hand `file` to the flusher if enough of it is final and not yet written
+/// back. Called on the grower's thread; never blocks (a full queue only
+/// postpones the writeback to the next request).
+fn request_write_back(file: &Arc<BodyFile>) {
+    if !file.write_back {
+        return;
+    }
+    let passed = file.passed.load(Ordering::SeqCst) & !(PAGE - 1);
+    if passed < file.flushed() + FLUSH_MIN || file.flush_queued.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    match flusher() {
+        Some(tx) => {
+            if tx.try_send(file.clone()).is_err() {
+                file.flush_queued.store(false, Ordering::Release);
+            }
+        }
+        None => file.flush_queued.store(false, Ordering::Release),
+    }
+}
+
+/// The flusher's work for one file: start writeback of the whole pages the
+/// writer has passed since last time. Not under the growth lock: the call
+/// may block on a congested disk.
+fn write_back(file: &BodyFile) {
+    let from = file.flushed();
+    let to = file.passed.load(Ordering::SeqCst) & !(PAGE - 1);
+    if to <= from || file.lock().closed {
+        return;
+    }
+    // SAFETY: sync_file_range on a descriptor we own (kept open by the Arc);
+    // a range past the end of a file truncated meanwhile is ignored.
+    let r = unsafe {
+        libc::sync_file_range(file.file.as_raw_fd(), from as i64, (to - from) as i64, libc::SYNC_FILE_RANGE_WRITE)
+    };
+    if r != 0 {
+        // Nothing is lost: the kernel's own writeback still applies.
+        let e = std::io::Error::last_os_error();
+        tracing::debug!(path = %file.path.display(), error = %e, "starting writeback of a FIX store file failed");
+    }
+    file.flushed.store(to, Ordering::Release);
+    let (lock, cv) = flushed_signal();
+    drop(lock.lock().unwrap_or_else(|p| p.into_inner()));
+    cv.notify_all();
+}
+
+/// Signalled after every writeback the flusher starts (for
+/// [`wait_flushed`]).
+fn flushed_signal() -> &'static (Mutex<()>, Condvar) {
+    static SIGNAL: OnceLock<(Mutex<()>, Condvar)> = OnceLock::new();
+    SIGNAL.get_or_init(|| (Mutex::new(()), Condvar::new()))
+}
+
+/// Wait until writeback of `file` was started up to at least `offset`, at
+/// most `timeout`; whether it was.
+pub(crate) fn wait_flushed(file: &BodyFile, offset: u64, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    let (lock, cv) = flushed_signal();
+    let mut guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+    while file.flushed() < offset {
+        let now = Instant::now();
+        if now >= deadline {
+            return false;
+        }
+        guard = cv.wait_timeout(guard, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
+    }
+    true
+}
+
+/// The process-wide flusher thread's queue, started on first use; None if
+/// the thread could not be started (the kernel's writeback then applies).
+fn flusher() -> Option<&'static SyncSender<Arc<BodyFile>>> {
+    static FLUSHER: OnceLock<Option<SyncSender<Arc<BodyFile>>>> = OnceLock::new();
+    FLUSHER
+        .get_or_init(|| {
+            let (tx, rx) = sync_channel::<Arc<BodyFile>>(QUEUE);
+            let spawned = std::thread::Builder::new().name("fix-store-flush".into()).spawn(move || {
+                while let Ok(file) = rx.recv() {
+                    // Cleared first: a request arriving during the work queues the file again.
+                    file.flush_queued.store(false, Ordering::SeqCst);
+                    write_back(&file);
+                }
+            });
+            match spawned {
+                Ok(_) => Some(tx),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no FIX store flusher thread; the kernel writes the files back alone");
                     None
                 }
             }

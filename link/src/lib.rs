@@ -190,7 +190,10 @@ pub struct InProcessOptions {
     /// ([`castle_engine::Engine::reserve_order_index`], after the set-up
     /// commands, so it covers the instruments they list). 0: they start
     /// small and grow by doubling, each growth a stall that moves every
-    /// entry.
+    /// entry. Reserved tables are also faulted in at start
+    /// ([`castle_engine::Engine::fault_in_order_index`]): with
+    /// `Placement::InlineWhenIdle` the first orders would otherwise
+    /// page-fault on the submitting (gateway) thread.
     pub reserve_orders: usize,
 }
 
@@ -330,6 +333,7 @@ impl InProcessEngine {
             }
             if options.reserve_orders > 0 {
                 st.engine.reserve_order_index(options.reserve_orders);
+                st.engine.fault_in_order_index();
             }
             refresh_instruments(&st.engine, &shared.instruments);
         }

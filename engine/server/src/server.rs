@@ -72,6 +72,13 @@ pub struct Config {
     /// control bytes (about 1 byte per slot, a few hundred KiB), not a page
     /// fault per entry: slots are backed when first used. 0: start small.
     pub reserve_orders: usize,
+    /// Also write the reserved tables' pages (and each book's order arena for
+    /// `reserve_orders` orders) once at start
+    /// ([`castle_engine::Engine::fault_in_order_index`]), so the first orders
+    /// do not page-fault on the sequencer. Costs resident memory (~24 MB per
+    /// instrument and ~16 MB of client order ids at the default reserve) and
+    /// some milliseconds at start. Default off; `castle serve` turns it on.
+    pub fault_in_orders: bool,
     /// A new connection that has not sent its Hello within this is refused with
     /// `Goodbye(ProtocolError)` and closed (both front ends), so silent sockets cannot pile up.
     pub hello_timeout: Duration,
@@ -105,6 +112,7 @@ impl Config {
             referee: None,
             stall_timeout: crate::net_uring::STALL_TIMEOUT,
             reserve_orders: RESERVE_ORDERS,
+            fault_in_orders: false,
             hello_timeout: crate::net_uring::HELLO_TIMEOUT,
         }
     }
@@ -286,6 +294,9 @@ pub fn recover(cfg: &Config) -> Result<(Replica, Journal), ServerError> {
     let mut r = newest.unwrap_or_else(|| Replica::new(cfg.limits, cfg.max_gateways));
     // Before replay, so replay does not double the tables either.
     r.engine.reserve_order_index(cfg.reserve_orders);
+    if cfg.fault_in_orders {
+        r.engine.fault_in_order_index();
+    }
     let from = r.seq();
     let n =
         state::replay_into_with(cfg.replay, &cfg.journal_dir, &mut r, last, |_, _, _, _, _| true, &mut |n, seq| {

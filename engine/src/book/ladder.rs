@@ -30,6 +30,7 @@ const WINDOW: usize = 1 << 14;
 const WORDS: usize = WINDOW / 64;
 const SUMMARY: usize = WORDS.div_ceil(64);
 
+#[derive(Clone, Copy)]
 struct Node {
     order: Order,
     prev: u32,
@@ -311,6 +312,36 @@ impl LadderBook {
     }
 }
 
+/// Written into arena slots by [`LadderBook::fault_in`] (and cut again).
+const FILLER: Order = Order {
+    id: 0,
+    account: 0,
+    client_order_id: crate::types::ClientOrderId([0; crate::types::ClientOrderId::LEN]),
+    side: Side::Buy,
+    price: 0,
+    visible: 0,
+    hidden: 0,
+    display: 0,
+    qty: 0,
+    filled: 0,
+    hold: 0,
+    budget: 0,
+    tif: crate::command::TimeInForce::Gtc,
+    stp: crate::command::StpMode::CancelNewest,
+    post_only: false,
+    is_market: false,
+    priority: 0,
+};
+
+/// Write the spare capacity of `v` for `upto` elements in all (elements
+/// already there count), then cut `v` back to its length.
+fn touch_spare<T: Copy>(v: &mut Vec<T>, upto: usize, filler: T) {
+    let len = v.len();
+    let to = upto.min(v.capacity()).max(len);
+    v.resize(to, filler);
+    v.truncate(len);
+}
+
 impl OrderBook for LadderBook {
     fn with_capacity(capacity: usize) -> Self {
         assert!(capacity < NIL as usize, "book capacity must fit a u32 slot index");
@@ -331,6 +362,19 @@ impl OrderBook for LadderBook {
     fn reserve(&mut self, orders: usize) {
         let want = orders.min(self.capacity);
         self.index.reserve(want.saturating_sub(self.index.len()));
+    }
+
+    fn fault_in(&mut self, orders: usize) {
+        let n = orders.min(self.capacity);
+        // The arena and the free list are allocated at capacity: write the
+        // slots the first `n` orders use (appended and cut again, within
+        // capacity: no reallocation, slots in use untouched).
+        let filler = Node { order: FILLER, prev: NIL, next: NIL };
+        touch_spare(&mut self.nodes, n, filler);
+        touch_spare(&mut self.free, n, NIL);
+        // Order ids count up from 1: ids from the top cannot clash (and
+        // entries already there are set aside anyway).
+        crate::fault_in_map(&mut self.index, |i| OrderId::MAX - i, &NIL);
     }
 
     fn is_full(&self) -> bool {

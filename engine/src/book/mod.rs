@@ -27,6 +27,11 @@ pub trait OrderBook {
     /// that inserting up to that many does not grow them (no-op where
     /// everything is sized up front).
     fn reserve(&mut self, _orders: usize) {}
+    /// Write the memory the book uses for its first `orders` orders (arena
+    /// slots, free list, id index) once, so that inserting them does not
+    /// page-fault on the thread applying commands. Contents unchanged.
+    /// No-op where nothing is allocated ahead.
+    fn fault_in(&mut self, _orders: usize) {}
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
