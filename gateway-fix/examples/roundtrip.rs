@@ -48,9 +48,16 @@
 //! Per row, besides the percentiles: the process CPU per round trip, then
 //! per thread role the CPU time, the time spent runnable but waiting for a
 //! CPU (both from /proc/self/task/*/schedstat) and the involuntary context
-//! switches, per round trip; and the five worst stalls (a run of messages
-//! whose latency falls by one send interval per message), with the index
-//! of the message that met each.
+//! switches, per round trip, and the minor page faults per 1,000 round
+//! trips (/proc/self/task/*/stat; the store's grower and flusher threads
+//! are the role `store threads`); the CPU time stolen by the hypervisor
+//! during the run (/proc/stat), in % of all CPUs' time; and the five worst
+//! stalls (a run of messages whose latency falls by one send interval per
+//! message), with the index of the message that met each.
+//!
+//! Baselines for comparisons, one process each: `CASTLE_FIX_STORE_WRITEBACK=0`
+//! (no writeback behind the store's writer) and `ROUNDTRIP_ENGINE_FAULT_IN=0`
+//! (the engines' reserved tables not faulted in at start).
 
 use castle_engine::{Command, Engine, Event, EventKind, FastEngine, InstrumentSpec, Limits, Seq};
 use castle_gateway_fix::frame::{checksum, next_frame, FrameStatus, NoDataFields, Parser};
@@ -128,6 +135,9 @@ impl InlineEngine {
         }
         if reserve_orders > 0 {
             st.engine.reserve_order_index(reserve_orders);
+            if engine_fault_in() {
+                st.engine.fault_in_order_index();
+            }
         }
         let e = Arc::new(InlineEngine { state: Mutex::new(st), instruments: RwLock::new(Vec::new()) });
         e.refresh_instruments();
@@ -198,6 +208,13 @@ impl EngineLink for InlineEngine {
     }
 }
 
+/// `ROUNDTRIP_ENGINE_FAULT_IN=0`: the engines' reserved order tables are
+/// not faulted in at start (`Engine::fault_in_order_index`; the
+/// configuration before session 9), for comparisons.
+fn engine_fault_in() -> bool {
+    std::env::var("ROUNDTRIP_ENGINE_FAULT_IN").map(|v| v.trim() != "0").unwrap_or(true)
+}
+
 fn now_fix() -> String {
     Timestamp::from_unix_nanos(
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i64
@@ -238,6 +255,9 @@ struct ThreadTimes {
     wait: u64,
     /// Involuntary context switches (preempted while runnable).
     preempted: u64,
+    /// Minor page faults (/proc/.../stat field 10): each a trip into the
+    /// kernel, some of them long (a zeroed page, a file page's mkwrite).
+    minflt: u64,
 }
 
 /// The calling thread's own account.
@@ -255,7 +275,26 @@ fn task_times(p: &std::path::Path) -> ThreadTimes {
         .find_map(|l| l.strip_prefix("nonvoluntary_ctxt_switches:"))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0);
-    ThreadTimes { run, wait, preempted }
+    ThreadTimes { run, wait, preempted, minflt: minor_faults(p) }
+}
+
+/// Minor faults of a task: the 10th field of its `stat`, the 8th after the
+/// parenthesised command name (which may contain spaces).
+fn minor_faults(p: &std::path::Path) -> u64 {
+    let stat = std::fs::read_to_string(p.join("stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    after.split_whitespace().nth(7).and_then(|f| f.parse().ok()).unwrap_or(0)
+}
+
+/// The machine's CPU time stolen by the hypervisor and its total CPU time
+/// (all CPUs), in clock ticks, from the `cpu` line of /proc/stat.
+fn steal_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else { return (0, 0) };
+    // user nice system idle iowait irq softirq steal guest guest_nice (guest time is in user)
+    let f: Vec<u64> = line.split_whitespace().skip(1).map(|x| x.parse().unwrap_or(0)).collect();
+    let total = f.iter().take(8).sum();
+    (f.get(7).copied().unwrap_or(0), total)
 }
 
 /// Every thread of this process, summed by role (see [`role_of`]).
@@ -270,6 +309,7 @@ fn thread_times() -> BTreeMap<&'static str, ThreadTimes> {
         t.run += own.run;
         t.wait += own.wait;
         t.preempted += own.preempted;
+        t.minflt += own.minflt;
     }
     by_role
 }
@@ -281,6 +321,7 @@ fn role_of(comm: &str) -> &'static str {
         "rt-recv" => "client recv",
         "rt-echo" => "echo server",
         "castle-engine" => "engine thread",
+        "fix-store-grow" | "fix-store-flush" => "store threads",
         c if c.starts_with("rt-gw") => "gateway",
         _ => "other",
     }
@@ -380,8 +421,9 @@ fn times_per_order(
         let run = a.run.saturating_sub(b.run) as f64 / n.max(1) as f64 / 1000.0;
         let wait = a.wait.saturating_sub(b.wait) as f64 / n.max(1) as f64 / 1000.0;
         let pre = a.preempted.saturating_sub(b.preempted) as f64 / n.max(1) as f64;
-        if run >= 0.05 || wait >= 0.05 {
-            parts.push(format!("{role} {run:.1}/{wait:.1}/{pre:.2}"));
+        let flt = a.minflt.saturating_sub(b.minflt) as f64 * 1000.0 / n.max(1) as f64;
+        if run >= 0.05 || wait >= 0.05 || flt >= 1.0 {
+            parts.push(format!("{role} {run:.1}/{wait:.1}/{pre:.2}/{flt:.0}"));
         }
     }
     parts.join("; ")
@@ -395,8 +437,11 @@ struct Result {
     p999: f64,
     max: f64,
     sent: u64,
-    /// Per-role CPU / run-queue wait (us per round trip) / preemptions per round trip.
+    /// Per-role CPU / run-queue wait (us per round trip) / preemptions per
+    /// round trip / minor faults per 1,000 round trips.
     threads: String,
+    /// CPU time stolen by the hypervisor during the run, % of all CPUs' time.
+    steal: f64,
     /// The worst stalls: where they began (message index) and how long.
     stalls: String,
 }
@@ -455,6 +500,7 @@ where
     let sched: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
     let cpu0 = cpu_us();
     let threads0 = thread_times();
+    let steal0 = steal_ticks();
     let origin = Instant::now() + Duration::from_millis(20);
     // The same instant on CLOCK_MONOTONIC (what Instant reads on Linux), so
     // a stall can be found in a `perf record -k CLOCK_MONOTONIC` trace.
@@ -498,6 +544,7 @@ where
                 run: own.run - own0.run,
                 wait: own.wait - own0.wait,
                 preempted: own.preempted - own0.preempted,
+                minflt: own.minflt - own0.minflt,
             },
         )
     });
@@ -551,6 +598,8 @@ where
         threads1.insert("client send", sent);
     }
     let threads = times_per_order(&threads0, &threads1, got);
+    let steal1 = steal_ticks();
+    let steal = (steal1.0 - steal0.0) as f64 * 100.0 / (steal1.1 - steal0.1).max(1) as f64;
     let us = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
     Result {
         cpu: (cpu_us() - cpu0) / got.max(1) as f64,
@@ -560,6 +609,7 @@ where
         max: hist.max() as f64 / 1000.0,
         sent: got,
         threads,
+        steal,
         stalls: stalls(&by_index, interval, origin_mono),
     }
 }
@@ -696,6 +746,7 @@ fn main() {
                     placement: Placement::Thread,
                     queue: 1 << 16,
                     reserve_orders: capacity as usize,
+                    fault_in: engine_fault_in(),
                 };
                 ("FIX D -> 8, engine thread", InProcessEngine::start_with(limits, &setup, options))
             }
@@ -704,7 +755,11 @@ fn main() {
                 InProcessEngine::start_with(
                     limits,
                     &setup,
-                    InProcessOptions { reserve_orders: capacity as usize, ..InProcessOptions::new(1 << 16) },
+                    InProcessOptions {
+                        reserve_orders: capacity as usize,
+                        fault_in: engine_fault_in(),
+                        ..InProcessOptions::new(1 << 16)
+                    },
                 ),
             ),
             "inline" => ("FIX D -> 8, engine inline", InlineEngine::start(limits, &setup, capacity as usize)),
@@ -743,9 +798,10 @@ fn main() {
     println!("message size: NewOrderSingle {} bytes; {} s per rate", make_len(), secs);
     println!(
         "| rate (orders/s) | path | p50 us | p99 us | p99.9 us | max us | replies | CPU us/round trip | \
-         per thread role: CPU us / run-queue wait us / preemptions, per round trip |"
+         CPU steal % | per thread role: CPU us / run-queue wait us / preemptions per round trip / minor \
+         faults per 1k round trips |"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for &mode in &modes {
         mode.apply_all();
         for &rate in &rates {
@@ -791,7 +847,7 @@ fn main() {
                 );
                 print_row(rate, mode, t.label, &fix, n);
                 println!(
-                    "| {rate} | {}: ratio ({}) / echo | {:.2}x | {:.2}x | {:.2}x | | | | |",
+                    "| {rate} | {}: ratio ({}) / echo | {:.2}x | {:.2}x | {:.2}x | | | | | |",
                     mode.label(),
                     t.label,
                     fix.p50 / echo.p50,
@@ -806,7 +862,7 @@ fn main() {
 
 fn print_row(rate: u64, mode: Sched, path: &str, r: &Result, n: u64) {
     println!(
-        "| {rate} | {}: {path} | {:.1} | {:.1} | {:.1} | {:.1} | {}/{n} | {:.1} | {} |",
+        "| {rate} | {}: {path} | {:.1} | {:.1} | {:.1} | {:.1} | {}/{n} | {:.1} | {:.1} | {} |",
         mode.label(),
         r.p50,
         r.p99,
@@ -814,10 +870,11 @@ fn print_row(rate: u64, mode: Sched, path: &str, r: &Result, n: u64) {
         r.max,
         r.sent,
         r.cpu,
+        r.steal,
         r.threads
     );
     if !r.stalls.is_empty() {
-        println!("|  | stalls: {} | | | | | | | |", r.stalls);
+        println!("|  | stalls: {} | | | | | | | | |", r.stalls);
     }
 }
 

@@ -7,8 +7,12 @@
 //! cargo run --release -p castle-gateway-fix --example store_pace -- [seconds] [rate/s] [dir]
 //!
 //! Prints the call latency percentiles, the worst calls with the time since
-//! the start at which they began, and how often the writer had to grow the
-//! file itself because the background grower was behind.
+//! the start at which they began, how often the writer had to grow the
+//! file itself because the background grower was behind, and the message
+//! file's dirty pages (sampled every 100 ms with cachestat(2), Linux 6.5+:
+//! the largest and the last sample) next to the machine's (`Dirty:` of
+//! /proc/meminfo, largest sample). `CASTLE_FIX_STORE_WRITEBACK=0` turns the
+//! store's writeback behind the writer off (the baseline).
 
 use castle_gateway_fix::store::{FileStore, FsyncPolicy, MessageStore};
 use hdrhistogram::Histogram;
@@ -22,6 +26,10 @@ fn main() {
     let dir = base.join(format!("castle-store-pace-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut store = FileStore::open(&dir, "PACE", FsyncPolicy::OsBuffered).unwrap();
+    // Our own descriptor of the message file, for cachestat.
+    let body = std::fs::File::open(dir.join("PACE.body")).unwrap();
+    let mut dirty = DirtySamples::default();
+    let mut next_sample = Instant::now();
     // About the size of an ExecutionReport(new) with its record header.
     let msg = vec![b'x'; 250];
     let mut hist = Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3).unwrap();
@@ -38,6 +46,10 @@ fn main() {
         let t0 = Instant::now();
         store.store_outbound(i + 1, &msg).unwrap();
         let ns = t0.elapsed().as_nanos() as u64;
+        if t0 >= next_sample {
+            dirty.sample(&body);
+            next_sample = t0 + Duration::from_millis(100);
+        }
         hist.record(ns.max(1)).unwrap();
         if ns > 1_000_000 {
             worst.push((ns, (t0 - start).as_secs_f64()));
@@ -57,9 +69,73 @@ fn main() {
         store.growth_stats().writer_grew,
         store.growth_stats().grower_grew,
     );
+    let written_back = store.growth_stats().written_back;
+    println!(
+        "message file dirty pages: max {:.1} MB, last {:.1} MB, under writeback max {:.1} MB ({} samples); \
+         machine Dirty: max {:.1} MB; writeback started up to {:.1} MB of {:.1} MB written{}",
+        dirty.max_dirty as f64 * 4096.0 / 1e6,
+        dirty.last_dirty as f64 * 4096.0 / 1e6,
+        dirty.max_writeback as f64 * 4096.0 / 1e6,
+        dirty.samples,
+        dirty.max_machine_kb as f64 / 1e3,
+        written_back as f64 / 1e6,
+        (n * 262) as f64 / 1e6,
+        if dirty.unsupported { " (cachestat not available)" } else { "" },
+    );
     for (ns, at) in worst.iter().take(10) {
         println!("  {:.2} ms at {:.3} s", *ns as f64 / 1e6, at);
     }
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Samples of the message file's page cache state and the machine's dirty memory.
+#[derive(Default)]
+struct DirtySamples {
+    samples: u64,
+    max_dirty: u64,
+    last_dirty: u64,
+    max_writeback: u64,
+    max_machine_kb: u64,
+    unsupported: bool,
+}
+
+impl DirtySamples {
+    fn sample(&mut self, file: &std::fs::File) {
+        use std::os::fd::AsRawFd;
+        #[repr(C)]
+        struct Range {
+            off: u64,
+            len: u64,
+        }
+        #[repr(C)]
+        #[derive(Default)]
+        struct Stat {
+            cache: u64,
+            dirty: u64,
+            writeback: u64,
+            evicted: u64,
+            recently_evicted: u64,
+        }
+        // len 0: to the end of the file.
+        let range = Range { off: 0, len: 0 };
+        let mut st = Stat::default();
+        // SAFETY: cachestat(fd, &range, &stat, 0) (syscall 451) on our own descriptor and locals.
+        let r = unsafe { libc::syscall(451, file.as_raw_fd(), &range as *const Range, &mut st as *mut Stat, 0u32) };
+        if r != 0 {
+            self.unsupported = true;
+        } else {
+            self.max_dirty = self.max_dirty.max(st.dirty);
+            self.last_dirty = st.dirty;
+            self.max_writeback = self.max_writeback.max(st.writeback);
+        }
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let kb = meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix("Dirty:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0);
+        self.max_machine_kb = self.max_machine_kb.max(kb);
+        self.samples += 1;
+    }
 }

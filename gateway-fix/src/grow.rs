@@ -45,7 +45,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
-use std::time::{Duration, Instant};
 
 /// How far ahead of the writer's end the grower keeps the file ready.
 pub(crate) const AHEAD: u64 = 4 << 20;
@@ -120,6 +119,7 @@ impl BodyFile {
     }
 
     /// What [`BodyFile::set_passed`] last published.
+    #[cfg(test)]
     pub(crate) fn passed(&self) -> u64 {
         self.passed.load(Ordering::Acquire)
     }
@@ -373,7 +373,9 @@ fn flushed_signal() -> &'static (Mutex<()>, Condvar) {
 
 /// Wait until writeback of `file` was started up to at least `offset`, at
 /// most `timeout`; whether it was.
-pub(crate) fn wait_flushed(file: &BodyFile, offset: u64, timeout: Duration) -> bool {
+#[cfg(test)]
+pub(crate) fn wait_flushed(file: &BodyFile, offset: u64, timeout: std::time::Duration) -> bool {
+    use std::time::Instant;
     let deadline = Instant::now() + timeout;
     let (lock, cv) = flushed_signal();
     let mut guard = lock.lock().unwrap_or_else(|p| p.into_inner());

@@ -190,16 +190,25 @@ pub struct InProcessOptions {
     /// ([`castle_engine::Engine::reserve_order_index`], after the set-up
     /// commands, so it covers the instruments they list). 0: they start
     /// small and grow by doubling, each growth a stall that moves every
-    /// entry. Reserved tables are also faulted in at start
-    /// ([`castle_engine::Engine::fault_in_order_index`]): with
-    /// `Placement::InlineWhenIdle` the first orders would otherwise
-    /// page-fault on the submitting (gateway) thread.
+    /// entry.
     pub reserve_orders: usize,
+    /// Also fault the reserved tables in at start
+    /// ([`castle_engine::Engine::fault_in_order_index`]; default on): with
+    /// `Placement::InlineWhenIdle` the first orders would otherwise
+    /// page-fault on the submitting (gateway) thread. Only with
+    /// `reserve_orders > 0`.
+    pub fault_in: bool,
 }
 
 impl InProcessOptions {
     pub fn new(queue: usize) -> InProcessOptions {
-        InProcessOptions { queue, spin: Duration::ZERO, placement: Placement::InlineWhenIdle, reserve_orders: 0 }
+        InProcessOptions {
+            queue,
+            spin: Duration::ZERO,
+            placement: Placement::InlineWhenIdle,
+            reserve_orders: 0,
+            fault_in: true,
+        }
     }
 }
 
@@ -333,7 +342,9 @@ impl InProcessEngine {
             }
             if options.reserve_orders > 0 {
                 st.engine.reserve_order_index(options.reserve_orders);
-                st.engine.fault_in_order_index();
+                if options.fault_in {
+                    st.engine.fault_in_order_index();
+                }
             }
             refresh_instruments(&st.engine, &shared.instruments);
         }
