@@ -36,6 +36,7 @@ fn main() {
     let mut worst: Vec<(u64, f64)> = Vec::new();
     let n = secs * rate;
     let gap = Duration::from_nanos(1_000_000_000 / rate);
+    let faults0 = thread_minor_faults();
     let start = Instant::now();
     for i in 0..n {
         let due = start + gap * i as u32;
@@ -69,7 +70,9 @@ fn main() {
         store.growth_stats().writer_grew,
         store.growth_stats().grower_grew,
     );
+    let faults = thread_minor_faults() - faults0;
     let written_back = store.growth_stats().written_back;
+    println!("minor page faults of the writing thread: {faults} ({:.1} per 1k records)", faults as f64 * 1000.0 / n as f64);
     println!(
         "message file dirty pages: max {:.1} MB, last {:.1} MB, under writeback max {:.1} MB ({} samples); \
          machine Dirty: max {:.1} MB; writeback started up to {:.1} MB of {:.1} MB written{}",
@@ -138,4 +141,12 @@ impl DirtySamples {
         self.max_machine_kb = self.max_machine_kb.max(kb);
         self.samples += 1;
     }
+}
+
+/// Minor page faults of the calling thread so far.
+fn thread_minor_faults() -> u64 {
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage into a local.
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) };
+    u.ru_minflt as u64
 }

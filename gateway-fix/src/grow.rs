@@ -245,7 +245,12 @@ fn prefault(st: &GrowState, from: u64, to: u64) {
         // length published so far, below which alone the writer stores. It
         // is zero (the tail past the last record), so storing zero changes
         // nothing a reader of the file could see.
-        unsafe { std::ptr::write_volatile((st.map_addr + page as usize) as *mut u8, 0) };
+        if prefault_by_read() {
+            // EXPERIMENT (session 9): read-fault (page cached, mapped read-only, clean).
+            unsafe { std::ptr::read_volatile((st.map_addr + page as usize) as *const u8) };
+        } else {
+            unsafe { std::ptr::write_volatile((st.map_addr + page as usize) as *mut u8, 0) };
+        }
         page += 4096;
     }
 }
@@ -412,4 +417,9 @@ fn flusher() -> Option<&'static SyncSender<Arc<BodyFile>>> {
             }
         })
         .as_ref()
+}
+
+fn prefault_by_read() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var("CASTLE_FIX_STORE_PREFAULT").map(|v| v.trim() == "read").unwrap_or(false))
 }
