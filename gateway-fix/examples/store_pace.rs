@@ -72,7 +72,10 @@ fn main() {
     );
     let faults = thread_minor_faults() - faults0;
     let written_back = store.growth_stats().written_back;
-    println!("minor page faults of the writing thread: {faults} ({:.1} per 1k records)", faults as f64 * 1000.0 / n as f64);
+    println!(
+        "minor page faults of the writing thread: {faults} ({:.1} per 1k records)",
+        faults as f64 * 1000.0 / n as f64
+    );
     println!(
         "message file dirty pages: max {:.1} MB, last {:.1} MB, under writeback max {:.1} MB ({} samples); \
          machine Dirty: max {:.1} MB; writeback started up to {:.1} MB of {:.1} MB written{}",
