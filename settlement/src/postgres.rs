@@ -27,7 +27,8 @@ use tokio_postgres::Row;
 
 use crate::ledger::{AccountFill, BalanceRow, Entry, EntryKind, FillRow, Flush, LedgerState, OrderRow, Page};
 use crate::store::{
-    check_schema, cursor, fill_bounds, i, page, EntryTotal, Store, StoreError, MAX_PAGE, POSTGRES_MIGRATIONS,
+    check_schema, cursor, fill_bounds, i, page, EntryTotal, FlushStages, Store, StoreError, MAX_PAGE,
+    POSTGRES_MIGRATIONS,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -269,10 +270,11 @@ impl PgStore {
         &self,
         f: Arc<Flush>,
         previous: impl std::future::Future<Output = Result<(), StoreError>> + Send,
-    ) -> Result<(), StoreError> {
+    ) -> Result<FlushStages, StoreError> {
+        let t0 = std::time::Instant::now();
         let mut c = self.pool.get().await.map_err(pool_err)?;
         let tx = c.transaction().await?;
-        let t0 = std::time::Instant::now();
+        let begun = std::time::Instant::now();
         let new_orders = &f.orders[..f.new_orders];
         let changed_orders = &f.orders[f.new_orders..];
         let appended: Result<(), StoreError> = async {
@@ -371,19 +373,22 @@ impl PgStore {
         }
         let t3 = std::time::Instant::now();
         tx.commit().await?;
+        let stages =
+            FlushStages { begin: begun - t0, append: t1 - begun, wait: t2 - t1, settle: t3 - t2, commit: t3.elapsed() };
         tracing::debug!(
             entries = f.entries.len(),
             fills = f.fills.len(),
             orders = f.orders.len(),
             new_orders = f.new_orders,
             balances = f.balances.len(),
-            append_ms = (t1 - t0).as_millis() as u64,
-            wait_ms = (t2 - t1).as_millis() as u64,
-            settle_ms = (t3 - t2).as_millis() as u64,
-            commit_ms = t3.elapsed().as_millis() as u64,
+            begin_us = stages.begin.as_micros() as u64,
+            append_us = stages.append.as_micros() as u64,
+            wait_us = stages.wait.as_micros() as u64,
+            settle_us = stages.settle.as_micros() as u64,
+            commit_us = stages.commit.as_micros() as u64,
             "postgres flush"
         );
-        Ok(())
+        Ok(stages)
     }
 
     /// Deletes every row and resets the cursor (benchmarks and tests only).
@@ -518,7 +523,9 @@ pub fn journal_groups(rows: &[Entry]) -> Vec<&[Entry]> {
 
 /// The journal rows of a flush (see [`journal_groups`]), as parallel arrays.
 async fn copy_journal(tx: &deadpool_postgres::Transaction<'_>, rows: &[Entry]) -> Result<(), StoreError> {
-    let sink = tx.copy_in(&format!("COPY ledger_journal ({JOURNAL_COLUMNS}) FROM STDIN BINARY")).await?;
+    let sink = tx
+        .copy_in(&tx.prepare_cached(&format!("COPY ledger_journal ({JOURNAL_COLUMNS}) FROM STDIN BINARY")).await?)
+        .await?;
     pin_mut!(sink);
     let mut out = CopyOut::new(rows.len(), 10 * 12 + 40);
     for lines in journal_groups(rows) {
@@ -567,7 +574,8 @@ async fn copy_new_orders(
     sort: bool,
 ) -> Result<(), StoreError> {
     let rows = in_key_order(rows, sort);
-    let sink = tx.copy_in(&format!("COPY orders ({ORDER_COLUMNS}) FROM STDIN BINARY")).await?;
+    let sink =
+        tx.copy_in(&tx.prepare_cached(&format!("COPY orders ({ORDER_COLUMNS}) FROM STDIN BINARY")).await?).await?;
     pin_mut!(sink);
     let mut out = CopyOut::new(rows.len(), 2 + 23 * 12 + 32);
     for &o in &rows {
@@ -614,7 +622,7 @@ async fn copy_new_orders(
 }
 
 async fn copy_fills(tx: &deadpool_postgres::Transaction<'_>, rows: &[FillRow]) -> Result<(), StoreError> {
-    let sink = tx.copy_in(&format!("COPY fills ({FILL_COLUMNS}) FROM STDIN BINARY")).await?;
+    let sink = tx.copy_in(&tx.prepare_cached(&format!("COPY fills ({FILL_COLUMNS}) FROM STDIN BINARY")).await?).await?;
     pin_mut!(sink);
     let mut out = CopyOut::new(rows.len(), 2 + 14 * 12);
     for x in rows {
@@ -694,7 +702,7 @@ fn order_map(rows: &[OrderRow]) -> MapRows {
 }
 
 async fn copy_map(tx: &deadpool_postgres::Transaction<'_>, table: MapTable, rows: &MapRows) -> Result<(), StoreError> {
-    let sink = tx.copy_in(&format!("COPY {} FROM STDIN BINARY", table.columns())).await?;
+    let sink = tx.copy_in(&tx.prepare_cached(&format!("COPY {} FROM STDIN BINARY", table.columns())).await?).await?;
     pin_mut!(sink);
     let ids: usize = rows.iter().map(|r| r.1.len()).sum();
     let mut out = CopyOut::new(rows.len(), 12 * ids / rows.len().max(1) + 48);
@@ -1005,10 +1013,17 @@ impl Store for PgStore {
     }
 
     async fn apply(&self, f: Arc<Flush>) -> Result<(), StoreError> {
-        self.write_after(f, std::future::ready(Ok(()))).await
+        self.write_after(f, std::future::ready(Ok(()))).await.map(|_| ())
     }
 
     async fn apply_after<P>(&self, f: Arc<Flush>, previous: P) -> Result<(), StoreError>
+    where
+        P: std::future::Future<Output = Result<(), StoreError>> + Send,
+    {
+        self.write_after(f, previous).await.map(|_| ())
+    }
+
+    async fn apply_timed<P>(&self, f: Arc<Flush>, previous: P) -> Result<FlushStages, StoreError>
     where
         P: std::future::Future<Output = Result<(), StoreError>> + Send,
     {
