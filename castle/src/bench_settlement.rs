@@ -44,10 +44,11 @@ pub struct SettlementBenchArgs {
     #[arg(long, default_value_t = ConsumerConfig::default().max_flush_rows)]
     pub max_flush_rows: usize,
     /// Runs to do, in this order (comma-separated; default all, in the order of [`RUNS`]):
-    /// reference, copy, copy-eager, copy-interval, copy-before, copy1, v3-pglz, v2-indexes,
-    /// unnest, copy-v4, single, sqlite, lag, lag-eager, lag-interval, lag-before, lag-v4
-    /// (-eager: flush interval 0 and 2 in flight, the rule before settle9; -interval: 10 ms
-    /// and 4 in flight; copy-before: the write path before session settle5; copy-v4 / lag-v4:
+    /// reference, copy, copy-eager, copy-interval, copy-unprepared, copy-before, copy1, v3-pglz,
+    /// v2-indexes, unnest, copy-v4, single, sqlite, lag, lag-eager, lag-interval, lag-unprepared,
+    /// lag-before, lag-v4 (-eager: flush interval 0 and 2 in flight, the rule before settle9;
+    /// -interval: 10 ms and 4 in flight; -unprepared: COPY statements parsed on every flush,
+    /// as before settle9; copy-before: the write path before session settle5; copy-v4 / lag-v4:
     /// the version 4 history schema, account btrees instead of maps).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
@@ -85,11 +86,12 @@ const V4_HISTORY: &str = "CREATE INDEX fills_maker_account ON fills (maker_accou
     ALTER TABLE orders DROP CONSTRAINT orders_pkey, ADD CONSTRAINT orders_pkey PRIMARY KEY (account, order_id)";
 
 /// Every run, in the default order.
-const RUNS: [&str; 17] = [
+const RUNS: [&str; 19] = [
     "reference",
     "copy",
     "copy-eager",
     "copy-interval",
+    "copy-unprepared",
     "copy-before",
     "copy1",
     "v3-pglz",
@@ -101,6 +103,7 @@ const RUNS: [&str; 17] = [
     "lag",
     "lag-eager",
     "lag-interval",
+    "lag-unprepared",
     "lag-before",
     "lag-v4",
 ];
@@ -121,6 +124,8 @@ enum Path {
     Settle5,
     /// The version 4 history schema: account btrees on fills and orders, no history maps.
     V4,
+    /// Before settle9: every COPY statement parsed again on every flush.
+    Unprepared,
 }
 
 fn stream(seed: u64, fills: u64) -> (Vec<EngineBatch>, u64) {
@@ -176,6 +181,7 @@ async fn pg_store(admin: &str, name: &str, mode: WriteMode, extra_sql: &str, bef
         Path::Current => {}
         Path::Settle5 => store = store.with_sorted_orders(false),
         Path::V4 => store = store.with_history_maps(false),
+        Path::Unprepared => store = store.with_prepared_copies(false),
     }
     if !extra_sql.is_empty() {
         let (client, conn) = tokio_postgres_connect(&url).await?;
@@ -273,6 +279,7 @@ pub fn run(a: SettlementBenchArgs) -> Result<()> {
                 "copy" => Some(("postgres batched, binary COPY", WriteMode::Copy, configured, "", Path::Current)),
                 "copy-eager" => Some(("postgres COPY, eager (0 ms, 2 in flight)", WriteMode::Copy, EAGER, "", Path::Current)),
                 "copy-interval" => Some(("postgres COPY, 10 ms interval, 4 in flight", WriteMode::Copy, INTERVAL, "", Path::Current)),
+                "copy-unprepared" => Some(("postgres COPY, statements parsed per flush", WriteMode::Copy, configured, "", Path::Unprepared)),
                 "copy-before" => Some(("postgres COPY, write path before settle5", WriteMode::Copy, configured, "", Path::Settle5)),
                 "copy1" => Some(("postgres batched, COPY, 1 in flight", WriteMode::Copy, (1, configured.1), "", Path::Current)),
                 "v3-pglz" => Some(("postgres COPY, version 3 pglz journal", WriteMode::Copy, configured, PGLZ_JOURNAL, Path::Current)),
@@ -285,6 +292,7 @@ pub fn run(a: SettlementBenchArgs) -> Result<()> {
                 "lag" => Some((Path::Current, "", configured)),
                 "lag-eager" => Some((Path::Current, "", EAGER)),
                 "lag-interval" => Some((Path::Current, "", INTERVAL)),
+                "lag-unprepared" => Some((Path::Unprepared, "", configured)),
                 "lag-before" => Some((Path::Settle5, "", configured)),
                 "lag-v4" => Some((Path::V4, V4_HISTORY, configured)),
                 _ => None,
