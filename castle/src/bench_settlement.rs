@@ -35,14 +35,21 @@ pub struct SettlementBenchArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Flushes in flight (1-4) for the batched COPY run and the lag measurement.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = ConsumerConfig::default().pipeline)]
     pub pipeline: usize,
+    /// The consumer's flush interval in milliseconds (0: eager) for `copy` and `lag`.
+    #[arg(long, default_value_t = ConsumerConfig::default().flush_interval.as_millis() as u64)]
+    pub flush_interval_ms: u64,
     /// Entries + fills at which a flush stops growing (the consumer's `max_flush_rows`).
     #[arg(long, default_value_t = ConsumerConfig::default().max_flush_rows)]
     pub max_flush_rows: usize,
-    /// Runs to do (comma-separated; default all): reference, copy, copy1, v3-pglz, v2-indexes,
-    /// unnest, single, sqlite, lag, lag-before, lag-v4 (copy-before: the write path before session
-    /// settle5; copy-v4 / lag-v4: the version 4 history schema, account btrees instead of maps).
+    /// Runs to do, in this order (comma-separated; default all, in the order of [`RUNS`]):
+    /// reference, copy, copy-eager, copy-interval, copy-unprepared, copy-before, copy1, v3-pglz,
+    /// v2-indexes, unnest, copy-v4, single, sqlite, lag, lag-eager, lag-interval, lag-unprepared,
+    /// lag-before, lag-v4 (-eager: flush interval 0 and 2 in flight, the rule before settle9;
+    /// -interval: 10 ms and 4 in flight; -unprepared: COPY statements parsed on every flush,
+    /// as before settle9; copy-before: the write path before session settle5; copy-v4 / lag-v4:
+    /// the version 4 history schema, account btrees instead of maps).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Start the throwaway cluster with PostgreSQL's default settings instead of the
@@ -78,6 +85,37 @@ const V4_HISTORY: &str = "CREATE INDEX fills_maker_account ON fills (maker_accou
     CREATE INDEX fills_taker_account ON fills (taker_account, trade_id); \
     ALTER TABLE orders DROP CONSTRAINT orders_pkey, ADD CONSTRAINT orders_pkey PRIMARY KEY (account, order_id)";
 
+/// Every run, in the default order.
+const RUNS: [&str; 19] = [
+    "reference",
+    "copy",
+    "copy-eager",
+    "copy-interval",
+    "copy-unprepared",
+    "copy-before",
+    "copy1",
+    "v3-pglz",
+    "v2-indexes",
+    "unnest",
+    "copy-v4",
+    "single",
+    "sqlite",
+    "lag",
+    "lag-eager",
+    "lag-interval",
+    "lag-unprepared",
+    "lag-before",
+    "lag-v4",
+];
+
+/// Flush timing of a run: (pipeline depth, flush interval).
+type Timing = (usize, Duration);
+
+/// The rule before settle9: start a flush as soon as one of 2 slots is free.
+const EAGER: Timing = (2, Duration::ZERO);
+/// Gather for up to 10 ms, 4 in flight.
+const INTERVAL: Timing = (4, Duration::from_millis(10));
+
 /// Which write path a run measures (same-run comparisons).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Path {
@@ -86,6 +124,8 @@ enum Path {
     Settle5,
     /// The version 4 history schema: account btrees on fills and orders, no history maps.
     V4,
+    /// Before settle9: every COPY statement parsed again on every flush.
+    Unprepared,
 }
 
 fn stream(seed: u64, fills: u64) -> (Vec<EngineBatch>, u64) {
@@ -101,8 +141,8 @@ async fn throughput<S: Store + Clone>(
     store: S,
     batches: &[EngineBatch],
     max_flush_rows: usize,
-    pipeline: usize,
-) -> Result<(f64, u64, f64)> {
+    (pipeline, flush_interval): Timing,
+) -> Result<(f64, Arc<Metrics>, f64)> {
     let src = VecSource::default();
     for b in batches {
         src.push(b.clone());
@@ -110,7 +150,7 @@ async fn throughput<S: Store + Clone>(
     let last = src.last_seq();
     let metrics = Arc::new(Metrics::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let cfg = ConsumerConfig { max_flush_rows, pipeline, ..ConsumerConfig::default() };
+    let cfg = ConsumerConfig { max_flush_rows, pipeline, flush_interval, ..ConsumerConfig::default() };
     let (start, cpu0) = (Instant::now(), client_cpu());
     let task = tokio::spawn(consumer::run(store, src, cfg, metrics.clone(), stop_rx));
     while metrics.applied_seq.load(Relaxed) < last {
@@ -120,7 +160,15 @@ async fn throughput<S: Store + Clone>(
     let (secs, cpu) = (start.elapsed().as_secs_f64(), client_cpu() - cpu0);
     let _ = stop_tx.send(true);
     task.await?.context("consumer")?;
-    Ok((secs, metrics.flushes.load(Relaxed), cpu))
+    Ok((secs, metrics, cpu))
+}
+
+/// One line of where the flushes' time went: per stage p50/p99/p99.9 in ms.
+fn stage_line(m: &Metrics) -> String {
+    match m.stage_us.lock() {
+        Ok(h) => format!("  flush stages p50/p99/p99.9 ms: {}", h.summary()),
+        Err(_) => String::new(),
+    }
 }
 
 /// `before`: an earlier write path (see [`Path`]), for same-run comparisons.
@@ -133,6 +181,7 @@ async fn pg_store(admin: &str, name: &str, mode: WriteMode, extra_sql: &str, bef
         Path::Current => {}
         Path::Settle5 => store = store.with_sorted_orders(false),
         Path::V4 => store = store.with_history_maps(false),
+        Path::Unprepared => store = store.with_prepared_copies(false),
     }
     if !extra_sql.is_empty() {
         let (client, conn) = tokio_postgres_connect(&url).await?;
@@ -206,7 +255,6 @@ pub fn run(a: SettlementBenchArgs) -> Result<()> {
             u
         }
     };
-    let want = |run: &str| a.only.is_empty() || a.only.iter().any(|o| o == run);
     rt.block_on(async move {
         let (client, conn) = tokio_postgres_connect(&admin).await?;
         let settings = {
@@ -222,135 +270,165 @@ pub fn run(a: SettlementBenchArgs) -> Result<()> {
         conn.abort();
         println!("settlement bench: {settings}; machine shared with other builds, numbers are noisy");
 
-        if want("reference") {
-            let ceiling_url = pg::create_database(&admin, "castle_bench_ceiling").await.map_err(anyhow::Error::msg)?;
-            let ceiling = castle_settlement::postgres::copy_ceiling(&ceiling_url, 1_000_000).await?;
-            println!("{:<40} {ceiling:>10.0} rows/s  (binary COPY, 10 BIGINT columns, no index: this server now)", "reference");
-        }
-
-        let (batches, fills) = stream(a.seed, a.fills);
-        println!("stream: {} commands, {fills} fills", batches.len());
+        let order: Vec<&str> = if a.only.is_empty() { RUNS.to_vec() } else { a.only.iter().map(String::as_str).collect() };
+        let mut copy_stream: Option<(Vec<EngineBatch>, u64)> = None;
         let mut results = Vec::new();
-        for (run, (name, label, mode, pipeline, extra, before)) in [
-            ("copy", "postgres batched, binary COPY", WriteMode::Copy, a.pipeline, "", Path::Current),
-            ("copy-before", "postgres COPY, write path before settle5", WriteMode::Copy, a.pipeline, "", Path::Settle5),
-            ("copy1", "postgres batched, COPY, 1 in flight", WriteMode::Copy, 1, "", Path::Current),
-            ("v3-pglz", "postgres COPY, version 3 pglz journal", WriteMode::Copy, a.pipeline, PGLZ_JOURNAL, Path::Current),
-            ("v2-indexes", "postgres COPY, version 2 indexes", WriteMode::Copy, a.pipeline, V2_INDEXES, Path::V4),
-            ("unnest", "postgres batched, unnest", WriteMode::Unnest, a.pipeline, "", Path::Current),
-            ("copy-v4", "postgres COPY, version 4 history btrees", WriteMode::Copy, a.pipeline, V4_HISTORY, Path::V4),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            if !want(name) {
-                continue;
-            }
-            let db = format!("castle_bench_run{run}");
-            let s = pg_store(&admin, &db, mode, extra, before).await?;
-            let wal0 = wal_lsn(&admin).await?;
-            let srv0 = server_cpu(&admin).await;
-            let (secs, flushes, cpu) = throughput(s, &batches, a.max_flush_rows, pipeline).await?;
-            let per_fill = |s: f64| s * 1e6 / fills as f64;
-            let client = per_fill(cpu);
-            let server = match (srv0, server_cpu(&admin).await) {
-                (Some(a), Some(b)) => format!("{:.1}", per_fill(b - a)),
-                _ => "?".into(),
+        let configured: Timing = (a.pipeline, Duration::from_millis(a.flush_interval_ms));
+        for (run, name) in order.into_iter().enumerate() {
+            let copy_row = match name {
+                "copy" => Some(("postgres batched, binary COPY", WriteMode::Copy, configured, "", Path::Current)),
+                "copy-eager" => Some(("postgres COPY, eager (0 ms, 2 in flight)", WriteMode::Copy, EAGER, "", Path::Current)),
+                "copy-interval" => Some(("postgres COPY, 10 ms interval, 4 in flight", WriteMode::Copy, INTERVAL, "", Path::Current)),
+                "copy-unprepared" => Some(("postgres COPY, statements parsed per flush", WriteMode::Copy, configured, "", Path::Unprepared)),
+                "copy-before" => Some(("postgres COPY, write path before settle5", WriteMode::Copy, configured, "", Path::Settle5)),
+                "copy1" => Some(("postgres batched, COPY, 1 in flight", WriteMode::Copy, (1, configured.1), "", Path::Current)),
+                "v3-pglz" => Some(("postgres COPY, version 3 pglz journal", WriteMode::Copy, configured, PGLZ_JOURNAL, Path::Current)),
+                "v2-indexes" => Some(("postgres COPY, version 2 indexes", WriteMode::Copy, configured, V2_INDEXES, Path::V4)),
+                "unnest" => Some(("postgres batched, unnest", WriteMode::Unnest, configured, "", Path::Current)),
+                "copy-v4" => Some(("postgres COPY, version 4 history btrees", WriteMode::Copy, configured, V4_HISTORY, Path::V4)),
+                _ => None,
             };
-            let wal = (wal_lsn(&admin).await? - wal0) as f64 / fills as f64;
-            let rate = fills as f64 / secs;
-            println!(
-                "{label:<40} {rate:>10.0} fills/s  ({fills} fills in {secs:.2} s, {flushes} transactions, {wal:.0} WAL bytes/fill, CPU us/fill: consumer {client:.1}, server {server})"
-            );
-            results.push((label, rate));
-        }
-        if want("single") {
-            let (base, base_fills) = stream(a.seed, a.baseline_fills);
-            let s = pg_store(&admin, "castle_bench_single", WriteMode::Copy, "", Path::Current).await?;
-            let (secs, flushes, _) = throughput(s, &base, 1, 1).await?;
-            let base_rate = base_fills as f64 / secs;
-            println!(
-                "{:<40} {base_rate:>10.0} fills/s  ({base_fills} fills in {secs:.2} s, {flushes} transactions)",
-                "postgres one transaction per command"
-            );
-            for (label, rate) in &results {
-                println!("  {label}: {:.0}x the one-transaction-per-command baseline", rate / base_rate);
-            }
-        }
-        if want("sqlite") {
-            let dir = tempfile::tempdir()?;
-            let s = SqliteStore::open(dir.path().join("bench.sqlite"))?;
-            let (secs, flushes, _) = throughput(s, &batches, a.max_flush_rows, 1).await?;
-            println!(
-                "{:<40} {:>10.0} fills/s  ({fills} fills in {secs:.2} s, {flushes} transactions, synchronous=FULL)",
-                "sqlite batched",
-                fills as f64 / secs
-            );
-        }
-        for (name, before, extra) in [("lag", Path::Current, ""), ("lag-before", Path::Settle5, ""), ("lag-v4", Path::V4, V4_HISTORY)] {
-            if !want(name) {
-                continue;
-            }
-
-            // Lag at a steady rate: batches stamped with the wall clock when handed over.
-            let s = pg_store(&admin, &format!("castle_bench_{}", name.replace('-', "_")), WriteMode::Copy, extra, before).await?;
-            let need = a.rate * a.seconds;
-            let (lag_batches, _) = stream(a.seed + 1, need + 1_000);
-            let src = VecSource::default();
-            let metrics = Arc::new(Metrics::default());
-            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-            let task = tokio::spawn(consumer::run(
-                s,
-                src.clone(),
-                ConsumerConfig { pipeline: a.pipeline, max_flush_rows: a.max_flush_rows, ..ConsumerConfig::default() },
-                metrics.clone(),
-                stop_rx,
-            ));
-            let pacer = {
-                let src = src.clone();
-                let rate = a.rate;
-                std::thread::spawn(move || {
-                    let start = Instant::now();
-                    let mut sent = 0u64;
-                    let mut it = lag_batches.into_iter();
-                    while sent < need {
-                        let due = (start.elapsed().as_secs_f64() * rate as f64) as u64;
-                        while sent < due.min(need) {
-                            let Some(mut b) = it.next() else { return sent };
-                            let now = castle_now();
-                            b.ts = now;
-                            for e in &mut b.events {
-                                e.ts = now;
-                            }
-                            sent += b.events.iter().filter(|e| matches!(e.kind, castle_engine::EventKind::Trade { .. })).count() as u64;
-                            src.push(b);
-                        }
-                        std::thread::sleep(Duration::from_micros(500));
-                    }
-                    sent
-                })
+            let lag_row = match name {
+                "lag" => Some((Path::Current, "", configured)),
+                "lag-eager" => Some((Path::Current, "", EAGER)),
+                "lag-interval" => Some((Path::Current, "", INTERVAL)),
+                "lag-unprepared" => Some((Path::Unprepared, "", configured)),
+                "lag-before" => Some((Path::Settle5, "", configured)),
+                "lag-v4" => Some((Path::V4, V4_HISTORY, configured)),
+                _ => None,
             };
-            let sent = tokio::task::spawn_blocking(move || pacer.join()).await?.map_err(|_| anyhow::anyhow!("pacer panicked"))?;
-            let last = src.last_seq();
-            while metrics.applied_seq.load(Relaxed) < last {
-                tokio::time::sleep(Duration::from_millis(1)).await;
+            if name == "reference" {
+                let ceiling_url = pg::create_database(&admin, "castle_bench_ceiling").await.map_err(anyhow::Error::msg)?;
+                let ceiling = castle_settlement::postgres::copy_ceiling(&ceiling_url, 1_000_000).await?;
+                println!("{:<40} {ceiling:>10.0} rows/s  (binary COPY, 10 BIGINT columns, no index: this server now)", "reference");
+            } else if let Some((label, mode, timing, extra, before)) = copy_row {
+                let (batches, fills) = copy_stream.get_or_insert_with(|| {
+                    let s = stream(a.seed, a.fills);
+                    println!("stream: {} commands, {} fills", s.0.len(), s.1);
+                    s
+                });
+                let fills = *fills;
+                let db = format!("castle_bench_run{run}");
+                let s = pg_store(&admin, &db, mode, extra, before).await?;
+                let wal0 = wal_lsn(&admin).await?;
+                let srv0 = server_cpu(&admin).await;
+                let (secs, metrics, cpu) = throughput(s, batches, a.max_flush_rows, timing).await?;
+                let per_fill = |s: f64| s * 1e6 / fills as f64;
+                let client = per_fill(cpu);
+                let server = match (srv0, server_cpu(&admin).await) {
+                    (Some(a), Some(b)) => format!("{:.1}", per_fill(b - a)),
+                    _ => "?".into(),
+                };
+                let wal = (wal_lsn(&admin).await? - wal0) as f64 / fills as f64;
+                let rate = fills as f64 / secs;
+                println!(
+                    "{label:<40} {rate:>10.0} fills/s  ({fills} fills in {secs:.2} s, {} transactions, {wal:.0} WAL bytes/fill, CPU us/fill: consumer {client:.1}, server {server})",
+                    metrics.flushes.load(Relaxed)
+                );
+                println!("{}", stage_line(&metrics));
+                results.push((label, rate));
+            } else if name == "single" {
+                let (base, base_fills) = stream(a.seed, a.baseline_fills);
+                let s = pg_store(&admin, "castle_bench_single", WriteMode::Copy, "", Path::Current).await?;
+                let (secs, metrics, _) = throughput(s, &base, 1, (1, Duration::ZERO)).await?;
+                let base_rate = base_fills as f64 / secs;
+                println!(
+                    "{:<40} {base_rate:>10.0} fills/s  ({base_fills} fills in {secs:.2} s, {} transactions)",
+                    "postgres one transaction per command",
+                    metrics.flushes.load(Relaxed)
+                );
+                for (label, rate) in &results {
+                    println!("  {label}: {:.0}x the one-transaction-per-command baseline", rate / base_rate);
+                }
+            } else if name == "sqlite" {
+                let (batches, fills) = copy_stream.get_or_insert_with(|| stream(a.seed, a.fills));
+                let fills = *fills;
+                let dir = tempfile::tempdir()?;
+                let s = SqliteStore::open(dir.path().join("bench.sqlite"))?;
+                let (secs, metrics, _) = throughput(s, batches, a.max_flush_rows, (1, configured.1)).await?;
+                println!(
+                    "{:<40} {:>10.0} fills/s  ({fills} fills in {secs:.2} s, {} transactions, synchronous=FULL)",
+                    "sqlite batched",
+                    fills as f64 / secs,
+                    metrics.flushes.load(Relaxed)
+                );
+            } else if let Some((before, extra, (pipeline, flush_interval))) = lag_row {
+                lag(&a, &admin, name, before, extra, pipeline, flush_interval).await?;
+            } else {
+                anyhow::bail!("unknown run {name:?} (runs: {})", RUNS.join(", "));
             }
-            let _ = stop_tx.send(true);
-            task.await?.context("consumer")?;
-            let h = metrics.lag_us.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
-            println!(
-                "{name:<10} at {} fills/s for {} s ({sent} fills, {} transactions): p50 {:.1} ms  p99 {:.1} ms  p99.9 {:.1} ms  max {:.1} ms",
-                a.rate,
-                a.seconds,
-                metrics.flushes.load(Relaxed),
-                h.value_at_quantile(0.5) as f64 / 1e3,
-                h.value_at_quantile(0.99) as f64 / 1e3,
-                h.value_at_quantile(0.999) as f64 / 1e3,
-                h.max() as f64 / 1e3
-            );
         }
         anyhow::Ok(())
     })
+}
+
+/// Lag at a steady rate: batches stamped with the wall clock when handed over.
+async fn lag(
+    a: &SettlementBenchArgs,
+    admin: &str,
+    name: &str,
+    before: Path,
+    extra: &str,
+    pipeline: usize,
+    flush_interval: Duration,
+) -> Result<()> {
+    let s =
+        pg_store(admin, &format!("castle_bench_{}", name.replace('-', "_")), WriteMode::Copy, extra, before).await?;
+    let need = a.rate * a.seconds;
+    let (lag_batches, _) = stream(a.seed + 1, need + 1_000);
+    let src = VecSource::default();
+    let metrics = Arc::new(Metrics::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let cfg =
+        ConsumerConfig { pipeline, flush_interval, max_flush_rows: a.max_flush_rows, ..ConsumerConfig::default() };
+    let task = tokio::spawn(consumer::run(s, src.clone(), cfg, metrics.clone(), stop_rx));
+    let pacer = {
+        let src = src.clone();
+        let rate = a.rate;
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            let mut sent = 0u64;
+            let mut it = lag_batches.into_iter();
+            while sent < need {
+                let due = (start.elapsed().as_secs_f64() * rate as f64) as u64;
+                while sent < due.min(need) {
+                    let Some(mut b) = it.next() else { return sent };
+                    let now = castle_now();
+                    b.ts = now;
+                    for e in &mut b.events {
+                        e.ts = now;
+                    }
+                    sent += b.events.iter().filter(|e| matches!(e.kind, castle_engine::EventKind::Trade { .. })).count()
+                        as u64;
+                    src.push(b);
+                }
+                std::thread::sleep(Duration::from_micros(500));
+            }
+            sent
+        })
+    };
+    let sent =
+        tokio::task::spawn_blocking(move || pacer.join()).await?.map_err(|_| anyhow::anyhow!("pacer panicked"))?;
+    let last = src.last_seq();
+    while metrics.applied_seq.load(Relaxed) < last {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let _ = stop_tx.send(true);
+    task.await?.context("consumer")?;
+    let h = metrics.lag_us.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
+    println!(
+        "{name:<12} at {} fills/s for {} s ({sent} fills, {} transactions, {pipeline} in flight, interval {} ms): p50 {:.1} ms  p99 {:.1} ms  p99.9 {:.1} ms  max {:.1} ms",
+        a.rate,
+        a.seconds,
+        metrics.flushes.load(Relaxed),
+        flush_interval.as_millis(),
+        h.value_at_quantile(0.5) as f64 / 1e3,
+        h.value_at_quantile(0.99) as f64 / 1e3,
+        h.value_at_quantile(0.999) as f64 / 1e3,
+        h.max() as f64 / 1e3
+    );
+    println!("{}", stage_line(&metrics));
+    Ok(())
 }
 
 fn castle_now() -> u64 {

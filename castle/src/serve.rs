@@ -102,7 +102,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let metrics = crate::metrics::Metrics::default();
     let md = crate::serve_marketdata::start(&args.md, link.clone(), &metrics)?;
     let metrics_server = crate::metrics::serve(&args.metrics, metrics.clone()).await?;
-    let settlement = crate::serve_settlement::start(&args.data_dir, link.clone()).await?;
+    let settlement = crate::serve_settlement::start(&args.data_dir, link.clone(), &metrics).await?;
     let archive = crate::serve_archive::start(&args.archive, &args.data_dir, link.clone(), &metrics).await?;
     let server = serve_fix(config, link.clone()).await.context("starting the FIX gateway")?;
     let (rest, rest_lines) = crate::serve_rest::start(&args.rest, link, &args.data_dir).await?;

@@ -1,6 +1,7 @@
 //! Settlement inside `castle serve`: the consumer runs in process on the in-process engine
 //! link, into `<data-dir>/settlement.sqlite` (or the ledger named by `CASTLE_SETTLEMENT_DB`,
-//! e.g. a `postgres://` URL). `CASTLE_SETTLEMENT_METRICS=ADDR` serves its metrics.
+//! e.g. a `postgres://` URL). Its metrics (lag, counters, flush stages) are part of
+//! `castle serve`'s `/metrics`; `CASTLE_SETTLEMENT_METRICS=ADDR` also serves them alone.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -60,11 +61,17 @@ async fn open_resumable(url: &LedgerUrl, link: &Arc<dyn EngineLink>) -> Result<A
 }
 
 /// Starts the consumer on `link`. Call [`Settlement::stop`] at shutdown.
-pub async fn start(data_dir: &Path, link: Arc<dyn EngineLink>) -> Result<Settlement> {
+pub async fn start(
+    data_dir: &Path,
+    link: Arc<dyn EngineLink>,
+    registry: &crate::metrics::Metrics,
+) -> Result<Settlement> {
     std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
     let url = ledger_url(data_dir);
     let store = open_resumable(&url, &link).await?;
     let metrics = Arc::new(Metrics::default());
+    let m = metrics.clone();
+    registry.register(move |out: &mut String| out.push_str(&m.render()));
     if let Ok(addr) = std::env::var("CASTLE_SETTLEMENT_METRICS") {
         let l = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("binding {addr}"))?;
         println!("settlement metrics on http://{}/metrics", l.local_addr()?);

@@ -71,6 +71,13 @@ pub struct SettlementArgs {
     /// Largest flush (entries + fills) per database transaction.
     #[arg(long, default_value_t = 100_000)]
     pub max_flush_rows: usize,
+    /// Flushes in flight at once (1-4; each needs a pooled connection, see --pool-size).
+    #[arg(long, default_value_t = ConsumerConfig::default().pipeline)]
+    pub pipeline: usize,
+    /// How long a flush may gather batches before it starts, in ms (0: start as soon as a
+    /// pipeline slot is free).
+    #[arg(long, default_value_t = ConsumerConfig::default().flush_interval.as_millis() as u64)]
+    pub flush_interval_ms: u64,
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -95,7 +102,12 @@ pub fn run_settlement(a: SettlementArgs) -> Result<()> {
         // Tests and scripts read this line.
         println!("castle settlement running: {} ledger at seq {applied}, engine {}", store.backend(), a.engine);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let cfg = ConsumerConfig { max_flush_rows: a.max_flush_rows, ..ConsumerConfig::default() };
+        let cfg = ConsumerConfig {
+            max_flush_rows: a.max_flush_rows,
+            pipeline: a.pipeline,
+            flush_interval: std::time::Duration::from_millis(a.flush_interval_ms),
+            ..ConsumerConfig::default()
+        };
         let task =
             tokio::spawn(consumer::run(store, TcpSource { addr: a.engine.clone() }, cfg, metrics.clone(), stop_rx));
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -8,7 +8,7 @@ use castle_engine::{AccountId, InstrumentId, OrderId, Seq};
 use crate::ledger::{AccountFill, BalanceRow, Entry, Flush, LedgerState, OrderRow, Page};
 use crate::postgres::{PgConfig, PgStore};
 use crate::sqlite::SqliteStore;
-use crate::store::{EntryTotal, Store, StoreError};
+use crate::store::{EntryTotal, FlushStages, Store, StoreError};
 
 #[derive(Clone)]
 pub enum AnyStore {
@@ -68,6 +68,12 @@ impl Store for AnyStore {
         P: std::future::Future<Output = Result<(), StoreError>> + Send,
     {
         each!(self, s => s.apply_after(flush, previous).await)
+    }
+    async fn apply_timed<P>(&self, flush: Arc<Flush>, previous: P) -> Result<FlushStages, StoreError>
+    where
+        P: std::future::Future<Output = Result<(), StoreError>> + Send,
+    {
+        each!(self, s => s.apply_timed(flush, previous).await)
     }
     async fn applied_seq(&self) -> Result<Seq, StoreError> {
         each!(self, s => s.applied_seq().await)

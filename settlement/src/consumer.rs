@@ -18,12 +18,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{oneshot, watch};
+use tokio::time::Instant;
 
 use crate::ledger::Flush;
 use crate::metrics::Metrics;
 use crate::projector::{ProjectError, Projector};
 use crate::source::{Source, SourceError};
-use crate::store::{Store, StoreError};
+use crate::store::{FlushStages, Store, StoreError};
 
 #[derive(Clone, Debug)]
 pub struct ConsumerConfig {
@@ -36,11 +37,22 @@ pub struct ConsumerConfig {
     /// Flushes in flight at once (1 to 4). With 2, the next flush writes its own rows while
     /// the previous one settles and commits; their compare-and-sets stay in order.
     pub pipeline: usize,
+    /// How long a flush may gather batches before it starts: a flush starts once a pipeline
+    /// slot is free and its first batch has waited this long (or it is full, or the stream
+    /// ended). Zero: start as soon as a slot is free (eager). Fewer, larger transactions
+    /// lower the fixed cost per fill; a flush never waits longer than this for the timer.
+    pub flush_interval: Duration,
 }
 
 impl Default for ConsumerConfig {
     fn default() -> Self {
-        ConsumerConfig { max_flush_rows: 100_000, channel: 65_536, retry: Duration::from_millis(200), pipeline: 2 }
+        ConsumerConfig {
+            max_flush_rows: 100_000,
+            channel: 65_536,
+            retry: Duration::from_millis(200),
+            pipeline: 2,
+            flush_interval: Duration::ZERO,
+        }
     }
 }
 
@@ -99,7 +111,10 @@ pub async fn run<S: Store + Clone>(
     }
 }
 
-type Inflight = tokio::task::JoinHandle<Result<Arc<Flush>, StoreError>>;
+/// A flush's outcome: the flush, the time its first batch was queued before it started,
+/// and the backend's stages.
+type Done = (Arc<Flush>, Duration, FlushStages);
+type Inflight = tokio::task::JoinHandle<Result<Done, StoreError>>;
 
 /// The flushes in flight, oldest first; each one's commit gates the next one's.
 struct Pipeline {
@@ -109,7 +124,7 @@ struct Pipeline {
 }
 
 impl Pipeline {
-    fn start<S: Store + Clone>(&mut self, store: &S, f: Flush) {
+    fn start<S: Store + Clone>(&mut self, store: &S, f: Flush, queued: Duration) {
         let f = Arc::new(f);
         let s = store.clone();
         let (done_tx, done_rx) = oneshot::channel();
@@ -124,24 +139,25 @@ impl Pipeline {
                     },
                 }
             };
-            let r = s.apply_after(f.clone(), previous).await;
+            let r = s.apply_timed(f.clone(), previous).await;
             let _ = done_tx.send(r.is_ok());
-            r.map(|()| f)
+            r.map(|stages| (f, queued, stages))
         }));
     }
 
     /// The oldest flush's outcome, once it is done.
     fn done(
         &mut self,
-        r: Result<Result<Arc<Flush>, StoreError>, tokio::task::JoinError>,
+        r: Result<Result<Done, StoreError>, tokio::task::JoinError>,
         metrics: &Metrics,
     ) -> Result<(), ConsumerError> {
         self.tasks.pop_front();
         if self.tasks.is_empty() {
             self.newest = None;
         }
-        let f = r.map_err(|e| StoreError::Config(format!("flush task: {e}")))??;
+        let (f, queued, stages) = r.map_err(|e| StoreError::Config(format!("flush task: {e}")))??;
         metrics.committed(&f);
+        metrics.stages(queued, &stages);
         Ok(())
     }
 
@@ -175,8 +191,15 @@ async fn run_once<S: Store + Clone>(
     let mut inflight = Pipeline { tasks: VecDeque::new(), newest: None };
     let depth = cfg.pipeline.clamp(1, 4);
     let mut ended = false;
+    // When the first batch of the pending flush arrived (None: nothing pending).
+    let mut pending_since: Option<Instant> = None;
     loop {
         let room = proj.pending_rows() < cfg.max_flush_rows;
+        // The pending flush waits for the interval only while a slot is free for it.
+        let deadline = match pending_since {
+            Some(t) if inflight.tasks.len() < depth && room && !ended => Some(t + cfg.flush_interval),
+            _ => None,
+        };
         tokio::select! {
             biased;
             _ = shutdown.changed() => {
@@ -189,8 +212,10 @@ async fn run_once<S: Store + Clone>(
                     return Err(e);
                 }
             }
+            () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some_and(|d| d > Instant::now()) => {}
             b = rx.recv(), if !ended && room => match b {
                 Some(b) => {
+                    pending_since.get_or_insert_with(Instant::now);
                     metrics.saw_engine_seq(b.seq);
                     proj.project(&b)?;
                     // Take what is already queued, without waiting.
@@ -212,9 +237,19 @@ async fn run_once<S: Store + Clone>(
             },
         }
         if inflight.tasks.len() < depth {
-            if let Some(f) = proj.take_flush() {
-                inflight.start(store, f);
-            } else if ended && inflight.tasks.is_empty() {
+            let now = Instant::now();
+            let due = match pending_since {
+                Some(t) => ended || proj.pending_rows() >= cfg.max_flush_rows || now >= t + cfg.flush_interval,
+                None => false,
+            };
+            if due {
+                if let Some(f) = proj.take_flush() {
+                    let queued = pending_since.take().map(|t| now - t).unwrap_or_default();
+                    inflight.start(store, f, queued);
+                } else {
+                    pending_since = None;
+                }
+            } else if ended && pending_since.is_none() && inflight.tasks.is_empty() {
                 return Err(ConsumerError::StreamEnded);
             }
         }

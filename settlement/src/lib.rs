@@ -34,4 +34,4 @@ pub use projector::{ProjectError, Projector};
 pub use reconcile::{reconcile, EngineView, Report};
 pub use source::{LinkSource, Source, SourceError, TcpSource};
 pub use sqlite::SqliteStore;
-pub use store::{EntryTotal, Store, StoreError};
+pub use store::{EntryTotal, FlushStages, Store, StoreError};

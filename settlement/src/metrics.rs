@@ -8,6 +8,41 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use crate::ledger::Flush;
+use crate::store::FlushStages;
+
+/// The stages of a flush, in the order they happen (see [`FlushStages`]); `queue` is the time
+/// the flush's first batch waited in the consumer before the flush started.
+pub const STAGES: [&str; 6] = ["queue", "begin", "append", "wait", "settle", "commit"];
+
+/// One histogram (microseconds) per [`STAGES`] entry, one value per committed flush.
+#[derive(Clone, Debug)]
+pub struct StageHistograms(pub [Histogram<u64>; 6]);
+
+impl Default for StageHistograms {
+    fn default() -> Self {
+        StageHistograms(std::array::from_fn(|_| {
+            Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
+        }))
+    }
+}
+
+impl StageHistograms {
+    /// The histogram of a stage named in [`STAGES`].
+    pub fn get(&self, stage: &str) -> Option<&Histogram<u64>> {
+        STAGES.iter().position(|s| *s == stage).map(|k| &self.0[k])
+    }
+
+    /// `stage p50/p99/p99.9 ms` for every stage, one line (benchmark output).
+    pub fn summary(&self) -> String {
+        let ms = |h: &Histogram<u64>, q: f64| if h.is_empty() { 0.0 } else { h.value_at_quantile(q) as f64 / 1e3 };
+        STAGES
+            .iter()
+            .zip(&self.0)
+            .map(|(name, h)| format!("{name} {:.2}/{:.2}/{:.2}", ms(h, 0.5), ms(h, 0.99), ms(h, 0.999)))
+            .collect::<Vec<_>>()
+            .join("  ")
+    }
+}
 
 /// Counters and gauges of one consumer. Cheap to update (atomics; one short lock per flush).
 pub struct Metrics {
@@ -23,6 +58,8 @@ pub struct Metrics {
     pub retries: AtomicU64,
     /// Engine time to commit time of every batch (command), in microseconds.
     pub lag_us: Mutex<Histogram<u64>>,
+    /// Where each committed flush's time went, per stage (microseconds).
+    pub stage_us: Mutex<StageHistograms>,
 }
 
 impl Default for Metrics {
@@ -36,6 +73,7 @@ impl Default for Metrics {
             entries: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             lag_us: Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")),
+            stage_us: Mutex::new(StageHistograms::default()),
         }
     }
 }
@@ -69,6 +107,16 @@ impl Metrics {
             }
             for ts in &f.batch_ts {
                 let _ = h.record((now.saturating_sub(*ts) / 1_000).clamp(1, 600_000_000));
+            }
+        }
+    }
+
+    /// Records one committed flush's stages: `queued` is its first batch's wait in the
+    /// consumer, the rest comes from the backend.
+    pub(crate) fn stages(&self, queued: std::time::Duration, st: &FlushStages) {
+        if let Ok(mut h) = self.stage_us.lock() {
+            for (k, d) in [queued, st.begin, st.append, st.wait, st.settle, st.commit].into_iter().enumerate() {
+                let _ = h.0[k].record((d.as_micros() as u64).clamp(1, 600_000_000));
             }
         }
     }
@@ -116,6 +164,24 @@ impl Metrics {
                 s.push_str(&format!("castle_settlement_lag_seconds{{quantile=\"{q}\"}} {v}\n"));
             }
             s.push_str(&format!("castle_settlement_lag_seconds_count {}\n", h.len()));
+        }
+        if let Ok(h) = self.stage_us.lock() {
+            s.push_str(
+                "# HELP castle_settlement_flush_stage_seconds Time of each committed flush per stage (queue: first batch to \
+                 flush start; begin; append: rows only this flush holds; wait: previous flush's commit; settle; commit).\n",
+            );
+            s.push_str("# TYPE castle_settlement_flush_stage_seconds summary\n");
+            for (name, h) in STAGES.iter().zip(&h.0) {
+                for q in [0.5, 0.99, 0.999] {
+                    let v = if h.is_empty() { 0.0 } else { h.value_at_quantile(q) as f64 / 1e6 };
+                    s.push_str(&format!(
+                        "castle_settlement_flush_stage_seconds{{stage=\"{name}\",quantile=\"{q}\"}} {v}\n"
+                    ));
+                }
+                let sum = h.mean() * h.len() as f64 / 1e6;
+                s.push_str(&format!("castle_settlement_flush_stage_seconds_sum{{stage=\"{name}\"}} {sum}\n"));
+                s.push_str(&format!("castle_settlement_flush_stage_seconds_count{{stage=\"{name}\"}} {}\n", h.len()));
+            }
         }
         s
     }
@@ -174,6 +240,8 @@ mod tests {
         m.saw_engine_seq(42);
         let ts = now_nanos();
         m.committed(&Flush { prev_seq: 0, seq: 40, batches: 3, batch_ts: vec![ts; 3], ..Flush::default() });
+        let ms = std::time::Duration::from_millis;
+        m.stages(ms(0), &FlushStages { wait: ms(3), append: ms(2), ..FlushStages::default() });
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
         tokio::spawn(serve_metrics(l, m));
@@ -182,6 +250,10 @@ mod tests {
         assert!(ok.contains("\ncastle_settlement_lag_seq 2\n"), "{ok}");
         assert!(ok.contains("\ncastle_settlement_applied_seq 40\n"), "{ok}");
         assert!(ok.contains("castle_settlement_lag_seconds_count 3\n"), "{ok}");
+        assert!(ok.contains("# TYPE castle_settlement_flush_stage_seconds summary\n"), "{ok}");
+        assert!(ok.contains("castle_settlement_flush_stage_seconds_count{stage=\"append\"} 1\n"), "{ok}");
+        assert!(ok.contains("castle_settlement_flush_stage_seconds{stage=\"wait\",quantile=\"0.5\"} 0.003"), "{ok}");
+        assert!(ok.contains("castle_settlement_flush_stage_seconds{stage=\"queue\",quantile=\"0.99\"} 0.0"), "{ok}");
         let bad = ask(addr, b"\x00\x01garbage\r\n\r\n").await;
         assert!(bad.starts_with("HTTP/1.1 400"), "{bad}");
     }

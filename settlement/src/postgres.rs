@@ -27,7 +27,8 @@ use tokio_postgres::Row;
 
 use crate::ledger::{AccountFill, BalanceRow, Entry, EntryKind, FillRow, Flush, LedgerState, OrderRow, Page};
 use crate::store::{
-    check_schema, cursor, fill_bounds, i, page, EntryTotal, Store, StoreError, MAX_PAGE, POSTGRES_MIGRATIONS,
+    check_schema, cursor, fill_bounds, i, page, EntryTotal, FlushStages, Store, StoreError, MAX_PAGE,
+    POSTGRES_MIGRATIONS,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,6 +63,9 @@ pub struct PgStore {
     /// Whether new and changed orders are written in (account, order_id) order: consecutive
     /// rows then land on the same leaf pages of the two account-leading indexes.
     sort_orders: bool,
+    /// Whether the append step's COPY statements are prepared once per connection (the
+    /// default) or parsed on every flush (before settle9: one more round trip per COPY).
+    prepared_copies: bool,
 }
 
 /// The pool's error with its whole source chain (a TLS failure says why only in the sources).
@@ -206,7 +210,7 @@ impl PgStore {
             Manager::from_config(pg, tls, mgr_cfg)
         };
         let pool = Pool::builder(mgr).max_size(cfg.pool_size.max(1)).build().map_err(pool_err)?;
-        Ok(PgStore { pool, mode: cfg.mode, sort_orders: true, history_maps: true })
+        Ok(PgStore { pool, mode: cfg.mode, sort_orders: true, history_maps: true, prepared_copies: true })
     }
 
     /// See [`PgStore::sort_orders`]; `false` writes orders in order id order (before).
@@ -220,6 +224,13 @@ impl PgStore {
     /// recreates. A ledger written so has no account history.
     pub fn with_history_maps(mut self, maps: bool) -> PgStore {
         self.history_maps = maps;
+        self
+    }
+
+    /// `false` parses each COPY statement on every flush (the write path before settle9),
+    /// for the benchmark's same-run comparison.
+    pub fn with_prepared_copies(mut self, prepared: bool) -> PgStore {
+        self.prepared_copies = prepared;
         self
     }
 
@@ -269,10 +280,11 @@ impl PgStore {
         &self,
         f: Arc<Flush>,
         previous: impl std::future::Future<Output = Result<(), StoreError>> + Send,
-    ) -> Result<(), StoreError> {
+    ) -> Result<FlushStages, StoreError> {
+        let t0 = std::time::Instant::now();
         let mut c = self.pool.get().await.map_err(pool_err)?;
         let tx = c.transaction().await?;
-        let t0 = std::time::Instant::now();
+        let begun = std::time::Instant::now();
         let new_orders = &f.orders[..f.new_orders];
         let changed_orders = &f.orders[f.new_orders..];
         let appended: Result<(), StoreError> = async {
@@ -280,20 +292,20 @@ impl PgStore {
                 WriteMode::Copy => {
                     let t = std::time::Instant::now();
                     if !f.entries.is_empty() {
-                        copy_journal(&tx, &f.entries).await?;
+                        copy_journal(&tx, &f.entries, self.prepared_copies).await?;
                     }
                     let journal = t.elapsed();
                     if !f.fills.is_empty() {
-                        copy_fills(&tx, &f.fills).await?;
+                        copy_fills(&tx, &f.fills, self.prepared_copies).await?;
                         if self.history_maps {
-                            copy_map(&tx, MapTable::Fills, &fill_map(&f.fills)).await?;
+                            copy_map(&tx, MapTable::Fills, &fill_map(&f.fills), self.prepared_copies).await?;
                         }
                     }
                     let fills = t.elapsed() - journal;
                     if !new_orders.is_empty() {
-                        copy_new_orders(&tx, new_orders, self.sort_orders).await?;
+                        copy_new_orders(&tx, new_orders, self.sort_orders, self.prepared_copies).await?;
                         if self.history_maps {
-                            copy_map(&tx, MapTable::Orders, &order_map(new_orders)).await?;
+                            copy_map(&tx, MapTable::Orders, &order_map(new_orders), self.prepared_copies).await?;
                         }
                     }
                     tracing::debug!(
@@ -371,19 +383,22 @@ impl PgStore {
         }
         let t3 = std::time::Instant::now();
         tx.commit().await?;
+        let stages =
+            FlushStages { begin: begun - t0, append: t1 - begun, wait: t2 - t1, settle: t3 - t2, commit: t3.elapsed() };
         tracing::debug!(
             entries = f.entries.len(),
             fills = f.fills.len(),
             orders = f.orders.len(),
             new_orders = f.new_orders,
             balances = f.balances.len(),
-            append_ms = (t1 - t0).as_millis() as u64,
-            wait_ms = (t2 - t1).as_millis() as u64,
-            settle_ms = (t3 - t2).as_millis() as u64,
-            commit_ms = t3.elapsed().as_millis() as u64,
+            begin_us = stages.begin.as_micros() as u64,
+            append_us = stages.append.as_micros() as u64,
+            wait_us = stages.wait.as_micros() as u64,
+            settle_us = stages.settle.as_micros() as u64,
+            commit_us = stages.commit.as_micros() as u64,
             "postgres flush"
         );
-        Ok(())
+        Ok(stages)
     }
 
     /// Deletes every row and resets the cursor (benchmarks and tests only).
@@ -480,6 +495,22 @@ impl CopyOut {
     }
 }
 
+/// Opens a binary COPY. `prepared`: through the connection's statement cache, so a flush
+/// sends Bind/Execute only; otherwise the statement is parsed first (Parse/Describe/Sync:
+/// one more round trip, and a Close afterwards) on every flush.
+async fn copy_sink(
+    tx: &deadpool_postgres::Transaction<'_>,
+    sql: &str,
+    prepared: bool,
+) -> Result<CopyInSink<Bytes>, StoreError> {
+    if prepared {
+        let st = tx.prepare_cached(sql).await?;
+        Ok(tx.copy_in(&st).await?)
+    } else {
+        Ok(tx.copy_in(sql).await?)
+    }
+}
+
 /// Binary array header of a one-dimensional array without NULLs: the field length is
 /// written by the caller.
 fn array_header(out: &mut CopyOut, elem_oid: u32, n: usize) {
@@ -517,8 +548,12 @@ pub fn journal_groups(rows: &[Entry]) -> Vec<&[Entry]> {
 }
 
 /// The journal rows of a flush (see [`journal_groups`]), as parallel arrays.
-async fn copy_journal(tx: &deadpool_postgres::Transaction<'_>, rows: &[Entry]) -> Result<(), StoreError> {
-    let sink = tx.copy_in(&format!("COPY ledger_journal ({JOURNAL_COLUMNS}) FROM STDIN BINARY")).await?;
+async fn copy_journal(
+    tx: &deadpool_postgres::Transaction<'_>,
+    rows: &[Entry],
+    prepared: bool,
+) -> Result<(), StoreError> {
+    let sink = copy_sink(tx, &format!("COPY ledger_journal ({JOURNAL_COLUMNS}) FROM STDIN BINARY"), prepared).await?;
     pin_mut!(sink);
     let mut out = CopyOut::new(rows.len(), 10 * 12 + 40);
     for lines in journal_groups(rows) {
@@ -565,9 +600,10 @@ async fn copy_new_orders(
     tx: &deadpool_postgres::Transaction<'_>,
     rows: &[OrderRow],
     sort: bool,
+    prepared: bool,
 ) -> Result<(), StoreError> {
     let rows = in_key_order(rows, sort);
-    let sink = tx.copy_in(&format!("COPY orders ({ORDER_COLUMNS}) FROM STDIN BINARY")).await?;
+    let sink = copy_sink(tx, &format!("COPY orders ({ORDER_COLUMNS}) FROM STDIN BINARY"), prepared).await?;
     pin_mut!(sink);
     let mut out = CopyOut::new(rows.len(), 2 + 23 * 12 + 32);
     for &o in &rows {
@@ -613,8 +649,12 @@ async fn copy_new_orders(
     out.finish(sink).await
 }
 
-async fn copy_fills(tx: &deadpool_postgres::Transaction<'_>, rows: &[FillRow]) -> Result<(), StoreError> {
-    let sink = tx.copy_in(&format!("COPY fills ({FILL_COLUMNS}) FROM STDIN BINARY")).await?;
+async fn copy_fills(
+    tx: &deadpool_postgres::Transaction<'_>,
+    rows: &[FillRow],
+    prepared: bool,
+) -> Result<(), StoreError> {
+    let sink = copy_sink(tx, &format!("COPY fills ({FILL_COLUMNS}) FROM STDIN BINARY"), prepared).await?;
     pin_mut!(sink);
     let mut out = CopyOut::new(rows.len(), 2 + 14 * 12);
     for x in rows {
@@ -693,8 +733,13 @@ fn order_map(rows: &[OrderRow]) -> MapRows {
     group_by_account(rows.iter().map(|o| (o.account, o.order_id)))
 }
 
-async fn copy_map(tx: &deadpool_postgres::Transaction<'_>, table: MapTable, rows: &MapRows) -> Result<(), StoreError> {
-    let sink = tx.copy_in(&format!("COPY {} FROM STDIN BINARY", table.columns())).await?;
+async fn copy_map(
+    tx: &deadpool_postgres::Transaction<'_>,
+    table: MapTable,
+    rows: &MapRows,
+    prepared: bool,
+) -> Result<(), StoreError> {
+    let sink = copy_sink(tx, &format!("COPY {} FROM STDIN BINARY", table.columns()), prepared).await?;
     pin_mut!(sink);
     let ids: usize = rows.iter().map(|r| r.1.len()).sum();
     let mut out = CopyOut::new(rows.len(), 12 * ids / rows.len().max(1) + 48);
@@ -1005,10 +1050,17 @@ impl Store for PgStore {
     }
 
     async fn apply(&self, f: Arc<Flush>) -> Result<(), StoreError> {
-        self.write_after(f, std::future::ready(Ok(()))).await
+        self.write_after(f, std::future::ready(Ok(()))).await.map(|_| ())
     }
 
     async fn apply_after<P>(&self, f: Arc<Flush>, previous: P) -> Result<(), StoreError>
+    where
+        P: std::future::Future<Output = Result<(), StoreError>> + Send,
+    {
+        self.write_after(f, previous).await.map(|_| ())
+    }
+
+    async fn apply_timed<P>(&self, f: Arc<Flush>, previous: P) -> Result<FlushStages, StoreError>
     where
         P: std::future::Future<Output = Result<(), StoreError>> + Send,
     {

@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use castle_engine::{AccountId, AssetId, InstrumentId, OrderId, Seq};
 
@@ -101,6 +102,20 @@ pub(crate) fn check_schema(found: Option<i32>, migrations: &[Migration]) -> Resu
     }
 }
 
+/// Where one flush's time went inside the backend, in the order the steps happen: `begin`
+/// (a pooled connection and `BEGIN`), `append` (the rows only this flush can hold),
+/// `wait` (for the previous flush's commit), `settle` (changed orders, balances, the
+/// compare-and-set) and `commit`. The consumer adds the time the flush's first batch spent
+/// queued before the flush started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlushStages {
+    pub begin: Duration,
+    pub append: Duration,
+    pub wait: Duration,
+    pub settle: Duration,
+    pub commit: Duration,
+}
+
 /// Largest page a history query returns.
 pub const MAX_PAGE: usize = 1_000;
 
@@ -123,6 +138,32 @@ pub trait Store: Send + Sync + 'static {
         async move {
             previous.await?;
             self.apply(flush).await
+        }
+    }
+    /// [`apply_after`](Self::apply_after), also telling where the flush's time went. The
+    /// default times only the wait for `previous` and puts everything else in
+    /// [`FlushStages::commit`]; a backend that knows its steps overrides it.
+    fn apply_timed<P>(
+        &self,
+        flush: Arc<Flush>,
+        previous: P,
+    ) -> impl Future<Output = Result<FlushStages, StoreError>> + Send
+    where
+        P: Future<Output = Result<(), StoreError>> + Send,
+    {
+        async move {
+            let waited = std::sync::Mutex::new(Duration::ZERO);
+            let t0 = Instant::now();
+            let timed = async {
+                let t = Instant::now();
+                let r = previous.await;
+                *waited.lock().unwrap_or_else(|p| p.into_inner()) = t.elapsed();
+                r
+            };
+            self.apply_after(flush, timed).await?;
+            let total = t0.elapsed();
+            let wait = *waited.lock().unwrap_or_else(|p| p.into_inner());
+            Ok(FlushStages { wait, commit: total.saturating_sub(wait), ..FlushStages::default() })
         }
     }
     fn applied_seq(&self) -> impl Future<Output = Result<Seq, StoreError>> + Send;

@@ -1,7 +1,9 @@
 //! `castle serve` runs settlement in process into `<data-dir>/settlement.sqlite`: the demo
 //! deposits are in the ledger and reconcile with the demo funding, a restart resumes the
-//! same ledger, and shutdown is clean.
+//! same ledger, and shutdown is clean. The consumer's metrics are on `castle serve`'s
+//! `/metrics`.
 
+use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use castle_settlement::{SqliteStore, Store};
@@ -13,6 +15,17 @@ fn ledger_state(path: &std::path::Path) -> (u64, Vec<castle_settlement::BalanceR
         let s = SqliteStore::open(path).expect("open ledger");
         (s.applied_seq().await.unwrap(), s.balances().await.unwrap())
     })
+}
+
+fn metrics_text(up: &str) -> String {
+    let at = up.split("metrics on http://").nth(1).expect("metrics address in the up line");
+    let addr = at.split_whitespace().next().expect("address").trim_end_matches("/metrics");
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to the metrics endpoint");
+    s.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: castle\r\nConnection: close\r\n\r\n").expect("send");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read response");
+    out
 }
 
 #[test]
@@ -30,7 +43,7 @@ fn serve_settles_the_demo_deposits_and_resumes() {
             "--data-dir",
             &data,
         ]);
-        p.wait_for_line("castle is up");
+        let up = p.wait_for_line("castle is up");
         // 2 instruments + 6 deposits = 8 set-up commands.
         let deadline = Instant::now() + Duration::from_secs(30);
         while ledger_state(&ledger).0 < 8 {
@@ -42,6 +55,22 @@ fn serve_settles_the_demo_deposits_and_resumes() {
         let btc = balances.iter().find(|b| (b.account, b.asset) == (1, 1)).expect("account 1 BTC");
         assert_eq!((btc.available, btc.locked, btc.external), (10 * 100_000_000, 0, -10 * 100_000_000));
         assert_eq!(balances.len(), 6, "accounts 1 and 2, three assets each");
+        // The in-process consumer's metrics, flush stages included, on the venue's endpoint.
+        // (The ledger commits before the consumer counts the flush: poll for it.)
+        let mut text = metrics_text(&up);
+        while !text.lines().any(|l| l == "castle_settlement_applied_seq 8") {
+            assert!(Instant::now() < deadline, "run {run}: the metrics never showed seq 8:\n{text}");
+            std::thread::sleep(Duration::from_millis(20));
+            text = metrics_text(&up);
+        }
+        let flushes = text
+            .lines()
+            .find_map(|l| l.strip_prefix("castle_settlement_flush_stage_seconds_count{stage=\"commit\"} "))
+            .unwrap_or_else(|| panic!("no commit stage count in:\n{text}"));
+        // Run 0 settles the set-up; run 1 resumes at seq 8 with nothing new to flush.
+        let want = if run == 0 { 1 } else { 0 };
+        assert!(flushes.parse::<u64>().expect("a count") >= want, "run {run}: {text}");
+        assert!(text.contains("castle_settlement_flush_stage_seconds{stage=\"append\",quantile=\"0.99\"} "), "{text}");
         p.signal("TERM");
         p.wait_for_line("castle stopped");
         assert!(p.child.wait().unwrap().success());
