@@ -108,32 +108,14 @@ struct DirtySamples {
 
 impl DirtySamples {
     fn sample(&mut self, file: &std::fs::File) {
-        use std::os::fd::AsRawFd;
-        #[repr(C)]
-        struct Range {
-            off: u64,
-            len: u64,
-        }
-        #[repr(C)]
-        #[derive(Default)]
-        struct Stat {
-            cache: u64,
-            dirty: u64,
-            writeback: u64,
-            evicted: u64,
-            recently_evicted: u64,
-        }
         // len 0: to the end of the file.
-        let range = Range { off: 0, len: 0 };
-        let mut st = Stat::default();
-        // SAFETY: cachestat(fd, &range, &stat, 0) (syscall 451) on our own descriptor and locals.
-        let r = unsafe { libc::syscall(451, file.as_raw_fd(), &range as *const Range, &mut st as *mut Stat, 0u32) };
-        if r != 0 {
-            self.unsupported = true;
-        } else {
-            self.max_dirty = self.max_dirty.max(st.dirty);
-            self.last_dirty = st.dirty;
-            self.max_writeback = self.max_writeback.max(st.writeback);
+        match castle_gateway_fix::store::page_cache(file, 0) {
+            None => self.unsupported = true,
+            Some(st) => {
+                self.max_dirty = self.max_dirty.max(st.dirty);
+                self.last_dirty = st.dirty;
+                self.max_writeback = self.max_writeback.max(st.writeback);
+            }
         }
         let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
         let kb = meminfo

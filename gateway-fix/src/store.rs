@@ -642,6 +642,40 @@ impl MessageStore for FileStore {
     }
 }
 
+/// Page cache state of a file's first `len` bytes (0: to its end), in pages.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct PageCacheState {
+    pub cached: u64,
+    pub dirty: u64,
+    pub writeback: u64,
+    pub evicted: u64,
+    pub recently_evicted: u64,
+}
+
+/// The page cache state of `[0, len)` of `file` (the cachestat system call,
+/// Linux 6.5+; None where it is not available). For tests and measurements
+/// of the store's writeback (`examples/store_pace.rs`), not for the hot path.
+pub fn page_cache(file: &File, len: u64) -> Option<PageCacheState> {
+    use std::os::fd::AsRawFd;
+    #[repr(C)]
+    struct Range {
+        off: u64,
+        len: u64,
+    }
+    // No wrapper in libc 0.2 yet: the raw system call number on every
+    // architecture with the unified syscall table.
+    const SYS_CACHESTAT: libc::c_long = 451;
+    let range = Range { off: 0, len };
+    let mut st = PageCacheState::default();
+    // SAFETY: cachestat(fd, &range, &stat, 0) on a descriptor we hold and
+    // two locals of the layout the kernel expects (five u64 counters).
+    let r = unsafe {
+        libc::syscall(SYS_CACHESTAT, file.as_raw_fd(), &range as *const Range, &mut st as *mut PageCacheState, 0u32)
+    };
+    (r == 0).then_some(st)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1008,29 +1042,8 @@ mod tests {
         assert_eq!(collect(&s, 1, 9), vec![(1, b"uno".to_vec())]);
     }
 
-    /// Dirty and under-writeback pages of `[0, len)` of `file` (cachestat,
-    /// Linux 6.5+); None where the call is not available.
     fn dirty_pages(file: &File, len: u64) -> Option<(u64, u64)> {
-        use std::os::fd::AsRawFd;
-        #[repr(C)]
-        struct Range {
-            off: u64,
-            len: u64,
-        }
-        #[repr(C)]
-        #[derive(Default)]
-        struct Stat {
-            cache: u64,
-            dirty: u64,
-            writeback: u64,
-            evicted: u64,
-            recently_evicted: u64,
-        }
-        let range = Range { off: 0, len };
-        let mut st = Stat::default();
-        // SAFETY: cachestat(fd, &range, &stat, 0) on our own descriptor and locals.
-        let r = unsafe { libc::syscall(451, file.as_raw_fd(), &range as *const Range, &mut st as *mut Stat, 0u32) };
-        (r == 0).then_some((st.dirty, st.writeback))
+        super::page_cache(file, len).map(|c| (c.dirty, c.writeback))
     }
 
     /// The grower has the flusher start writeback of the pages its writer
