@@ -63,17 +63,11 @@ impl Store for AnyStore {
     async fn apply(&self, flush: Arc<Flush>) -> Result<(), StoreError> {
         each!(self, s => s.apply(flush).await)
     }
-    async fn apply_after<P>(&self, flush: Arc<Flush>, previous: P) -> Result<(), StoreError>
+    async fn apply_after<P>(&self, flush: Arc<Flush>, previous: P) -> Result<FlushStages, StoreError>
     where
         P: std::future::Future<Output = Result<(), StoreError>> + Send,
     {
         each!(self, s => s.apply_after(flush, previous).await)
-    }
-    async fn apply_timed<P>(&self, flush: Arc<Flush>, previous: P) -> Result<FlushStages, StoreError>
-    where
-        P: std::future::Future<Output = Result<(), StoreError>> + Send,
-    {
-        each!(self, s => s.apply_timed(flush, previous).await)
     }
     async fn applied_seq(&self) -> Result<Seq, StoreError> {
         each!(self, s => s.applied_seq().await)

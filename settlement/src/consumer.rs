@@ -139,7 +139,7 @@ impl Pipeline {
                     },
                 }
             };
-            let r = s.apply_timed(f.clone(), previous).await;
+            let r = s.apply_after(f.clone(), previous).await;
             let _ = done_tx.send(r.is_ok());
             r.map(|stages| (f, queued, stages))
         }));

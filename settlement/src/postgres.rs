@@ -1053,14 +1053,7 @@ impl Store for PgStore {
         self.write_after(f, std::future::ready(Ok(()))).await.map(|_| ())
     }
 
-    async fn apply_after<P>(&self, f: Arc<Flush>, previous: P) -> Result<(), StoreError>
-    where
-        P: std::future::Future<Output = Result<(), StoreError>> + Send,
-    {
-        self.write_after(f, previous).await.map(|_| ())
-    }
-
-    async fn apply_timed<P>(&self, f: Arc<Flush>, previous: P) -> Result<FlushStages, StoreError>
+    async fn apply_after<P>(&self, f: Arc<Flush>, previous: P) -> Result<FlushStages, StoreError>
     where
         P: std::future::Future<Output = Result<(), StoreError>> + Send,
     {

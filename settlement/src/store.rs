@@ -130,20 +130,10 @@ pub trait Store: Send + Sync + 'static {
     /// Like [`apply`](Self::apply), for the flush after one still committing: `previous`
     /// resolves when that one committed (`Ok`) or failed (`Err`, then this one must not be
     /// applied). A backend may write the rows no other flush can touch before that; the
-    /// compare-and-set still happens only after it. Default: wait, then apply.
-    fn apply_after<P>(&self, flush: Arc<Flush>, previous: P) -> impl Future<Output = Result<(), StoreError>> + Send
-    where
-        P: Future<Output = Result<(), StoreError>> + Send,
-    {
-        async move {
-            previous.await?;
-            self.apply(flush).await
-        }
-    }
-    /// [`apply_after`](Self::apply_after), also telling where the flush's time went. The
-    /// default times only the wait for `previous` and puts everything else in
-    /// [`FlushStages::commit`]; a backend that knows its steps overrides it.
-    fn apply_timed<P>(
+    /// compare-and-set still happens only after it. Returns where the flush's time went.
+    /// Default: wait (timed), then apply (all of it counted as [`FlushStages::commit`]); a
+    /// backend that knows its steps overrides it.
+    fn apply_after<P>(
         &self,
         flush: Arc<Flush>,
         previous: P,
@@ -152,18 +142,11 @@ pub trait Store: Send + Sync + 'static {
         P: Future<Output = Result<(), StoreError>> + Send,
     {
         async move {
-            let waited = std::sync::Mutex::new(Duration::ZERO);
-            let t0 = Instant::now();
-            let timed = async {
-                let t = Instant::now();
-                let r = previous.await;
-                *waited.lock().unwrap_or_else(|p| p.into_inner()) = t.elapsed();
-                r
-            };
-            self.apply_after(flush, timed).await?;
-            let total = t0.elapsed();
-            let wait = *waited.lock().unwrap_or_else(|p| p.into_inner());
-            Ok(FlushStages { wait, commit: total.saturating_sub(wait), ..FlushStages::default() })
+            let t = Instant::now();
+            previous.await?;
+            let wait = t.elapsed();
+            self.apply(flush).await?;
+            Ok(FlushStages { wait, commit: t.elapsed().saturating_sub(wait), ..FlushStages::default() })
         }
     }
     fn applied_seq(&self) -> impl Future<Output = Result<Seq, StoreError>> + Send;
