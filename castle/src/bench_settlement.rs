@@ -56,6 +56,33 @@ pub struct SettlementBenchArgs {
     /// ledger's (testkit::pg::SERVER_SETTINGS), for comparison.
     #[arg(long)]
     pub pg_defaults: bool,
+    /// Print, for every second of a lag run, the fills handed over and settled in it and the
+    /// largest backlog seen (fills handed over but not yet committed, sampled every 10 ms):
+    /// shows whether the tail is one stall or a stretch of too little throughput.
+    #[arg(long)]
+    pub timeline: bool,
+    /// Seconds of traffic at the steady rate before a lag run's measurement starts (their
+    /// lags are printed on their own line, not mixed into the steady-state percentiles): the
+    /// consumer's first flushes connect, prepare statements and fault in caches.
+    #[arg(long, default_value_t = 5)]
+    pub warmup_seconds: u64,
+    /// Keep the throwaway cluster's WAL as initdb leaves it (one segment) instead of filling
+    /// its segment pool first (see [`preallocate_wal`]): measures a cold server, where
+    /// every 16 MB of WAL first creates, zero-fills and fsyncs a new segment file.
+    #[arg(long)]
+    pub cold_wal: bool,
+    /// A server setting of the throwaway cluster replaced (NAME=VALUE, repeatable), e.g. the
+    /// settings before settle10: `--pg-set backend_flush_after=0 --pg-set min_wal_size=80MB`.
+    #[arg(long = "pg-set", value_parser = parse_setting)]
+    pub pg_set: Vec<(String, String)>,
+}
+
+fn parse_setting(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("{s:?}: expected NAME=VALUE"))?;
+    if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || v.contains(char::is_whitespace) {
+        return Err(format!("{s:?}: NAME is letters, digits and _, VALUE has no spaces"));
+    }
+    Ok((k.to_string(), v.to_string()))
 }
 
 /// The version 2 history indexes, recreated on a version 3 database: the same run's
@@ -248,8 +275,13 @@ pub fn run(a: SettlementBenchArgs) -> Result<()> {
     let admin = match &a.database_url {
         Some(u) => u.clone(),
         None => {
-            let c = if a.pg_defaults { pg::PgCluster::start_with_defaults() } else { pg::PgCluster::start() }
-                .map_err(anyhow::Error::msg)?;
+            anyhow::ensure!(!a.pg_defaults || a.pg_set.is_empty(), "--pg-defaults and --pg-set exclude each other");
+            let c = if a.pg_defaults {
+                pg::PgCluster::start_with_defaults()
+            } else {
+                pg::PgCluster::start_with_overrides(&a.pg_set)
+            }
+            .map_err(anyhow::Error::msg)?;
             let u = c.url("postgres");
             _cluster = c;
             u
@@ -259,16 +291,24 @@ pub fn run(a: SettlementBenchArgs) -> Result<()> {
         let (client, conn) = tokio_postgres_connect(&admin).await?;
         let settings = {
             let mut out = Vec::new();
-            for name in ["fsync", "synchronous_commit", "full_page_writes", "shared_buffers", "wal_buffers", "max_wal_size", "checkpoint_timeout", "wal_compression"] {
+            for name in ["fsync", "synchronous_commit", "full_page_writes", "shared_buffers", "wal_buffers", "min_wal_size", "max_wal_size", "checkpoint_timeout", "wal_compression", "backend_flush_after"] {
                 let r = client.query_one("SELECT current_setting($1)", &[&name]).await?;
                 out.push(format!("{name}={}", r.get::<_, String>(0)));
             }
             let v: String = client.query_one("SELECT version()", &[]).await?.get(0);
             format!("{} ({})", out.join(" "), v.split(" on ").next().unwrap_or(&v))
         };
+        let pool = if a.database_url.is_none() && !a.cold_wal {
+            let segments = preallocate_wal(&client).await?;
+            format!("WAL pool preallocated ({segments} segments)")
+        } else if a.database_url.is_none() {
+            "cold WAL (--cold-wal)".to_string()
+        } else {
+            "WAL as the server has it".to_string()
+        };
         drop(client);
         conn.abort();
-        println!("settlement bench: {settings}; machine shared with other builds, numbers are noisy");
+        println!("settlement bench: {settings}; {pool}; machine shared with other builds, numbers are noisy");
 
         let order: Vec<&str> = if a.only.is_empty() { RUNS.to_vec() } else { a.only.iter().map(String::as_str).collect() };
         let mut copy_stream: Option<(Vec<EngineBatch>, u64)> = None;
@@ -374,7 +414,8 @@ async fn lag(
 ) -> Result<()> {
     let s =
         pg_store(admin, &format!("castle_bench_{}", name.replace('-', "_")), WriteMode::Copy, extra, before).await?;
-    let need = a.rate * a.seconds;
+    let warmup = a.rate * a.warmup_seconds;
+    let need = a.rate * a.seconds + warmup;
     let (lag_batches, _) = stream(a.seed + 1, need + 1_000);
     let src = VecSource::default();
     let metrics = Arc::new(Metrics::default());
@@ -382,9 +423,12 @@ async fn lag(
     let cfg =
         ConsumerConfig { pipeline, flush_interval, max_flush_rows: a.max_flush_rows, ..ConsumerConfig::default() };
     let task = tokio::spawn(consumer::run(s, src.clone(), cfg, metrics.clone(), stop_rx));
+    let handed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sampler = a.timeline.then(|| tokio::spawn(timeline(handed.clone(), metrics.clone(), a.rate)));
     let pacer = {
         let src = src.clone();
         let rate = a.rate;
+        let handed = handed.clone();
         std::thread::spawn(move || {
             let start = Instant::now();
             let mut sent = 0u64;
@@ -401,11 +445,28 @@ async fn lag(
                     sent += b.events.iter().filter(|e| matches!(e.kind, castle_engine::EventKind::Trade { .. })).count()
                         as u64;
                     src.push(b);
+                    handed.store(sent, Relaxed);
                 }
                 std::thread::sleep(Duration::from_micros(500));
             }
             sent
         })
+    };
+    // The warm-up's lags are reported apart: the histograms are taken and reset once the
+    // pacer has handed over the warm-up's fills (fills handed over before and committed after
+    // count in the measurement, with their whole lag).
+    let warm = if warmup > 0 {
+        while handed.load(Relaxed) < warmup && !pacer.is_finished() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let lag = std::mem::replace(
+            &mut *metrics.lag_us.lock().map_err(|_| anyhow::anyhow!("poisoned"))?,
+            castle_settlement::metrics::lag_histogram(),
+        );
+        *metrics.stage_us.lock().map_err(|_| anyhow::anyhow!("poisoned"))? = Default::default();
+        Some(lag)
+    } else {
+        None
     };
     let sent =
         tokio::task::spawn_blocking(move || pacer.join()).await?.map_err(|_| anyhow::anyhow!("pacer panicked"))?;
@@ -415,9 +476,22 @@ async fn lag(
     }
     let _ = stop_tx.send(true);
     task.await?.context("consumer")?;
+    if let Some(t) = sampler {
+        t.abort();
+    }
+    if let Some(w) = warm {
+        println!(
+            "{name:<12} warm-up, first {} s at {} fills/s (not in the line below): p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
+            a.warmup_seconds,
+            a.rate,
+            w.value_at_quantile(0.5) as f64 / 1e3,
+            w.value_at_quantile(0.99) as f64 / 1e3,
+            w.max() as f64 / 1e3
+        );
+    }
     let h = metrics.lag_us.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
     println!(
-        "{name:<12} at {} fills/s for {} s ({sent} fills, {} transactions, {pipeline} in flight, interval {} ms): p50 {:.1} ms  p99 {:.1} ms  p99.9 {:.1} ms  max {:.1} ms",
+        "{name:<12} at {} fills/s for {} s ({sent} fills incl. warm-up, {} transactions, {pipeline} in flight, interval {} ms): p50 {:.1} ms  p99 {:.1} ms  p99.9 {:.1} ms  max {:.1} ms",
         a.rate,
         a.seconds,
         metrics.flushes.load(Relaxed),
@@ -429,6 +503,48 @@ async fn lag(
     );
     println!("{}", stage_line(&metrics));
     Ok(())
+}
+
+/// Fills the throwaway cluster's WAL segment pool, as a server that has run through a
+/// checkpoint cycle has it: a fresh cluster has one segment, and until the first checkpoints
+/// recycle old ones, every 16 MB of WAL creates a new file, writes 16 MB of zeros into it and
+/// fsyncs it while holding the WAL write lock. At 50k fills/s that is one new segment every
+/// 0.35 s, which doubled the disk writes and kept the lag near 90 ms for the first ~45 s of
+/// a run (measured, BENCHMARKS.md settle10). Switching segments on a tiny table creates them;
+/// the checkpoint then keeps them for reuse (up to `max_wal_size`, at least `min_wal_size`).
+/// Returns the number of segments in pg_wal afterwards.
+async fn preallocate_wal(client: &tokio_postgres::Client) -> Result<i64> {
+    let max: String = client.query_one("SELECT current_setting('max_wal_size')", &[]).await?.get(0);
+    let target: i64 =
+        client.query_one("SELECT pg_size_bytes($1) / pg_size_bytes('16MB')", &[&max]).await?.get::<_, i64>(0) + 8;
+    client.batch_execute("CREATE TABLE IF NOT EXISTS castle_bench_wal_fill (x int)").await?;
+    for _ in 0..target {
+        client.batch_execute("INSERT INTO castle_bench_wal_fill VALUES (1); SELECT pg_switch_wal()").await?;
+    }
+    client.batch_execute("DROP TABLE castle_bench_wal_fill; CHECKPOINT").await?;
+    Ok(client.query_one("SELECT count(*) FROM pg_ls_waldir()", &[]).await?.get(0))
+}
+
+/// `--timeline`: one line per second of a lag run (see [`SettlementBenchArgs::timeline`]).
+/// The backlog is also shown as the time it represents at the steady rate.
+async fn timeline(handed: Arc<std::sync::atomic::AtomicU64>, metrics: Arc<Metrics>, rate: u64) {
+    let start = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    let (mut second, mut worst, mut handed0, mut settled0) = (1u64, 0u64, 0u64, 0u64);
+    loop {
+        tick.tick().await;
+        let (h, s) = (handed.load(Relaxed), metrics.fills.load(Relaxed));
+        worst = worst.max(h.saturating_sub(s));
+        if start.elapsed() >= Duration::from_secs(second) {
+            println!(
+                "  t={second:>3}s handed {:>6} settled {:>6} max backlog {worst:>6} fills ({:>5.1} ms)",
+                h - handed0,
+                s - settled0,
+                worst as f64 * 1e3 / rate.max(1) as f64
+            );
+            (second, worst, handed0, settled0) = (second + 1, 0, h, s);
+        }
+    }
 }
 
 fn castle_now() -> u64 {

@@ -10,8 +10,10 @@
 
 # The settlement ledger's server settings (same as settlement/src/testkit/pg.rs
 # SERVER_SETTINGS; see ARCHITECTURE.md "Settlement" for why and for Aurora's parameter
-# group). fsync, synchronous_commit and full_page_writes stay on.
-CASTLE_PG_SETTINGS="-c shared_buffers=256MB -c wal_buffers=32MB -c max_wal_size=2GB -c checkpoint_timeout=15min \
+# group; settlement/tests/pg_settings.rs checks the two agree). fsync, synchronous_commit and
+# full_page_writes stay on.
+CASTLE_PG_SETTINGS="-c shared_buffers=256MB -c wal_buffers=32MB -c min_wal_size=1GB -c max_wal_size=2GB \
+    -c checkpoint_timeout=15min -c backend_flush_after=256kB \
     -c wal_compression=lz4"
 
 castle_postgres_stop() {

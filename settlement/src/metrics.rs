@@ -72,7 +72,7 @@ impl Default for Metrics {
             fills: AtomicU64::new(0),
             entries: AtomicU64::new(0),
             retries: AtomicU64::new(0),
-            lag_us: Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")),
+            lag_us: Mutex::new(lag_histogram()),
             stage_us: Mutex::new(StageHistograms::default()),
         }
     }
@@ -80,6 +80,11 @@ impl Default for Metrics {
 
 pub(crate) fn now_nanos() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+}
+
+/// An empty lag histogram (microseconds, 1 us to 10 min, 3 significant digits).
+pub fn lag_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
 }
 
 impl Metrics {

@@ -39,11 +39,22 @@ fn free_port() -> Result<u16, String> {
 ///   stay in memory between commits instead of being written out early;
 /// - `max_wal_size`, `checkpoint_timeout`: fewer checkpoints, so fewer full-page images
 ///   (after a checkpoint, the first change to every page logs the whole 8 kB page);
-/// - `wal_compression=lz4`: the full-page images that remain are compressed.
+/// - `wal_compression=lz4`: the full-page images that remain are compressed;
+/// - `min_wal_size`: the WAL segments a busy period created are kept for reuse through a
+///   quiet one, instead of being removed and created again (each creation writes 16 MB of
+///   zeros and fsyncs them while holding the WAL write lock);
+/// - `backend_flush_after`: the table pages a backend writes out itself (a COPY recycles its
+///   ring of buffers by writing them, which was most of the ledger's data writes) are handed
+///   to the kernel's writeback every 256 kB. Without it they pile up dirty in the page cache
+///   until the kernel flushes hundreds of MB at once (the 30 s dirty expiry, a checkpoint's
+///   fsync), and every commit's WAL fsync waits behind that burst: measured, lag p99 at 50k
+///   fills/s fell from 151 to 76 ms (BENCHMARKS.md settle10).
 pub const SERVER_SETTINGS: &[(&str, &str)] = &[
     ("shared_buffers", "256MB"),
     ("wal_buffers", "32MB"),
+    ("min_wal_size", "1GB"),
     ("max_wal_size", "2GB"),
+    ("backend_flush_after", "256kB"),
     ("checkpoint_timeout", "15min"),
     ("wal_compression", "lz4"),
 ];
@@ -58,6 +69,8 @@ pub struct PgCluster {
     tls: bool,
     /// Start with PostgreSQL's defaults instead of [`SERVER_SETTINGS`] (for comparison).
     defaults: bool,
+    /// Settings given after the others, so they win (benchmark comparisons).
+    overrides: Vec<(String, String)>,
 }
 
 impl PgCluster {
@@ -76,7 +89,16 @@ impl PgCluster {
                 return Err("chown of the cluster directory to postgres failed (does user postgres exist?)".into());
             }
         }
-        let c = PgCluster { port: free_port()?, dir, bin, as_postgres, _tmp: tmp, tls: false, defaults: false };
+        let c = PgCluster {
+            port: free_port()?,
+            dir,
+            bin,
+            as_postgres,
+            _tmp: tmp,
+            tls: false,
+            defaults: false,
+            overrides: Vec::new(),
+        };
         c.run("initdb", &["-D", &c.dir_str(), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"])?;
         Ok(c)
     }
@@ -93,6 +115,15 @@ impl PgCluster {
     pub fn start_with_defaults() -> Result<PgCluster, String> {
         let mut c = Self::init()?;
         c.defaults = true;
+        c.first_start()?;
+        Ok(c)
+    }
+
+    /// Like [`start`](Self::start) with some settings replaced or added (`name`, `value`),
+    /// to measure against an earlier configuration in the same run.
+    pub fn start_with_overrides(overrides: &[(String, String)]) -> Result<PgCluster, String> {
+        let mut c = Self::init()?;
+        c.overrides = overrides.to_vec();
         c.first_start()?;
         Ok(c)
     }
@@ -177,6 +208,9 @@ impl PgCluster {
             for (k, v) in SERVER_SETTINGS {
                 opts.push_str(&format!(" -c {k}={v}"));
             }
+        }
+        for (k, v) in &self.overrides {
+            opts.push_str(&format!(" -c {k}={v}"));
         }
         if self.tls {
             opts.push_str(" -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key");
