@@ -2,7 +2,9 @@
 //! its own threads (castle-fix-N), pinned to CPU 0 at SCHED_FIFO priority 5, trades, and no
 //! other thread of the process (engine, REST, store and link helpers) is pinned or real-time.
 //! Read from /proc/PID/task/*: comm, status (Cpus_allowed_list), stat (rt_priority, policy).
-//! Needs root or CAP_SYS_NICE (CI runs as root); without it the test fails and says so.
+//! The same for `castle gateway-fix` against `castle engine` (the engine stream's feeder is
+//! then RemoteLink's). Needs root or CAP_SYS_NICE (CI runs as root); without it these tests
+//! fail and say so.
 
 use std::io::Write;
 use std::net::TcpStream;
@@ -10,6 +12,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use castle_tests::durable::EngineProc;
 use castle_tests::fix::{fix, read_until, utc_now};
 use castle_tests::{castle_bin, Proc};
 
@@ -66,44 +69,30 @@ fn has_cap_sys_nice() -> bool {
     u64::from_str_radix(eff.trim(), 16).expect("hex CapEff") & (1 << 23) != 0
 }
 
-#[test]
-fn serve_places_the_fix_threads_and_only_them() {
+fn assert_may_set_fifo() {
     assert!(
         has_cap_sys_nice(),
         "this test needs root or CAP_SYS_NICE: it starts castle with --fix-sched fifo:5 (SCHED_FIFO)"
     );
-    let dir = tempfile::tempdir().expect("temp dir");
-    let data = dir.path().to_str().expect("utf-8 path");
-    let mut p = Proc::castle(&[
-        "serve",
-        "--fix-listen",
-        "127.0.0.1:0",
-        "--rest-listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        data,
-        "--fix-threads",
-        "1",
-        "--fix-cpus",
-        "0",
-        "--fix-sched",
-        "fifo:5",
-    ]);
-    let up = p.wait_for_line("castle is up");
-    let addr = up.split("FIX 4.4 on ").nth(1).and_then(|r| r.split(' ').next()).expect("FIX address").to_string();
+}
 
-    // Trade over FIX: the placed gateway works end to end.
-    let mut s = TcpStream::connect(&addr).expect("connect to the FIX gateway");
+/// DEMO1 logs on and gets a New execution report for an order: the placed gateway trades.
+fn trade(addr: &str) {
+    let mut s = TcpStream::connect(addr).expect("connect to the FIX gateway");
     s.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
     let mut buf = Vec::new();
-    s.write_all(&fix(1, "A", "98=0|108=30|553=demo1|554=demo|")).expect("send logon");
+    s.write_all(&fix(1, "A", "98=0|108=30|141=Y|553=demo1|554=demo|")).expect("send logon");
     read_until(&mut s, &mut buf, &["35=A|"]);
     let order = format!("11=ord-1|1=1|55=BTC-USDT|54=1|60={}|38=0.5|40=2|44=59000.00|59=1|", utc_now());
     s.write_all(&fix(2, "D", &order)).expect("send order");
     let report = read_until(&mut s, &mut buf, &["35=8|", "11=ord-1|"]);
     assert!(report.contains("150=0|") && report.contains("39=0|"), "expected a New execution report: {report}");
+}
 
-    let pid = p.child.id();
+/// The castle-fix threads of `pid` are on CPU 0 at SCHED_FIFO 5; every other thread has the
+/// main thread's (never placed) affinity at normal priority, among them the `helpers`
+/// (threads the gateway causes to exist). comm holds 15 bytes: names are cut there.
+fn assert_only_fix_threads_placed(pid: u32, helpers: &[&str]) {
     let all = tasks(pid);
     let main = all.iter().find(|t| t.tid == pid).expect("the main thread");
     let (fix_threads, others): (Vec<&Task>, Vec<&Task>) = all.iter().partition(|t| t.comm.starts_with("castle-fix-"));
@@ -112,7 +101,6 @@ fn serve_places_the_fix_threads_and_only_them() {
         assert_eq!(t.cpus_allowed, "0", "FIX thread not pinned to CPU 0: {t:?}");
         assert_eq!((t.policy, t.rt_priority), (SCHED_FIFO, 5), "FIX thread not SCHED_FIFO 5: {t:?}");
     }
-    // Everything else keeps the process's placement: the main thread's (never placed).
     assert_eq!(main.policy, SCHED_OTHER, "{main:?}");
     let machine_cpus = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default();
     if machine_cpus.trim() != "0" {
@@ -122,15 +110,51 @@ fn serve_places_the_fix_threads_and_only_them() {
         assert_eq!((t.policy, t.rt_priority), (SCHED_OTHER, 0), "non-FIX thread is real-time: {t:?}");
         assert_eq!(t.cpus_allowed, main.cpus_allowed, "non-FIX thread is pinned: {t:?}");
     }
-    // The threads the gateway itself causes to exist are among them: the session store's
-    // helpers and the engine stream's feeders (subscribed to by a castle-fix thread). comm
-    // holds 15 bytes: castle-link-feed shows as castle-link-fee.
-    for helper in ["fix-store-grow", "fix-store-flush", "castle-link-fee"] {
-        assert!(others.iter().any(|t| t.comm == helper), "no {helper} thread: {all:#?}");
+    for helper in helpers {
+        assert!(others.iter().any(|t| t.comm == *helper), "no {helper} thread: {all:#?}");
     }
+}
 
+const PLACEMENT: [&str; 6] = ["--fix-threads", "1", "--fix-cpus", "0", "--fix-sched", "fifo:5"];
+
+#[test]
+fn serve_places_the_fix_threads_and_only_them() {
+    assert_may_set_fifo();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().to_str().expect("utf-8 path");
+    let mut args = vec!["serve", "--fix-listen", "127.0.0.1:0", "--rest-listen", "127.0.0.1:0", "--data-dir", data];
+    args.extend_from_slice(&PLACEMENT);
+    let mut p = Proc::castle(&args);
+    let up = p.wait_for_line("castle is up");
+    let addr = up.split("FIX 4.4 on ").nth(1).and_then(|r| r.split(' ').next()).expect("FIX address").to_string();
+    trade(&addr);
+    // The session store's helpers and the engine stream's feeders (DurableLink's; the FIX
+    // gateway's is subscribed to by a castle-fix thread) are normal threads.
+    assert_only_fix_threads_placed(p.child.id(), &["fix-store-grow", "fix-store-flush", "castle-link-fee"]);
     p.signal("TERM");
     p.wait_for_line("castle stopped");
+    assert!(p.child.wait().expect("wait").success());
+}
+
+#[test]
+fn gateway_fix_places_the_fix_threads_and_only_them() {
+    assert_may_set_fifo();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let engine =
+        EngineProc::start(&dir.path().join("journal"), &["--demo"]).unwrap_or_else(|e| panic!("castle engine: {e:?}"));
+    let data = dir.path().join("fix-gateway");
+    let data = data.to_str().expect("utf-8 path");
+    let mut args = vec!["gateway-fix", "--engine", &engine.addr, "--fix-listen", "127.0.0.1:0", "--data-dir", data];
+    // --fix-threads left to its default (1 when a placement is given).
+    args.extend_from_slice(&PLACEMENT[2..]);
+    let mut p = Proc::castle(&args);
+    let up = p.wait_for_line("castle gateway-fix is up");
+    let addr = up.split("FIX 4.4 on ").nth(1).and_then(|r| r.split(' ').next()).expect("FIX address").to_string();
+    trade(&addr);
+    // RemoteLink's stream feeder (subscribed to by a castle-fix thread) and its connection.
+    assert_only_fix_threads_placed(p.child.id(), &["fix-store-grow", "castle-remote-s", "castle-remote-g"]);
+    p.signal("TERM");
+    p.wait_for_line("castle gateway-fix stopped");
     assert!(p.child.wait().expect("wait").success());
 }
 
