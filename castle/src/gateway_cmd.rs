@@ -52,6 +52,8 @@ pub struct GatewayFixArgs {
     #[arg(long, env = "CASTLE_DATA_DIR", default_value = "var")]
     pub data_dir: PathBuf,
     #[command(flatten)]
+    pub fix_placement: crate::fix_placement::FixPlacementArgs,
+    #[command(flatten)]
     pub probes: ProbeArgs,
 }
 
@@ -118,6 +120,9 @@ pub(crate) fn term() -> Result<tokio::signal::unix::Signal> {
 }
 
 pub fn run_fix(a: GatewayFixArgs) -> Result<()> {
+    // Before the shared runtime, from this unplaced thread (fix_placement.rs).
+    let fix = a.fix_placement.start()?;
+    let fix_runtime = fix.as_ref();
     runtime()?.block_on(async move {
         let config = match &a.fix_config {
             Some(path) => {
@@ -133,7 +138,7 @@ pub fn run_fix(a: GatewayFixArgs) -> Result<()> {
         let link: Arc<dyn EngineLink> = link(&a.engine, config.gateway_id)?;
         let metrics = Metrics::default();
         let probe = probes(&a.probes, &metrics).await?;
-        let server = castle_gateway_fix::serve(config, link).await.context("starting the FIX gateway")?;
+        let server = crate::fix_placement::serve(fix_runtime, config, link).await?;
         metrics.set_ready(true);
         let term = term()?;
         let fix = server.local_addr().map(|a| a.to_string()).unwrap_or_else(|| "-".into());

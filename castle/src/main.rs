@@ -5,6 +5,7 @@ mod bench_durable;
 mod bench_settlement;
 mod engine_cmd;
 mod engine_demo;
+mod fix_placement;
 mod gateway_cmd;
 mod metrics;
 mod referee_cmd;

@@ -2,7 +2,8 @@
 //!
 //! Today that is the durable engine (journal under `--data-dir/journal`,
 //! recovered at start; see serve_engine.rs) and the FIX 4.4 gateway (tokio)
-//! in front of it. Without `--fix-config` a demo
+//! in front of it (on the shared runtime, or on its own with placed threads:
+//! `--fix-threads/--fix-cpus/--fix-sched`, fix_placement.rs). Without `--fix-config` a demo
 //! configuration is used: plain TCP on `--fix-listen`, sessions
 //! `DEMO1 -> CASTLE` (account 1) and `DEMO2 -> CASTLE` (account 2), both with
 //! password `demo`, session stores under `--data-dir`. The demo instruments
@@ -15,7 +16,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use castle_engine::{Command, InstrumentSpec};
-use castle_gateway_fix::{serve as serve_fix, Config, EngineLink};
+use castle_gateway_fix::{Config, EngineLink};
 use clap::Args;
 
 #[derive(Args)]
@@ -32,6 +33,8 @@ pub struct ServeArgs {
     /// Where local state lives (engine journal and snapshots, FIX session stores, ...).
     #[arg(long, default_value = "var")]
     pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub fix_placement: crate::fix_placement::FixPlacementArgs,
     #[command(flatten)]
     pub md: Box<crate::serve_marketdata::MarketDataArgs>,
     #[command(flatten)]
@@ -67,16 +70,19 @@ pub(crate) fn demo_fix_config(listen: &str, store: &Path) -> String {
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
+    // Before the shared runtime: the FIX runtime's helper threads take the state of the
+    // thread that starts it, which must be unplaced.
+    let fix = args.fix_placement.start()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .thread_name("castle-io")
         .build()
         .context("starting the tokio runtime")?;
-    runtime.block_on(serve(args))
+    runtime.block_on(serve(args, fix.as_ref()))
 }
 
-async fn serve(args: ServeArgs) -> Result<()> {
+async fn serve(args: ServeArgs, fix_runtime: Option<&castle_gateway_fix::FixRuntime>) -> Result<()> {
     let setup = demo_commands();
     let (engine, setup_sent) = crate::serve_engine::start(&args.data_dir, &setup)?;
     let instruments = engine.instruments();
@@ -104,7 +110,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let metrics_server = crate::metrics::serve(&args.metrics, metrics.clone()).await?;
     let settlement = crate::serve_settlement::start(&args.data_dir, link.clone(), &metrics).await?;
     let archive = crate::serve_archive::start(&args.archive, &args.data_dir, link.clone(), &metrics).await?;
-    let server = serve_fix(config, link.clone()).await.context("starting the FIX gateway")?;
+    let server = crate::fix_placement::serve(fix_runtime, config, link.clone()).await?;
     let (rest, rest_lines) = crate::serve_rest::start(&args.rest, link, &args.data_dir).await?;
     let fix = server.local_addr().map(|a| a.to_string()).unwrap_or_else(|| "-".into());
     let fix_tls = server.tls_local_addr().map(|a| a.to_string()).unwrap_or_else(|| "-".into());

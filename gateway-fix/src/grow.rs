@@ -315,6 +315,17 @@ fn grower() -> Option<&'static SyncSender<Job>> {
         .as_ref()
 }
 
+/// Starts the grower and (unless turned off) the flusher now instead of on
+/// first use: threads inherit the CPU affinity and scheduling policy of the
+/// thread that creates them, and these must not inherit a placed FIX
+/// worker's (placement.rs calls this before it starts its runtime).
+pub(crate) fn start_threads() {
+    grower();
+    if write_back_enabled() {
+        flusher();
+    }
+}
+
 pub(crate) const PAGE: u64 = 4096;
 /// Writeback is started once at least this much is final behind the writer
 /// and not yet written back (fewer, larger requests; the writer asks the

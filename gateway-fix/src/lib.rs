@@ -20,6 +20,8 @@
 //! - [`config`]: the session configuration file.
 //! - [`dialect`]: per-version adjustments of outbound messages (FIX 4.2).
 //! - [`server`]: the tokio transport (TCP, TLS) and [`serve`].
+//! - [`placement`]: the gateway on its own runtime, its threads pinned to
+//!   CPUs and/or SCHED_FIFO ([`placement::FixRuntime`]).
 
 pub mod config;
 pub mod dialect;
@@ -31,6 +33,7 @@ mod grow;
 pub mod link;
 mod mapped;
 pub mod orders;
+pub mod placement;
 pub mod server;
 pub mod session;
 pub mod store;
@@ -43,4 +46,5 @@ pub use field::{Field, Timestamp};
 pub use frame::{next_frame, FrameStatus, Message, Parser};
 pub use link::{EngineBatch, EngineLink, EngineRequest, InProcessEngine, LinkError, Origin};
 pub use orders::{OrderLayer, SessionKind, SessionProfile};
+pub use placement::{FixRuntime, Placement, PlacementError};
 pub use server::{serve, ServeError, Server};

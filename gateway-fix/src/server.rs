@@ -61,6 +61,9 @@ pub enum ServeError {
     Link(#[from] crate::link::LinkError),
     #[error("configuration: {0}")]
     Config(String),
+    /// The gateway's own runtime failed to run its start-up (placement.rs).
+    #[error("FIX runtime: {0}")]
+    Runtime(String),
 }
 
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
