@@ -124,16 +124,9 @@ fn serve_places_the_fix_threads_and_only_them() {
     let data = dir.path().to_str().expect("utf-8 path");
     let mut args = vec!["serve", "--fix-listen", "127.0.0.1:0", "--rest-listen", "127.0.0.1:0", "--data-dir", data];
     args.extend_from_slice(&PLACEMENT);
-    let mut p = Proc::castle(&args);
-    let up = p.wait_for_line("castle is up");
-    let addr = up.split("FIX 4.4 on ").nth(1).and_then(|r| r.split(' ').next()).expect("FIX address").to_string();
-    trade(&addr);
     // The session store's helpers and the engine stream's feeders (DurableLink's; the FIX
     // gateway's is subscribed to by a castle-fix thread) are normal threads.
-    assert_only_fix_threads_placed(p.child.id(), &["fix-store-grow", "fix-store-flush", "castle-link-fee"]);
-    p.signal("TERM");
-    p.wait_for_line("castle stopped");
-    assert!(p.child.wait().expect("wait").success());
+    trade_and_check_placement(&args, "castle", &["fix-store-grow", "fix-store-flush", "castle-link-fee"]);
 }
 
 #[test]
@@ -147,14 +140,21 @@ fn gateway_fix_places_the_fix_threads_and_only_them() {
     let mut args = vec!["gateway-fix", "--engine", &engine.addr, "--fix-listen", "127.0.0.1:0", "--data-dir", data];
     // --fix-threads left to its default (1 when a placement is given).
     args.extend_from_slice(&PLACEMENT[2..]);
-    let mut p = Proc::castle(&args);
-    let up = p.wait_for_line("castle gateway-fix is up");
+    // RemoteLink's stream feeder (subscribed to by a castle-fix thread) and its connection.
+    trade_and_check_placement(&args, "castle gateway-fix", &["fix-store-grow", "castle-remote-s", "castle-remote-g"]);
+}
+
+/// Starts `castle ARGS` (which prints "NAME is up: ... FIX 4.4 on ADDR ..." and "NAME stopped"),
+/// trades over FIX, checks that only the castle-fix threads are placed (`unplaced`: helper
+/// threads that must exist and must not be), then stops it with SIGTERM.
+fn trade_and_check_placement(args: &[&str], name: &str, unplaced: &[&str]) {
+    let mut p = Proc::castle(args);
+    let up = p.wait_for_line(&format!("{name} is up"));
     let addr = up.split("FIX 4.4 on ").nth(1).and_then(|r| r.split(' ').next()).expect("FIX address").to_string();
     trade(&addr);
-    // RemoteLink's stream feeder (subscribed to by a castle-fix thread) and its connection.
-    assert_only_fix_threads_placed(p.child.id(), &["fix-store-grow", "castle-remote-s", "castle-remote-g"]);
+    assert_only_fix_threads_placed(p.child.id(), unplaced);
     p.signal("TERM");
-    p.wait_for_line("castle gateway-fix stopped");
+    p.wait_for_line(&format!("{name} stopped"));
     assert!(p.child.wait().expect("wait").success());
 }
 
