@@ -75,6 +75,12 @@ pub struct SettlementBenchArgs {
     /// settings before settle10: `--pg-set backend_flush_after=0 --pg-set min_wal_size=80MB`.
     #[arg(long = "pg-set", value_parser = parse_setting)]
     pub pg_set: Vec<(String, String)>,
+    /// Stop the consumer of a lag run halfway through its measured seconds for this many
+    /// seconds while fills keep arriving, then start a new one (it resumes from the stored
+    /// seq), as after a crash or a deploy; prints how long it took to catch up. The lags of
+    /// the outage are in the run's percentiles.
+    #[arg(long, default_value_t = 0)]
+    pub outage_seconds: u64,
 }
 
 fn parse_setting(s: &str) -> Result<(String, String), String> {
@@ -419,10 +425,10 @@ async fn lag(
     let (lag_batches, _) = stream(a.seed + 1, need + 1_000);
     let src = VecSource::default();
     let metrics = Arc::new(Metrics::default());
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (mut stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let cfg =
         ConsumerConfig { pipeline, flush_interval, max_flush_rows: a.max_flush_rows, ..ConsumerConfig::default() };
-    let task = tokio::spawn(consumer::run(s, src.clone(), cfg, metrics.clone(), stop_rx));
+    let mut task = tokio::spawn(consumer::run(s.clone(), src.clone(), cfg.clone(), metrics.clone(), stop_rx));
     let handed = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let sampler = a.timeline.then(|| tokio::spawn(timeline(handed.clone(), metrics.clone(), a.rate)));
     let pacer = {
@@ -468,6 +474,33 @@ async fn lag(
     } else {
         None
     };
+    let outage = if a.outage_seconds > 0 {
+        let at = warmup + a.rate * a.seconds / 2;
+        while handed.load(Relaxed) < at && !pacer.is_finished() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let _ = stop_tx.send(true);
+        task.await?.context("consumer (stopped for the outage)")?;
+        tokio::time::sleep(Duration::from_secs(a.outage_seconds)).await;
+        let restarted = Instant::now();
+        let owed = handed.load(Relaxed);
+        let backlog = owed.saturating_sub(metrics.fills.load(Relaxed));
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        stop_tx = tx;
+        task = tokio::spawn(consumer::run(s.clone(), src.clone(), cfg, metrics.clone(), rx));
+        // Caught up: everything handed over before the restart is settled, and the backlog
+        // is back under what 20 ms of the rate brings (the steady state's p50 is ~8 ms).
+        let steady = (a.rate / 50).max(1);
+        while metrics.fills.load(Relaxed) < owed
+            || handed.load(Relaxed).saturating_sub(metrics.fills.load(Relaxed)) >= steady
+        {
+            anyhow::ensure!(!task.is_finished(), "the restarted consumer stopped early");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        Some((backlog, restarted.elapsed(), steady))
+    } else {
+        None
+    };
     let sent =
         tokio::task::spawn_blocking(move || pacer.join()).await?.map_err(|_| anyhow::anyhow!("pacer panicked"))?;
     let last = src.last_seq();
@@ -487,6 +520,14 @@ async fn lag(
             w.value_at_quantile(0.5) as f64 / 1e3,
             w.value_at_quantile(0.99) as f64 / 1e3,
             w.max() as f64 / 1e3
+        );
+    }
+    if let Some((backlog, caught_up, steady)) = outage {
+        println!(
+            "{name:<12} outage: consumer stopped for {} s halfway; {backlog} fills waiting at the restart, caught up (all of them settled and the backlog under {steady} fills) {:.2} s after it: {:.0} fills/s settled meanwhile",
+            a.outage_seconds,
+            caught_up.as_secs_f64(),
+            (backlog as f64 + a.rate as f64 * caught_up.as_secs_f64()) / caught_up.as_secs_f64().max(1e-9)
         );
     }
     let h = metrics.lag_us.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
