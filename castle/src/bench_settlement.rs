@@ -170,6 +170,13 @@ fn stream(seed: u64, fills: u64) -> (Vec<EngineBatch>, u64) {
     (batches, s.fills)
 }
 
+/// The stream of the throughput rows (built once, by the first row that needs it).
+fn throughput_stream(a: &SettlementBenchArgs) -> (Vec<EngineBatch>, u64) {
+    let s = stream(a.seed, a.fills);
+    println!("stream: {} commands, {} fills", s.0.len(), s.1);
+    s
+}
+
 async fn throughput<S: Store + Clone>(
     store: S,
     batches: &[EngineBatch],
@@ -348,11 +355,7 @@ pub fn run(a: SettlementBenchArgs) -> Result<()> {
                 let ceiling = castle_settlement::postgres::copy_ceiling(&ceiling_url, 1_000_000).await?;
                 println!("{:<40} {ceiling:>10.0} rows/s  (binary COPY, 10 BIGINT columns, no index: this server now)", "reference");
             } else if let Some((label, mode, timing, extra, before)) = copy_row {
-                let (batches, fills) = copy_stream.get_or_insert_with(|| {
-                    let s = stream(a.seed, a.fills);
-                    println!("stream: {} commands, {} fills", s.0.len(), s.1);
-                    s
-                });
+                let (batches, fills) = copy_stream.get_or_insert_with(|| throughput_stream(&a));
                 let fills = *fills;
                 let db = format!("castle_bench_run{run}");
                 let s = pg_store(&admin, &db, mode, extra, before).await?;
@@ -387,7 +390,7 @@ pub fn run(a: SettlementBenchArgs) -> Result<()> {
                     println!("  {label}: {:.0}x the one-transaction-per-command baseline", rate / base_rate);
                 }
             } else if name == "sqlite" {
-                let (batches, fills) = copy_stream.get_or_insert_with(|| stream(a.seed, a.fills));
+                let (batches, fills) = copy_stream.get_or_insert_with(|| throughput_stream(&a));
                 let fills = *fills;
                 let dir = tempfile::tempdir()?;
                 let s = SqliteStore::open(dir.path().join("bench.sqlite"))?;
@@ -467,7 +470,7 @@ async fn lag(
         }
         let lag = std::mem::replace(
             &mut *metrics.lag_us.lock().map_err(|_| anyhow::anyhow!("poisoned"))?,
-            castle_settlement::metrics::lag_histogram(),
+            castle_settlement::metrics::micros_histogram(),
         );
         *metrics.stage_us.lock().map_err(|_| anyhow::anyhow!("poisoned"))? = Default::default();
         Some(lag)

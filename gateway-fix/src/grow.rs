@@ -46,6 +46,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 
+/// The page size the store grows, faults in and writes back by.
+pub(crate) const PAGE: u64 = 4096;
 /// How far ahead of the writer's end the grower keeps the file ready.
 pub(crate) const AHEAD: u64 = 4 << 20;
 /// One growth step: the file grows by at least this much at a time.
@@ -205,7 +207,7 @@ impl BodyFile {
             if st.closed || st.len >= want {
                 return;
             }
-            let to = (st.len + STEP).next_multiple_of(4096);
+            let to = (st.len + STEP).next_multiple_of(PAGE);
             match self.grow_locked(&mut st, to) {
                 Ok(()) => {
                     self.grower_steps.fetch_add(1, Ordering::Relaxed);
@@ -243,7 +245,7 @@ impl BodyFile {
 /// So the lead stays dirty. (The 14 are not this file: the same with the
 /// writeback off; they are the heap growing under the in-memory index.)
 fn prefault(st: &GrowState, from: u64, to: u64) {
-    let first = from.next_multiple_of(4096);
+    let first = from.next_multiple_of(PAGE);
     let end = to.min(st.map_len as u64);
     let mut page = first;
     while page < end {
@@ -256,7 +258,7 @@ fn prefault(st: &GrowState, from: u64, to: u64) {
         // is zero (the tail past the last record), so storing zero changes
         // nothing a reader of the file could see.
         unsafe { std::ptr::write_volatile((st.map_addr + page as usize) as *mut u8, 0) };
-        page += 4096;
+        page += PAGE;
     }
 }
 
@@ -326,7 +328,6 @@ pub(crate) fn start_threads() {
     }
 }
 
-pub(crate) const PAGE: u64 = 4096;
 /// Writeback is started once at least this much is final behind the writer
 /// and not yet written back (fewer, larger requests; the writer asks the
 /// grower once per [`STEP`] anyway).

@@ -20,9 +20,7 @@ pub struct StageHistograms(pub [Histogram<u64>; 6]);
 
 impl Default for StageHistograms {
     fn default() -> Self {
-        StageHistograms(std::array::from_fn(|_| {
-            Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
-        }))
+        StageHistograms(std::array::from_fn(|_| micros_histogram()))
     }
 }
 
@@ -72,7 +70,7 @@ impl Default for Metrics {
             fills: AtomicU64::new(0),
             entries: AtomicU64::new(0),
             retries: AtomicU64::new(0),
-            lag_us: Mutex::new(lag_histogram()),
+            lag_us: Mutex::new(micros_histogram()),
             stage_us: Mutex::new(StageHistograms::default()),
         }
     }
@@ -82,9 +80,14 @@ pub(crate) fn now_nanos() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
 }
 
-/// An empty lag histogram (microseconds, 1 us to 10 min, 3 significant digits).
-pub fn lag_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
+/// Largest value the lag and stage histograms hold: 10 minutes in microseconds (a larger
+/// value is recorded as this).
+const MAX_US: u64 = 600_000_000;
+
+/// An empty histogram of the kind the lag and the flush stages use (microseconds, 1 us to
+/// [`MAX_US`], 3 significant digits).
+pub fn micros_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_US, 3).expect("valid histogram bounds")
 }
 
 impl Metrics {
@@ -108,10 +111,10 @@ impl Metrics {
         if let Ok(mut h) = self.lag_us.lock() {
             if f.batch_ts.is_empty() {
                 // A flush built by hand: count it once, at its oldest batch.
-                let _ = h.record((now.saturating_sub(f.first_ts) / 1_000).clamp(1, 600_000_000));
+                let _ = h.record((now.saturating_sub(f.first_ts) / 1_000).clamp(1, MAX_US));
             }
             for ts in &f.batch_ts {
-                let _ = h.record((now.saturating_sub(*ts) / 1_000).clamp(1, 600_000_000));
+                let _ = h.record((now.saturating_sub(*ts) / 1_000).clamp(1, MAX_US));
             }
         }
     }
@@ -121,7 +124,7 @@ impl Metrics {
     pub(crate) fn stages(&self, queued: std::time::Duration, st: &FlushStages) {
         if let Ok(mut h) = self.stage_us.lock() {
             for (k, d) in [queued, st.begin, st.append, st.wait, st.settle, st.commit].into_iter().enumerate() {
-                let _ = h.0[k].record((d.as_micros() as u64).clamp(1, 600_000_000));
+                let _ = h.0[k].record((d.as_micros() as u64).clamp(1, MAX_US));
             }
         }
     }

@@ -106,9 +106,7 @@ impl PgCluster {
     /// initdb + start with [`SERVER_SETTINGS`]. `fsync` and `synchronous_commit` on (the
     /// defaults): benchmarks measure durable commits.
     pub fn start() -> Result<PgCluster, String> {
-        let mut c = Self::init()?;
-        c.first_start()?;
-        Ok(c)
+        Self::start_with_overrides(&[])
     }
 
     /// Like [`start`](Self::start) with PostgreSQL's default settings (benchmark comparison).
